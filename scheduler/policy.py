@@ -1,0 +1,131 @@
+"""The ``Policy`` seam: pure decision logic from an :class:`Observation` to a :class:`Decision`.
+
+Policies never do I/O and never read the wall clock: ``now_s`` arrives in the observation,
+so the same policy runs under the live daemon (wall clock) and the simulator (sim clock).
+A policy may keep incremental state between ticks; ``state_dict`` / ``load_state_dict``
+let the daemon persist it and resume after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from testbed.config import Limits
+from testbed.platform import Workflow
+
+__all__ = [
+    "Decision",
+    "FunctionDecision",
+    "FunctionObservation",
+    "Observation",
+    "Policy",
+]
+
+
+@dataclass(frozen=True)
+class FunctionObservation:
+    """What the daemon saw of one function during the last tick.
+
+    Args:
+        arrivals: requests that reached the gateway for this function during the tick.
+        completions: requests that finished during the tick.
+        errors: requests that finished with an error during the tick.
+        cold_starts: requests that waited for a replica to start during the tick.
+        inflight: requests in the gateway now (running + queued).
+        queued: requests waiting for a free replica now.
+        mean_service_s: mean latency of requests completed in the tick (None if none).
+        replicas_ready / replicas_starting: replica counts now.
+        target_replicas: the platform's current target.
+        limits: current per-replica limits.
+        max_inflight: concurrent requests one replica accepts.
+        min_replicas / max_replicas: scale bounds from the labels.
+    """
+
+    name: str
+    arrivals: int = 0
+    completions: int = 0
+    errors: int = 0
+    cold_starts: int = 0
+    inflight: int = 0
+    queued: int = 0
+    mean_service_s: float | None = None
+    replicas_ready: int = 0
+    replicas_starting: int = 0
+    target_replicas: int = 0
+    limits: Limits = field(default_factory=Limits)
+    max_inflight: int = 1
+    min_replicas: int = 0
+    max_replicas: int = 20
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One tick's view of the platform.
+
+    Args:
+        now_s: the clock's time at the end of the tick (seconds; wall or simulated).
+        tick_s: the tick length in seconds.
+        functions: per-function observations, keyed by function name.
+        workflows: workflow DAGs (with QoS) deployed on the platform, keyed by name.
+    """
+
+    now_s: float
+    tick_s: float
+    functions: Mapping[str, FunctionObservation]
+    workflows: Mapping[str, Workflow] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.tick_s > 0:
+            raise ValueError(f"tick_s must be positive, got {self.tick_s}")
+
+
+@dataclass(frozen=True)
+class FunctionDecision:
+    """Target for one function: warm replicas (``None`` = leave as is) and optional limits."""
+
+    replicas: int | None = None
+    limits: Limits | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.replicas is not None and self.replicas < 0:
+            raise ValueError(f"replicas must be >= 0, got {self.replicas}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A policy's answer for one tick. An invalid decision is logged and not actuated."""
+
+    functions: Mapping[str, FunctionDecision] = field(default_factory=dict)
+    valid: bool = True
+    reason: str = ""
+
+    @classmethod
+    def decline(cls, reason: str) -> Decision:
+        return cls(valid=False, reason=reason)
+
+
+class Policy:
+    """Base class for scheduling policies.
+
+    Subclasses set ``name`` and ``description`` and implement :meth:`decide`. Constructor
+    keyword arguments are the policy's parameters (``--param k=v`` on the CLI); they must
+    have defaults and type hints so the registry can list and parse them.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def decide(self, observation: Observation) -> Decision:
+        """Return the decision for this tick. Must not do I/O."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state to persist between daemon restarts."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        del state

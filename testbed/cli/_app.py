@@ -1,0 +1,75 @@
+"""The CLI's context object: settings and a platform factory, handed to every command."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from testbed.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, aquatope_home
+
+if TYPE_CHECKING:
+    from testbed.backends.openfaas import OpenFaaSPlatform
+
+__all__ = ["App", "pass_app"]
+
+
+@dataclass
+class App:
+    """Settings shared by all commands."""
+
+    home: Path
+    gateway_url_option: str | None
+
+    @classmethod
+    def create(cls, *, home: str | None, gateway_url: str | None) -> App:
+        path = Path(home) if home else aquatope_home()
+        if home:
+            os.environ["AQUATOPE_HOME"] = str(path)
+        return cls(home=path, gateway_url_option=gateway_url)
+
+    @property
+    def gateway_file(self) -> Path:
+        """Written by `aquatope up`: pid, url and backend of the running gateway."""
+        return self.home / "gateway.json"
+
+    def running_gateway(self) -> dict[str, object] | None:
+        try:
+            return json.loads(self.gateway_file.read_text())  # type: ignore[no-any-return]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    @property
+    def gateway_url(self) -> str:
+        if self.gateway_url_option:
+            return self.gateway_url_option.rstrip("/")
+        info = self.running_gateway()
+        if info and isinstance(info.get("url"), str):
+            return str(info["url"])
+        return f"http://{DEFAULT_HOST}:{DEFAULT_GATEWAY_PORT}"
+
+    def password(self) -> str:
+        from testbed.gateway.auth import read_password
+
+        env = os.environ.get("OPENFAAS_PASSWORD")
+        if env:
+            return env
+        password = read_password(self.home)
+        if password is None:
+            raise click.ClickException(
+                f"no gateway password in {self.home}; start one with `aquatope up`"
+            )
+        return password
+
+    def platform(self) -> OpenFaaSPlatform:
+        """A client of the gateway (ours or a real OpenFaaS)."""
+        from testbed.backends.openfaas import OpenFaaSPlatform
+
+        return OpenFaaSPlatform(self.gateway_url, password=self.password())
+
+
+pass_app = click.make_pass_decorator(App)

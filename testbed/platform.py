@@ -1,0 +1,317 @@
+"""The ``Platform`` protocol: the one seam every backend (local, docker, openfaas, sim) implements.
+
+The scheduler daemon, the experiment runner and the CLI only ever talk to a ``Platform``.
+All types here are plain frozen dataclasses so they can cross process and package
+boundaries (the scheduler imports this module and nothing else from ``testbed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from testbed.config import DEFAULT_MAX_INFLIGHT, Limits, ScaleBounds
+from testbed.errors import ConfigError
+
+__all__ = [
+    "QoS",
+    "Stage",
+    "Workflow",
+    "WorkflowMix",
+    "FunctionMetrics",
+    "FunctionSpec",
+    "FunctionStatus",
+    "InvokeResult",
+    "MetricsSnapshot",
+    "Platform",
+    "ReplicaInfo",
+    "ReplicaState",
+]
+
+ReplicaState = Literal["starting", "ready", "stopping", "failed", "oom-killed"]
+
+LABEL_SCALE_MIN = "com.openfaas.scale.min"
+LABEL_SCALE_MAX = "com.openfaas.scale.max"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What to deploy: one function, as in a ``stack.yml`` entry or an OpenFaaS deploy body.
+
+    Args:
+        name: function (service) name, DNS-label style.
+        image: container image (docker/openfaas backends); the local backend ignores it.
+        handler: path of the handler directory (holding ``handler.py``), for local/docker.
+        env: environment variables for every replica (``envVars``).
+        labels: OpenFaaS labels; ``com.openfaas.scale.min/max`` set the scale bounds.
+        annotations: free-form annotations.
+        limits: per-replica limits (enforced through cgroups where possible).
+        requests: per-replica requests (recorded, used for cost when limits are unset).
+        max_inflight: concurrent requests one replica accepts; the gateway queues the rest.
+    """
+
+    name: str
+    image: str = ""
+    handler: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    requests: Limits = field(default_factory=Limits)
+    max_inflight: int = DEFAULT_MAX_INFLIGHT
+
+    def __post_init__(self) -> None:
+        from testbed._names import check_name
+
+        check_name(self.name, what="function name")
+        if self.max_inflight < 1:
+            raise ConfigError(f"{self.name}: max_inflight must be >= 1, got {self.max_inflight}")
+        self.scale_bounds  # noqa: B018 - validates the labels
+
+    @property
+    def scale_bounds(self) -> ScaleBounds:
+        """Bounds from the ``com.openfaas.scale.min/max`` labels."""
+        try:
+            lo = int(self.labels.get(LABEL_SCALE_MIN, 0))
+            hi = int(self.labels.get(LABEL_SCALE_MAX, ScaleBounds().max))
+        except ValueError:
+            raise ConfigError(f"{self.name}: scale labels must be integers") from None
+        return ScaleBounds(min=lo, max=hi)
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """One running (or starting) instance of a function."""
+
+    id: str
+    state: ReplicaState
+    address: str = ""
+    started_at: float = 0.0
+    ready_at: float | None = None
+    startup_s: float | None = None
+    inflight: int = 0
+    container_id: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class FunctionStatus:
+    """The observable state of one deployed function."""
+
+    name: str
+    spec: FunctionSpec
+    target_replicas: int
+    replicas_ready: int
+    replicas_starting: int
+    limits: Limits
+    limits_enforced: bool
+    invocation_count: int = 0
+    replicas: tuple[ReplicaInfo, ...] = ()
+    limits_detail: str = ""
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """The answer to one function or workflow invocation."""
+
+    status_code: int
+    body: bytes
+    headers: Mapping[str, str]
+    cold_start: bool
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def json(self) -> object:
+        import json
+
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class FunctionMetrics:
+    """Cumulative counters and current gauges for one function (since the gateway started).
+
+    Counters are monotonic, so an observer gets per-interval figures by differencing
+    two snapshots.
+    """
+
+    started: int = 0
+    completed: int = 0
+    errors: int = 0
+    cold_starts: int = 0
+    duration_sum_s: float = 0.0
+    inflight: int = 0
+    queued: int = 0
+    replicas_ready: int = 0
+    replicas_starting: int = 0
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """Metrics of every function at one instant ``at_s`` (platform clock, seconds)."""
+
+    at_s: float
+    functions: Mapping[str, FunctionMetrics]
+
+
+@runtime_checkable
+class Platform(Protocol):
+    """A FaaS platform the testbed can deploy to, scale, resize and invoke.
+
+    Every backend passes ``tests/contract/test_platform.py``. Methods raise
+    :class:`testbed.errors.PlatformError` subclasses, never third-party errors.
+    """
+
+    def deploy(self, spec: FunctionSpec) -> None:
+        """Create the function, or update it in place when it exists."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """Delete the function and stop all its replicas."""
+        ...
+
+    def list(self) -> list[FunctionStatus]:
+        """Status of every deployed function."""
+        ...
+
+    def status(self, name: str) -> FunctionStatus:
+        """Status of one function. Raises ``FunctionNotFound``."""
+        ...
+
+    def scale(self, name: str, *, replicas: int) -> None:
+        """Set the target number of replicas (0 scales to zero)."""
+        ...
+
+    def set_limits(self, name: str, limits: Limits) -> None:
+        """Change per-replica limits, live where the backend can."""
+        ...
+
+    def invoke(
+        self,
+        name: str,
+        payload: bytes = b"",
+        *,
+        workflow: bool = False,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> InvokeResult:
+        """Invoke a function (or, with ``workflow=True``, a workflow) synchronously."""
+        ...
+
+    def metrics(self) -> MetricsSnapshot:
+        """Cumulative per-function counters and current gauges."""
+        ...
+
+    def close(self) -> None:
+        """Release what this client opened. Idempotent."""
+        ...
+
+
+@dataclass(frozen=True)
+class QoS:
+    """A workflow's end-to-end latency target: the ``percentile`` latency must stay <= ``target_s``."""
+
+    target_s: float
+    percentile: float = 95.0
+
+    def __post_init__(self) -> None:
+        if not self.target_s > 0:
+            raise ConfigError(f"qos.target_s must be positive, got {self.target_s!r}")
+        if not 0 < self.percentile <= 100:
+            raise ConfigError(f"qos.percentile must be in (0, 100], got {self.percentile!r}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One node of a workflow DAG: a call of ``function`` after every stage in ``after``."""
+
+    name: str
+    function: str
+    after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A DAG of function calls with an end-to-end QoS target.
+
+    Root stages receive the invocation's body. A stage with one predecessor receives that
+    predecessor's output; a join receives a JSON object ``{stage name: output}``. The
+    workflow's output is its single sink's output, or ``{sink name: output}``.
+    """
+
+    name: str
+    qos: QoS
+    stages: tuple[Stage, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.stages]
+        if not names:
+            raise ConfigError(f"workflow {self.name!r}: needs at least one stage")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"workflow {self.name!r}: stage names must be unique")
+        known = set(names)
+        for stage in self.stages:
+            for dep in stage.after:
+                if dep not in known:
+                    raise ConfigError(
+                        f"workflow {self.name!r}: stage {stage.name!r} runs after unknown "
+                        f"stage {dep!r}"
+                    )
+        self.topological_order()  # raises on cycles
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        """Distinct functions the workflow calls, in stage order."""
+        return tuple(dict.fromkeys(s.function for s in self.stages))
+
+    def topological_order(self) -> list[Stage]:
+        """Stages ordered so each comes after its dependencies. Raises on a cycle."""
+        by_name = {s.name: s for s in self.stages}
+        done: list[Stage] = []
+        seen: set[str] = set()
+        visiting: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in seen:
+                return
+            if name in visiting:
+                raise ConfigError(f"workflow {self.name!r}: cycle through stage {name!r}")
+            visiting.add(name)
+            for dep in by_name[name].after:
+                visit(dep)
+            visiting.discard(name)
+            seen.add(name)
+            done.append(by_name[name])
+
+        for stage in self.stages:
+            visit(stage.name)
+        return done
+
+    def successors(self, stage: str) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages if stage in s.after)
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages if not s.after)
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages if not self.successors(s.name))
+
+
+@dataclass(frozen=True)
+class WorkflowMix:
+    """A request mix over several workflows (e.g. the social network's 20/40/40)."""
+
+    name: str
+    weights: Mapping[str, float]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.weights or any(not w > 0 for w in self.weights.values()):
+            raise ConfigError(f"mix {self.name!r}: weights must be positive and non-empty")
