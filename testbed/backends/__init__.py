@@ -1,0 +1,65 @@
+"""Backends and the one factory that picks them: :func:`connect`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import ConfigError
+from testbed.platform import Platform
+
+__all__ = ["BACKENDS", "connect"]
+
+BACKENDS = ("local", "docker", "openfaas", "sim")
+
+
+def connect(backend: str = "local", **options: Any) -> Platform:
+    """Open a Platform.
+
+    - ``"local"`` / ``"docker"``: start a private gateway process on a free loopback port
+      (replicas as processes or containers); closing the platform stops it and its replicas.
+      Options: ``state_dir``, ``workflows_dir``, ``port``, ``cold_start_timeout_s``.
+    - ``"openfaas"``: a client of an existing gateway (ours or a real OpenFaaS). Options:
+      ``url``, ``password``, ``username``.
+    - ``"sim"``: the in-memory simulator; options go to ``SimPlatform``.
+
+    Raises:
+        ConfigError: unknown backend or option.
+        BackendUnavailable: the gateway or engine could not be started or reached.
+    """
+    if backend in ("local", "docker"):
+        from testbed.backends.launch import start_gateway
+        from testbed.backends.openfaas import OpenFaaSPlatform
+        from testbed.gateway.auth import ensure_password
+
+        allowed = {"state_dir", "workflows_dir", "port", "cold_start_timeout_s"}
+        unknown = set(options) - allowed
+        if unknown:
+            raise ConfigError(f"connect({backend!r}): unknown option(s) {sorted(unknown)}")
+        state_dir = Path(options["state_dir"]) if options.get("state_dir") else None
+        if state_dir is None:
+            from testbed.config import aquatope_home
+
+            state_dir = aquatope_home()
+        password = ensure_password(state_dir)
+        gateway = start_gateway(
+            backend=backend,
+            port=int(options.get("port", 0)),
+            state_dir=state_dir,
+            workflows_dir=Path(options["workflows_dir"]) if options.get("workflows_dir") else None,
+            cold_start_timeout_s=options.get("cold_start_timeout_s"),
+        )
+        platform = OpenFaaSPlatform(gateway.url, password=password)
+        platform.own(gateway)
+        return platform
+    if backend == "openfaas":
+        from testbed.backends.openfaas import OpenFaaSPlatform
+
+        if "url" not in options:
+            raise ConfigError("connect('openfaas') needs url=...")
+        return OpenFaaSPlatform(options.pop("url"), **options)
+    if backend == "sim":
+        from testbed.backends.sim import SimPlatform
+
+        return SimPlatform(**options)  # type: ignore[no-any-return]
+    raise ConfigError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")

@@ -1,0 +1,214 @@
+"""The ``local`` runtime: each replica is an OS process running ``python -m testbed.runner``.
+
+Replicas listen on loopback ports chosen by the kernel. Limits are enforced through cgroups
+when this process may create them (root, or a delegated v2 subtree), otherwise they are
+recorded and reported as advisory. Replicas get ``PR_SET_PDEATHSIG`` so they die with the
+gateway, and their pids are recorded so a later ``up`` can kill leftovers of a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from testbed.backends.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
+from testbed.backends.cgroups import CgroupTree, detect
+from testbed.config import Limits, aquatope_home
+from testbed.errors import DeployError
+from testbed.platform import FunctionSpec
+
+__all__ = ["LocalRuntime", "kill_recorded_replicas"]
+
+_PR_SET_PDEATHSIG = 1
+READY_TIMEOUT_S = 120.0
+
+
+def _child_setup(cgroup_procs: list[str]) -> None:
+    """Runs in the child between fork and exec: join cgroups, die with the parent."""
+    for path in cgroup_procs:
+        with open(path, "w") as fh:
+            fh.write(str(os.getpid()))
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _pids_file(state_dir: Path) -> Path:
+    return state_dir / "local-replicas.json"
+
+
+def kill_recorded_replicas(state_dir: Path | None = None) -> int:
+    """Kill replica processes recorded by an earlier gateway that did not shut down cleanly."""
+    path = _pids_file(state_dir or aquatope_home())
+    try:
+        recorded = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    killed = 0
+    for entry in recorded.values():
+        pid = int(entry["pid"])
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"testbed.runner" in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    path.unlink(missing_ok=True)
+    return killed
+
+
+class LocalRuntime(ReplicaRuntime):
+    """Replicas as local processes, limited with cgroups when possible."""
+
+    name = "local"
+
+    def __init__(self, *, state_dir: Path | None = None, use_cgroups: bool = True) -> None:
+        self.state_dir = state_dir or aquatope_home()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir = self.state_dir / "logs"
+        self.logs_dir.mkdir(exist_ok=True)
+        self.cgroups: CgroupTree | None = detect(f"aquatope-{os.getpid()}") if use_cgroups else None
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._recorded: dict[str, dict[str, object]] = {}
+
+    @property
+    def limits_enforced(self) -> bool:
+        return self.cgroups is not None
+
+    def _record(self) -> None:
+        path = _pids_file(self.state_dir)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._recorded))
+        os.replace(tmp, path)
+
+    async def start_replica(
+        self, spec: FunctionSpec, replica_id: str, limits: Limits
+    ) -> ReplicaHandle:
+        started_at = time.time()
+        env = dict(os.environ)
+        env.update(spec.env)
+        threads = max(1, int(limits.cpu_cores or 1))
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+        env["AQUATOPE_SPAWN_TS"] = repr(started_at)
+        env["AQUATOPE_FUNCTION"] = spec.name
+        env["AQUATOPE_REPLICA_ID"] = replica_id
+        env["PYTHONUNBUFFERED"] = "1"
+        procs_files: list[str] = []
+        if self.cgroups is not None:
+            self.cgroups.create(replica_id)
+            self.cgroups.set_limits(replica_id, limits)
+            procs_files = sorted(
+                {
+                    str(self.cgroups.cpu_root / replica_id / "cgroup.procs"),
+                    str(self.cgroups.memory_root / replica_id / "cgroup.procs"),
+                }
+            )
+        log_path = self.logs_dir / f"{replica_id}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "testbed.runner",
+                "--handler",
+                spec.handler,
+                "--function",
+                spec.name,
+                "--port",
+                "0",
+                "--max-inflight",
+                str(spec.max_inflight),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                stdin=asyncio.subprocess.DEVNULL,
+                env=env,
+                cwd=spec.handler or None,
+                preexec_fn=lambda: _child_setup(procs_files),
+            )
+        except OSError as exc:
+            log.close()
+            raise DeployError(f"{spec.name}: cannot start replica: {exc}") from None
+        finally:
+            if not log.closed:
+                log.close()
+        self._procs[replica_id] = proc
+        self._recorded[replica_id] = {"pid": proc.pid, "function": spec.name}
+        self._record()
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S)
+            ready = json.loads(line) if line else {}
+        except (TimeoutError, json.JSONDecodeError):
+            ready = {}
+        if ready.get("event") != "ready":
+            await self._kill(replica_id)
+            tail = log_path.read_text(errors="replace")[-600:].strip().splitlines()
+            reason = tail[-1] if tail else "exited before it was ready"
+            raise DeployError(f"{spec.name}: replica failed to start: {reason}")
+        ready_at = time.time()
+        return ReplicaHandle(
+            function=spec.name,
+            replica_id=replica_id,
+            address=f"http://127.0.0.1:{ready['port']}",
+            started_at=started_at,
+            ready_at=ready_at,
+            startup_s=float(ready.get("startup_s", ready_at - started_at)),
+            pid=proc.pid,
+        )
+
+    async def _kill(self, replica_id: str) -> None:
+        proc = self._procs.pop(replica_id, None)
+        self._recorded.pop(replica_id, None)
+        self._record()
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 2.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self.cgroups is not None:
+            self.cgroups.remove(replica_id)
+
+    async def stop_replica(self, handle: ReplicaHandle) -> None:
+        await self._kill(handle.replica_id)
+
+    async def apply_limits(self, handle: ReplicaHandle, limits: Limits) -> LimitsOutcome:
+        if self.cgroups is None:
+            return LimitsOutcome(False, "no writable cgroup hierarchy: limits are advisory")
+        self.cgroups.set_limits(handle.replica_id, limits)
+        return LimitsOutcome(True, f"cgroup v{self.cgroups.version}")
+
+    async def exit_status(self, handle: ReplicaHandle) -> ExitStatus | None:
+        proc = self._procs.get(handle.replica_id)
+        if proc is None:
+            return ExitStatus(False, "stopped")
+        if proc.returncode is None:
+            return None
+        oom = self.cgroups is not None and self.cgroups.oom_kills(handle.replica_id) > 0
+        code = proc.returncode
+        detail = "OOM-killed (memory limit too small)" if oom else f"exited with code {code}"
+        return ExitStatus(oom, detail)
+
+    async def close(self) -> None:
+        for replica_id in list(self._procs):
+            await self._kill(replica_id)
+        if self.cgroups is not None:
+            for root in {self.cgroups.cpu_root, self.cgroups.memory_root}:
+                with contextlib.suppress(OSError):
+                    root.rmdir()
+        _pids_file(self.state_dir).unlink(missing_ok=True)
+

@@ -1,0 +1,327 @@
+"""The OpenFaaS-compatible HTTP API (aiohttp), and the gateway process entry point.
+
+Routes (DESIGN.md §6): ``/healthz``, ``/system/info``, ``/system/functions`` (GET, POST, PUT,
+DELETE), ``/system/function/{name}``, ``/system/scale-function/{name}``,
+``/function/{name}[/path]``, ``/async-function/{name}``, ``/workflow/{name}``, ``/metrics``.
+``/system/*`` needs basic auth (user ``admin``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from testbed.config import GatewayConfig, Limits
+from testbed.errors import ConfigError, FunctionNotFound, PlatformError
+from testbed.gateway.auth import check_basic_auth, ensure_password
+from testbed.gateway.core import Gateway, create_runtime
+from testbed.gateway.metrics import GatewayCollector, render_metrics
+from testbed.gateway.models import parse_delete, parse_deploy, parse_scale, status_json
+
+__all__ = ["build_app", "main", "serve"]
+
+log = logging.getLogger("aquatope.gateway")
+
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+VERSION = "0.1.0"
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, content_type="application/json"
+    )
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.Response(text=message + "\n", status=status, content_type="text/plain")
+
+
+async def _body_json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"body: invalid JSON ({exc})") from None
+
+
+def _auth_middleware(password: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.startswith("/system/") and not check_basic_auth(
+            request.headers.get("Authorization"), password
+        ):
+            return web.Response(
+                status=401,
+                text="Unauthorized: /system/* needs basic auth (user admin)\n",
+                headers={"WWW-Authenticate": 'Basic realm="aquatope"'},
+            )
+        try:
+            return await handler(request)
+        except ConfigError as exc:
+            return _error(400, str(exc))
+        except FunctionNotFound as exc:
+            return _error(404, str(exc))
+        except PlatformError as exc:
+            return _error(409 if "already exists" in str(exc) else 500, str(exc))
+
+    return middleware
+
+
+def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) -> web.Application:
+    """The aiohttp application serving ``gateway``."""
+    app = web.Application(middlewares=[_auth_middleware(password)], client_max_size=64 * 2**20)
+    app[GATEWAY_KEY] = gateway
+    collector = GatewayCollector(lambda: gateway.pools, lambda: gateway.workflow_counts)
+    background: set[asyncio.Task[Any]] = set()
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def info(request: web.Request) -> web.Response:
+        return _json(
+            {
+                "provider": {
+                    "provider": "aquatope-testbed",
+                    "orchestration": gateway.runtime.name,
+                    "version": {"release": VERSION, "sha": ""},
+                },
+                "version": {"release": VERSION, "sha": "", "commit_message": ""},
+                "arch": platform.machine(),
+            }
+        )
+
+    async def list_functions(request: web.Request) -> web.Response:
+        return _json([status_json(gateway.status(name)) for name in sorted(gateway.pools)])
+
+    async def deploy(request: web.Request) -> web.Response:
+        spec = parse_deploy(await _body_json(request), functions_dir=functions_dir)
+        await gateway.deploy(spec, update=request.method == "PUT")
+        return web.Response(status=202)
+
+    async def delete(request: web.Request) -> web.Response:
+        await gateway.remove(parse_delete(await _body_json(request)))
+        return web.Response(status=202)
+
+    async def function_status(request: web.Request) -> web.Response:
+        return _json(status_json(gateway.status(request.match_info["name"])))
+
+    async def scale(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        replicas = parse_scale(await _body_json(request), name)
+        gateway.pool(name).set_target(replicas)
+        return web.Response(status=202)
+
+    async def limits(request: web.Request) -> web.Response:
+        """Testbed extension: ``{"cpu": "0.5", "memory": "256Mi"}`` applied live."""
+        name = request.match_info["name"]
+        body = await _body_json(request)
+        await gateway.set_limits(name, Limits.from_openfaas(body, where="body"))
+        return web.Response(status=202)
+
+    async def invoke(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        tail = request.match_info.get("tail", "")
+        result = await gateway.call(
+            name,
+            await request.read(),
+            method=request.method,
+            path="/" + tail,
+            query=request.query_string,
+            headers=request.headers,
+        )
+        headers = dict(result.headers)
+        headers["X-Cold-Start"] = "true" if result.cold_start else "false"
+        headers["X-Duration-Seconds"] = f"{result.end_s - result.start_s:.6f}"
+        headers["X-Start-Time"] = str(int(result.start_s * 1e9))
+        return web.Response(body=result.body, status=result.status, headers=headers)
+
+    async def invoke_async(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        gateway.pool(name)  # 404 now rather than later
+        callback = request.headers.get("X-Callback-Url")
+        if callback:
+            _check_callback(callback)
+        body = await request.read()
+        call_id = request.headers.get("X-Call-Id") or str(uuid.uuid4())
+
+        async def run() -> None:
+            result = await gateway.call(name, body)
+            if callback and gateway._session is not None:
+                headers = {
+                    "X-Call-Id": call_id,
+                    "X-Function-Status": str(result.status),
+                    "X-Function-Name": name,
+                    "X-Cold-Start": "true" if result.cold_start else "false",
+                }
+                try:
+                    async with gateway._session.post(callback, data=result.body, headers=headers):
+                        pass
+                except Exception as exc:
+                    log.warning("callback for %s failed: %s", call_id, exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        background.add(task)
+        task.add_done_callback(background.discard)
+        return web.Response(status=202, headers={"X-Call-Id": call_id})
+
+    async def workflow(request: web.Request) -> web.Response:
+        status, response = await gateway.run_workflow(
+            request.match_info["name"], await request.read()
+        )
+        headers = {
+            "X-Cold-Start": "true" if response.get("cold_start") else "false",
+            "X-Duration-Seconds": f"{response.get('duration_s', 0.0):.6f}",
+        }
+        return web.Response(
+            body=json.dumps(response).encode(),
+            status=status,
+            headers=headers,
+            content_type="application/json",
+        )
+
+    async def workflows(request: web.Request) -> web.Response:
+        return _json(
+            [
+                {
+                    "name": w.name,
+                    "description": w.description,
+                    "qos": {"target_s": w.qos.target_s, "percentile": w.qos.percentile},
+                    "stages": [
+                        {"name": s.name, "function": s.function, "after": list(s.after)}
+                        for s in w.stages
+                    ],
+                }
+                for w in gateway.workflows.values()
+            ]
+        )
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(
+            body=render_metrics(collector),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/system/info", info)
+    app.router.add_get("/system/functions", list_functions)
+    app.router.add_post("/system/functions", deploy)
+    app.router.add_put("/system/functions", deploy)
+    app.router.add_delete("/system/functions", delete)
+    app.router.add_get("/system/function/{name}", function_status)
+    app.router.add_post("/system/scale-function/{name}", scale)
+    app.router.add_post("/system/limits/{name}", limits)
+    app.router.add_get("/system/workflows", workflows)
+    app.router.add_route("*", "/function/{name}", invoke)
+    app.router.add_route("*", "/function/{name}/{tail:.*}", invoke)
+    app.router.add_post("/async-function/{name}", invoke_async)
+    app.router.add_post("/workflow/{name}", workflow)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def _check_callback(url: str) -> None:
+    """Callbacks go to loopback only: the gateway must not be a proxy to other hosts."""
+    host = urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"X-Callback-Url: only loopback callbacks are allowed, got {host!r}")
+
+
+async def serve(config: GatewayConfig, *, announce: Callable[[str], None] | None = None) -> None:
+    """Run a gateway until SIGTERM/SIGINT; replicas are stopped on the way out."""
+    from testbed.workflows import load_workflows
+
+    password = ensure_password(config.state_dir)
+    catalog = load_workflows(config.workflows_dir)
+    runtime = create_runtime(config.backend, config.state_dir)
+    gateway = Gateway(config, runtime, catalog.workflows)
+    await gateway.start()
+    functions_dir = config.workflows_dir.parent if config.workflows_dir else None
+    if functions_dir is None:
+        from testbed.workflows import default_workflows_dir
+
+        functions_dir = default_workflows_dir().parent
+    app = build_app(gateway, password=password, functions_dir=functions_dir)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://{config.host}:{port}"
+        if announce:
+            announce(url)
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+        await gateway.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m testbed.gateway``: run a gateway in the foreground."""
+    parser = argparse.ArgumentParser(prog="python -m testbed.gateway")
+    parser.add_argument("--backend", default="local", choices=["local", "docker"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--state-dir", default=None)
+    parser.add_argument("--workflows-dir", default=None)
+    parser.add_argument("--cold-start-timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from testbed.config import aquatope_home
+
+    config = GatewayConfig(
+        host=args.host,
+        port=args.port,
+        backend=args.backend,
+        state_dir=Path(args.state_dir) if args.state_dir else aquatope_home(),
+        workflows_dir=Path(args.workflows_dir) if args.workflows_dir else None,
+        cold_start_timeout_s=args.cold_start_timeout,
+    )
+
+    def announce(url: str) -> None:
+        print(json.dumps({"event": "listening", "url": url, "pid": os.getpid()}), flush=True)
+        log.info("gateway listening on %s (backend %s) at %s", url, config.backend, time.ctime())
+
+    try:
+        asyncio.run(serve(config, announce=announce))
+    except PlatformError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"gateway: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,350 @@
+"""The gateway's engine: deployed functions, invocation through pools, workflow DAG execution.
+
+HTTP-free: :mod:`testbed.gateway.app` maps OpenFaaS routes onto these methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from testbed.backends.base import ReplicaRuntime
+from testbed.config import GatewayConfig, Limits
+from testbed.errors import (
+    ConfigError,
+    DeployError,
+    FunctionNotFound,
+    InvocationError,
+    PlatformError,
+)
+from testbed.gateway.pool import FunctionPool
+from testbed.platform import FunctionSpec, FunctionStatus, Workflow
+
+__all__ = ["CallResult", "Gateway", "create_runtime"]
+
+log = logging.getLogger("aquatope.gateway")
+
+_HOP_BY_HOP = {
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "te",
+    "upgrade",
+    "proxy-authorization",
+    "authorization",
+}
+_MONITOR_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """One function call as the gateway saw it (times are Unix seconds)."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+    cold_start: bool
+    start_s: float
+    end_s: float
+    error: str = ""
+
+
+def create_runtime(backend: str, state_dir: Path) -> ReplicaRuntime:
+    """The one place that maps a backend name to a replica runtime."""
+    if backend == "local":
+        from testbed.backends.local import LocalRuntime
+
+        return LocalRuntime(state_dir=state_dir)
+    if backend == "docker":
+        from testbed.backends.docker import DockerRuntime
+
+        return DockerRuntime(state_dir=state_dir)
+    raise ConfigError(f"unknown gateway backend {backend!r}; use 'local' or 'docker'")
+
+
+class Gateway:
+    """Functions, their pools and workflows; serves invocations."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        runtime: ReplicaRuntime,
+        workflows: Mapping[str, Workflow],
+    ) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.workflows = dict(workflows)
+        self.pools: dict[str, FunctionPool] = {}
+        self.workflow_counts: dict[tuple[str, int], int] = {}
+        self.started_at = time.time()
+        self._session: aiohttp.ClientSession | None = None
+        self._monitor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.config.invoke_timeout_s),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+        self._monitor = asyncio.get_running_loop().create_task(self._watch())
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        for pool in list(self.pools.values()):
+            await pool.close()
+        self.pools.clear()
+        await self.runtime.close()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(_MONITOR_INTERVAL_S)
+            for pool in list(self.pools.values()):
+                try:
+                    await pool.check_replicas()
+                except Exception:
+                    log.exception("health check of %s failed", pool.spec.name)
+
+    # ------------------------------------------------------------- management
+    @property
+    def limits_enforced(self) -> bool:
+        return bool(getattr(self.runtime, "limits_enforced", True))
+
+    def pool(self, name: str) -> FunctionPool:
+        try:
+            return self.pools[name]
+        except KeyError:
+            raise FunctionNotFound(name) from None
+
+    async def deploy(self, spec: FunctionSpec, *, update: bool) -> None:
+        """Create (``update=False``) or update a function.
+
+        An update that changes only limits or scale labels is applied live; any other change
+        replaces the replicas.
+
+        Raises:
+            DeployError: creating an existing function, or updating a missing one.
+        """
+        existing = self.pools.get(spec.name)
+        if existing is None:
+            if update:
+                raise FunctionNotFound(spec.name)
+            pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
+            self.pools[spec.name] = pool
+            pool.reconcile()
+            return
+        if not update:
+            raise DeployError(f"function {spec.name!r} already exists; use PUT to update")
+        old = existing.spec
+        same_code = (old.handler, old.image, dict(old.env), old.max_inflight) == (
+            spec.handler,
+            spec.image,
+            dict(spec.env),
+            spec.max_inflight,
+        )
+        if same_code:
+            existing.spec = spec
+            if spec.limits != existing.limits:
+                await existing.set_limits(spec.limits)
+            existing.set_target(existing.target)
+            return
+        target = existing.target
+        await existing.close()
+        pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
+        pool.started, pool.completed = existing.started, existing.completed
+        self.pools[spec.name] = pool
+        pool.set_target(target)
+
+    async def remove(self, name: str) -> None:
+        pool = self.pools.pop(name, None)
+        if pool is None:
+            raise FunctionNotFound(name)
+        await pool.close()
+
+    async def set_limits(self, name: str, limits: Limits) -> None:
+        pool = self.pool(name)
+        await pool.set_limits(limits)
+        pool.spec = _with_limits(pool.spec, limits)
+
+    def status(self, name: str) -> FunctionStatus:
+        pool = self.pool(name)
+        return FunctionStatus(
+            name=name,
+            spec=pool.spec,
+            target_replicas=pool.target,
+            replicas_ready=pool.ready,
+            replicas_starting=pool.starting,
+            limits=pool.limits,
+            limits_enforced=pool.limits_enforced,
+            invocation_count=pool.completed,
+            replicas=pool.replica_infos(),
+            limits_detail=pool.limits_detail or pool.last_exit or pool.last_start_error,
+        )
+
+    # ------------------------------------------------------------- invocation
+    async def call(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        method: str = "POST",
+        path: str = "/",
+        query: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> CallResult:
+        """Invoke one function through its pool. Never raises for per-request failures."""
+        start = time.time()
+        try:
+            pool = self.pool(name)
+        except FunctionNotFound as exc:
+            return CallResult(404, _error_body(str(exc)), {}, False, start, time.time(), str(exc))
+        try:
+            replica, cold = await pool.acquire(self.config.cold_start_timeout_s)
+        except InvocationError as exc:
+            pool.record(504, time.time() - start)
+            return CallResult(504, _error_body(str(exc)), {}, True, start, time.time(), str(exc))
+        except PlatformError as exc:
+            pool.record(503, time.time() - start)
+            return CallResult(503, _error_body(str(exc)), {}, True, start, time.time(), str(exc))
+        pool.active += 1
+        assert replica.handle is not None and self._session is not None
+        url = replica.handle.address + path + (f"?{query}" if query else "")
+        forward = {k: v for k, v in (headers or {}).items() if k.lower() not in _HOP_BY_HOP}
+        error = ""
+        try:
+            async with self._session.request(method, url, data=body, headers=forward) as resp:
+                out = await resp.read()
+                status = resp.status
+                out_headers = {
+                    k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP
+                }
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            exit_status = await self.runtime.exit_status(replica.handle)
+            error = (
+                f"{name}: replica {replica.id} {exit_status.detail}"
+                if exit_status
+                else f"{name}: replica {replica.id} failed: {type(exc).__name__} {exc}".strip()
+            )
+            status, out, out_headers = 502, _error_body(error), {}
+        finally:
+            pool.active -= 1
+            pool.release(replica)
+        end = time.time()
+        pool.record(status, end - start)
+        return CallResult(status, out, out_headers, cold, start, end, error)
+
+    async def run_workflow(self, name: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """Run a workflow DAG: stages in dependency order, fan-out in parallel.
+
+        Returns the HTTP status (200, or the first failing stage's) and the response JSON.
+        """
+        try:
+            workflow = self.workflows[name]
+        except KeyError:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            return 404, {"error": f"workflow {name!r} not found (known: {known})"}
+        start = time.time()
+        outputs: dict[str, bytes] = {}
+        results: dict[str, CallResult] = {}
+        done: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in workflow.stages}
+        failed: list[str] = []
+
+        async def run_stage(stage_name: str) -> None:
+            stage = next(s for s in workflow.stages if s.name == stage_name)
+            for dep in stage.after:
+                await done[dep].wait()
+            try:
+                if failed:
+                    return
+                if not stage.after:
+                    payload = body
+                elif len(stage.after) == 1:
+                    payload = outputs[stage.after[0]]
+                else:
+                    payload = json.dumps(
+                        {dep: _as_json(outputs[dep]) for dep in stage.after}
+                    ).encode()
+                result = await self.call(stage.function, payload)
+                results[stage.name] = result
+                outputs[stage.name] = result.body
+                if result.status >= 400:
+                    failed.append(stage.name)
+            finally:
+                done[stage_name].set()
+
+        await asyncio.gather(*(run_stage(s.name) for s in workflow.stages))
+        end = time.time()
+        stages = [
+            {
+                "stage": s.name,
+                "function": s.function,
+                "start_s": results[s.name].start_s,
+                "end_s": results[s.name].end_s,
+                "duration_s": results[s.name].end_s - results[s.name].start_s,
+                "cold_start": results[s.name].cold_start,
+                "status": results[s.name].status,
+            }
+            for s in workflow.topological_order()
+            if s.name in results
+        ]
+        cold_stages = sum(1 for s in stages if s["cold_start"])
+        response: dict[str, Any] = {
+            "workflow": name,
+            "start_s": start,
+            "end_s": end,
+            "duration_s": end - start,
+            "cold_start": cold_stages > 0,
+            "cold_stages": cold_stages,
+            "stages": stages,
+        }
+        if failed:
+            first = results[failed[0]]
+            status = first.status
+            response["error"] = f"stage {failed[0]!r} failed with {first.status}: " + (
+                first.error or first.body.decode(errors="replace")[:300]
+            )
+        else:
+            status = 200
+            sinks = workflow.sinks
+            response["output"] = (
+                _as_json(outputs[sinks[0]])
+                if len(sinks) == 1
+                else {s: _as_json(outputs[s]) for s in sinks}
+            )
+        key = (name, status)
+        self.workflow_counts[key] = self.workflow_counts.get(key, 0) + 1
+        return status, response
+
+
+def _as_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw.decode(errors="replace")
+
+
+def _error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
+
+
+def _with_limits(spec: FunctionSpec, limits: Limits) -> FunctionSpec:
+    from dataclasses import replace
+
+    return replace(spec, limits=limits)

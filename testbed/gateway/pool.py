@@ -1,0 +1,349 @@
+"""Per-function replica pools: target replicas, cold starts, a FIFO queue, least-outstanding routing.
+
+A :class:`FunctionPool` is the gateway's view of one function. It starts and stops replicas
+through a :class:`~testbed.backends.base.ReplicaRuntime` so that the number alive follows
+``target``; requests ``acquire`` a slot on the ready replica with the fewest requests in
+flight (at most ``max_inflight`` each) and wait in FIFO order when none is free. A request
+that arrives while no replica is ready is a *cold start*; if nothing is even starting the
+pool scales from zero to one, as OpenFaaS does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from testbed.backends.base import ReplicaHandle, ReplicaRuntime
+from testbed.config import Limits
+from testbed.errors import DeployError, InvocationError, TestbedError
+from testbed.platform import FunctionSpec, ReplicaInfo
+
+__all__ = ["LATENCY_BUCKETS_S", "FunctionPool", "Replica"]
+
+log = logging.getLogger("aquatope.gateway")
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_MAX_START_BACKOFF_S = 30.0
+
+
+@dataclass
+class Replica:
+    """One replica as the gateway tracks it."""
+
+    id: str
+    state: str  # starting | ready | stopping
+    started_at: float
+    handle: ReplicaHandle | None = None
+    inflight: int = 0
+    doomed: bool = False
+    last_used: float = 0.0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def info(self) -> ReplicaInfo:
+        h = self.handle
+        return ReplicaInfo(
+            id=self.id,
+            state=self.state,  # type: ignore[arg-type]
+            address=h.address if h else "",
+            started_at=self.started_at,
+            ready_at=h.ready_at if h else None,
+            startup_s=h.startup_s if h else None,
+            inflight=self.inflight,
+            container_id=h.container_id if h else None,
+        )
+
+
+class FunctionPool:
+    """Replicas, queue and counters of one deployed function."""
+
+    def __init__(self, spec: FunctionSpec, runtime: ReplicaRuntime, *, limits_enforced: bool):
+        self.spec = spec
+        self.runtime = runtime
+        self.limits = spec.limits
+        self.target = spec.scale_bounds.min
+        self.replicas: dict[str, Replica] = {}
+        self.waiters: deque[asyncio.Future[Replica]] = deque()
+        self.created_at = time.time()
+        self.limits_enforced = limits_enforced
+        self.limits_detail = "" if limits_enforced else "advisory: no writable cgroups"
+        self.last_exit = ""
+        self.last_start_error = ""
+        self.oom_kills = 0
+        self.start_failures = 0
+        self.closed = False
+        # cumulative counters (exported on /metrics and in MetricsSnapshot)
+        self.started = 0
+        self.completed = 0
+        self.errors = 0
+        self.cold_starts = 0
+        self.duration_sum_s = 0.0
+        self.active = 0
+        self.codes: dict[int, int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self._retry_handle: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ views
+    @property
+    def ready(self) -> int:
+        return sum(1 for r in self.replicas.values() if r.state == "ready" and not r.doomed)
+
+    @property
+    def starting(self) -> int:
+        return sum(1 for r in self.replicas.values() if r.state == "starting" and not r.doomed)
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for f in self.waiters if not f.done())
+
+    def replica_infos(self) -> tuple[ReplicaInfo, ...]:
+        return tuple(r.info() for r in self.replicas.values())
+
+    # ---------------------------------------------------------------- scaling
+    def set_target(self, replicas: int) -> int:
+        """Set the target (clamped to the scale bounds) and start/stop replicas to match."""
+        self.target = self.spec.scale_bounds.clamp(replicas)
+        self.reconcile()
+        return self.target
+
+    def reconcile(self) -> None:
+        """Start or stop replicas so the live ones match the target."""
+        if self.closed:
+            return
+        want = self.target
+        if self.waiters and want == 0:
+            want = 1  # never strand queued requests
+        alive = [r for r in self.replicas.values() if r.state != "stopping" and not r.doomed]
+        if len(alive) < want:
+            for _ in range(want - len(alive)):
+                self._start_one()
+        elif len(alive) > want:
+            excess = len(alive) - want
+            starting = sorted(
+                (r for r in alive if r.state == "starting"), key=lambda r: -r.started_at
+            )
+            idle = sorted(
+                (r for r in alive if r.state == "ready" and r.inflight == 0),
+                key=lambda r: r.last_used,
+            )
+            busy = sorted(
+                (r for r in alive if r.state == "ready" and r.inflight > 0),
+                key=lambda r: r.inflight,
+            )
+            for replica in (starting + idle + busy)[:excess]:
+                self._retire(replica)
+
+    def _start_one(self) -> None:
+        replica = Replica(id=f"{self.spec.name}-{uuid.uuid4().hex[:8]}", state="starting",
+                          started_at=time.time())
+        self.replicas[replica.id] = replica
+        replica.task = asyncio.get_running_loop().create_task(self._start(replica))
+
+    async def _start(self, replica: Replica) -> None:
+        limits = self.limits
+        try:
+            handle = await self.runtime.start_replica(self.spec, replica.id, limits)
+        except asyncio.CancelledError:
+            self.replicas.pop(replica.id, None)
+            raise
+        except TestbedError as exc:
+            self._start_failed(replica, str(exc))
+            return
+        except Exception as exc:  # a runtime bug must not kill the gateway
+            log.exception("replica start of %s failed", self.spec.name)
+            self._start_failed(replica, f"{type(exc).__name__}: {exc}")
+            return
+        replica.handle = handle
+        if replica.doomed or self.closed:
+            self.replicas.pop(replica.id, None)
+            await self._stop_quietly(handle)
+            return
+        if self.limits != limits:
+            with contextlib.suppress(TestbedError):
+                await self.runtime.apply_limits(handle, self.limits)
+        self.start_failures = 0
+        replica.state = "ready"
+        replica.last_used = time.time()
+        self._dispatch()
+
+    def _start_failed(self, replica: Replica, message: str) -> None:
+        self.replicas.pop(replica.id, None)
+        self.last_start_error = message
+        self.start_failures += 1
+        log.warning("%s: replica start failed: %s", self.spec.name, message)
+        if not any(r.state == "ready" or r.state == "starting" for r in self.replicas.values()):
+            while self.waiters:
+                fut = self.waiters.popleft()
+                if not fut.done():
+                    fut.set_exception(DeployError(message))
+        delay = min(_MAX_START_BACKOFF_S, 0.5 * 2 ** min(self.start_failures, 6))
+        if self._retry_handle is None and not self.closed:
+            def retry() -> None:
+                self._retry_handle = None
+                self.reconcile()
+
+            self._retry_handle = asyncio.get_running_loop().call_later(delay, retry)
+
+    def _retire(self, replica: Replica) -> None:
+        if replica.state == "starting":
+            replica.doomed = True
+            return
+        replica.state = "stopping"
+        if replica.inflight == 0:
+            self._stop_soon(replica)
+
+    def _stop_soon(self, replica: Replica) -> None:
+        self.replicas.pop(replica.id, None)
+        if replica.handle is not None:
+            asyncio.get_running_loop().create_task(self._stop_quietly(replica.handle))
+
+    async def _stop_quietly(self, handle: ReplicaHandle) -> None:
+        try:
+            await self.runtime.stop_replica(handle)
+        except Exception:
+            log.exception("stopping %s failed", handle.replica_id)
+
+    # ---------------------------------------------------------------- routing
+    def _try_acquire(self) -> Replica | None:
+        best: Replica | None = None
+        limit = self.spec.max_inflight
+        for replica in self.replicas.values():
+            if replica.state == "ready" and replica.inflight < limit and (
+                best is None or replica.inflight < best.inflight
+            ):
+                best = replica
+        if best is not None:
+            best.inflight += 1
+        return best
+
+    def _dispatch(self) -> None:
+        while self.waiters:
+            fut = self.waiters[0]
+            if fut.done():
+                self.waiters.popleft()
+                continue
+            replica = self._try_acquire()
+            if replica is None:
+                return
+            self.waiters.popleft()
+            fut.set_result(replica)
+
+    async def acquire(self, timeout_s: float) -> tuple[Replica, bool]:
+        """Wait for a slot on a ready replica. Returns it and whether this was a cold start.
+
+        Raises:
+            InvocationError: no replica became available within ``timeout_s``.
+            DeployError: replicas cannot be started at all.
+        """
+        self.started += 1
+        cold = self.ready == 0
+        if cold:
+            self.cold_starts += 1
+        if not self.waiters:
+            replica = self._try_acquire()
+            if replica is not None:
+                return replica, False
+        fut: asyncio.Future[Replica] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        if cold and self.starting == 0:
+            if self.target == 0:
+                self.target = max(1, self.spec.scale_bounds.min)
+            self.reconcile()
+        try:
+            replica = await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            what = "a replica to start" if cold else "a free replica"
+            raise InvocationError(
+                f"{self.spec.name}: timed out after {timeout_s:g}s waiting for {what}"
+            ) from None
+        return replica, cold
+
+    def release(self, replica: Replica) -> None:
+        """Give back a slot taken by :meth:`acquire`."""
+        replica.inflight -= 1
+        replica.last_used = time.time()
+        if replica.state == "stopping" and replica.inflight == 0:
+            self._stop_soon(replica)
+        self._dispatch()
+
+    def record(self, status: int, duration_s: float) -> None:
+        """Count one finished request."""
+        self.completed += 1
+        self.codes[status] = self.codes.get(status, 0) + 1
+        if status >= 500 or status == 0:
+            self.errors += 1
+        self.duration_sum_s += duration_s
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS_S, duration_s)] += 1
+
+    # ------------------------------------------------------- limits and health
+    async def set_limits(self, limits: Limits) -> None:
+        """Apply new limits to every live replica in place.
+
+        Raises:
+            DeployError: the kernel refused on some replica; limits there stay as they were.
+        """
+        previous = self.limits
+        self.limits = limits
+        enforced = True
+        details: list[str] = []
+        applied: list[ReplicaHandle] = []
+        try:
+            for replica in list(self.replicas.values()):
+                if replica.handle is None:
+                    continue  # starting replicas pick up self.limits when ready
+                outcome = await self.runtime.apply_limits(replica.handle, limits)
+                applied.append(replica.handle)
+                enforced &= outcome.enforced
+                if outcome.detail:
+                    details.append(outcome.detail)
+        except TestbedError:
+            self.limits = previous
+            for handle in applied:
+                with contextlib.suppress(TestbedError):
+                    await self.runtime.apply_limits(handle, previous)
+            raise
+        self.limits_enforced = enforced and self.limits_enforced
+        self.limits_detail = details[0] if details else self.limits_detail
+
+    async def check_replicas(self) -> None:
+        """Notice replicas that died (crash, OOM kill), drop them and start replacements."""
+        lost = False
+        for replica in list(self.replicas.values()):
+            if replica.state != "ready" or replica.handle is None:
+                continue
+            status = await self.runtime.exit_status(replica.handle)
+            if status is None:
+                continue
+            lost = True
+            self.replicas.pop(replica.id, None)
+            self.last_exit = f"{replica.id}: {status.detail}"
+            if status.oom_killed:
+                self.oom_kills += 1
+            log.warning("%s: replica %s gone: %s", self.spec.name, replica.id, status.detail)
+            await self._stop_quietly(replica.handle)
+        if lost:
+            self.reconcile()
+
+    async def close(self) -> None:
+        """Stop every replica and fail queued requests."""
+        self.closed = True
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_exception(InvocationError(f"{self.spec.name}: function removed"))
+        replicas = list(self.replicas.values())
+        self.replicas.clear()
+        for replica in replicas:
+            if replica.task is not None and not replica.task.done():
+                replica.doomed = True
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await replica.task
+            if replica.handle is not None:
+                await self._stop_quietly(replica.handle)
