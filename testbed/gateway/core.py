@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from testbed.backends.base import ReplicaRuntime
+from testbed.backends.base import ExitStatus, ReplicaHandle, ReplicaRuntime
 from testbed.config import GatewayConfig, Limits
 from testbed.errors import (
     ConfigError,
@@ -236,7 +236,7 @@ class Gateway:
                     k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP
                 }
         except (aiohttp.ClientError, TimeoutError) as exc:
-            exit_status = await self.runtime.exit_status(replica.handle)
+            exit_status = await self._exit_status_soon(replica.handle)
             error = (
                 f"{name}: replica {replica.id} {exit_status.detail}"
                 if exit_status
@@ -249,6 +249,15 @@ class Gateway:
         end = time.time()
         pool.record(status, end - start)
         return CallResult(status, out, out_headers, cold, start, end, error)
+
+    async def _exit_status_soon(self, handle: ReplicaHandle, wait_s: float = 1.0) -> ExitStatus | None:
+        """After a dropped connection, give a dying replica a moment to be reaped."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            status = await self.runtime.exit_status(handle)
+            if status is not None or time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.02)
 
     async def run_workflow(self, name: str, body: bytes) -> tuple[int, dict[str, Any]]:
         """Run a workflow DAG: stages in dependency order, fan-out in parallel.

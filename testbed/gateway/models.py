@@ -79,6 +79,12 @@ def parse_deploy(body: Any, *, functions_dir: Path | None) -> FunctionSpec:
         model = _Deploy.model_validate(_object(body))
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
+    from testbed._names import check_name
+
+    check_name(model.service, what="service")
+    dump = model.model_dump()
+    limits = Limits.from_openfaas(dump.get("limits"), where="limits")
+    requests = Limits.from_openfaas(dump.get("requests"), where="requests")
     annotations = dict(model.annotations or {})
     handler = annotations.get(HANDLER_ANNOTATION)
     if not handler and functions_dir is not None:
@@ -98,7 +104,6 @@ def parse_deploy(body: Any, *, functions_dir: Path | None) -> FunctionSpec:
         max_inflight = int(env.get("max_inflight", "1"))
     except ValueError:
         raise ConfigError("envVars.max_inflight: must be an integer") from None
-    dump = model.model_dump()
     return FunctionSpec(
         name=model.service,
         image=model.image,
@@ -106,8 +111,8 @@ def parse_deploy(body: Any, *, functions_dir: Path | None) -> FunctionSpec:
         env=env,
         labels=dict(model.labels or {}),
         annotations=annotations,
-        limits=Limits.from_openfaas(dump.get("limits"), where="limits"),
-        requests=Limits.from_openfaas(dump.get("requests"), where="requests"),
+        limits=limits,
+        requests=requests,
         max_inflight=max_inflight,
     )
 

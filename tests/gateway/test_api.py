@@ -1,0 +1,297 @@
+"""The gateway's OpenFaaS API over real HTTP, against a real gateway process and real replicas."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from testbed.backends import connect
+from testbed.backends.openfaas import OpenFaaSPlatform
+from tests.helpers import wait_until
+
+WORKFLOW = """
+name: shout
+qos: {percentile: 95, target_s: 5}
+stages:
+  - name: first
+    function: upper
+  - name: left
+    function: upper
+    after: [first]
+  - name: right
+    function: upper
+    after: [first]
+  - name: join
+    function: joiner
+    after: [left, right]
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, handler_dirs: dict[str, Path]) -> Iterator[
+    tuple[OpenFaaSPlatform, httpx.Client, httpx.Client]
+]:
+    home = tmp_path_factory.mktemp("home")
+    workflows = tmp_path_factory.mktemp("workflows")
+    (workflows / "shout.yaml").write_text(WORKFLOW)
+    platform = connect("local", state_dir=home, workflows_dir=workflows)
+    assert isinstance(platform, OpenFaaSPlatform)
+    password = (home / "basic-auth-password").read_text().strip()
+    admin = httpx.Client(base_url=platform.url, auth=("admin", password), timeout=30)
+    anon = httpx.Client(base_url=platform.url, timeout=30)
+    for name, handler in (("echo", "echo"), ("upper", "upper"), ("joiner", "upper")):
+        r = admin.post(
+            "/system/functions",
+            json={
+                "service": name,
+                "image": f"aquatope/{name}:latest",
+                "annotations": {"com.aquatope.handler": str(handler_dirs[handler])},
+                "labels": {"com.openfaas.scale.min": "0", "com.openfaas.scale.max": "4"},
+                "limits": {"cpu": "1", "memory": "256M"},
+            },
+        )
+        assert r.status_code == 202, r.text
+    try:
+        yield platform, admin, anon
+    finally:
+        admin.close()
+        anon.close()
+        platform.close()
+
+
+def test_healthz_needs_no_auth(gateway) -> None:
+    _, _, anon = gateway
+    assert anon.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/system/info"),
+        ("GET", "/system/functions"),
+        ("POST", "/system/functions"),
+        ("PUT", "/system/functions"),
+        ("DELETE", "/system/functions"),
+        ("GET", "/system/function/echo"),
+        ("POST", "/system/scale-function/echo"),
+    ],
+)
+def test_system_endpoints_need_basic_auth(gateway, method: str, path: str) -> None:
+    _, _, anon = gateway
+    assert anon.request(method, path, json={}).status_code == 401
+    wrong = anon.request(method, path, json={}, auth=("admin", "not-the-password"))
+    assert wrong.status_code == 401
+
+
+def test_info_and_list(gateway) -> None:
+    _, admin, _ = gateway
+    info = admin.get("/system/info").json()
+    assert info["provider"]["orchestration"] == "local"
+    names = {f["name"] for f in admin.get("/system/functions").json()}
+    assert {"echo", "upper", "joiner"} <= names
+
+
+def test_function_status_shape(gateway) -> None:
+    _, admin, _ = gateway
+    status = admin.get("/system/function/echo").json()
+    assert status["name"] == "echo"
+    assert status["limits"] == {"cpu": "1", "memory": "256Mi"}
+    assert status["labels"]["com.openfaas.scale.max"] == "4"
+    assert {"replicas", "availableReplicas", "invocationCount"} <= set(status)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"image": "x"}, "service"),
+        ({"service": "Bad_Name", "image": "x"}, "service"),
+        ({"service": "ok", "limits": {"cpu": "lots"}}, "limits"),
+        ({"service": "ok", "limits": {"memory": "12 parsecs"}}, "limits"),
+        ({"service": "nohandler", "image": "x"}, "handler"),
+        ([1, 2], "body"),
+        ("{not json", "body"),
+    ],
+)
+def test_bad_deploy_bodies_are_400_naming_the_field(gateway, body, field: str) -> None:
+    _, admin, _ = gateway
+    if isinstance(body, str):
+        r = admin.post("/system/functions", content=body)
+    else:
+        r = admin.post("/system/functions", json=body)
+    assert r.status_code == 400, r.text
+    assert field in r.text
+
+
+def test_duplicate_deploy_is_409_and_update_of_missing_is_404(gateway, handler_dirs) -> None:
+    _, admin, _ = gateway
+    body = {"service": "echo", "annotations": {"com.aquatope.handler": str(handler_dirs["echo"])}}
+    assert admin.post("/system/functions", json=body).status_code == 409
+    body["service"] = "ghost"
+    assert admin.put("/system/functions", json=body).status_code == 404
+
+
+def test_unknown_function_is_404_everywhere(gateway) -> None:
+    _, admin, anon = gateway
+    assert admin.get("/system/function/ghost").status_code == 404
+    assert admin.post("/system/scale-function/ghost", json={"replicas": 1}).status_code == 404
+    assert admin.request("DELETE", "/system/functions", json={"functionName": "ghost"}).status_code == 404
+    assert anon.post("/function/ghost", content=b"x").status_code == 404
+    assert anon.post("/async-function/ghost", content=b"x").status_code == 404
+    assert anon.post("/workflow/ghost", content=b"x").status_code == 404
+
+
+def test_bad_scale_bodies(gateway) -> None:
+    _, admin, _ = gateway
+    r = admin.post("/system/scale-function/echo", json={"replicas": -1})
+    assert r.status_code == 400 and "replicas" in r.text
+    r = admin.post("/system/scale-function/echo", json={"serviceName": "other", "replicas": 1})
+    assert r.status_code == 400 and "serviceName" in r.text
+
+
+def test_cold_then_warm_invocation_with_path_and_query(gateway) -> None:
+    platform, admin, anon = gateway
+    admin.post("/system/scale-function/echo", json={"serviceName": "echo", "replicas": 0})
+    wait_until(lambda: platform.status("echo").replicas_ready == 0)
+    first = anon.post("/function/echo/some/path?x=1&y=two", content=b"hello")
+    assert first.status_code == 200
+    assert first.headers["X-Cold-Start"] == "true"
+    data = first.json()
+    assert data == {"pid": data["pid"], "path": "/some/path", "query": {"x": "1", "y": "two"},
+                    "body": "hello"}
+    second = anon.post("/function/echo", content=b"again")
+    assert second.headers["X-Cold-Start"] == "false"
+    assert float(second.headers["X-Duration-Seconds"]) >= 0
+
+
+def test_scale_up_and_down(gateway) -> None:
+    platform, admin, _ = gateway
+    r = admin.post("/system/scale-function/echo", json={"serviceName": "echo", "replicas": 3})
+    assert r.status_code == 202
+    wait_until(lambda: admin.get("/system/function/echo").json()["availableReplicas"] == 3)
+    # above the scale.max label (4) is clamped
+    admin.post("/system/scale-function/echo", json={"serviceName": "echo", "replicas": 9})
+    assert admin.get("/system/function/echo").json()["replicas"] == 4
+    admin.post("/system/scale-function/echo", json={"serviceName": "echo", "replicas": 1})
+    wait_until(lambda: platform.status("echo").replicas_ready == 1)
+
+
+def test_requests_spread_over_replicas(gateway) -> None:
+    platform, admin, anon = gateway
+    admin.post("/system/scale-function/echo", json={"serviceName": "echo", "replicas": 2})
+    wait_until(lambda: platform.status("echo").replicas_ready == 2)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        pids = set(pool.map(lambda _: anon.post("/function/echo", content=b"x").json()["pid"],
+                            range(40)))
+    assert len(pids) == 2
+
+
+class _Callback(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _Callback.received.append((dict(self.headers), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_async_function_calls_back(gateway) -> None:
+    _, _, anon = gateway
+    server = HTTPServer(("127.0.0.1", 0), _Callback)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/done"
+        r = anon.post("/async-function/echo", content=b"later", headers={"X-Callback-Url": url})
+        assert r.status_code == 202 and r.headers["X-Call-Id"]
+        wait_until(lambda: _Callback.received)
+        headers, body = _Callback.received[0]
+        assert headers["X-Call-Id"] == r.headers["X-Call-Id"]
+        assert headers["X-Function-Status"] == "200"
+        assert json.loads(body)["body"] == "later"
+    finally:
+        server.shutdown()
+
+
+def test_async_callback_must_be_loopback(gateway) -> None:
+    _, _, anon = gateway
+    r = anon.post("/async-function/echo", headers={"X-Callback-Url": "http://example.com/x"})
+    assert r.status_code == 400 and "loopback" in r.text
+
+
+def test_workflow_runs_dag_with_fan_out_and_join(gateway) -> None:
+    _, _, anon = gateway
+    r = anon.post("/workflow/shout", json={"text": "hi"})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    # join gets {"left": ..., "right": ...}; the joiner answers with the sorted keys
+    assert data["output"] == {"joined": ["left", "right"]}
+    stages = {s["stage"]: s for s in data["stages"]}
+    assert list(stages) == ["first", "left", "right", "join"]
+    assert stages["left"]["start_s"] >= stages["first"]["end_s"]
+    assert stages["join"]["start_s"] >= max(stages["left"]["end_s"], stages["right"]["end_s"])
+    assert all(s["status"] == 200 for s in data["stages"])
+    assert r.headers["X-Cold-Start"] in ("true", "false")
+    assert data["cold_stages"] == sum(s["cold_start"] for s in data["stages"])
+
+
+def test_workflow_stage_failure_is_reported(gateway) -> None:
+    _, _, anon = gateway
+    r = anon.post("/workflow/shout", content=b"{broken")
+    assert r.status_code == 500
+    assert "stage 'first' failed" in r.json()["error"]
+
+
+def test_metrics_use_openfaas_names_and_count(gateway) -> None:
+    platform, _, anon = gateway
+    before = platform.metrics().functions["echo"].completed
+    for _ in range(3):
+        anon.post("/function/echo", content=b"m")
+    text = anon.get("/metrics").text
+    for name in ("gateway_function_invocation_total", "gateway_functions_seconds_bucket",
+                 "gateway_service_count", "gateway_function_cold_starts_total"):
+        assert name in text
+    assert 'gateway_function_invocation_total{code="200",function_name="echo"}' in text
+    assert platform.metrics().functions["echo"].completed == before + 3
+
+
+def test_delete_removes_function_and_replicas(gateway, handler_dirs) -> None:
+    platform, admin, anon = gateway
+    body = {"service": "doomed", "annotations": {"com.aquatope.handler": str(handler_dirs["echo"])}}
+    assert admin.post("/system/functions", json=body).status_code == 202
+    pid = anon.post("/function/doomed", content=b"x").json()["pid"]
+    r = admin.request("DELETE", "/system/functions", json={"functionName": "doomed"})
+    assert r.status_code == 202
+    assert admin.get("/system/function/doomed").status_code == 404
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid))
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_broken_handler_fails_fast_with_503(gateway, handler_dirs) -> None:
+    _, admin, anon = gateway
+    body = {"service": "broken", "annotations": {"com.aquatope.handler": str(handler_dirs["broken"])}}
+    assert admin.post("/system/functions", json=body).status_code == 202
+    start = time.monotonic()
+    r = anon.post("/function/broken", content=b"x")
+    assert r.status_code == 503
+    assert "this handler fails at import" in r.text
+    assert time.monotonic() - start < 20

