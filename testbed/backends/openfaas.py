@@ -96,6 +96,7 @@ def _status_from_json(data: Mapping[str, Any]) -> FunctionStatus:
         ReplicaInfo(
             id=r["id"],
             state=r["state"],
+            address=r.get("address") or "",
             started_at=float(r.get("startedAt") or 0.0),
             ready_at=r.get("readyAt"),
             startup_s=r.get("startupSeconds"),

@@ -160,6 +160,7 @@ def status_json(status: FunctionStatus) -> dict[str, Any]:
                 {
                     "id": r.id,
                     "state": r.state,
+                    "address": r.address,
                     "startedAt": r.started_at,
                     "readyAt": r.ready_at,
                     "startupSeconds": r.startup_s,

@@ -1,0 +1,55 @@
+# Aquatope testbed: `make demo` runs the main job, `make test` runs the tests.
+# Both create the virtual environment on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RESULTS ?= results
+
+.PHONY: help venv demo test test-fast lint bench testbed-up testbed-down system-deps clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the package with its dependencies
+
+demo: $(STAMP) ## compare schedulers on a bursty trace on the local backend (no Docker needed)
+	$(BIN)/aquatope experiment run experiments/demo.yaml -o $(RESULTS)/demo
+	$(BIN)/aquatope compare $(RESULTS)/demo
+	$(BIN)/aquatope report $(RESULTS)/demo -o $(RESULTS)/demo/report.html
+
+system-deps: ## install Chromium (report rendering test) and start a Docker engine, when root
+	bash scripts/ensure-system-deps.sh
+
+test: $(STAMP) system-deps ## run the whole test suite (Docker tests included)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP) ## run the tests that need neither Docker nor slow runs
+	$(BIN)/pytest -q -m "not docker and not slow"
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check testbed loadgen scheduler functions tests bench
+	$(BIN)/ruff format --check testbed loadgen scheduler functions tests bench
+
+bench: $(STAMP) ## run every benchmark (prints one JSON object per script)
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+testbed-up: $(STAMP) ## build images and start the gateway with Docker replicas
+	bash scripts/ensure-docker.sh
+	$(BIN)/aquatope build
+	$(BIN)/aquatope up --backend docker
+
+testbed-down: $(STAMP) ## stop the gateway and remove its containers
+	$(BIN)/aquatope down
+
+clean: ## remove the virtual environment and results
+	rm -rf $(VENV) $(RESULTS) *.egg-info

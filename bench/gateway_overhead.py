@@ -1,0 +1,98 @@
+"""Gateway overhead: latency added versus calling a replica directly, and max requests/s.
+
+Starts a real gateway (local backend) with the shipped `noop` function on one replica, then
+alternates sequential keep-alive requests straight to the replica and through the gateway
+(same client, same run), and finally drives the gateway with `wrk` (when installed) at
+10 connections for the throughput ceiling.
+
+Usage: python bench/gateway_overhead.py [--requests 3000] [--wrk-seconds 5]
+Targets (issue #3): p50 overhead < 1 ms, p99 < 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from _common import emit, machine, percentiles_ms, temp_home
+
+from testbed.backends import connect
+from testbed.stack import load_stack
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def timed_posts(host: str, port: int, path: str, n: int) -> list[float]:
+    conn = http.client.HTTPConnection(host, port)
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        conn.request("POST", path, body=b"{}", headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        out.append(time.perf_counter() - start)
+        assert response.status == 200, response.status
+    conn.close()
+    return out
+
+
+def wrk_rps(url: str, seconds: int) -> float | None:
+    if shutil.which("wrk") is None:
+        return None
+    lua = Path(temp_home("wrk")) / "post.lua"
+    lua.write_text('wrk.method = "POST"\nwrk.body = "{}"\n')
+    out = subprocess.run(
+        ["wrk", "-t1", "-c10", f"-d{seconds}s", "-s", str(lua), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    return float(match.group(1)) if match else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--wrk-seconds", type=int, default=5)
+    args = parser.parse_args()
+    home = temp_home("gateway")
+    noop = load_stack(REPO / "stack.yml")["noop"]
+    with connect("local", state_dir=home) as platform:
+        platform.deploy(noop)
+        platform.scale("noop", replicas=1)
+        platform.invoke("noop", b"{}")
+        replica = platform.status("noop").replicas[0]
+        r_host, r_port = replica.address.removeprefix("http://").split(":")
+        g_host, g_port = platform.url.removeprefix("http://").split(":")
+        direct: list[float] = []
+        gateway: list[float] = []
+        for _ in range(10):  # interleave to share drift and noise
+            direct += timed_posts(r_host, int(r_port), "/", args.requests // 10)
+            gateway += timed_posts(g_host, int(g_port), "/function/noop", args.requests // 10)
+        rps = wrk_rps(f"{platform.url}/function/noop", args.wrk_seconds)
+        direct_rps = wrk_rps(f"{replica.address}/", args.wrk_seconds)
+    d, g = percentiles_ms(direct), percentiles_ms(gateway)
+    figures = {
+        "bench": "gateway_overhead",
+        "requests_each": len(direct),
+        "direct_ms": d,
+        "gateway_ms": g,
+        "overhead_p50_ms": round(g["p50"] - d["p50"], 3),
+        "overhead_p99_ms": round(g["p99"] - d["p99"], 3),
+        "gateway_max_rps_wrk_c10": rps,
+        "direct_max_rps_wrk_c10": direct_rps,
+        "machine": machine(),
+    }
+    print(f"direct  p50 {d['p50']:.3f} ms  p99 {d['p99']:.3f} ms")
+    print(f"gateway p50 {g['p50']:.3f} ms  p99 {g['p99']:.3f} ms")
+    print(f"overhead p50 {figures['overhead_p50_ms']} ms, p99 {figures['overhead_p99_ms']} ms; "
+          f"gateway max {rps} req/s (replica alone {direct_rps} req/s)")
+    emit(figures)
+
+
+if __name__ == "__main__":
+    main()
