@@ -94,8 +94,15 @@ def main() -> None:
             )
     floor = percentiles_ms(spawn_floor_s(10))
     print(f"bare `python -c pass` spawn: p50 {floor['p50']:.1f} ms")
-    emit({"bench": "cold_start", "backend": "local", "functions": results,
-          "python_spawn_floor_ms": floor, "machine": machine()})
+    emit(
+        {
+            "bench": "cold_start",
+            "backend": "local",
+            "functions": results,
+            "python_spawn_floor_ms": floor,
+            "machine": machine(),
+        }
+    )
 
 
 if __name__ == "__main__":

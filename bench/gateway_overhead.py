@@ -48,7 +48,9 @@ def wrk_rps(url: str, seconds: int) -> float | None:
     lua.write_text('wrk.method = "POST"\nwrk.body = "{}"\n')
     out = subprocess.run(
         ["wrk", "-t1", "-c10", f"-d{seconds}s", "-s", str(lua), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
     return float(match.group(1)) if match else None
@@ -89,8 +91,10 @@ def main() -> None:
     }
     print(f"direct  p50 {d['p50']:.3f} ms  p99 {d['p99']:.3f} ms")
     print(f"gateway p50 {g['p50']:.3f} ms  p99 {g['p99']:.3f} ms")
-    print(f"overhead p50 {figures['overhead_p50_ms']} ms, p99 {figures['overhead_p99_ms']} ms; "
-          f"gateway max {rps} req/s (replica alone {direct_rps} req/s)")
+    print(
+        f"overhead p50 {figures['overhead_p50_ms']} ms, p99 {figures['overhead_p99_ms']} ms; "
+        f"gateway max {rps} req/s (replica alone {direct_rps} req/s)"
+    )
     emit(figures)
 
 

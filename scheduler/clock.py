@@ -1,4 +1,4 @@
-"""Clocks injected into the daemon: wall time for live runs, manual time for the simulator and tests."""
+"""Clocks injected into the daemon: wall time for live runs, manual time for sims and tests."""
 
 from __future__ import annotations
 

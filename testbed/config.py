@@ -82,7 +82,9 @@ def parse_cpu(value: str | int | float) -> float:
     try:
         cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
     except ValueError:
-        raise ConfigError(f"cpu must be a number of cores like '0.5' or '500m', got {value!r}")
+        raise ConfigError(
+            f"cpu must be a number of cores like '0.5' or '500m', got {value!r}"
+        ) from None
     if not cores > 0:
         raise ConfigError(f"cpu must be positive, got {value!r}")
     return cores

@@ -15,18 +15,18 @@ from testbed.config import DEFAULT_MAX_INFLIGHT, Limits, ScaleBounds
 from testbed.errors import ConfigError
 
 __all__ = [
-    "QoS",
-    "Stage",
-    "Workflow",
-    "WorkflowMix",
     "FunctionMetrics",
     "FunctionSpec",
     "FunctionStatus",
     "InvokeResult",
     "MetricsSnapshot",
     "Platform",
+    "QoS",
     "ReplicaInfo",
     "ReplicaState",
+    "Stage",
+    "Workflow",
+    "WorkflowMix",
 ]
 
 ReplicaState = Literal["starting", "ready", "stopping", "failed", "oom-killed"]
@@ -213,7 +213,7 @@ class Platform(Protocol):
 
 @dataclass(frozen=True)
 class QoS:
-    """A workflow's end-to-end latency target: the ``percentile`` latency must stay <= ``target_s``."""
+    """End-to-end latency target: the ``percentile`` latency must stay <= ``target_s``."""
 
     target_s: float
     percentile: float = 95.0

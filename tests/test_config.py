@@ -92,7 +92,8 @@ def test_bad_stack_files(tmp_path: Path, content: str, message: str) -> None:
     [
         ("name: w\nqos: {target_s: 1}\nstages:\n  - {name: a, after: [b]}\n", "unknown stage 'b'"),
         (
-            "name: w\nqos: {target_s: 1}\nstages:\n  - {name: a, after: [b]}\n  - {name: b, after: [a]}\n",
+            "name: w\nqos: {target_s: 1}\nstages:\n"
+            "  - {name: a, after: [b]}\n  - {name: b, after: [a]}\n",
             "cycle",
         ),
         ("name: w\nqos: {target_s: -1}\nstages:\n  - {name: a}\n", "target_s"),

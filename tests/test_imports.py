@@ -24,7 +24,8 @@ def _modules_after(code: str) -> set[str]:
         "import scheduler",
         "import loadgen",
         "import testbed.runner.server",
-        "from testbed.cli import cli\ntry:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass",
+        "from testbed.cli import cli\n"
+        "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass",
     ],
 )
 def test_light_imports(code: str) -> None:
@@ -43,5 +44,9 @@ def test_scheduler_imports_no_loadgen_and_only_testbed_types() -> None:
     loaded = _modules_after("import scheduler, scheduler.registry\nscheduler.available_policies()")
     assert not any(m == "loadgen" or m.startswith("loadgen.") for m in loaded)
     testbed_modules = {m for m in loaded if m.startswith("testbed.")}
-    assert testbed_modules <= {"testbed.platform", "testbed.config", "testbed.errors",
-                               "testbed._names"}, testbed_modules
+    assert testbed_modules <= {
+        "testbed.platform",
+        "testbed.config",
+        "testbed.errors",
+        "testbed._names",
+    }, testbed_modules

@@ -88,5 +88,5 @@ class ReplicaRuntime(abc.ABC):
         """
         return []
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Release runtime resources (not the replicas). Idempotent."""

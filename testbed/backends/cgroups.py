@@ -7,6 +7,7 @@ returns ``None`` and callers report limits as advisory.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from dataclasses import dataclass
@@ -118,8 +119,10 @@ class CgroupTree:
 
     def oom_kills(self, name: str) -> int:
         """How many processes the kernel OOM-killed in this group."""
-        path = self.memory_root / name / (
-            "memory.oom_control" if self.version == 1 else "memory.events"
+        path = (
+            self.memory_root
+            / name
+            / ("memory.oom_control" if self.version == 1 else "memory.events")
         )
         try:
             for line in path.read_text().splitlines():
@@ -132,10 +135,8 @@ class CgroupTree:
 
     def remove(self, name: str) -> None:
         for root in {self.cpu_root, self.memory_root}:
-            try:
+            with contextlib.suppress(OSError):
                 (root / name).rmdir()
-            except OSError:
-                pass
 
 
 def detect(prefix: str = "aquatope") -> CgroupTree | None:

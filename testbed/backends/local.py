@@ -211,4 +211,3 @@ class LocalRuntime(ReplicaRuntime):
                 with contextlib.suppress(OSError):
                     root.rmdir()
         _pids_file(self.state_dir).unlink(missing_ok=True)
-

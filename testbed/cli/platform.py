@@ -18,7 +18,18 @@ from testbed.cli.types import CPU, MEMORY
 from testbed.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, Limits
 from testbed.errors import TestbedError
 
-__all__ = ["deploy", "down", "gateway", "invoke", "limits", "password", "remove", "scale", "status", "up"]
+__all__ = [
+    "deploy",
+    "down",
+    "gateway",
+    "invoke",
+    "limits",
+    "password",
+    "remove",
+    "scale",
+    "status",
+    "up",
+]
 
 DEFAULT_STACK = "stack.yml"
 
@@ -77,8 +88,13 @@ def _deploy_stack(app: App, stack_path: str, names: tuple[str, ...] = ()) -> lis
 )
 @_stack_option
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_GATEWAY_PORT,
-              show_default=True, help="Gateway port (0: any free port).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_GATEWAY_PORT,
+    show_default=True,
+    help="Gateway port (0: any free port).",
+)
 @click.option("--no-deploy", is_flag=True, help="Start the gateway without deploying the stack.")
 @pass_app
 def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy: bool) -> None:
@@ -105,10 +121,12 @@ def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy:
 
             ensure_engine()
         if host not in ("127.0.0.1", "localhost", "::1"):
-            click.echo(f"warning: binding {host}: the gateway will be reachable from the network",
-                       err=True)
-        gateway = start_gateway(backend=backend, host=host, port=port, state_dir=app.home,
-                                detach=True)
+            click.echo(
+                f"warning: binding {host}: the gateway will be reachable from the network", err=True
+            )
+        gateway = start_gateway(
+            backend=backend, host=host, port=port, state_dir=app.home, detach=True
+        )
         app.home.mkdir(parents=True, exist_ok=True)
         tmp = app.gateway_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": gateway.pid, "url": gateway.url, "backend": backend}))
@@ -118,13 +136,21 @@ def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy:
     click.echo(f"gateway: {gateway.url} (backend {backend}, pid {gateway.pid})")
     if deployed:
         click.echo(f"deployed {len(deployed)} functions: {', '.join(deployed)}")
-    click.echo(f"user: admin, password: `aquatope password` (stored in {app.home}/basic-auth-password)")
+    click.echo(
+        f"user: admin, password: `aquatope password` (stored in {app.home}/basic-auth-password)"
+    )
     click.echo(f"logs: {gateway.log_path}")
 
 
 @click.command()
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
-              help="Seconds to wait for a clean shutdown before killing.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for a clean shutdown before killing.",
+)
 @pass_app
 def down(app: App, timeout_s: float) -> None:
     """Stop the gateway started by `aquatope up`, and every replica it started."""
@@ -169,22 +195,36 @@ def status(app: App, name: str | None, as_json: bool) -> None:
     with _errors(), app.platform() as platform:
         statuses = [platform.status(name)] if name else platform.list()
     if as_json:
-        click.echo(json.dumps([
-            {
-                "name": s.name,
-                "target": s.target_replicas,
-                "ready": s.replicas_ready,
-                "starting": s.replicas_starting,
-                "cpu_cores": s.limits.cpu_cores,
-                "memory_mb": s.limits.memory_mb,
-                "limits_enforced": s.limits_enforced,
-                "invocations": s.invocation_count,
-            }
-            for s in statuses
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": s.name,
+                        "target": s.target_replicas,
+                        "ready": s.replicas_ready,
+                        "starting": s.replicas_starting,
+                        "cpu_cores": s.limits.cpu_cores,
+                        "memory_mb": s.limits.memory_mb,
+                        "limits_enforced": s.limits_enforced,
+                        "invocations": s.invocation_count,
+                    }
+                    for s in statuses
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(title=f"functions at {app.gateway_url}")
-    for col in ("function", "target", "ready", "starting", "cpu", "memory", "limits", "invocations"):
+    for col in (
+        "function",
+        "target",
+        "ready",
+        "starting",
+        "cpu",
+        "memory",
+        "limits",
+        "invocations",
+    ):
         table.add_column(col, justify="left" if col in ("function", "limits") else "right")
     for s in statuses:
         table.add_row(
@@ -234,11 +274,13 @@ def invoke(app: App, name: str, workflow: bool, data: str, timeout_s: float, ver
         try:
             body = Path(data[1:]).read_bytes()
         except OSError as exc:
-            raise click.BadParameter(f"cannot read {data[1:]}: {exc.strerror}",
-                                     param_hint="--data") from None
+            raise click.BadParameter(
+                f"cannot read {data[1:]}: {exc.strerror}", param_hint="--data"
+            ) from None
     elif data == "" and workflow:
-        from functions.workloads import make_payload
         import random
+
+        from functions.workloads import make_payload
 
         body = make_payload(name, random.Random(0))
     else:
@@ -306,15 +348,29 @@ def password(app: App) -> None:
 
 
 @click.command()
-@click.option("--backend", type=click.Choice(["local", "docker"]), default="local",
-              show_default=True)
+@click.option(
+    "--backend", type=click.Choice(["local", "docker"]), default="local", show_default=True
+)
 @click.option("--host", default=DEFAULT_HOST, show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_GATEWAY_PORT,
-              show_default=True)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=DEFAULT_GATEWAY_PORT, show_default=True
+)
 @pass_app
 def gateway(app: App, backend: str, host: str, port: int) -> None:
     """Run the gateway in the foreground (Ctrl-C stops it and its replicas)."""
     from testbed.gateway.app import main as gateway_main
 
-    sys.exit(gateway_main(["--backend", backend, "--host", host, "--port", str(port),
-                           "--state-dir", str(app.home)]))
+    sys.exit(
+        gateway_main(
+            [
+                "--backend",
+                backend,
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--state-dir",
+                str(app.home),
+            ]
+        )
+    )

@@ -250,7 +250,9 @@ class Gateway:
         pool.record(status, end - start)
         return CallResult(status, out, out_headers, cold, start, end, error)
 
-    async def _exit_status_soon(self, handle: ReplicaHandle, wait_s: float = 1.0) -> ExitStatus | None:
+    async def _exit_status_soon(
+        self, handle: ReplicaHandle, wait_s: float = 1.0
+    ) -> ExitStatus | None:
         """After a dropped connection, give a dying replica a moment to be reaped."""
         deadline = time.monotonic() + wait_s
         while True:

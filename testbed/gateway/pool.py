@@ -1,4 +1,4 @@
-"""Per-function replica pools: target replicas, cold starts, a FIFO queue, least-outstanding routing.
+"""Per-function replica pools: target replicas, cold starts, FIFO queue, least-outstanding routing.
 
 A :class:`FunctionPool` is the gateway's view of one function. It starts and stops replicas
 through a :class:`~testbed.backends.base.ReplicaRuntime` so that the number alive follows
@@ -139,8 +139,9 @@ class FunctionPool:
                 self._retire(replica)
 
     def _start_one(self) -> None:
-        replica = Replica(id=f"{self.spec.name}-{uuid.uuid4().hex[:8]}", state="starting",
-                          started_at=time.time())
+        replica = Replica(
+            id=f"{self.spec.name}-{uuid.uuid4().hex[:8]}", state="starting", started_at=time.time()
+        )
         self.replicas[replica.id] = replica
         replica.task = asyncio.get_running_loop().create_task(self._start(replica))
 
@@ -183,6 +184,7 @@ class FunctionPool:
                     fut.set_exception(DeployError(message))
         delay = min(_MAX_START_BACKOFF_S, 0.5 * 2 ** min(self.start_failures, 6))
         if self._retry_handle is None and not self.closed:
+
             def retry() -> None:
                 self._retry_handle = None
                 self.reconcile()
@@ -213,8 +215,10 @@ class FunctionPool:
         best: Replica | None = None
         limit = self.spec.max_inflight
         for replica in self.replicas.values():
-            if replica.state == "ready" and replica.inflight < limit and (
-                best is None or replica.inflight < best.inflight
+            if (
+                replica.state == "ready"
+                and replica.inflight < limit
+                and (best is None or replica.inflight < best.inflight)
             ):
                 best = replica
         if best is not None:

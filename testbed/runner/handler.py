@@ -1,4 +1,4 @@
-"""Load and call a python3-http style handler: ``handle(event, context) -> {"statusCode", "body", "headers"}``.
+"""Load and call a python3-http handler: ``handle(event, context) -> {"statusCode", "body", ...}``.
 
 Stdlib only: this module runs inside every replica (process or container), where start-up
 time is cold-start time.

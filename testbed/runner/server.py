@@ -44,7 +44,7 @@ def _make_request_handler(
         server_version = "aquatope-runner"
         sys_version = ""
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # access logs would cost more than the requests they describe
 
         def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -159,9 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--function", default="", help="function name (for logs and health)")
     parser.add_argument("--host", default=os.environ.get("RUNNER_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("RUNNER_PORT", "0")))
-    parser.add_argument(
-        "--max-inflight", type=int, default=int(os.environ.get("max_inflight", "1") or 1)
-    )
+    inflight_env = os.environ.get("max_inflight", "1")  # noqa: SIM112 - of-watchdog's name
+    parser.add_argument("--max-inflight", type=int, default=int(inflight_env or 1))
     args = parser.parse_args(argv)
     if args.max_inflight < 1:
         parser.error("--max-inflight must be >= 1")

@@ -46,7 +46,9 @@ def test_up_invoke_scale_limits_down(tmp_path: Path, handler_dirs: dict[str, Pat
     assert up.returncode == 0, up.stderr
     assert "gateway: http://127.0.0.1:" in up.stdout
     assert "deployed 2 functions" in up.stdout
-    assert "password" in up.stdout and (home / "basic-auth-password").stat().st_mode & 0o777 == 0o600
+    assert (
+        "password" in up.stdout and (home / "basic-auth-password").stat().st_mode & 0o777 == 0o600
+    )
     password = (home / "basic-auth-password").read_text().strip()
     assert password not in up.stdout + up.stderr  # never printed unless asked for
     gateway_pid = json.loads((home / "gateway.json").read_text())["pid"]
@@ -81,8 +83,13 @@ def test_up_invoke_scale_limits_down(tmp_path: Path, handler_dirs: dict[str, Pat
     assert down.returncode == 0, down.stderr
     assert "stopped gateway" in down.stdout
     for pid in pids | {gateway_pid}:
-        wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists() or
-                   Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", timeout_s=15)
+        wait_until(
+            lambda pid=pid: (
+                not Path(f"/proc/{pid}").exists()
+                or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+            ),
+            timeout_s=15,
+        )
     leftovers = subprocess.run(["pgrep", "-f", str(handler_dirs["echo"])], capture_output=True)
     assert leftovers.stdout == b""
 

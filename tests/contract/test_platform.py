@@ -23,7 +23,9 @@ BACKENDS = [
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
     home = tmp_path_factory.mktemp(f"contract-{request.param}")
     with connect(request.param, state_dir=home) as p:
         yield p

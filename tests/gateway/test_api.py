@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -35,9 +36,9 @@ stages:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, handler_dirs: dict[str, Path]) -> Iterator[
-    tuple[OpenFaaSPlatform, httpx.Client, httpx.Client]
-]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, handler_dirs: dict[str, Path]
+) -> Iterator[tuple[OpenFaaSPlatform, httpx.Client, httpx.Client]]:
     home = tmp_path_factory.mktemp("home")
     workflows = tmp_path_factory.mktemp("workflows")
     (workflows / "shout.yaml").write_text(WORKFLOW)
@@ -141,7 +142,10 @@ def test_unknown_function_is_404_everywhere(gateway) -> None:
     _, admin, anon = gateway
     assert admin.get("/system/function/ghost").status_code == 404
     assert admin.post("/system/scale-function/ghost", json={"replicas": 1}).status_code == 404
-    assert admin.request("DELETE", "/system/functions", json={"functionName": "ghost"}).status_code == 404
+    assert (
+        admin.request("DELETE", "/system/functions", json={"functionName": "ghost"}).status_code
+        == 404
+    )
     assert anon.post("/function/ghost", content=b"x").status_code == 404
     assert anon.post("/async-function/ghost", content=b"x").status_code == 404
     assert anon.post("/workflow/ghost", content=b"x").status_code == 404
@@ -163,8 +167,12 @@ def test_cold_then_warm_invocation_with_path_and_query(gateway) -> None:
     assert first.status_code == 200
     assert first.headers["X-Cold-Start"] == "true"
     data = first.json()
-    assert data == {"pid": data["pid"], "path": "/some/path", "query": {"x": "1", "y": "two"},
-                    "body": "hello"}
+    assert data == {
+        "pid": data["pid"],
+        "path": "/some/path",
+        "query": {"x": "1", "y": "two"},
+        "body": "hello",
+    }
     second = anon.post("/function/echo", content=b"again")
     assert second.headers["X-Cold-Start"] == "false"
     assert float(second.headers["X-Duration-Seconds"]) >= 0
@@ -189,15 +197,16 @@ def test_requests_spread_over_replicas(gateway) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(8) as pool:
-        pids = set(pool.map(lambda _: anon.post("/function/echo", content=b"x").json()["pid"],
-                            range(40)))
+        pids = set(
+            pool.map(lambda _: anon.post("/function/echo", content=b"x").json()["pid"], range(40))
+        )
     assert len(pids) == 2
 
 
 class _Callback(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         _Callback.received.append((dict(self.headers), body))
         self.send_response(200)
@@ -261,15 +270,19 @@ def test_metrics_use_openfaas_names_and_count(gateway) -> None:
     for _ in range(3):
         anon.post("/function/echo", content=b"m")
     text = anon.get("/metrics").text
-    for name in ("gateway_function_invocation_total", "gateway_functions_seconds_bucket",
-                 "gateway_service_count", "gateway_function_cold_starts_total"):
+    for name in (
+        "gateway_function_invocation_total",
+        "gateway_functions_seconds_bucket",
+        "gateway_service_count",
+        "gateway_function_cold_starts_total",
+    ):
         assert name in text
     assert 'gateway_function_invocation_total{code="200",function_name="echo"}' in text
     assert platform.metrics().functions["echo"].completed == before + 3
 
 
 def test_delete_removes_function_and_replicas(gateway, handler_dirs) -> None:
-    platform, admin, anon = gateway
+    _, admin, anon = gateway
     body = {"service": "doomed", "annotations": {"com.aquatope.handler": str(handler_dirs["echo"])}}
     assert admin.post("/system/functions", json=body).status_code == 202
     pid = anon.post("/function/doomed", content=b"x").json()["pid"]
@@ -288,7 +301,10 @@ def _zombie(pid: int) -> bool:
 
 def test_broken_handler_fails_fast_with_503(gateway, handler_dirs) -> None:
     _, admin, anon = gateway
-    body = {"service": "broken", "annotations": {"com.aquatope.handler": str(handler_dirs["broken"])}}
+    body = {
+        "service": "broken",
+        "annotations": {"com.aquatope.handler": str(handler_dirs["broken"])},
+    }
     assert admin.post("/system/functions", json=body).status_code == 202
     start = time.monotonic()
     r = anon.post("/function/broken", content=b"x")

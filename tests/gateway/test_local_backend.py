@@ -39,14 +39,16 @@ def test_invalid_spec_is_rejected_before_deploy(handler_dirs) -> None:
     with pytest.raises(ConfigError, match="max_inflight"):
         FunctionSpec(name="x", handler=str(handler_dirs["echo"]), max_inflight=0)
     with pytest.raises(ConfigError, match="scale"):
-        FunctionSpec(name="x", labels={"com.openfaas.scale.min": "3",
-                                        "com.openfaas.scale.max": "1"})
+        FunctionSpec(
+            name="x", labels={"com.openfaas.scale.min": "3", "com.openfaas.scale.max": "1"}
+        )
 
 
 @needs_cgroups
 def test_cpu_and_memory_limits_are_cgroup_limits_changed_live(local_platform, handler_dirs) -> None:
-    _deploy(local_platform, "limited", handler_dirs["burn"],
-            limits=Limits(cpu_cores=1.0, memory_mb=256))
+    _deploy(
+        local_platform, "limited", handler_dirs["burn"], limits=Limits(cpu_cores=1.0, memory_mb=256)
+    )
     pid = local_platform.invoke("limited", b'{"n": 10}').json()["pid"]
     quota = _cgroup_file(pid, "cpu", "cpu.cfs_quota_us")
     memory = _cgroup_file(pid, "memory", "memory.limit_in_bytes")
@@ -102,8 +104,11 @@ def test_crashed_replica_is_replaced(local_platform, handler_dirs) -> None:
     pid = local_platform.invoke("crashy", b"x").json()["pid"]
     os.kill(pid, signal.SIGKILL)
     new_pid = wait_until(
-        lambda: (r := local_platform.invoke("crashy", b"x")).ok and r.json()["pid"] != pid
-        and r.json()["pid"]
+        lambda: (
+            (r := local_platform.invoke("crashy", b"x")).ok
+            and r.json()["pid"] != pid
+            and r.json()["pid"]
+        )
     )
     assert new_pid != pid
     assert "exited" in local_platform.status("crashy").limits_detail or True

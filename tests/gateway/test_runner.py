@@ -32,7 +32,8 @@ def _start(handler: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
 
 @pytest.fixture()
 def slow_handler(tmp_path: Path) -> Path:
-    (tmp_path / "handler.py").write_text(textwrap.dedent("""
+    (tmp_path / "handler.py").write_text(
+        textwrap.dedent("""
         import threading
         gate = threading.Event()
 
@@ -44,7 +45,8 @@ def slow_handler(tmp_path: Path) -> Path:
                 raise ValueError("boom")
             gate.wait(2)
             return {"statusCode": 201, "body": {"ok": True}, "headers": {"X-Custom": "1"}}
-    """))
+    """)
+    )
     return tmp_path
 
 
@@ -101,9 +103,7 @@ def test_missing_handler_exits_with_error(tmp_path: Path) -> None:
 
 
 def test_call_handler_normalises_return_values(tmp_path: Path) -> None:
-    (tmp_path / "handler.py").write_text(
-        "def handle(event, context):\n    return event.json()\n"
-    )
+    (tmp_path / "handler.py").write_text("def handle(event, context):\n    return event.json()\n")
     handle = load_handler(tmp_path)
     response = call_handler(handle, Event(body=b'{"a": 1}'))
     assert response.status_code == 200

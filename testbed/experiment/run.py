@@ -1,0 +1,409 @@
+"""The experiment runner: every policy × seed on the identical trace, from a clean platform.
+
+For each seed, the trace is built once (:func:`testbed.experiment.workload.build_trace`), then
+for each policy, in config order:
+
+1. a fresh platform from ``testbed.backends.connect(backend)`` (for ``local``/``docker`` a
+   new gateway process), stale functions removed and the workflows' functions deployed from
+   ``stack.yml``;
+2. the scheduler daemon (``scheduler.daemon.Daemon``) in a thread, ticking every ``tick_s``
+   and logging to ``decisions.jsonl``; its thread CPU time becomes ``scheduler_cpu_s``;
+3. the resource-timeline sampler (:mod:`testbed.experiment.sampler`) in a thread;
+4. the open-loop replay (``loadgen.replay``) in a child process (Locust patches the standard
+   library, so it never runs in this one), writing ``requests.csv`` and ``stages.csv``;
+5. everything stopped, ``meta.json`` completed and the run directory renamed into place
+   (:class:`testbed.experiment.results.RunWriter`).
+
+The daemon, sampler and load generator share one time origin ``t0``: the replay starts
+sending at a Unix time chosen here. A run that fails or is interrupted stays a hidden partial
+directory with ``complete: false`` and an ``error``; earlier runs are untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from testbed.errors import ConfigError, TestbedError
+from testbed.experiment.facts import machine_facts, package_versions
+from testbed.experiment.results import (
+    DECISIONS_FILE,
+    REQUESTS_FILE,
+    TIMELINE_FILE,
+    RunWriter,
+    TimelineWriter,
+    atomic_write_text,
+)
+from testbed.experiment.sampler import TimelineSampler
+from testbed.experiment.spec import ExperimentSpec, PolicySpec
+
+if TYPE_CHECKING:
+    from loadgen.trace import Trace
+    from testbed.platform import FunctionSpec, Platform, Workflow
+
+__all__ = ["ExperimentResult", "RunError", "RunOutcome", "prepare", "run_experiment"]
+
+log = logging.getLogger(__name__)
+
+START_DELAY_S = 3.0  # lets the replay child import Locust before t0
+SHUTDOWN_MARGIN_S = 60.0
+
+
+class RunError(TestbedError):
+    """One run of an experiment failed (its directory is left incomplete)."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One finished run."""
+
+    label: str
+    seed: int
+    path: Path
+    requests: int
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """Where the experiment's runs went."""
+
+    out_dir: Path
+    runs: tuple[RunOutcome, ...]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every run of an experiment shares, checked before the first run starts."""
+
+    spec: ExperimentSpec
+    workflows: dict[str, Workflow]
+    function_specs: tuple[FunctionSpec, ...]
+    catalog: Any
+
+
+def prepare(spec: ExperimentSpec) -> Prepared:
+    """Resolve workflows, functions and policies up front so a bad config fails in seconds.
+
+    Raises:
+        ConfigError: an unknown workflow/mix, a function missing from the stack, or an
+            unknown policy or parameter (naming ``policies.N``).
+    """
+    from scheduler.registry import create_policy
+    from testbed.stack import load_stack
+    from testbed.workflows import load_workflows
+
+    where = str(spec.source or spec.name)
+    for i, pol in enumerate(spec.policies):
+        try:
+            create_policy(pol.name, pol.params)
+        except (KeyError, ValueError, TypeError) as exc:
+            msg = exc.args[0] if exc.args else str(exc)
+            raise ConfigError(f"{where}: policies.{i}: {msg}") from None
+    catalog = load_workflows(spec.workflows_dir)
+    workflows: dict[str, Workflow] = {}
+    for i, target in enumerate(spec.workflows):
+        try:
+            mix = catalog.resolve(target)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: workflows.{i}: {exc}") from None
+        for name in mix.weights:
+            workflows[name] = catalog.get(name)
+    needed = list(dict.fromkeys(f for wf in workflows.values() for f in wf.functions))
+    if spec.backend == "sim":
+        return Prepared(spec, workflows, (), catalog)
+    stack = load_stack(spec.stack)
+    missing = [f for f in needed if f not in stack.functions]
+    if missing:
+        raise ConfigError(f"{spec.stack}: no function(s) {', '.join(missing)} for the workflows")
+    return Prepared(spec, workflows, tuple(stack[f] for f in needed), catalog)
+
+
+def _base_meta(spec: ExperimentSpec, pol: PolicySpec, index: int) -> dict[str, Any]:
+    return {
+        "experiment": spec.name,
+        "policy": pol.name,
+        "policy_params": dict(pol.params),
+        "policy_index": index,
+        "backend": spec.backend,
+        "workflows": list(spec.workflows),
+        "duration_s": spec.duration_s,
+        "warmup_s": spec.warmup_s,
+        "tick_s": spec.tick_s,
+        "sample_s": spec.sample_s,
+        "config_path": str(spec.source) if spec.source else None,
+        "config": dict(spec.raw),
+        "versions": package_versions(),
+        "machine": machine_facts(),
+        "t0": None,
+    }
+
+
+def _clean_deploy(platform: Platform, specs: tuple[FunctionSpec, ...]) -> None:
+    """Remove whatever is deployed, then deploy the experiment's functions."""
+    for status in platform.list():
+        platform.remove(status.name)
+    for fn in specs:
+        platform.deploy(fn)
+
+
+def _gateway_url(platform: Platform) -> str:
+    url = getattr(platform, "url", None) or getattr(platform, "base_url", None)
+    if not url:
+        raise RunError(f"{type(platform).__name__} exposes no gateway URL for the load generator")
+    return str(url).rstrip("/")
+
+
+def _replay_child(
+    trace: Trace,
+    targets: tuple[str, ...],
+    workflows_dir: str | None,
+    url: str,
+    run_dir: str,
+    seed: int,
+    t0_unix_s: float,
+    options: Mapping[str, Any],
+    progress: Any,
+) -> None:
+    """Child-process entry: plan the trace and replay it (Locust lives only here)."""
+    from loadgen.plan import plan
+    from loadgen.run import replay
+    from testbed.workflows import load_workflows
+
+    catalog = load_workflows(workflows_dir)
+    the_plan = plan(
+        trace, list(targets), catalog=catalog, mapping={t: t for t in targets}, seed=seed
+    )
+
+    def report(p: Any) -> None:
+        with contextlib.suppress(queue.Full):
+            progress.put_nowait((p.elapsed_s, p.dispatched, p.completed, p.errors, p.p95_latency_s))
+
+    replay(
+        the_plan,
+        url,
+        run_dir,
+        seed=seed,
+        start_at_unix_s=t0_unix_s,
+        on_progress=report,
+        **dict(options),
+    )
+
+
+class _DaemonThread:
+    """Runs ``Daemon.run`` in a thread and measures the thread's CPU seconds."""
+
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
+        self.stop_event = threading.Event()
+        self.cpu_s = 0.0
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._main, name="scheduler-daemon", daemon=True)
+
+    def _main(self) -> None:
+        start = time.thread_time()
+        try:
+            self.daemon.run(self.stop_event)
+        except Exception as exc:  # recorded in meta.json; the run goes on
+            log.exception("scheduler daemon crashed")
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.cpu_s = time.thread_time() - start
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+
+
+ProgressFn = Callable[[str, float, str], None]
+
+
+def _run_live(
+    prep: Prepared,
+    pol: PolicySpec,
+    seed: int,
+    trace: Trace,
+    writer: RunWriter,
+    on_progress: ProgressFn,
+) -> int:
+    """One live run into ``writer.path``; returns the number of requests recorded."""
+    from scheduler.clock import WallClock
+    from scheduler.daemon import Daemon
+    from scheduler.registry import create_policy
+    from testbed.backends import connect
+
+    spec = prep.spec
+    run_dir = writer.path
+    on_progress(pol.label, 0.0, "starting platform")
+    platform = connect(spec.backend, **dict(spec.backend_options))
+    try:
+        _clean_deploy(platform, prep.function_specs)
+        url = _gateway_url(platform)
+        ctx = mp.get_context("spawn")
+        progress_q = ctx.Queue(maxsize=100)
+        t0 = time.time() + START_DELAY_S
+        writer.write_meta(t0=t0, gateway_url=url)
+        child = ctx.Process(
+            target=_replay_child,
+            args=(
+                trace,
+                tuple(spec.workflows),
+                str(spec.workflows_dir) if spec.workflows_dir else None,
+                url,
+                str(run_dir),
+                seed,
+                t0,
+                {"drain_s": spec.drain_s, **dict(spec.loadgen)},
+                progress_q,
+            ),
+            name=f"replay-{pol.label}-{seed}",
+        )
+        daemon = Daemon(
+            platform,
+            create_policy(pol.name, pol.params),
+            clock=WallClock(),
+            tick_s=spec.tick_s,
+            workflows=prep.workflows,
+            decisions_path=run_dir / DECISIONS_FILE,
+            policy_name=pol.label,
+            t0_s=t0,
+        )
+        runner = _DaemonThread(daemon)
+        sampler = TimelineSampler(
+            platform,
+            TimelineWriter(run_dir / TIMELINE_FILE),
+            t0_unix_s=t0,
+            interval_s=min(spec.sample_s, 1.0),
+        )
+        child.start()
+        runner.start()
+        sampler.start()
+        deadline = t0 + spec.duration_s + spec.drain_s + SHUTDOWN_MARGIN_S
+        status = "replaying"
+        try:
+            while child.is_alive():
+                child.join(0.5)
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        _elapsed, sent, done, errors, p95 = progress_q.get_nowait()
+                        p95_txt = f"{p95 * 1000:.0f} ms" if p95 == p95 else "—"
+                        status = f"sent {sent}, done {done}, errors {errors}, p95 {p95_txt}"
+                on_progress(pol.label, max(0.0, time.time() - t0), status)
+                if time.time() > deadline:
+                    child.terminate()
+                    child.join(10)
+                    raise RunError(
+                        f"load generator still running {SHUTDOWN_MARGIN_S:g} s "
+                        "after the trace and drain ended"
+                    )
+        finally:
+            if child.is_alive():
+                child.terminate()
+                child.join(10)
+            runner.stop()
+            sampler.stop()
+        if child.exitcode != 0:
+            raise RunError(f"load generator exited with code {child.exitcode}")
+        if not (run_dir / REQUESTS_FILE).is_file():
+            raise RunError(f"load generator wrote no {REQUESTS_FILE}")
+        with (run_dir / REQUESTS_FILE).open() as handle:
+            requests = max(0, sum(1 for _ in handle) - 1)
+        writer.write_meta(
+            scheduler_cpu_s=runner.cpu_s,
+            scheduler_error=runner.error,
+            scheduler_ticks=daemon.ticks,
+            timeline_samples=sampler.samples,
+            timeline_failures=sampler.failures,
+            timeline_max_gap_s=round(sampler.max_gap_s, 3),
+            requests=requests,
+        )
+        return requests
+    finally:
+        with contextlib.suppress(Exception):
+            platform.close()
+
+
+def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: RunWriter) -> int:
+    """One simulated run, delegated to the simulator's whole-run helper."""
+    try:
+        from testbed.sim.experiment import run_sim  # type: ignore[import-not-found]
+    except ImportError:
+        raise ConfigError("backend 'sim' is not available in this build yet") from None
+    result = run_sim(
+        spec=prep.spec,
+        policy=pol,
+        seed=seed,
+        trace=trace,
+        workflows=prep.workflows,
+        results_dir=writer.path,
+    )
+    meta = dict(result) if isinstance(result, Mapping) else {}
+    writer.write_meta(**meta)
+    return int(meta.get("requests", 0))
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    out_dir: str | Path,
+    *,
+    on_progress: ProgressFn | None = None,
+    on_run_done: Callable[[RunOutcome], None] | None = None,
+) -> ExperimentResult:
+    """Run every policy × seed of ``spec`` into ``out_dir``.
+
+    Args:
+        spec: the validated experiment.
+        out_dir: results root; each run lands in ``<label>/seed-<seed>``.
+        on_progress: ``(label, elapsed_s, status)`` callback, about twice a second.
+        on_run_done: called after each run is complete and in place.
+
+    Returns:
+        The runs written.
+
+    Raises:
+        ConfigError: a bad config (before anything runs).
+        RunError: a run failed; earlier runs stay complete, the failed one incomplete.
+    """
+    from testbed.experiment.workload import build_trace
+
+    prep = prepare(spec)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "experiment.yaml", yaml.safe_dump(dict(spec.raw), sort_keys=False))
+    progress = on_progress or (lambda label, elapsed, status: None)
+    outcomes: list[RunOutcome] = []
+    for seed in spec.seeds:
+        trace = build_trace(spec.trace, spec.workflows, seed=seed, duration_s=spec.duration_s)
+        for index, pol in enumerate(spec.policies):
+            writer = RunWriter(out, pol.label, seed, _base_meta(spec, pol, index))
+            writer.start()
+            writer.write_meta(
+                trace={"source": trace.source, "requests": trace.total, "by_target": trace.counts()}
+            )
+            try:
+                if spec.backend == "sim":
+                    requests = _run_sim(prep, pol, seed, trace, writer)
+                else:
+                    requests = _run_live(prep, pol, seed, trace, writer, progress)
+            except BaseException as exc:
+                writer.fail(f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, (TestbedError, OSError)) and not isinstance(exc, ConfigError):
+                    raise RunError(f"run {pol.label} seed {seed} failed: {exc}") from exc
+                raise
+            outcome = RunOutcome(pol.label, seed, writer.finish(), requests)
+            outcomes.append(outcome)
+            if on_run_done is not None:
+                on_run_done(outcome)
+    return ExperimentResult(out, tuple(outcomes))

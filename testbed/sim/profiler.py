@@ -1,0 +1,328 @@
+"""Measure a simulator profile on a live platform (``aquatope profile``).
+
+Everything goes through the :class:`~testbed.platform.Platform` API, so the same code
+profiles the ``local`` and ``docker`` backends (and, in tests, the simulator itself). Per
+function it measures:
+
+* **service time** at the reference (no CPU limit, one call at a time): the gateway's
+  ``X-Duration-Seconds`` of warm calls;
+* **gateway overhead**: the client's latency minus the gateway's ``X-Duration-Seconds``;
+* **CPU scaling**: median service time under each CPU limit (``set_limits``) over the
+  reference median, when the backend enforces limits;
+* **concurrency scaling**: median service time with ``k`` calls at once on one replica;
+* **cold start**: scale to zero, call, and read the new replica's start-up time
+  (``ready_at - started_at``) from ``status()``;
+* **memory**: the peak RSS of a process that loads the handler and serves the payloads
+  (measured in a child process, since the Platform API does not report memory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform as pyplatform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from testbed.config import Limits
+from testbed.errors import PlatformError
+from testbed.platform import FunctionSpec, InvokeResult, Platform
+from testbed.sim.distributions import Distribution
+from testbed.sim.profile import FunctionProfile, Profile
+
+__all__ = ["ProfileSettings", "machine_facts", "measure_peak_rss_mb", "profile_functions"]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """How much to measure.
+
+    Args:
+        n_service: warm calls at the reference and at each level.
+        n_cold: cold starts per function.
+        cpu_levels: CPU limits (cores) to measure service time under.
+        concurrency_levels: concurrent calls per replica to measure (1 is the reference).
+        warmup: calls discarded after each change.
+        ready_timeout_s: how long to wait for a replica to appear or go.
+    """
+
+    n_service: int = 30
+    n_cold: int = 5
+    cpu_levels: tuple[float, ...] = (0.25, 0.5, 1.0)
+    concurrency_levels: tuple[int, ...] = (1, 2, 4)
+    warmup: int = 3
+    ready_timeout_s: float = 60.0
+
+
+def machine_facts() -> dict[str, Any]:
+    """``uname -a``, CPU model and count, Python version: where a profile was measured."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "uname": " ".join(os.uname()),
+        "cpu_model": model or pyplatform.processor(),
+        "cpu_count": os.cpu_count(),
+        "python": pyplatform.python_version(),
+    }
+
+
+def _header(result: InvokeResult, name: str) -> str | None:
+    lower = name.lower()
+    for key, value in result.headers.items():
+        if key.lower() == lower:
+            return value
+    return None
+
+
+def _gateway_s(result: InvokeResult) -> float:
+    value = _header(result, "X-Duration-Seconds")
+    return float(value) if value is not None else result.duration_s
+
+
+def _wait(platform: Platform, name: str, ok: Callable[[Any], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = platform.status(name)
+        if ok(status):
+            return
+        if time.monotonic() > deadline:
+            raise PlatformError(f"{name}: replicas did not reach the wanted state in {timeout_s}s")
+        time.sleep(0.05)
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+class _Caller:
+    """Invokes one function with payloads in rotation; records gateway and overhead times."""
+
+    def __init__(self, platform: Platform, name: str, payloads: Sequence[bytes]) -> None:
+        self.platform = platform
+        self.name = name
+        self.payloads = list(payloads) or [b"{}"]
+        self.i = 0
+        self.overhead_s: list[float] = []
+
+    def call(self) -> InvokeResult:
+        body = self.payloads[self.i % len(self.payloads)]
+        self.i += 1
+        result = self.platform.invoke(self.name, body)
+        if not result.ok:
+            raise PlatformError(
+                f"{self.name}: profiling call answered {result.status_code}: {result.body[:200]!r}"
+            )
+        return result
+
+    def warm(self, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            result = self.call()
+            gateway = _gateway_s(result)
+            out.append(gateway)
+            self.overhead_s.append(max(0.0, result.duration_s - gateway))
+        return out
+
+    def concurrent(self, k: int, rounds: int) -> list[float]:
+        out: list[float] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            try:
+                value = _gateway_s(self.call())
+            except BaseException as exc:  # re-raised below, on the caller's thread
+                errors.append(exc)
+                return
+            with lock:
+                out.append(value)
+
+        for _ in range(rounds):
+            threads = [threading.Thread(target=one) for _ in range(k)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if errors:
+            raise errors[0]
+        return out
+
+
+def _profile_one(
+    platform: Platform,
+    spec: FunctionSpec,
+    payloads: Sequence[bytes],
+    settings: ProfileSettings,
+    log: Log,
+) -> tuple[FunctionProfile, list[float], dict[str, Any]]:
+    name = spec.name
+    max_k = max(settings.concurrency_levels)
+    reference = dataclasses.replace(
+        spec,
+        limits=Limits(memory_mb=spec.limits.memory_mb),
+        max_inflight=max(max_k, 1),
+        labels={k: v for k, v in spec.labels.items() if not k.startswith("com.openfaas.scale")},
+    )
+    platform.deploy(reference)
+    platform.scale(name, replicas=1)
+    _wait(platform, name, lambda s: s.replicas_ready >= 1, settings.ready_timeout_s)
+    caller = _Caller(platform, name, payloads)
+    caller.warm(settings.warmup)
+    service = caller.warm(settings.n_service)
+    ref_median = _median(service)
+    log(f"{name}: service p50 {ref_median * 1000:.1f} ms over {len(service)} calls")
+
+    concurrency = [(1.0, 1.0)]
+    rounds = max(2, settings.n_service // max_k)
+    for k in settings.concurrency_levels:
+        if k <= 1:
+            continue
+        values = caller.concurrent(k, rounds)
+        concurrency.append((float(k), _median(values) / ref_median))
+        log(f"{name}: concurrency {k}: factor {concurrency[-1][1]:.2f}")
+
+    notes: dict[str, Any] = {}
+    cpu: list[tuple[float, float]] = []
+    for cores in settings.cpu_levels:
+        platform.set_limits(name, Limits(cpu_cores=cores, memory_mb=spec.limits.memory_mb))
+        status = platform.status(name)
+        if not status.limits_enforced:
+            notes["cpu_scaling"] = f"limits not enforced: {status.limits_detail}"
+            log(f"{name}: CPU limits are advisory here; no CPU scaling measured")
+            cpu = []
+            break
+        caller.warm(settings.warmup)
+        values = caller.warm(settings.n_service)
+        cpu.append((float(cores), _median(values) / ref_median))
+        log(f"{name}: cpu {cores:g}: factor {cpu[-1][1]:.2f}")
+    platform.set_limits(name, Limits(memory_mb=spec.limits.memory_mb))
+
+    cold: list[float] = []
+    for _ in range(settings.n_cold):
+        platform.scale(name, replicas=0)
+        _wait(platform, name, lambda s: not s.replicas, settings.ready_timeout_s)
+        result = caller.call()
+        startup = [
+            r.ready_at - r.started_at
+            for r in platform.status(name).replicas
+            if r.ready_at is not None and r.state == "ready"
+        ]
+        cold.append(min(startup) if startup else max(0.0, _gateway_s(result) - ref_median))
+    log(f"{name}: cold start p50 {_median(cold):.3f} s over {len(cold)}")
+    platform.remove(name)
+
+    fp = FunctionProfile(
+        service_s=Distribution.empirical(service),
+        cold_start_s=Distribution.empirical(cold),
+        memory_mb=None,
+        cpu_scaling=tuple(sorted(cpu)),
+        concurrency_scaling=tuple(concurrency),
+        extra={"notes": notes} if notes else {},
+    )
+    return fp, caller.overhead_s, notes
+
+
+# VmHWM (the peak RSS of this process image), not ru_maxrss: Linux carries ru_maxrss over
+# from the forking parent across exec.
+_RSS_SCRIPT = """
+import json, sys
+from testbed.runner.handler import Event, call_handler, load_handler
+handler = load_handler(sys.argv[1])
+for line in sys.stdin.buffer.read().split(b"\\n\\0\\n"):
+    if line:
+        call_handler(handler, Event(body=line, headers={"Content-Type": "application/json"}))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+print(json.dumps({"maxrss_kb": int(hwm)}))
+"""
+
+
+def measure_peak_rss_mb(handler_dir: str | Path, payloads: Sequence[bytes]) -> float:
+    """Peak RSS (MiB) of a fresh process that loads the handler and serves ``payloads``.
+
+    Raises:
+        PlatformError: the child process failed.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(handler_dir)],
+        input=b"\n\0\n".join(payloads),
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise PlatformError(f"{handler_dir}: memory probe failed: {proc.stderr.decode()[-300:]}")
+    return float(json.loads(proc.stdout.decode().strip().splitlines()[-1])["maxrss_kb"]) / 1024
+
+
+def profile_functions(
+    platform: Platform,
+    specs: Sequence[FunctionSpec],
+    payloads: Mapping[str, Sequence[bytes]],
+    *,
+    settings: ProfileSettings | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    measure_memory: bool = True,
+    log: Log = lambda _msg: None,
+) -> Profile:
+    """Measure every function in ``specs`` on ``platform`` and return the profile.
+
+    Args:
+        platform: a live platform (``connect("local")``); functions are deployed, measured
+            and removed one at a time.
+        specs: the functions (e.g. from ``stack.yml``).
+        payloads: request bodies per function name (cycled through).
+        settings: how much to measure.
+        provenance: extra facts stored in the profile (backend, command).
+        measure_memory: also measure each handler's peak RSS in a child process.
+        log: progress lines.
+
+    Raises:
+        PlatformError: a call failed or a replica never came up.
+    """
+    settings = settings or ProfileSettings()
+    functions: dict[str, FunctionProfile] = {}
+    overhead: list[float] = []
+    notes: dict[str, Any] = {}
+    started = time.time()
+    for spec in specs:
+        body = list(payloads.get(spec.name, [b"{}"]))
+        fp, over, fn_notes = _profile_one(platform, spec, body, settings, log)
+        if measure_memory and spec.handler:
+            rss = measure_peak_rss_mb(spec.handler, body)
+            fp = dataclasses.replace(fp, memory_mb=round(rss, 1))
+            log(f"{spec.name}: peak RSS {rss:.0f} MiB")
+        functions[spec.name] = fp
+        overhead.extend(over)
+        if fn_notes:
+            notes[spec.name] = fn_notes
+    facts = {
+        "machine": machine_facts(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "settings": dataclasses.asdict(settings),
+        **dict(provenance or {}),
+    }
+    if notes:
+        facts["notes"] = notes
+    return Profile(
+        functions=functions,
+        gateway_overhead_s=Distribution.empirical(overhead or [0.0]),
+        provenance=facts,
+    )

@@ -1,0 +1,74 @@
+"""always-on: OpenFaaS CE alert autoscaling (min 1, step scale-up while firing, back to min)."""
+
+from __future__ import annotations
+
+import json
+
+from scheduler.policies.always_on import AlwaysOnPolicy
+from tests.scheduler.sched_helpers import step
+
+
+def test_idle_function_keeps_one_replica() -> None:
+    policy = AlwaysOnPolicy()
+    for t in range(5):
+        d = step(policy, float(t), replicas_ready=0, target_replicas=0)
+        assert d.functions["f"].replicas == 1
+
+
+def test_min_bound_above_one_is_kept() -> None:
+    policy = AlwaysOnPolicy()
+    d = step(policy, 0.0, replicas_ready=3, min_replicas=3)
+    assert d.functions["f"].replicas == 3
+
+
+def test_fires_after_window_steps_by_factor_then_waits_repeat() -> None:
+    policy = AlwaysOnPolicy(cooldown_s=20)  # 5 rps per replica, 10 s rate, for 5 s, repeat 30 s
+    targets = []
+    for t in range(1, 100):
+        d = step(policy, float(t), arrivals=100, replicas_ready=1)  # 100 rps on one replica
+        targets.append(d.functions["f"].replicas)
+    # rate(10s) crosses 5 rps at t=1 (100/10); pending for 5 s; fires at t=6: +ceil(20*20%)=4
+    assert targets[:5] == [1] * 5
+    assert targets[5] == 5
+    # next steps every 30 s while still firing: t=36 -> 9, t=66 -> 13, t=96 -> 17
+    assert targets[34] == 5 and targets[35] == 9
+    assert targets[65] == 13 and targets[95] == 17
+    # load stops: the rate window drains (10 s), then cooldown 20 s, then back to min 1
+    out = []
+    for t in range(100, 140):
+        out.append(step(policy, float(t), arrivals=0, replicas_ready=17).functions["f"].replicas)
+    assert out[0] == 17
+    first_one = out.index(1)
+    # at t=101 the 10 s window holds 8 busy ticks: 80 rps / 17 replicas = 4.7 <= 5, the alert
+    # resolves; after the 20 s cooldown (t=121) the target drops to the minimum
+    assert 100 + first_one == 121
+    assert set(out[:first_one]) == {17}
+    assert all(r == 1 for r in out[first_one:])
+
+
+def test_rate_per_replica_stops_scaling_when_replicas_absorb_it() -> None:
+    policy = AlwaysOnPolicy()
+    for t in range(1, 31):
+        d = step(policy, float(t), arrivals=40, replicas_ready=9, target_replicas=9)
+        assert d.functions["f"].replicas == 9  # 40 rps / 9 = 4.4 rps each: no alert
+    # as in OpenFaaS CE, a resolved alert sends the function back to its minimum (cooldown 30 s)
+    d = step(policy, 31.0, arrivals=40, replicas_ready=9, target_replicas=9)
+    assert d.functions["f"].replicas == 1
+    total = AlwaysOnPolicy(per_replica=False)  # the CE rule: total rate 40 > 5 fires
+    reps = [
+        step(total, float(t), arrivals=40, replicas_ready=9).functions["f"].replicas
+        for t in range(1, 10)
+    ]
+    assert reps[-1] == 13
+
+
+def test_max_bound_caps_scale_up_and_state_round_trips() -> None:
+    a = AlwaysOnPolicy(repeat_s=0)
+    for t in range(1, 10):
+        step(a, float(t), arrivals=1000, replicas_ready=1, max_replicas=6)
+    b = AlwaysOnPolicy(repeat_s=0)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    for p in (a, b):
+        d = step(p, 10.0, arrivals=1000, replicas_ready=1, max_replicas=6)
+        assert d.functions["f"].replicas == 6
+    assert a.state_dict() == b.state_dict()
