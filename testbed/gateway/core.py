@@ -106,8 +106,7 @@ class Gateway:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
-        for pool in list(self.pools.values()):
-            await pool.close()
+        await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         self.pools.clear()
         await self.runtime.close()
         if self._session is not None:

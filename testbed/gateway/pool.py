@@ -344,10 +344,13 @@ class FunctionPool:
                 fut.set_exception(InvocationError(f"{self.spec.name}: function removed"))
         replicas = list(self.replicas.values())
         self.replicas.clear()
-        for replica in replicas:
+
+        async def stop(replica: Replica) -> None:
             if replica.task is not None and not replica.task.done():
                 replica.doomed = True
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await replica.task
             if replica.handle is not None:
                 await self._stop_quietly(replica.handle)
+
+        await asyncio.gather(*(stop(r) for r in replicas))

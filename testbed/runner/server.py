@@ -146,7 +146,7 @@ def serve(
     stream.write(json.dumps(ready) + "\n")
     stream.flush()
     try:
-        server.serve_forever(poll_interval=0.5)
+        server.serve_forever(poll_interval=0.05)
     finally:
         server.server_close()
 
