@@ -141,6 +141,14 @@ def _write_meta(out: Path, info: dict[str, Any]) -> None:
     help="Per-request timeout.",
 )
 @click.option(
+    "--spin-ms",
+    type=click.FloatRange(min=0, max=100),
+    default=0.0,
+    show_default=True,
+    help="Busy-wait this long before each send: more punctual sends, but it costs CPU "
+    "that the system under test may need on a small host.",
+)
+@click.option(
     "--port",
     type=click.IntRange(min=1, max=65535),
     default=8089,
@@ -163,6 +171,7 @@ def load(
     seed: int,
     max_in_flight: int,
     timeout_s: float,
+    spin_ms: float,
     port: int,
     web_host: str,
 ) -> None:
@@ -190,8 +199,10 @@ def load(
 
         if trace_files:
             tr = _read(trace_files, seed=seed, spread=spread, top=top)
-        else:  # web UI without a trace: users only, flat one-request-per-second shape
-            tr = Trace({"manual": [0.0]}, 60.0)
+        else:  # web UI without a trace: user classes only, users set by hand
+            import numpy as np
+
+            tr = Trace({"manual": np.zeros(1)}, 60.0)
         the_plan = plan(
             tr,
             list(workflows),
@@ -212,6 +223,7 @@ def load(
             seed=seed,
             max_in_flight=max_in_flight,
             timeout_s=timeout_s,
+            spin_s=spin_ms / 1000.0,
             meta={
                 "kind": "load",
                 "trace": [str(f) for f in trace_files],
@@ -244,6 +256,7 @@ def _headless(
     seed: int,
     max_in_flight: int,
     timeout_s: float,
+    spin_s: float,
     meta: dict[str, Any],
 ) -> None:
     from rich.console import Console
@@ -267,6 +280,7 @@ def _headless(
                 seed=seed,
                 max_in_flight=max_in_flight,
                 timeout_s=timeout_s,
+                spin_s=spin_s,
                 on_progress=lambda p: live.update(_render(p), refresh=True),
             )
         except ConfigError as exc:
