@@ -3,7 +3,7 @@
 Images are built (or found in the cache) from the function's handler directory by
 :mod:`testbed.images`. Every container carries labels naming its gateway, function and
 replica, so a restarted gateway re-adopts its replicas (:meth:`DockerRuntime.adopt_leftovers`)
-and ``aquatope down`` removes everything (:func:`remove_leftovers`).
+and ``aquatope down`` removes everything (:func:`remove_all`).
 
 Networking (``network_mode``):
 
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
     from testbed.images.build import ImageBuilder
 
-__all__ = ["DockerRuntime", "gateway_id_for", "remove_leftovers"]
+__all__ = ["DockerRuntime", "ensure_engine", "gateway_id_for", "remove_all"]
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,21 @@ def _holder_name(gateway_id: str) -> str:
     return f"aquatope-{gateway_id}-net"
 
 
-def remove_leftovers(state_dir: Path | None = None, *, gateway_id: str | None = None) -> int:
+def ensure_engine() -> None:
+    """Check that a Docker engine answers.
+
+    Raises:
+        BackendUnavailable: it does not; the message says how to install and start one.
+    """
+    connect_engine(timeout_s=10).close()
+
+
+def remove_all(state_dir: Path | None = None, *, gateway_id: str | None = None) -> int:
     """Remove every container and network a docker gateway made (for ``aquatope down``).
 
     Args:
-        state_dir: the gateway's state directory (picks the gateway id).
+        state_dir: the gateway's state directory (picks the gateway id; default
+            ``$AQUATOPE_HOME``).
         gateway_id: remove this gateway's objects instead; ``"*"`` removes those of every
             testbed gateway on this engine.
 
@@ -120,12 +130,6 @@ def remove_leftovers(state_dir: Path | None = None, *, gateway_id: str | None = 
         return removed
     finally:
         client.close()
-
-
-def _cgroup_text(limits: Limits) -> str:
-    cpu = f"cpu {limits.cpu_cores:g}" if limits.cpu_cores is not None else "cpu unlimited"
-    mem = f"memory {limits.memory_mb} MiB" if limits.memory_mb is not None else "memory unlimited"
-    return f"{cpu}, {mem}"
 
 
 class DockerRuntime(ReplicaRuntime):
@@ -186,7 +190,6 @@ class DockerRuntime(ReplicaRuntime):
         self._holder_id: str | None = None
         self._holder_ip: str | None = None
         self._ports: dict[str, int] = {}  # replica id -> port in the pod namespace
-        self._limits: dict[str, Limits] = {}  # container id -> limits in force
         self._states: dict[str, str] = {}
         self._states_at = 0.0
         self._states_lock = asyncio.Lock()
@@ -386,33 +389,37 @@ class DockerRuntime(ReplicaRuntime):
                 LABEL_STARTED_AT: repr(started_at),
             }
         )
-        kwargs: dict[str, Any] = dict(
-            image=image,
-            command=command,
-            name=f"aquatope-{self.gateway_id}-{replica_id}"[:120],
-            labels=labels,
-            environment=env,
-            detach=True,
-            working_dir=APP_DIR,
-            volumes={str(self.data_dir): {"bind": DATA_DIR, "mode": "rw"}},
+        api = self._client.api
+        host_config = api.create_host_config(
+            binds={str(self.data_dir): {"bind": DATA_DIR, "mode": "rw"}},
+            network_mode=f"container:{self._holder_id}" if pod else self.network,
             **self._limit_args(limits, update=False),
         )
-        if pod:
-            kwargs["network_mode"] = f"container:{self._holder_id}"
-        else:
-            kwargs["network"] = self.network
+        networking = None if pod else api.create_networking_config({self.network: {}})
 
         def create_and_start() -> tuple[str, str]:
-            container = self._client.containers.create(**kwargs)
+            # The low-level API: one request to create, one to start (the high-level
+            # model would inspect the container in between).
+            created = api.create_container(
+                image,
+                command,
+                name=f"aquatope-{self.gateway_id}-{replica_id}"[:120],
+                labels=labels,
+                environment=env,
+                working_dir=APP_DIR,
+                host_config=host_config,
+                networking_config=networking,
+            )
+            container_id = str(created["Id"])
             try:
-                container.start()
+                api.start(container_id)
                 if pod:
-                    return str(container.id), str(self._holder_ip)
-                container.reload()
-                ip = container.attrs["NetworkSettings"]["Networks"][self.network]["IPAddress"]
-                return str(container.id), str(ip)
+                    return container_id, str(self._holder_ip)
+                attrs = api.inspect_container(container_id)
+                networks = attrs["NetworkSettings"]["Networks"]
+                return container_id, str(networks[self.network]["IPAddress"])
             except BaseException:
-                container.remove(force=True)
+                api.remove_container(container_id, force=True)
                 raise
 
         try:
@@ -421,8 +428,8 @@ class DockerRuntime(ReplicaRuntime):
             )
         except BaseException:
             self._ports.pop(replica_id, None)
+            self._network_ready = False  # re-check the network (holder) before the next try
             raise
-        self._limits[container_id] = limits
         handle = ReplicaHandle(
             function=spec.name,
             replica_id=replica_id,
@@ -520,8 +527,6 @@ class DockerRuntime(ReplicaRuntime):
             await self._call(f"{handle.function}: stop replica {handle.replica_id}", remove)
         finally:
             self._ports.pop(handle.replica_id, None)
-            if handle.container_id:
-                self._limits.pop(handle.container_id, None)
 
     async def apply_limits(self, handle: ReplicaHandle, limits: Limits) -> LimitsOutcome:
         """Update the container's cgroup limits in place (same container, no restart).
@@ -535,9 +540,9 @@ class DockerRuntime(ReplicaRuntime):
         await self._call(
             what, lambda: self._client.api.update_container(handle.container_id, **args)
         )
-        if handle.container_id:
-            self._limits[handle.container_id] = limits
-        return LimitsOutcome(True, f"docker cgroups: {_cgroup_text(limits)}")
+        # No detail: the limits themselves are in the status; the gateway shows the last
+        # replica exit (an OOM kill) in the detail field instead.
+        return LimitsOutcome(True)
 
     async def _container_states(self) -> dict[str, str]:
         """State (running, exited, ...) of each of our containers, listed at most every 0.25 s."""
@@ -585,6 +590,7 @@ class DockerRuntime(ReplicaRuntime):
         state = states.get(handle.container_id or "")
         if state == "running":
             if self.network_mode == "pod" and states.get(self._holder_id or "") != "running":
+                self._network_ready = False  # the next start makes a new holder
                 return ExitStatus(False, "lost its network (the network holder container died)")
             return None
         return await self._inspect_exit(handle)
@@ -607,6 +613,7 @@ class DockerRuntime(ReplicaRuntime):
         if holder_ok and holder is not None:
             self._holder_id = holder["Id"]
             self._holder_ip = holder["NetworkSettings"]["Networks"][self.network]["IPAddress"]
+            self._network_ready = self.network_mode == "pod"
         adopted: list[ReplicaHandle] = []
         for attrs in containers:
             labels = attrs["Config"]["Labels"] or {}
@@ -644,9 +651,9 @@ class DockerRuntime(ReplicaRuntime):
             adopted.append(handle)
         return adopted
 
-    async def remove_all(self) -> int:
-        """Remove every container and the network of this gateway (``down``)."""
-        removed = await asyncio.to_thread(remove_leftovers, gateway_id=self.gateway_id)
+    async def remove_everything(self) -> int:
+        """Remove every container and the network of this gateway (as ``down`` does)."""
+        removed = await asyncio.to_thread(remove_all, gateway_id=self.gateway_id)
         self._holder_id = self._holder_ip = None
         self._network_ready = False
         self._ports.clear()
@@ -663,7 +670,7 @@ class DockerRuntime(ReplicaRuntime):
             states = await self._container_states()
             others = set(states) - {self._holder_id}
             if not others:
-                await self.remove_all()
+                await self.remove_everything()
         except PlatformError as exc:
             log.warning("docker runtime: cleanup on close failed: %s", exc)
         finally:

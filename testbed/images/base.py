@@ -30,7 +30,7 @@ from testbed.images.engine import LABEL_MANAGED, LABEL_ROLE, engine_errors
 if TYPE_CHECKING:
     import docker
 
-__all__ = ["BaseImage", "debian_mirror", "ensure_base_image", "image_lock"]
+__all__ = ["BaseImage", "cache_dir", "debian_mirror", "ensure_base_image", "image_lock"]
 
 SLIM_IMAGE = "python:3.11-slim"
 DEBOOTSTRAP_TAG = "aquatope/base:bookworm"
@@ -62,10 +62,17 @@ class BaseImage:
     source: str  # "env" | "slim" | "debootstrap"
 
 
+def cache_dir() -> Path:
+    """Where image building keeps wheels and locks: ``$AQUATOPE_CACHE_DIR`` or
+    ``$AQUATOPE_HOME/cache``."""
+    explicit = os.environ.get("AQUATOPE_CACHE_DIR")
+    return Path(explicit) if explicit else aquatope_home() / "cache"
+
+
 @contextmanager
 def image_lock(name: str) -> Iterator[None]:
     """An exclusive inter-process lock (``~/.aquatope/cache/locks/NAME.lock``) around a build."""
-    lock_dir = aquatope_home() / "cache" / "locks"
+    lock_dir = cache_dir() / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -180,8 +187,10 @@ def _debootstrap(client: docker.DockerClient, log: Log) -> None:
                 f"{(proc.stderr or proc.stdout).strip()[-300:]}"
             )
     mirror = debian_mirror()
-    cache = aquatope_home() / "cache"
+    cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
+    debs = (cache / "debs").resolve()  # downloaded packages, reused by a later rebuild
+    debs.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rootfs-", dir=cache) as tmp:
         rootfs = Path(tmp) / "rootfs"
         log(f"base: debootstrap bookworm from {mirror} (about a minute)")
@@ -189,6 +198,7 @@ def _debootstrap(client: docker.DockerClient, log: Log) -> None:
             [
                 "debootstrap",
                 "--variant=minbase",
+                f"--cache-dir={debs}",
                 "--include=python3,python3-pip,python3-venv",
                 "bookworm",
                 str(rootfs),

@@ -238,7 +238,8 @@ class ImageBuilder:
         Args:
             specs: functions with a ``handler`` directory (holding ``handler.py`` and an
                 optional ``requirements.txt``).
-            force: rebuild even when an image with the same source hash exists.
+            force: rebuild the function layers even when current, without the engine's
+                build cache (the dependency image is still reused).
 
         Returns:
             One :class:`ImageBuild` per spec, in order.
@@ -275,7 +276,7 @@ class ImageBuilder:
             started = time.perf_counter()
             cached = not any(plan[0] is spec for plan in todo)
             if not cached:
-                self._build_function(spec, deps, runner, handler, digest)
+                self._build_function(spec, deps, runner, handler, digest, no_cache=force)
             results.append(
                 ImageBuild(
                     function=spec.name,
@@ -308,8 +309,11 @@ class ImageBuilder:
         runner: dict[str, Path],
         handler: dict[str, Path],
         digest: str,
+        *,
+        no_cache: bool = False,
     ) -> None:
         ref = image_ref(spec)
+        previous = self._exists(ref)
         self._log(f"image: building {ref} ({len(handler)} handler file(s)) on {deps}")
         with tempfile.TemporaryDirectory(prefix=f"aquatope-{spec.name}-") as tmp:
             ctx = Path(tmp)
@@ -320,6 +324,7 @@ class ImageBuilder:
                     tag=ref,
                     rm=True,
                     forcerm=True,
+                    nocache=no_cache,
                     network_mode="none",
                     labels={
                         LABEL_MANAGED: "1",
@@ -329,3 +334,17 @@ class ImageBuilder:
                         "io.aquatope.app-dir": APP_DIR,
                     },
                 )
+        if previous is not None:
+            self._drop_superseded(str(previous.id), ref)
+
+    def _drop_superseded(self, image_id: str, ref: str) -> None:
+        """Remove the image ``ref`` pointed to before a rebuild, unless something uses it."""
+        import docker.errors
+
+        current = self._exists(ref)
+        if current is None or str(current.id) == image_id:
+            return
+        try:
+            self._client.images.remove(image_id, noprune=False)
+        except docker.errors.APIError as exc:  # tagged elsewhere, or a container uses it
+            self._log(f"image: kept the previous {ref} ({image_id[:19]}): {exc.explanation}")

@@ -20,8 +20,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from testbed.config import aquatope_home
 from testbed.errors import ConfigError, DeployError
+from testbed.images.base import cache_dir
 
 __all__ = ["ensure_wheels", "read_requirements", "requirements_key"]
 
@@ -105,7 +105,7 @@ def ensure_wheels(lines: list[str], python_version: str, *, log: Log = lambda _m
         DeployError: pip could not resolve or download them (message has pip's last lines).
     """
     key = requirements_key(lines, python_version)
-    root = aquatope_home() / "cache" / "wheels"
+    root = cache_dir() / "wheels"
     target = root / key
     if (target / _COMPLETE).exists():
         return target
