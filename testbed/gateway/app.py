@@ -126,7 +126,7 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
     async def scale(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         replicas = parse_scale(await _body_json(request), name)
-        gateway.pool(name).set_target(replicas)
+        gateway.scale(name, replicas)
         return web.Response(status=202)
 
     async def limits(request: web.Request) -> web.Response:
@@ -257,6 +257,7 @@ async def serve(config: GatewayConfig, *, announce: Callable[[str], None] | None
     runtime = create_runtime(config.backend, config.state_dir)
     gateway = Gateway(config, runtime, catalog.workflows)
     await gateway.start()
+    await gateway.restore()
     functions_dir = config.workflows_dir.parent if config.workflows_dir else None
     if functions_dir is None:
         from testbed.workflows import default_workflows_dir

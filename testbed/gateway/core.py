@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,6 +92,54 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._monitor: asyncio.Task[None] | None = None
 
+    @property
+    def state_path(self) -> Path:
+        """Deployed functions, kept while the gateway runs; removed on a clean shutdown."""
+        return self.config.state_dir / f"gateway-functions-{self.runtime.name}.json"
+
+    def _save_state(self) -> None:
+        state = {
+            name: {"spec": spec_to_json(pool.spec), "target": pool.target}
+            for name, pool in self.pools.items()
+        }
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.state_path)
+
+    async def restore(self) -> int:
+        """After a crash: restore the functions recorded, re-adopt their live replicas.
+
+        Returns the number of replicas adopted. Replicas of functions that are no longer
+        recorded are stopped.
+        """
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            state = {}
+        for name, entry in state.items():
+            try:
+                spec = spec_from_json(entry["spec"])
+            except (KeyError, TypeError, ConfigError) as exc:
+                log.warning("not restoring %s: %s", name, exc)
+                continue
+            pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
+            pool.target = spec.scale_bounds.clamp(int(entry.get("target", 0)))
+            self.pools[name] = pool
+        adopted = 0
+        for handle in await self.runtime.adopt_leftovers():
+            pool = self.pools.get(handle.function)
+            if pool is None:
+                await self.runtime.stop_replica(handle)
+                continue
+            pool.adopt(handle)
+            adopted += 1
+        for pool in self.pools.values():
+            pool.reconcile()
+        if self.pools:
+            log.info("restored %d function(s), adopted %d replica(s)", len(self.pools), adopted)
+        return adopted
+
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(
@@ -108,6 +157,7 @@ class Gateway:
                 await self._monitor
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         self.pools.clear()
+        self.state_path.unlink(missing_ok=True)
         await self.runtime.close()
         if self._session is not None:
             await self._session.close()
@@ -148,6 +198,7 @@ class Gateway:
             pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
             self.pools[spec.name] = pool
             pool.reconcile()
+            self._save_state()
             return
         if not update:
             raise DeployError(f"function {spec.name!r} already exists; use PUT to update")
@@ -163,6 +214,7 @@ class Gateway:
             if spec.limits != existing.limits:
                 await existing.set_limits(spec.limits)
             existing.set_target(existing.target)
+            self._save_state()
             return
         target = existing.target
         await existing.close()
@@ -170,17 +222,26 @@ class Gateway:
         pool.started, pool.completed = existing.started, existing.completed
         self.pools[spec.name] = pool
         pool.set_target(target)
+        self._save_state()
 
     async def remove(self, name: str) -> None:
         pool = self.pools.pop(name, None)
         if pool is None:
             raise FunctionNotFound(name)
         await pool.close()
+        self._save_state()
 
     async def set_limits(self, name: str, limits: Limits) -> None:
         pool = self.pool(name)
         await pool.set_limits(limits)
         pool.spec = _with_limits(pool.spec, limits)
+        self._save_state()
+
+    def scale(self, name: str, replicas: int) -> int:
+        """Set a function's target replicas (clamped to its bounds); returns the target."""
+        target = self.pool(name).set_target(replicas)
+        self._save_state()
+        return target
 
     def status(self, name: str) -> FunctionStatus:
         pool = self.pool(name)
@@ -341,6 +402,35 @@ class Gateway:
         key = (name, status)
         self.workflow_counts[key] = self.workflow_counts.get(key, 0) + 1
         return status, response
+
+
+def spec_to_json(spec: FunctionSpec) -> dict[str, Any]:
+    """A FunctionSpec as plain JSON (for the gateway's state file)."""
+    return {
+        "name": spec.name,
+        "image": spec.image,
+        "handler": spec.handler,
+        "env": dict(spec.env),
+        "labels": dict(spec.labels),
+        "annotations": dict(spec.annotations),
+        "limits": spec.limits.to_openfaas(),
+        "requests": spec.requests.to_openfaas(),
+        "max_inflight": spec.max_inflight,
+    }
+
+
+def spec_from_json(data: Mapping[str, Any]) -> FunctionSpec:
+    return FunctionSpec(
+        name=data["name"],
+        image=data.get("image", ""),
+        handler=data.get("handler", ""),
+        env=dict(data.get("env") or {}),
+        labels=dict(data.get("labels") or {}),
+        annotations=dict(data.get("annotations") or {}),
+        limits=Limits.from_openfaas(data.get("limits") or None),
+        requests=Limits.from_openfaas(data.get("requests") or None),
+        max_inflight=int(data.get("max_inflight", 1)),
+    )
 
 
 def _as_json(raw: bytes) -> Any:

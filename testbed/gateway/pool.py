@@ -138,6 +138,17 @@ class FunctionPool:
             for replica in (starting + idle + busy)[:excess]:
                 self._retire(replica)
 
+    def adopt(self, handle: ReplicaHandle) -> None:
+        """Take over a replica left running by an earlier gateway (found by the runtime)."""
+        replica = Replica(
+            id=handle.replica_id,
+            state="ready",
+            started_at=handle.started_at,
+            handle=handle,
+            last_used=time.time(),
+        )
+        self.replicas[replica.id] = replica
+
     def _start_one(self) -> None:
         replica = Replica(
             id=f"{self.spec.name}-{uuid.uuid4().hex[:8]}", state="starting", started_at=time.time()

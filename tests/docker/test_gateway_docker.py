@@ -137,3 +137,37 @@ def test_close_leaves_no_container_or_network(
         assert len(containers_of(docker_client, gateway_id)) == 3  # 2 replicas + netns holder
     assert containers_of(docker_client, gateway_id) == []
     assert networks_of(docker_client, gateway_id) == []
+
+
+def test_restarted_gateway_adopts_its_containers(
+    probe_image: str, probe_spec: FunctionSpec, docker_client: Any, tmp_path: Path
+) -> None:
+    """A gateway killed with SIGKILL leaves containers; the next one re-adopts them by label."""
+    import os
+    import signal
+
+    from testbed.backends.docker import gateway_id_for, remove_all
+    from testbed.backends.launch import start_gateway
+    from testbed.backends.openfaas import OpenFaaSPlatform
+    from testbed.gateway.auth import ensure_password
+
+    password = ensure_password(tmp_path)
+    first = start_gateway(backend="docker", state_dir=tmp_path)
+    try:
+        with OpenFaaSPlatform(first.url, password=password) as p:
+            p.deploy(probe_spec)
+            p.scale(probe_spec.name, replicas=1)
+            container = only_container(p, probe_spec.name)
+        os.kill(first.pid, signal.SIGKILL)
+        first.proc.wait()
+        second = start_gateway(backend="docker", state_dir=tmp_path)
+        try:
+            with OpenFaaSPlatform(second.url, password=password) as p:
+                assert only_container(p, probe_spec.name) == container
+                assert p.invoke(probe_spec.name, b"{}").ok
+        finally:
+            second.close()
+        assert not containers_of(docker_client, gateway_id_for(tmp_path))
+    finally:
+        first.close()
+        remove_all(tmp_path)

@@ -165,3 +165,28 @@ def test_cold_start_timing_is_reported(local_platform, handler_dirs) -> None:
     assert result.cold_start
     replica = local_platform.status("timed").replicas[0]
     assert replica.startup_s is not None and 0 < replica.startup_s < time.monotonic() - start + 1
+
+
+def test_gateway_restores_its_functions_after_a_crash(tmp_path, handler_dirs) -> None:
+    from testbed.backends.launch import start_gateway
+    from testbed.backends.openfaas import OpenFaaSPlatform
+    from testbed.gateway.auth import ensure_password
+
+    password = ensure_password(tmp_path)
+    first = start_gateway(state_dir=tmp_path)
+    with OpenFaaSPlatform(first.url, password=password) as platform:
+        _deploy(platform, "keeper", handler_dirs["echo"], limits=Limits(cpu_cores=0.5))
+        platform.scale("keeper", replicas=2)
+    os.kill(first.pid, signal.SIGKILL)
+    first.proc.wait()
+    second = start_gateway(state_dir=tmp_path)
+    try:
+        with OpenFaaSPlatform(second.url, password=password) as platform:
+            status = platform.status("keeper")
+            assert status.target_replicas == 2
+            assert status.limits == Limits(cpu_cores=0.5)
+            wait_until(lambda: platform.status("keeper").replicas_ready == 2)
+            assert platform.invoke("keeper", b"back").json()["body"] == "back"
+    finally:
+        second.close()
+    assert not (tmp_path / "gateway-functions-local.json").exists()
