@@ -34,9 +34,13 @@ def _run(config: Path, out: Path) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from testbed.experiment.run import RunError, run_experiment
+    from testbed.experiment.run import RunError, prepare, run_experiment
 
     spec = _load(config)
+    try:
+        prepare(spec)  # fail fast on policies, workflows and functions, before any output
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     console = Console(stderr=True)
     total_runs = len(spec.seeds) * len(spec.policies)
     span = spec.duration_s + spec.drain_s

@@ -15,8 +15,10 @@ for each policy, in config order:
    (:class:`testbed.experiment.results.RunWriter`).
 
 The daemon, sampler and load generator share one time origin ``t0``: the replay starts
-sending at a Unix time chosen here. A run that fails or is interrupted stays a hidden partial
-directory with ``complete: false`` and an ``error``; earlier runs are untouched.
+sending at a Unix time chosen here, ``settle_s`` after the daemon starts (so a policy reaches
+its initial state, e.g. always-on's warm replica, before traffic arrives). A run that fails
+or is interrupted stays a hidden partial directory with ``complete: false`` and an
+``error``; earlier runs are untouched.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -55,7 +56,7 @@ __all__ = ["ExperimentResult", "RunError", "RunOutcome", "prepare", "run_experim
 
 log = logging.getLogger(__name__)
 
-START_DELAY_S = 3.0  # lets the replay child import Locust before t0
+START_DELAY_S = 3.0  # at least this long between starting the replay child and t0
 SHUTDOWN_MARGIN_S = 60.0
 
 
@@ -140,6 +141,7 @@ def _base_meta(spec: ExperimentSpec, pol: PolicySpec, index: int) -> dict[str, A
         "warmup_s": spec.warmup_s,
         "tick_s": spec.tick_s,
         "sample_s": spec.sample_s,
+        "settle_s": spec.settle_s,
         "config_path": str(spec.source) if spec.source else None,
         "config": dict(spec.raw),
         "versions": package_versions(),
@@ -163,6 +165,25 @@ def _gateway_url(platform: Platform) -> str:
     return str(url).rstrip("/")
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel stop this child if the runner dies (even by SIGKILL)."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+
+
+PROGRESS_FILE = ".progress.json"
+LOADGEN_LOG = "loadgen.log"
+
+
 def _replay_child(
     trace: Trace,
     targets: tuple[str, ...],
@@ -172,9 +193,25 @@ def _replay_child(
     seed: int,
     t0_unix_s: float,
     options: Mapping[str, Any],
-    progress: Any,
 ) -> None:
-    """Child-process entry: plan the trace and replay it (Locust lives only here)."""
+    """Child-process entry: plan the trace and replay it (Locust lives only here).
+
+    Output goes to ``loadgen.log``; progress is published in a small JSON file that the
+    parent polls (no pipes or queues shared with gevent's patched threads).
+    """
+    import json
+    import os
+    import sys
+
+    _die_with_parent()
+    out = Path(run_dir)
+    log_fd = os.open(out / LOADGEN_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+
     from loadgen.plan import plan
     from loadgen.run import replay
     from testbed.workflows import load_workflows
@@ -185,8 +222,10 @@ def _replay_child(
     )
 
     def report(p: Any) -> None:
-        with contextlib.suppress(queue.Full):
-            progress.put_nowait((p.elapsed_s, p.dispatched, p.completed, p.errors, p.p95_latency_s))
+        data = [p.elapsed_s, p.dispatched, p.completed, p.errors, p.p95_latency_s]
+        tmp = out / f"{PROGRESS_FILE}.tmp"
+        tmp.write_text(json.dumps([None if x != x else x for x in data]))
+        os.replace(tmp, out / PROGRESS_FILE)
 
     replay(
         the_plan,
@@ -197,6 +236,17 @@ def _replay_child(
         on_progress=report,
         **dict(options),
     )
+
+
+def _read_progress(run_dir: Path) -> str | None:
+    import json
+
+    try:
+        _elapsed, sent, done, errors, p95 = json.loads((run_dir / PROGRESS_FILE).read_text())
+    except (OSError, ValueError, TypeError):
+        return None
+    p95_txt = f"{p95 * 1000:.0f} ms" if isinstance(p95, (int, float)) else "—"
+    return f"sent {sent}, done {done}, errors {errors}, p95 {p95_txt}"
 
 
 class _DaemonThread:
@@ -252,8 +302,7 @@ def _run_live(
         _clean_deploy(platform, prep.function_specs)
         url = _gateway_url(platform)
         ctx = mp.get_context("spawn")
-        progress_q = ctx.Queue(maxsize=100)
-        t0 = time.time() + START_DELAY_S
+        t0 = time.time() + max(START_DELAY_S, spec.settle_s)
         writer.write_meta(t0=t0, gateway_url=url)
         child = ctx.Process(
             target=_replay_child,
@@ -266,7 +315,6 @@ def _run_live(
                 seed,
                 t0,
                 {"drain_s": spec.drain_s, **dict(spec.loadgen)},
-                progress_q,
             ),
             name=f"replay-{pol.label}-{seed}",
         )
@@ -295,11 +343,7 @@ def _run_live(
         try:
             while child.is_alive():
                 child.join(0.5)
-                with contextlib.suppress(queue.Empty):
-                    while True:
-                        _elapsed, sent, done, errors, p95 = progress_q.get_nowait()
-                        p95_txt = f"{p95 * 1000:.0f} ms" if p95 == p95 else "—"
-                        status = f"sent {sent}, done {done}, errors {errors}, p95 {p95_txt}"
+                status = _read_progress(run_dir) or status
                 on_progress(pol.label, max(0.0, time.time() - t0), status)
                 if time.time() > deadline:
                     child.terminate()
@@ -314,8 +358,11 @@ def _run_live(
                 child.join(10)
             runner.stop()
             sampler.stop()
+        (run_dir / PROGRESS_FILE).unlink(missing_ok=True)
         if child.exitcode != 0:
-            raise RunError(f"load generator exited with code {child.exitcode}")
+            raise RunError(
+                f"load generator exited with code {child.exitcode} (see {run_dir / LOADGEN_LOG})"
+            )
         if not (run_dir / REQUESTS_FILE).is_file():
             raise RunError(f"load generator wrote no {REQUESTS_FILE}")
         with (run_dir / REQUESTS_FILE).open() as handle:

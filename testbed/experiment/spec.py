@@ -94,6 +94,8 @@ class ExperimentSpec:
         tick_s: scheduler decision interval.
         sample_s: resource-timeline sampling interval (at most 1 s).
         drain_s: longest wait for in-flight requests after the trace ends.
+        settle_s: seconds the scheduler runs on the fresh platform before the trace starts
+            (time to reach the policy's initial state, e.g. always-on's warm replica).
         loadgen: extra keyword options for ``loadgen.replay``.
         source: the file the spec came from (``None`` if built in code).
         raw: the parsed YAML (saved into each run's ``meta.json``).
@@ -113,6 +115,7 @@ class ExperimentSpec:
     tick_s: float = 1.0
     sample_s: float = 1.0
     drain_s: float = 30.0
+    settle_s: float = 5.0
     loadgen: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     source: Path | None = None
@@ -162,6 +165,7 @@ class _Experiment(BaseModel):
     tick_s: float = Field(default=1.0, gt=0)
     sample_s: float = Field(default=1.0, gt=0, le=1.0)
     drain_s: float = Field(default=30.0, ge=0)
+    settle_s: float = Field(default=5.0, ge=0)
     loadgen: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -278,6 +282,7 @@ def parse_spec(
         tick_s=exp.tick_s,
         sample_s=exp.sample_s,
         drain_s=exp.drain_s,
+        settle_s=exp.settle_s,
         loadgen=dict(exp.loadgen),
         source=source,
         raw=raw,

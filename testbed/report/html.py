@@ -83,6 +83,72 @@ def _cold_table(comp: Comparison) -> str:
     )
 
 
+def _mean(values: list[float]) -> float | None:
+    clean = [v for v in values if v == v]
+    return sum(clean) / len(clean) if clean else None
+
+
+def _workflow_table(comp: Comparison) -> str:
+    """Per workflow and policy: requests, QoS violations, cold starts, p50/p95/p99."""
+    workflows = sorted({w for p in comp.policies for r in p.runs for w in r.by_workflow})
+    if not workflows:
+        return ""
+    rows = []
+    for wf in workflows:
+        for pol in comp.policies:
+            stats = [r.by_workflow[wf] for r in pol.runs if wf in r.by_workflow]
+            if not stats:
+                continue
+
+            def cell(
+                key: str, scale: float, fmt: str, stats: list[dict[str, float]] = stats
+            ) -> str:
+                value = _mean([x[key] for x in stats])
+                return (
+                    f"<td>{fmt.format(value * scale)}</td>" if value is not None else "<td>—</td>"
+                )
+
+            rows.append(
+                f"<tr><th>{html.escape(wf)}</th><th>{html.escape(pol.label)}</th>"
+                + cell("requests", 1, "{:.0f}")
+                + cell("qos_violation_rate", 100, "{:.1f}")
+                + cell("cold_start_rate", 100, "{:.1f}")
+                + cell("p50", 1000, "{:.0f}")
+                + cell("p95", 1000, "{:.0f}")
+                + cell("p99", 1000, "{:.0f}")
+                + "</tr>"
+            )
+    return (
+        "<h2>Per workflow (mean over seeds)</h2><table><tr><th>workflow</th><th>policy</th>"
+        "<th>requests</th><th>QoS viol. %</th><th>cold %</th><th>p50 ms</th><th>p95 ms</th>"
+        f"<th>p99 ms</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _stage_table(comp: Comparison) -> str:
+    """Per stage (``workflow/stage``) and policy: p50/p95/p99 stage duration in ms."""
+    stages = sorted({k for p in comp.policies for r in p.runs for k in r.stage_latency_s})
+    if not stages:
+        return ""
+    head = "".join(f"<th>{html.escape(p.label)}</th>" for p in comp.policies)
+    rows = []
+    for stage in stages:
+        cells = []
+        for pol in comp.policies:
+            parts = []
+            for q in ("p50", "p95", "p99"):
+                value = _mean(
+                    [r.stage_latency_s[stage][q] for r in pol.runs if stage in r.stage_latency_s]
+                )
+                parts.append("—" if value is None else f"{value * 1000:.0f}")
+            cells.append(f"<td>{' / '.join(parts)}</td>")
+        rows.append(f"<tr><th>{html.escape(stage)}</th>{''.join(cells)}</tr>")
+    return (
+        "<h2>Per stage: p50 / p95 / p99 duration in ms (queueing and cold start included)</h2>"
+        f"<table><tr><th>stage</th>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
 def write_report(
     paths: Sequence[str | Path],
     out_html: str | Path,
@@ -106,9 +172,9 @@ def write_report(
     run_dirs = find_runs(paths)
     loaded: list[RunData] = [load_run(p) for p in run_dirs]
     comp = compare_runs([compute_metrics(r) for r in loaded], baseline=baseline)
-    groups: dict[str, list[RunData]] = {}
+    groups: dict[str, list[RunData]] = {p.label: [] for p in comp.policies}  # table order
     for run in loaded:
-        groups.setdefault(run.label, []).append(run)
+        groups[run.label].append(run)
     figures = {
         "latency-cdf": plots.latency_cdf(groups),
         "qos-violations": plots.qos_violations_over_time(groups),
@@ -140,7 +206,9 @@ def write_report(
         f"<h1>{html.escape(title)}</h1><p>Generated {now} from {len(loaded)} runs. "
         "Metric definitions: DESIGN.md §8 (testbed/report/metrics.py). Cost in micro-USD.</p>"
         + comparison_html(comp)
+        + _workflow_table(comp)
         + _cold_table(comp)
+        + _stage_table(comp)
         + "".join(sections)
         + f"<h2>Runs</h2><ul class='runs'>{run_list}</ul></body></html>\n"
     )

@@ -1,0 +1,152 @@
+"""The results writer: partial runs stay hidden and incomplete; a killed run harms nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from testbed.errors import ConfigError
+from testbed.experiment.results import (
+    REQUESTS_COLUMNS,
+    RunWriter,
+    TimelineWriter,
+    find_runs,
+    load_run,
+    read_meta,
+    write_csv,
+)
+
+CHILD = """
+import sys, time
+from testbed.experiment.results import RunWriter, TimelineWriter
+w = RunWriter(sys.argv[1], "p", 1, {"policy": "p", "note": "second attempt"})
+w.start()
+tl = TimelineWriter(w.path / "timeline.csv")
+i = 0
+while True:  # a run that never ends on its own
+    tl.write([{"t_s": i * 0.01, "function": "f", "replicas_ready": 1}])
+    i += 1
+    time.sleep(0.01)
+"""
+
+
+def _digest(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def _finished_run(root: Path) -> Path:
+    writer = RunWriter(root, "p", 1, {"policy": "p", "note": "first attempt"})
+    writer.start()
+    write_csv(
+        writer.path / "requests.csv",
+        [
+            {
+                "request_id": 1,
+                "workflow": "wf",
+                "kind": "workflow",
+                "latency_s": 0.2,
+                "ok": True,
+                "status": 200,
+                "qos_target_s": 1.0,
+            }
+        ],
+        REQUESTS_COLUMNS,
+    )
+    tl = TimelineWriter(writer.path / "timeline.csv")
+    tl.write(
+        [{"t_s": 0.0, "function": "f", "replicas_ready": 2, "cpu_cores": 0.5, "memory_mb": 256.0}]
+    )
+    tl.close()
+    return writer.finish(duration_s=1.0)
+
+
+def test_finish_moves_the_run_into_place(tmp_path: Path) -> None:
+    final = _finished_run(tmp_path)
+    assert final == tmp_path / "p" / "seed-1"
+    assert not (tmp_path / "p" / ".seed-1.partial").exists()
+    meta = read_meta(final)
+    assert meta["complete"] is True and meta["label"] == "p" and meta["seed"] == 1
+    run = load_run(final)
+    assert run.requests["ok"].tolist() == [True]
+    assert run.timeline["replicas_ready"].tolist() == [2]
+    assert find_runs([tmp_path]) == [final]
+
+
+def test_killed_run_is_incomplete_and_earlier_run_untouched(tmp_path: Path) -> None:
+    final = _finished_run(tmp_path)
+    before = _digest(final)
+    partial = tmp_path / "p" / ".seed-1.partial"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            timeline = partial / "timeline.csv"
+            if timeline.is_file() and timeline.read_text().count("\n") > 5:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the child run never started writing")
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL
+    assert _digest(final) == before  # the earlier run of the same label and seed
+    assert read_meta(final)["note"] == "first attempt"
+    killed = read_meta(partial)
+    assert killed["complete"] is False and killed["note"] == "second attempt"
+    # readers skip it by default, see it when asked, and can still load what it wrote
+    assert find_runs([tmp_path]) == [final]
+    assert partial in find_runs([tmp_path], include_incomplete=True)
+    assert len(load_run(partial).timeline) >= 5  # header + at least 5 rows were seen
+
+
+def test_rerun_replaces_only_when_complete(tmp_path: Path) -> None:
+    _finished_run(tmp_path)
+    writer = RunWriter(tmp_path, "p", 1, {"policy": "p", "note": "rerun"})
+    writer.start()
+    writer.fail("RuntimeError: boom")
+    assert read_meta(tmp_path / "p" / "seed-1")["note"] == "first attempt"
+    assert read_meta(writer.path)["error"] == "RuntimeError: boom"
+    writer2 = RunWriter(tmp_path, "p", 1, {"policy": "p", "note": "rerun"})
+    writer2.start()  # clears the failed partial
+    final = writer2.finish()
+    assert read_meta(final)["note"] == "rerun"
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["seed-1"]
+
+
+def test_find_runs_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such results directory"):
+        find_runs([tmp_path / "missing"])
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "meta.json").write_text(json.dumps({"complete": False}))
+    with pytest.raises(ConfigError, match="no complete runs"):
+        find_runs([tmp_path])
+
+
+def test_reader_accepts_true_false_and_01(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "meta.json").write_text('{"complete": true}')
+    pd.DataFrame(
+        {
+            "request_id": [1, 2, 3],
+            "workflow": ["w"] * 3,
+            "latency_s": [0.1] * 3,
+            "ok": ["True", "0", "true"],
+            "cold_start": ["1", "False", ""],
+        }
+    ).to_csv(run / "requests.csv", index=False)
+    req = load_run(run).requests
+    assert req["ok"].tolist() == [True, False, True]
+    assert req["cold_start"].tolist() == [True, False, False]
+    assert req["status"].tolist() == [0, 0, 0]  # missing optional column defaulted

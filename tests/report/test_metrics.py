@@ -1,0 +1,149 @@
+"""Metrics and cost against answers computed by hand on crafted results directories."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from testbed.errors import ConfigError
+from testbed.experiment.results import load_run
+from testbed.report.cost import compute_cost
+from testbed.report.metrics import compute_metrics, demand_vs_replicas, violations_over_time
+
+
+def test_violations_count_slow_errors_and_timeouts(crafted_run: Path) -> None:
+    m = compute_metrics(load_run(crafted_run))
+    assert m.requests == 4
+    assert m.violations == 3  # slow, HTTP 500, transport timeout
+    assert m.qos_violation_rate == pytest.approx(0.75)
+    assert m.errors == 2
+    assert m.error_rate == pytest.approx(0.5)
+
+
+def test_cold_start_counted_once_per_request(crafted_run: Path) -> None:
+    m = compute_metrics(load_run(crafted_run))
+    assert m.cold_start_rate == pytest.approx(0.25)  # request 1 had two cold stages
+    assert m.cold_start_rate_by_function == pytest.approx({"f1": 1 / 3, "f2": 1 / 3})
+
+
+def test_latency_percentiles_end_to_end_and_per_stage(crafted_run: Path) -> None:
+    m = compute_metrics(load_run(crafted_run))
+    # sorted latencies 0.2 0.3 0.5 1.5, linear interpolation
+    assert m.latency_s == pytest.approx({"p50": 0.4, "p95": 1.35, "p99": 1.47})
+    assert m.stage_latency_s["wf/b"]["p50"] == pytest.approx(0.2)  # 0.1 0.2 1.0
+    assert m.stage_latency_s["wf/a"]["p99"] == pytest.approx(0.3 + 0.98 * 0.2)
+    assert m.by_workflow["wf"]["qos_violation_rate"] == pytest.approx(0.75)
+
+
+def test_cost_charges_idle_replicas(crafted_run: Path) -> None:
+    m = compute_metrics(load_run(crafted_run))
+    c = m.cost
+    # f1: 1 replica x 1 core x 5 s, then 3 alive (2 ready + 1 starting) x 5 s -> 20 core-s, 20 GiB-s
+    # f2: 1 replica x 0.5 core x 8 s (from t=2)                              ->  4 core-s, 4 GiB-s
+    assert c.cpu_core_s == pytest.approx(24.0)
+    assert c.memory_gib_s == pytest.approx(24.0)
+    # idle: f1 one ready replica without work the whole 10 s, f2 its replica for 8 s
+    assert c.idle_memory_gib_s == pytest.approx(10.0 + 4.0)
+    assert m.wasted_memory_gib_s == pytest.approx(14.0)
+    assert c.invocations == 6
+    assert c.decoupled_usd == pytest.approx(24 * 0.000024 + 24 * 0.0000025)
+    assert c.lambda_usd == pytest.approx(24 * 0.0000166667 + 6 * 0.20 / 1e6)
+    assert c.by_function["f2"]["cpu_core_s"] == pytest.approx(4.0)
+
+
+def test_idle_warm_pool_costs_money_with_zero_requests(tmp_path: Path, make_run: Any) -> None:
+    run = make_run(
+        tmp_path / "r",
+        meta={"label": "idle", "seed": 0, "duration_s": 60},
+        requests=[],
+        timeline=["0,f,2,0,0,0,0.25,256"],
+    )
+    m = compute_metrics(load_run(run))
+    assert m.requests == 0 and math.isnan(m.qos_violation_rate)
+    assert m.cost.cpu_core_s == pytest.approx(2 * 0.25 * 60)
+    assert m.cost.memory_gib_s == pytest.approx(2 * 0.25 * 60)
+    assert m.cost.decoupled_usd > 0
+
+
+def test_overhead_from_decisions_and_meta(crafted_run: Path) -> None:
+    m = compute_metrics(load_run(crafted_run))
+    assert m.decisions == 2
+    assert m.decide_mean_s == pytest.approx(0.002)
+    assert math.isnan(m.scheduler_cpu_s)
+
+
+def test_warmup_excludes_requests_and_cost(tmp_path: Path, make_run: Any) -> None:
+    run = make_run(
+        tmp_path / "r",
+        meta={"label": "w", "seed": 0, "warmup_s": 5, "duration_s": 10},
+        requests=[
+            "1,wf,workflow,1.0,1.0,9.0,8.0,200,true,true,1,1.0,",
+            "2,wf,workflow,6.0,6.0,6.5,0.5,200,true,false,0,1.0,",
+        ],
+        stages=["1,a,f,1.0,9.0,8.0,1,200", "2,a,f,6.0,6.5,0.5,0,200"],
+        timeline=["0,f,4,0,0,0,1,1024", "5,f,1,0,0,0,1,1024"],
+    )
+    m = compute_metrics(load_run(run))
+    assert m.requests == 1 and m.violations == 0 and m.cold_start_rate == 0
+    assert m.cost.cpu_core_s == pytest.approx(5.0)  # only [5, 10) with 1 replica
+    assert m.cost.invocations == 1
+
+
+def test_cost_step_function_clips_window() -> None:
+    tl = pd.DataFrame(
+        {
+            "t_s": [0.0, 1.0, 3.0],
+            "function": ["f", "f", "f"],
+            "replicas_ready": [1, 2, 0],
+            "replicas_starting": [0, 0, 0],
+            "busy": [0, 2, 0],
+            "queued": [0, 0, 0],
+            "cpu_cores": [1.0, 1.0, 1.0],
+            "memory_mb": [2048.0, 2048.0, 2048.0],
+        }
+    )
+    c = compute_cost(tl, start_s=0.5, end_s=2.0, invocations=0)
+    assert c.cpu_core_s == pytest.approx(0.5 * 1 + 1.0 * 2)
+    assert c.memory_gib_s == pytest.approx(2 * (0.5 + 2.0))
+    assert c.idle_memory_gib_s == pytest.approx(2 * 0.5)  # busy=2 fills both replicas later
+
+
+def test_time_series(crafted_run: Path) -> None:
+    run = load_run(crafted_run)
+    over = violations_over_time(run, bin_s=2.0)
+    assert over["t_s"].tolist() == [0.0, 2.0, 4.0]
+    assert over["violations"].tolist() == [0, 2, 1]
+    demand = demand_vs_replicas(run)
+    last = demand[demand["t_s"] == 5.0].iloc[0]
+    assert (last["ready"], last["starting"], last["demand"]) == (2, 1, 1)
+
+
+def test_plain_function_requests_count_as_calls(tmp_path: Path, make_run: Any) -> None:
+    run = make_run(
+        tmp_path / "r",
+        meta={"label": "f", "seed": 0, "duration_s": 1},
+        requests=[
+            "1,echo,function,0,0,0.1,0.1,200,1,1,1,,",
+            "2,echo,function,0,0,0.1,0.1,200,1,0,0,,",
+        ],
+    )
+    m = compute_metrics(load_run(run))
+    assert m.cold_start_rate_by_function == {"echo": 0.5}
+    assert m.violations == 0  # no target: only failures would count
+    assert m.cost.invocations == 2
+
+
+def test_malformed_files_name_the_file(tmp_path: Path, make_run: Any) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "meta.json").write_text('{"complete": true,')
+    with pytest.raises(ConfigError, match=r"meta.json: line 1"):
+        load_run(run)
+    (run / "meta.json").write_text('{"complete": true}')
+    (run / "requests.csv").write_text("request_id,latency_s\n1,0.5\n")
+    with pytest.raises(ConfigError, match=r"requests.csv: missing column\(s\) workflow, ok"):
+        load_run(run)
