@@ -140,7 +140,12 @@ class OpenLoopSender:
             base_url.rstrip("/"),
             request_event=environment.events.request,
             user=None,
-            client_pool=HTTPClientPool(concurrency=max_in_flight),
+            # Locust ignores the session's timeouts when a pool is given: set them on the pool.
+            client_pool=HTTPClientPool(
+                concurrency=max_in_flight,
+                network_timeout=timeout_s,
+                connection_timeout=min(timeout_s, 10.0),
+            ),
             network_timeout=timeout_s,
             connection_timeout=min(timeout_s, 10.0),
             max_retries=0,

@@ -39,6 +39,16 @@ class GatewayProcess:
             self.proc.wait()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: a gateway owned by a process goes when that process goes."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def start_gateway(
     *,
     backend: str = "local",
@@ -88,6 +98,7 @@ def start_gateway(
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=detach,
+            preexec_fn=None if detach else _die_with_parent,
         )
     assert proc.stdout is not None
     deadline = time.monotonic() + START_TIMEOUT_S

@@ -85,6 +85,18 @@ def test_in_flight_cap_drops_and_records(slow_gateway: str, tmp_path: Path) -> N
     assert len(dropped) == 15 and all(r["status"] == "0" and r["sent_s"] == "" for r in dropped)
 
 
+def test_request_timeout_is_honoured(slow_gateway: str, tmp_path: Path) -> None:
+    # the server takes 0.5 s; with a 0.2 s timeout every request is a recorded timeout
+    trace = Trace({"f": np.linspace(0, 0.2, 4, endpoint=False)}, 0.5)
+    result = replay_in_child(
+        plan(trace, ["function:noop"]), slow_gateway, tmp_path, timeout_s=0.2, wall_timeout_s=60
+    )
+    assert result.ok == 0
+    rows = _rows(tmp_path / "requests.csv")
+    assert len(rows) == 4 and all(r["status"] == "0" for r in rows)
+    assert all(float(r["latency_s"]) < 0.45 for r in rows)
+
+
 def test_unreachable_gateway_counts_errors(tmp_path: Path) -> None:
     import socket
 
