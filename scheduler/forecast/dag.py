@@ -1,0 +1,165 @@
+"""Workflow-aware demand propagation: a burst at a workflow's entry warms the whole DAG.
+
+Per-function forecasters only learn a downstream stage's demand *after* requests reach it, so
+the paper's model cold-starts every stage of a workflow in turn during a burst. Yet a
+downstream stage's arrivals are its upstream stages' arrivals times a fan-out ratio, shifted
+by the upstream's latency. :class:`DagPropagator` uses that:
+
+* **Edges** come from the workflow DAGs (:class:`testbed.platform.Workflow`): function ``u``
+  feeds function ``d`` when a stage calling ``d`` runs after a stage calling ``u``. The
+  structural weight of the edge is ``1/k`` for a stage joining ``k`` predecessors (one call per
+  invocation, however many inputs), the largest over workflows sharing the edge.
+* **Fan-out gain** ``g_d`` is learned online: exponentially decayed sums of ``d``'s observed
+  arrivals over the structural prediction ``sum_u w_ud * arrivals_u`` counted one step late
+  (upstream calls reach ``d`` after the upstream's latency; with a prior of one),
+  so conditional stages (called by a fraction of invocations) and fan-outs (several calls per
+  invocation) are learned from traffic.
+* **Propagation** walks functions in DAG order; a function's effective demand is the larger of
+  its own forecast and ``g_d * sum_u w_ud * demand_u`` (the upstream's *effective* demand, so a
+  burst seen at the entry flows through every stage in one pass), with the upstream path
+  shifted right by its latency in steps.
+
+Everything works on per-step quantities of any unit (counts, rates, quantiles), as floats or
+1-D numpy arrays over the horizon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # duck-typed at run time: forecast/ imports nothing from testbed
+    from testbed.platform import Workflow
+
+__all__ = ["DagPropagator"]
+
+_MAX_GAIN = 50.0
+
+
+class DagPropagator:
+    """Propagates demand along workflow DAGs, at function granularity.
+
+    Args:
+        workflows: workflow name -> :class:`Workflow` (the observation's ``workflows``).
+        decay: per-step decay of the sums that learn the fan-out gains, in (0, 1].
+        prior_calls: weight (in calls) of the prior gain of 1.
+    """
+
+    def __init__(
+        self, workflows: Mapping[str, Workflow], *, decay: float = 0.98, prior_calls: float = 5.0
+    ) -> None:
+        if not 0.0 < decay <= 1.0:
+            raise ValueError(f"decay must be in (0, 1], got {decay}")
+        self.decay = float(decay)
+        self.prior_calls = float(prior_calls)
+        self.edges: dict[str, dict[str, float]] = {}
+        depth: dict[str, int] = {}
+        for wf in workflows.values():
+            by_name = {s.name: s for s in wf.stages}
+            stage_depth: dict[str, int] = {}
+            for stage in wf.topological_order():
+                stage_depth[stage.name] = 1 + max((stage_depth[p] for p in stage.after), default=-1)
+                depth[stage.function] = max(depth.get(stage.function, 0), stage_depth[stage.name])
+                if not stage.after:
+                    continue
+                share = 1.0 / len(stage.after)
+                for pred in stage.after:
+                    up = by_name[pred].function
+                    if up == stage.function:
+                        continue
+                    into = self.edges.setdefault(stage.function, {})
+                    into[up] = max(into.get(up, 0.0), share)
+        self.order = sorted(depth, key=lambda f: (depth[f], f))
+        self._observed: dict[str, float] = {f: 0.0 for f in self.edges}
+        self._predicted: dict[str, float] = {f: 0.0 for f in self.edges}
+        self._pending: dict[str, float] = {f: 0.0 for f in self.edges}
+
+    def upstream(self, function: str) -> dict[str, float]:
+        """Structural edge weights into ``function`` (empty for entries and unknowns)."""
+        return dict(self.edges.get(function, {}))
+
+    def gain(self, function: str) -> float:
+        """Learned fan-out gain of ``function`` relative to its structural prediction."""
+        if function not in self.edges:
+            return 1.0
+        num = self._observed[function] + self.prior_calls
+        den = self._predicted[function] + self.prior_calls
+        return min(num / den, _MAX_GAIN)
+
+    def observe_step(self, arrivals: Mapping[str, float]) -> None:
+        """Learn the gains from one step's observed arrivals (function -> count)."""
+        for down, ups in self.edges.items():
+            predicted = sum(w * float(arrivals.get(u, 0.0)) for u, w in ups.items())
+            self._observed[down] = self.decay * self._observed[down] + float(
+                arrivals.get(down, 0.0)
+            )
+            # the upstream's calls of this step may reach ``down`` only in the next step: count
+            # them one step late, so a burst just starting upstream does not read as a low gain
+            self._predicted[down] = self.decay * self._predicted[down] + self._pending[down]
+            self._pending[down] = predicted
+
+    def propagate(
+        self,
+        demand: Mapping[str, Any],
+        *,
+        shift_steps: Mapping[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """Effective demand of every function: its own, or what its upstreams will send.
+
+        Args:
+            demand: function -> own demand (float, or 1-D array over horizon steps); missing
+                functions count as zero.
+            shift_steps: function -> its latency in steps; an upstream's path is delayed by it
+                before feeding downstream (arrays only).
+
+        Returns:
+            function -> effective demand, same kind as the inputs (every function in
+            ``demand`` plus every DAG function).
+        """
+        shifts = shift_steps or {}
+        out: dict[str, Any] = dict(demand)
+        for fn in self.order:
+            own = out.get(fn, 0.0)
+            ups = self.edges.get(fn)
+            if not ups:
+                out[fn] = own
+                continue
+            total: Any = 0.0
+            for up, w in ups.items():
+                path = out.get(up, 0.0)
+                total = total + w * _shift(path, shifts.get(up, 0))
+            out[fn] = np.maximum(own, self.gain(fn) * total)
+            if np.ndim(out[fn]) == 0:
+                out[fn] = float(out[fn])
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable learned sums."""
+        return {
+            "observed": dict(self._observed),
+            "predicted": dict(self._predicted),
+            "pending": dict(self._pending),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (unknown functions are ignored)."""
+        for key, target in (
+            ("observed", self._observed),
+            ("predicted", self._predicted),
+            ("pending", self._pending),
+        ):
+            for fn, value in state.get(key, {}).items():
+                if fn in target:
+                    target[fn] = float(value)
+
+
+def _shift(path: Any, steps: int) -> Any:
+    """Delay a horizon path by ``steps`` (holding its first value); scalars pass through."""
+    if steps <= 0 or np.ndim(path) == 0:
+        return path
+    arr = np.asarray(path, dtype=np.float64)
+    if steps >= arr.shape[-1]:
+        return np.full_like(arr, arr[..., :1])
+    return np.concatenate([np.repeat(arr[..., :1], steps, axis=-1), arr[..., :-steps]], axis=-1)

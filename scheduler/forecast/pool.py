@@ -1,0 +1,254 @@
+"""From a demand forecast to a warm-pool size: concurrency, queueing, look-ahead, cost.
+
+The paper keeps ``ceil(upper bound of the per-minute count)`` containers warm. That confuses
+*how many requests arrive* with *how many run at once*: 60 requests of 50 ms in a minute need
+one replica, not 60, while one request per minute still needs one replica *when it comes*.
+What decides whether a request cold-starts is whether it finds a free warm replica, so:
+
+* **Offered load.** A forecast of ``n`` arrivals in a step of ``step_s`` seconds is a rate
+  ``lam = n / step_s``; with mean service time ``S`` the offered load (mean concurrency) is
+  ``a = lam * S`` (Little's law).
+* **Queueing.** With ``c`` warm replicas, each serving ``max_inflight`` requests at once, the
+  probability that an arrival finds them all busy is Erlang's loss formula ``B(c * m, a)``
+  (M/G/c/c is insensitive to the service-time distribution; by PASTA it is the share of
+  *arrivals* that find no free slot). :func:`replicas_for_load` picks the smallest ``c`` with
+  ``B <= 1 - q``: a function whose forecast upper bound says "some arrival" always gets at least
+  one replica, and a busy one gets enough to absorb its Poisson fluctuations.
+* **Cost.** :func:`replicas_for_cost` (what ``aquatope-prewarm`` uses) picks the replica count
+  that minimises expected idle replica-seconds plus priced request delay (cold starts when no
+  replica is warm, Erlang-C queueing otherwise) over rate scenarios weighted by probability,
+  including rare ones (a quiet function's chance of a burst), with the price from the level
+  (:func:`delay_price_for_level`).
+* **Level.** ``q`` is a newsvendor critical fractile (:func:`choose_level`): the QoS percentile
+  ``p`` of the workflows a function serves says how rare a cold start must be; a weight ``w`` on
+  idle replica-seconds shades it, ``q = p / (p + w (1 - p))`` (``w = 1`` gives ``q = p``).
+* **Look-ahead.** A replica started now is ready after the function's cold-start time, so the
+  pool for "now" must cover every forecast step up to ``now + cold_start_s``
+  (:func:`lookahead_steps`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "DEFAULT_IDLE_WEIGHT",
+    "DEFAULT_QOS_PERCENTILE",
+    "choose_level",
+    "delay_price_for_level",
+    "erlang_b",
+    "erlang_c",
+    "lookahead_steps",
+    "replicas_for_cost",
+    "replicas_for_load",
+]
+
+DEFAULT_QOS_PERCENTILE = 95.0
+DEFAULT_IDLE_WEIGHT = 1.0
+_MAX_SLOTS = 10_000
+
+
+def erlang_b(servers: int, load: float) -> float:
+    """Erlang B: probability an arrival finds all ``servers`` busy under offered ``load``.
+
+    Args:
+        servers: number of parallel slots (>= 0).
+        load: offered load in Erlangs (mean concurrency, >= 0).
+
+    Returns:
+        Blocking probability in [0, 1]; 1 for zero servers.
+    """
+    if servers < 0 or load < 0:
+        raise ValueError(f"servers and load must be >= 0, got {servers}, {load}")
+    b = 1.0
+    for k in range(1, servers + 1):
+        b = load * b / (k + load * b)
+    return b
+
+
+def replicas_for_load(
+    load: float, level: float, *, max_inflight: int = 1, max_replicas: int | None = None
+) -> int:
+    """Fewest replicas so that at most ``1 - level`` of arrivals find no free slot.
+
+    Args:
+        load: offered load (mean concurrent requests, ``rate * service_s``); 0 -> 0 replicas.
+        level: target share of arrivals that find a warm slot, in (0, 1).
+        max_inflight: concurrent requests one replica accepts.
+        max_replicas: optional cap.
+
+    Returns:
+        A replica count >= 0.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if max_inflight < 1:
+        raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
+    if not load > 0.0 or not math.isfinite(load):
+        return 0
+    target = 1.0 - level
+    b, slots = 1.0, 0
+    while b > target and slots < _MAX_SLOTS:
+        slots += 1
+        b = load * b / (slots + load * b)
+    replicas = max(1, math.ceil(slots / max_inflight))
+    return min(replicas, max_replicas) if max_replicas is not None else replicas
+
+
+def erlang_c(servers: int, load: float) -> float:
+    """Erlang C: probability an arrival must wait (all ``servers`` busy, queueing allowed).
+
+    Returns 1 when ``servers <= load`` (the queue grows without bound).
+    """
+    if servers <= 0 or servers <= load:
+        return 1.0
+    b = erlang_b(servers, load)
+    return servers * b / (servers - load * (1.0 - b))
+
+
+def replicas_for_cost(
+    rates_per_s: Sequence[float],
+    weights: Sequence[float],
+    service_s: float,
+    *,
+    exposure_s: float,
+    cold_start_s: float,
+    delay_price: float,
+    queue_weight: float = 1.0,
+    max_inflight: int = 1,
+    max_replicas: int | None = None,
+) -> int:
+    """Replicas now minimising idle replica-seconds plus priced request delay.
+
+    A decision holds until it can be corrected: a replica dropped now is back only after the
+    next tick plus a cold start, ``exposure_s``. Over that window, for ``c`` replicas
+    (``n = c * max_inflight`` slots) and each rate scenario ``i`` (probability ``weights[i]``,
+    offered load ``a_i = rate_i * service_s``):
+
+    * idle replica-seconds ``= exposure_s * (c - a_i (1 - B(n, a_i)) / max_inflight)``;
+    * delay (request-seconds): with no replica, if an arrival comes (probability
+      ``1 - exp(-rate_i * exposure_s)``) it scales the function from zero and it and the
+      ``rate_i * cold_start_s`` arrivals behind it wait a cold start; with replicas, a share
+      ``C(n, a_i)`` (Erlang C) of the window's arrivals queues for ``service_s / (n - a_i)``
+      on average (M/M/n), capped at a cold start;
+
+    and ``c`` minimises ``idle + delay_price * delay`` in expectation over the scenarios. It
+    is a Lagrangian of the trade-off: sweeping ``delay_price`` traces the frontier.
+
+    Args:
+        rates_per_s: rate scenarios (requests per second), >= 0.
+        weights: their probabilities (normalised here).
+        service_s: mean service time (seconds).
+        exposure_s: time until a decision can be corrected: next tick plus a cold start (s).
+        cold_start_s: time a replica takes to start (seconds).
+        delay_price: idle replica-seconds one request-second of waiting is worth.
+        queue_weight: weight of queueing delay relative to cold-start delay (1: a second is a
+            second; 0: only cold starts count, the paper's metric).
+        max_inflight: concurrent requests one replica accepts.
+        max_replicas: optional cap.
+
+    Returns:
+        A replica count >= 0.
+    """
+    if max_inflight < 1:
+        raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
+    rates = [max(float(r), 0.0) for r in rates_per_s]
+    total_w = float(sum(weights))
+    probs = [float(w) / total_w for w in weights]
+    if not any(r > 0 for r in rates):
+        return 0
+    service = max(service_s, 1e-6)
+    loads = [r * service for r in rates]
+    cap = max_replicas if max_replicas is not None else _MAX_SLOTS // max_inflight
+
+    def queue_wait(n: int, r: float, a: float) -> float:
+        """Request-seconds spent queueing for a slot until the next correction."""
+        queue_s = service / (n - a) if n > a else cold_start_s
+        return queue_weight * r * exposure_s * erlang_c(n, a) * min(queue_s, cold_start_s)
+
+    def cost(c: int) -> float:
+        total = 0.0
+        for p, r, a in zip(probs, rates, loads, strict=True):
+            if r <= 0:
+                total += p * exposure_s * c
+            elif c == 0:  # the first arrival scales from zero: it and those behind it wait
+                arrives = 1.0 - math.exp(-r * exposure_s)
+                cold_wait = arrives * cold_start_s * (1.0 + r * cold_start_s)
+                total += p * delay_price * (cold_wait + queue_wait(max_inflight, r, a))
+            else:
+                n = c * max_inflight
+                idle = max(c - a * (1.0 - erlang_b(n, a)) / max_inflight, 0.0)
+                total += p * (exposure_s * idle + delay_price * queue_wait(n, r, a))
+        return total
+
+    best_c, best = 0, cost(0)
+    c = 0
+    while c < cap:
+        c += 1
+        value = cost(c)
+        if value < best - 1e-12:
+            best_c, best = c, value
+        elif c > best_c + 2 and c > max(loads) / max_inflight + 3:
+            break  # past the optimum: idle only grows from here
+    return best_c
+
+
+def delay_price_for_level(level: float) -> float:
+    """Idle replica-seconds that one request-second of waiting is worth, for level ``q``.
+
+    Newsvendor reading: ``q = c_wait / (c_wait + c_idle)``, so ``c_wait / c_idle = q / (1 - q)``
+    (a p95 QoS prices a second of waiting like 19 replica-seconds idle).
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    return level / (1.0 - level)
+
+
+def choose_level(
+    qos_percentiles: Iterable[float] = (),
+    *,
+    idle_weight: float = DEFAULT_IDLE_WEIGHT,
+    default_percentile: float = DEFAULT_QOS_PERCENTILE,
+    floor: float = 0.05,
+    ceiling: float = 0.999,
+) -> float:
+    """Quantile level for one function from its workflows' QoS and the idle-replica weight.
+
+    Newsvendor critical fractile ``q = c_cold / (c_cold + c_idle)`` with the cost ratio set so
+    that ``idle_weight = 1`` gives the strictest QoS percentile ``p`` of the workflows the
+    function serves: ``q = p / (p + w (1 - p))``. ``w > 1`` (idle replicas dearer) lowers ``q``,
+    ``w < 1`` raises it.
+
+    Args:
+        qos_percentiles: QoS percentiles (0-100) of the workflows calling the function.
+        idle_weight: relative cost of idle replica-seconds (> 0).
+        default_percentile: used when the function serves no known workflow.
+        floor / ceiling: clamp of the result.
+
+    Returns:
+        A level in [floor, ceiling].
+    """
+    if not idle_weight > 0:
+        raise ValueError(f"idle_weight must be positive, got {idle_weight}")
+    pcts = [p for p in qos_percentiles]
+    p = (max(pcts) if pcts else default_percentile) / 100.0
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    q = p / (p + idle_weight * (1.0 - p))
+    return min(max(q, floor), ceiling)
+
+
+def lookahead_steps(cold_start_s: float, tick_s: float, step_s: float) -> int:
+    """Forecast steps the pool must cover: up to ``now + cold_start_s + tick_s``.
+
+    Args:
+        cold_start_s: time from a scale-up to a ready replica (seconds).
+        tick_s: decision interval (seconds): the next chance to correct.
+        step_s: forecast step length (seconds).
+
+    Returns:
+        At least 1.
+    """
+    if step_s <= 0:
+        raise ValueError(f"step_s must be positive, got {step_s}")
+    return max(1, math.ceil((max(cold_start_s, 0.0) + max(tick_s, 0.0)) / step_s))
