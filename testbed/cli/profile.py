@@ -63,6 +63,11 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
     help="Concurrent calls per replica to measure.",
 )
 @click.option("--no-memory", is_flag=True, help="Skip the peak-RSS probe.")
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Keep functions of an existing DIR/profile.json that this run does not measure.",
+)
 def profile(
     backend: str,
     workflows: tuple[str, ...],
@@ -74,6 +79,7 @@ def profile(
     cpu_levels: str,
     concurrency: str,
     no_memory: bool,
+    merge: bool,
 ) -> None:
     """Measure per-function service time (vs CPU limit and concurrency), cold starts,
     memory and gateway overhead through a live gateway, and write DIR/profile.json for
@@ -111,7 +117,8 @@ def profile(
         payloads = function_payloads(catalog.workflows.values(), names)
         from testbed.backends import connect
 
-        with connect(backend, state_dir=str(home)) as platform:
+        platform = connect(backend, state_dir=str(home))
+        try:
             result = profile_functions(
                 platform,
                 specs,
@@ -126,7 +133,24 @@ def profile(
                 measure_memory=not no_memory,
                 log=click.echo,
             )
+        finally:
+            platform.close()
     except TestbedError as exc:
         raise click.ClickException(str(exc)) from None
+    if merge and (out / "profile.json").is_file():
+        from testbed.sim.profile import Profile, load_profile
+
+        old = load_profile(out / "profile.json")
+        kept = {k: v for k, v in old.functions.items() if k not in result.functions}
+        provenance = dict(result.provenance)
+        if kept:
+            provenance["merged"] = {
+                "functions": sorted(kept),
+                "from": {k: old.provenance.get(k) for k in ("date", "method", "machine")},
+            }
+        result = Profile({**kept, **result.functions}, result.gateway_overhead_s, provenance)
     path = save_profile(result, out / "profile.json")
+    failed = result.provenance.get("failed")
+    if failed:
+        click.echo(f"not profiled (see provenance.failed): {', '.join(failed)}", err=True)
     click.echo(f"wrote {path}")

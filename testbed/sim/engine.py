@@ -67,7 +67,16 @@ def derive_rng(seed: int, *key: str) -> np.random.Generator:
 
 
 class _Replica:
-    __slots__ = ("fn", "id", "inflight", "ready_s", "started_s", "startup_s", "state")
+    __slots__ = (
+        "fn",
+        "id",
+        "inflight",
+        "last_used_s",
+        "ready_s",
+        "started_s",
+        "startup_s",
+        "state",
+    )
 
     def __init__(self, fn: _Fn, rid: str, now: float) -> None:
         self.fn = fn
@@ -77,6 +86,7 @@ class _Replica:
         self.ready_s: float | None = None
         self.startup_s: float | None = None
         self.inflight = 0
+        self.last_used_s = now
 
 
 class _Call:
@@ -174,6 +184,7 @@ class _Fn:
         "limits",
         "max_inflight",
         "memory_mb",
+        "metrics_cache",
         "name",
         "next_replica",
         "profile",
@@ -184,10 +195,9 @@ class _Fn:
         "running",
         "sampled_ver",
         "spec",
-        "status_cache",
-        "metrics_cache",
         "started",
         "starting",
+        "status_cache",
         "svc",
         "svc_factor",
         "target",
@@ -460,7 +470,8 @@ class Engine:
             fn = self.functions.get(name)
             if fn is None:
                 code = self.rec.names.code(name)
-                self._record_request(rid, code, False, t, t, 404, 0, math.nan, "function not found")
+                err = self.rec.errors.code("function not found")
+                self._record_request(rid, code, False, t, t, 404, 0, math.nan, err)
                 return
             self._enqueue(_Call(fn, rid, t, None, -1), t)
             return
@@ -488,7 +499,7 @@ class Engine:
             fn.cold_starts += 1
             if fn.starting == 0:
                 if fn.target < 1:
-                    fn.target = 1  # scale from zero
+                    fn.target = max(1, fn.spec.scale_bounds.min)  # scale from zero
                 self._reconcile(fn)
         elif not fn.queue:
             r = self._pick(fn)
@@ -500,7 +511,7 @@ class Engine:
 
     @staticmethod
     def _pick(fn: _Fn) -> _Replica | None:
-        """The ready replica with the fewest outstanding calls and a free slot (least-outstanding)."""
+        """The ready replica with a free slot and the fewest outstanding calls."""
         best = None
         best_n = fn.max_inflight
         for r in fn.replicas:
@@ -529,6 +540,7 @@ class Engine:
     def _on_done(self, r: _Replica, call: _Call, t: float) -> None:
         fn = call.fn
         r.inflight -= 1
+        r.last_used_s = t
         fn.running -= 1
         fn.ver += 1
         if call.oom and r.state in (READY, STOPPING):
@@ -546,7 +558,10 @@ class Engine:
 
     def _finish_call(self, call: _Call, t: float, status: int, error: str) -> None:
         fn = call.fn
-        end = t + self._overhead.draw()
+        inv = call.inv
+        # The gateway's overhead (client <-> gateway) is paid once per request; a stage's
+        # proxy hop to its replica is inside the measured service time.
+        end = t + self._overhead.draw() if inv is None else t
         call.state = _FINISHED
         call.status = status
         call.error = error
@@ -555,7 +570,6 @@ class Engine:
         fn.duration_sum += end - call.arrive_s
         if status >= 400:
             fn.errors += 1
-        inv = call.inv
         if inv is None:
             self._record_request(
                 call.rid,
@@ -682,39 +696,43 @@ class Engine:
             self._reconcile(fn)
 
     def _reconcile(self, fn: _Fn) -> None:
-        """Start or stop replicas until ready + starting equals the target."""
+        """Start or stop replicas until ready + starting equals the target.
+
+        Like the gateway: while calls are queued the target is at least one (queued calls
+        are never stranded); excess replicas go newest-starting first, then idle ones least
+        recently used first, then busy ones with the fewest calls (they drain).
+        """
         if fn.removed:
             return
+        want = fn.target if fn.target > 0 or not fn.queue else 1
         alive = fn.ready + fn.starting
         now = self.now
-        if alive < fn.target:
-            for _ in range(fn.target - alive):
+        if alive < want:
+            for _ in range(want - alive):
                 fn.next_replica += 1
                 r = _Replica(fn, f"{fn.name}-{fn.next_replica}", now)
                 fn.replicas.append(r)
                 fn.starting += 1
                 self._push(now + fn.cold.draw() * fn.cold_factor, _EV_READY, r)
             fn.ver += 1
-        elif alive > fn.target:
-            excess = alive - fn.target
-            # starting replicas first (newest first), then idle ready ones, then drain busy ones
-            for state, idle_only in ((STARTING, False), (READY, True), (READY, False)):
-                for r in reversed(fn.replicas[:]):
-                    if excess == 0:
-                        break
-                    if r.state != state or (idle_only and r.inflight):
-                        continue
-                    excess -= 1
-                    if r.inflight == 0:
-                        self._kill(r, GONE)
-                    else:
-                        r.state = STOPPING
-                        fn.ready -= 1
-                        fn.draining += 1
+        elif alive > want:
+            starting = [r for r in reversed(fn.replicas) if r.state == STARTING]
+            idle = sorted(
+                (r for r in fn.replicas if r.state == READY and r.inflight == 0),
+                key=lambda r: r.last_used_s,
+            )
+            busy = sorted(
+                (r for r in fn.replicas if r.state == READY and r.inflight > 0),
+                key=lambda r: r.inflight,
+            )
+            for r in (starting + idle + busy)[: alive - want]:
+                if r.inflight == 0:
+                    self._kill(r, GONE)
+                else:
+                    r.state = STOPPING
+                    fn.ready -= 1
+                    fn.draining += 1
             fn.ver += 1
-        if fn.queue and fn.ready + fn.starting == 0:
-            fn.target = max(fn.target, 1)  # requests are waiting: scale from zero again
-            self._reconcile(fn)
 
     def scale(self, name: str, replicas: int) -> None:
         fn = self._fn(name)
@@ -723,7 +741,7 @@ class Engine:
 
     def set_limits(self, name: str, limits: Limits) -> None:
         fn = self._fn(name)
-        fn.apply(fn.spec, fn.limits.merged(limits))
+        fn.apply(fn.spec, limits)
 
     # ---------------------------------------------------------------- sampling
 
@@ -757,13 +775,14 @@ class Engine:
 def normalise_arrivals(arrivals: object) -> Iterable[tuple[str, np.ndarray]]:
     """Turn a trace into ``(target name, times in seconds)`` pairs.
 
-    Accepts a mapping ``{name: times}``, an object with such a mapping in ``.arrivals`` or
-    ``.functions`` (a ``loadgen.Trace``), or an iterable of ``(t_s, name)`` pairs.
+    Accepts a mapping ``{name: times}``, an object with such a mapping in ``.arrivals_s``
+    (a ``loadgen.trace.Trace``), ``.arrivals`` or ``.functions``, or an iterable of
+    ``(t_s, name)`` pairs.
 
     Raises:
         ConfigError: the shape is not one of those.
     """
-    for attr in ("arrivals", "functions"):
+    for attr in ("arrivals_s", "arrivals", "functions"):
         inner = getattr(arrivals, attr, None)
         if isinstance(inner, Mapping):
             arrivals = inner
@@ -780,5 +799,6 @@ def normalise_arrivals(arrivals: object) -> Iterable[tuple[str, np.ndarray]]:
             by_name.setdefault(str(name), []).append(float(t))
         return [(k, np.asarray(v, dtype=float)) for k, v in by_name.items()]
     raise ConfigError(
-        f"arrivals must be a mapping name -> times or (t_s, name) pairs, got {type(arrivals).__name__}"
+        "arrivals must be a mapping name -> times or (t_s, name) pairs, "
+        f"got {type(arrivals).__name__}"
     )

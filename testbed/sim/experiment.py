@@ -22,20 +22,24 @@ from testbed.platform import FunctionSpec
 from testbed.sim.platform import SimPlatform, SimResults
 from testbed.sim.profile import Profile
 
-__all__ = ["run_experiment"]
+__all__ = ["run_experiment", "run_sim"]
 
 
 def _specs(
-    functions: Iterable[FunctionSpec] | Any | None, sim: SimPlatform, arrivals_names: set[str]
+    functions: Iterable[FunctionSpec] | Any | None, sim: SimPlatform, targets: Iterable[str]
 ) -> list[FunctionSpec]:
+    """The given specs, or one default spec per function the trace's targets call."""
     if functions is not None:
         return list(functions)
+    workflows = sim.workflows
     names: dict[str, None] = {}
-    for wf in sim.workflows.values():
-        names.update(dict.fromkeys(wf.functions))
-    for name in sorted(arrivals_names):
-        if name not in sim.workflows and name not in names:
-            names[name] = None
+    for target in sorted(targets):
+        concrete = sim.mix_workflows(target) if target in sim.mixes else [target]
+        for name in concrete:
+            if name in workflows:
+                names.update(dict.fromkeys(workflows[name].functions))
+            else:
+                names[name] = None
     return [FunctionSpec(name=n) for n in names]
 
 
@@ -73,7 +77,7 @@ def run_experiment(
             ``{"profile": "path/profile.json", "function_profiles": {...},
             "invoke_timeout_s": 120}`` (``seed`` and ``workflows`` come from the arguments).
         workflows: a ``WorkflowCatalog`` (``load_workflows()``), mapping or iterable of
-            workflows and mixes; may be None for plain-function traces.
+            workflows and mixes; None registers the shipped workflows.
         arrivals: ``{target: times_s}`` or ``(t_s, target)`` pairs, targets being workflow,
             mix or function names; times are seconds from the start of the run.
         policy: a ``scheduler.policy.Policy`` instance, a registered policy name, or None
@@ -84,7 +88,7 @@ def run_experiment(
             decisions.jsonl (and meta.json when ``meta`` is given); None writes nothing.
         until_s: end of the run (default: the last arrival, rounded up to a tick).
         functions: ``FunctionSpec``s (or a ``Stack``) to deploy; default one spec per
-            function that the workflows and the trace name, with default limits.
+            function that the trace's targets call, with default limits.
         policy_params: parameters when ``policy`` is a name.
         meta: written to ``meta.json`` with the sim's facts added and ``complete`` true.
 
@@ -171,3 +175,67 @@ def run_experiment(
                 },
             )
     return results
+
+
+def run_sim(
+    *,
+    spec: Any,
+    policy: Any,
+    seed: int,
+    trace: Any,
+    workflows: Mapping[str, Any] | None = None,
+    results_dir: str | Path,
+) -> dict[str, Any]:
+    """The experiment runner's ``backend: sim`` hook (``testbed/experiment/run.py``).
+
+    Args:
+        spec: the ``ExperimentSpec``; ``backend_options`` are :class:`SimPlatform` options
+            (``profile``, ``function_profiles``, ``invoke_timeout_s``); functions are
+            deployed from ``spec.stack`` (its limits apply) when the file exists.
+        policy: the ``PolicySpec`` (registry ``name`` and ``params``).
+        seed: the run's seed (also seeds the simulator).
+        trace: the ``loadgen.trace.Trace`` whose names are workflows or mixes.
+        workflows: ignored beyond a check; every workflow and mix of
+            ``spec.workflows_dir`` is registered so mixes resolve.
+        results_dir: the run directory to write requests/stages/timeline/decisions into.
+
+    Returns:
+        Facts to merge into ``meta.json`` (``requests``, ``t0``, ``clock``, ``sim``).
+    """
+    from testbed.workflows import load_workflows
+
+    catalog = load_workflows(getattr(spec, "workflows_dir", None))
+    names: list[str] = []
+    for target in getattr(trace, "arrivals_s", {}) or {}:
+        mix = catalog.resolve(target)
+        for wf in mix.weights:
+            names.extend(catalog.get(wf).functions)
+    for wf in (workflows or {}).values():
+        names.extend(wf.functions)
+    names = list(dict.fromkeys(names))
+    specs: list[FunctionSpec] | None = None
+    stack_path = getattr(spec, "stack", None)
+    if stack_path is not None and Path(stack_path).is_file():
+        from testbed.stack import load_stack
+
+        stack = load_stack(stack_path)
+        specs = [stack[n] if n in stack.functions else FunctionSpec(name=n) for n in names]
+    started = time.perf_counter()
+    results = run_experiment(
+        dict(getattr(spec, "backend_options", {}) or {}),
+        catalog,
+        trace,
+        policy.name,
+        policy_params=dict(policy.params),
+        tick_s=float(getattr(spec, "tick_s", 1.0)),
+        seed=seed,
+        results_dir=results_dir,
+        until_s=float(getattr(spec, "duration_s", 0.0)) or None,
+        functions=specs if specs is not None else [FunctionSpec(name=n) for n in names],
+    )
+    return {
+        "requests": len(results.requests),
+        "t0": 0.0,
+        "clock": "simulated",
+        "sim": {"wall_s": round(time.perf_counter() - started, 3), "seed": seed},
+    }

@@ -8,6 +8,7 @@ tick) decides every ``tick_s`` simulated seconds. Results come out as docs/resul
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import threading
@@ -89,7 +90,8 @@ class SimPlatform:
             shipped reference profile.
         seed: seed of every random stream; the same seed gives identical results.
         workflows: workflows (and mixes) invocable by name, e.g. ``load_workflows()``
-            (a ``WorkflowCatalog``), a mapping, or an iterable of ``Workflow``.
+            (a ``WorkflowCatalog``), a mapping, or an iterable of ``Workflow``; None
+            registers the shipped ones (as the gateway serves them), ``()`` none.
         function_profiles: profile entry to use for a function whose name is not in the
             profile (``{"fn-17": "image-processing"}``); the ``aquatope.sim/profile``
             annotation of a spec does the same.
@@ -116,8 +118,11 @@ class SimPlatform:
         self.clock = SimClock(self._engine)
         self._workflow_defs: dict[str, Workflow] = {}
         self._closed = False
-        if workflows is not None:
-            self.add_workflows(workflows)
+        if workflows is None:
+            from testbed.workflows import load_workflows
+
+            workflows = load_workflows()
+        self.add_workflows(workflows)
 
     # --------------------------------------------------------------- sim API
 
@@ -130,6 +135,15 @@ class SimPlatform:
     def workflows(self) -> dict[str, Workflow]:
         """Workflow definitions known to the platform."""
         return dict(self._workflow_defs)
+
+    @property
+    def mixes(self) -> builtins.list[str]:
+        """Names of the workflow mixes known to the platform."""
+        return sorted(self._engine.mixes)
+
+    def mix_workflows(self, mix: str) -> builtins.list[str]:
+        """The workflows a mix picks from. Raises KeyError for an unknown mix."""
+        return builtins.list(self._engine.mixes[mix][0])
 
     def add_workflows(self, workflows: Any) -> None:
         """Register workflows and mixes (a ``WorkflowCatalog``, a mapping or an iterable)."""
@@ -195,7 +209,7 @@ class SimPlatform:
         until_s: float,
         *,
         tick_s: float = 1.0,
-        on_tick: Callable[[float], None] | None = None,
+        on_tick: Callable[[float], object] | None = None,
         drain: bool = True,
     ) -> SimResults:
         """Replay ``arrivals`` until ``until_s``, calling ``on_tick(now_s)`` every ``tick_s``.
@@ -321,7 +335,11 @@ class SimPlatform:
         self._engine.scale(name, replicas)
 
     def set_limits(self, name: str, limits: Limits) -> None:
-        """Change limits live; fields left ``None`` keep their current value."""
+        """Replace the per-replica limits live (``None`` fields mean unlimited, as in the gateway).
+
+        Calls started afterwards run at the new limits' speed; a memory limit below the
+        function's peak makes replicas OOM on their next call.
+        """
         self._check_open()
         self._engine.set_limits(name, limits)
 
@@ -390,10 +408,10 @@ class SimPlatform:
             duration_s=end - arrive,
         )
 
-    def _stage_rows(self, rid: int) -> list[dict[str, Any]]:
+    def _stage_rows(self, rid: int) -> builtins.list[dict[str, Any]]:
         rec = self._engine.rec
         names = rec.names.names
-        rows = []
+        rows: builtins.list[dict[str, Any]] = []
         for i in range(len(rec.s_id) - 1, -1, -1):
             if rec.s_id[i] != rid:
                 continue
@@ -408,7 +426,7 @@ class SimPlatform:
                     "status": rec.s_status[i],
                 }
             )
-        rows.sort(key=lambda row: row["start_s"])
+        rows.sort(key=lambda row: float(row["start_s"]))
         return rows
 
     def _metrics(self, fn: _Fn) -> FunctionMetrics:

@@ -11,7 +11,7 @@ simulator itself holds no hand-typed timings. Layout (``schema: aquatope-sim-pro
         "image-processing": {
           "service_s": <distribution>,            # reference: no CPU limit, one request at a time
           "cpu_scaling": [[0.25, 3.9], [0.5, 2.0], [1.0, 1.0]],   # [cores, service-time factor]
-          "concurrency_scaling": [[1, 1.0], [2, 1.9], [4, 3.7]],  # [requests in the replica, factor]
+          "concurrency_scaling": [[1, 1.0], [2, 1.9], [4, 3.7]],  # [calls in the replica, factor]
           "memory_scaling": [[256, 1.0]],                         # [memory limit MiB, factor]
           "memory_mb": 212.0,                      # peak memory a replica needs; less -> OOM
           "cold_start_s": <distribution>,          # replica start until it serves (no CPU limit)
@@ -27,6 +27,7 @@ measured range (concurrency beyond the last level grows in proportion, as proces
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -76,7 +77,7 @@ def scaling_factor(
     if level >= last_level:
         return last_factor * level / last_level if proportional_beyond else last_factor
     x = math.log(level)
-    for (lo, flo), (hi, fhi) in zip(table, table[1:], strict=False):
+    for (lo, flo), (hi, fhi) in itertools.pairwise(table):
         if lo <= level <= hi:
             w = (x - math.log(lo)) / (math.log(hi) - math.log(lo))
             return flo + w * (fhi - flo)

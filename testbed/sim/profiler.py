@@ -18,6 +18,7 @@ function it measures:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -48,7 +49,8 @@ class ProfileSettings:
     """How much to measure.
 
     Args:
-        n_service: warm calls at the reference and at each level.
+        n_service: warm calls at the reference and at each level (in rounds of 5,
+            interleaved across levels).
         n_cold: cold starts per function.
         cpu_levels: CPU limits (cores) to measure service time under.
         concurrency_levels: concurrent calls per replica to measure (1 is the reference).
@@ -60,7 +62,7 @@ class ProfileSettings:
     n_cold: int = 5
     cpu_levels: tuple[float, ...] = (0.25, 0.5, 1.0)
     concurrency_levels: tuple[int, ...] = (1, 2, 4)
-    warmup: int = 3
+    warmup: int = 10
     ready_timeout_s: float = 60.0
 
 
@@ -96,14 +98,20 @@ def _gateway_s(result: InvokeResult) -> float:
 
 
 def _wait(platform: Platform, name: str, ok: Callable[[Any], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
+    """Poll ``status`` until ``ok``; a platform with its own clock (the sim) is advanced."""
+    clock = getattr(platform, "clock", None)
+    now = clock.now if clock is not None else time.monotonic
+    deadline = now() + timeout_s
     while True:
         status = platform.status(name)
         if ok(status):
             return
-        if time.monotonic() > deadline:
+        if now() > deadline:
             raise PlatformError(f"{name}: replicas did not reach the wanted state in {timeout_s}s")
-        time.sleep(0.05)
+        if clock is not None:
+            clock.sleep_until(now() + 0.05)
+        else:
+            time.sleep(0.05)
 
 
 def _median(values: Sequence[float]) -> float:
@@ -184,34 +192,44 @@ def _profile_one(
     _wait(platform, name, lambda s: s.replicas_ready >= 1, settings.ready_timeout_s)
     caller = _Caller(platform, name, payloads)
     caller.warm(settings.warmup)
-    service = caller.warm(settings.n_service)
-    ref_median = _median(service)
-    log(f"{name}: service p50 {ref_median * 1000:.1f} ms over {len(service)} calls")
+    memory = spec.limits.memory_mb
 
-    concurrency = [(1.0, 1.0)]
-    rounds = max(2, settings.n_service // max_k)
-    for k in settings.concurrency_levels:
-        if k <= 1:
-            continue
-        values = caller.concurrent(k, rounds)
-        concurrency.append((float(k), _median(values) / ref_median))
-        log(f"{name}: concurrency {k}: factor {concurrency[-1][1]:.2f}")
-
+    # Levels are measured in interleaved rounds (reference, each CPU limit, each concurrency)
+    # so that drift on a shared machine (warm-up, other load) hits every level alike.
     notes: dict[str, Any] = {}
-    cpu: list[tuple[float, float]] = []
-    for cores in settings.cpu_levels:
-        platform.set_limits(name, Limits(cpu_cores=cores, memory_mb=spec.limits.memory_mb))
-        status = platform.status(name)
-        if not status.limits_enforced:
-            notes["cpu_scaling"] = f"limits not enforced: {status.limits_detail}"
-            log(f"{name}: CPU limits are advisory here; no CPU scaling measured")
-            cpu = []
-            break
-        caller.warm(settings.warmup)
-        values = caller.warm(settings.n_service)
-        cpu.append((float(cores), _median(values) / ref_median))
-        log(f"{name}: cpu {cores:g}: factor {cpu[-1][1]:.2f}")
-    platform.set_limits(name, Limits(memory_mb=spec.limits.memory_mb))
+    cpu_levels: list[float | None] = [None]
+    platform.set_limits(name, Limits(cpu_cores=settings.cpu_levels[0], memory_mb=memory))
+    status = platform.status(name)
+    if status.limits_enforced:
+        cpu_levels.extend(settings.cpu_levels)
+    else:
+        notes["cpu_scaling"] = f"limits not enforced: {status.limits_detail}"
+        log(f"{name}: CPU limits are advisory here; no CPU scaling measured")
+    conc_levels = [k for k in settings.concurrency_levels if k > 1]
+    per_round = max(1, min(5, settings.n_service))
+    rounds = max(1, -(-settings.n_service // per_round))
+    by_cpu: dict[float | None, list[float]] = {level: [] for level in cpu_levels}
+    by_k: dict[int, list[float]] = {k: [] for k in conc_levels}
+    for _ in range(rounds):
+        for level in cpu_levels:
+            platform.set_limits(name, Limits(cpu_cores=level, memory_mb=memory))
+            caller.warm(1)  # the first call after a change is discarded
+            by_cpu[level].extend(caller.warm(per_round))
+        for k in conc_levels:
+            by_k[k].extend(caller.concurrent(k, max(1, per_round // k)))
+    platform.set_limits(name, Limits(memory_mb=memory))
+    service = by_cpu[None]
+    ref_median = _median(service)
+    log(f"{name}: service p50 {ref_median * 1000:.2f} ms over {len(service)} calls")
+    # A limit or a neighbour call cannot make a call faster: factors below 1 are noise.
+    cpu = [(float(lv), max(1.0, _median(v) / ref_median)) for lv, v in by_cpu.items() if lv]
+    concurrency = [(1.0, 1.0)] + [
+        (float(k), max(1.0, _median(v) / ref_median)) for k, v in by_k.items()
+    ]
+    log(
+        f"{name}: cpu factors {', '.join(f'{c:g}:{f:.2f}' for c, f in cpu) or 'n/a'}; "
+        f"concurrency factors {', '.join(f'{k:g}:{f:.2f}' for k, f in concurrency[1:])}"
+    )
 
     cold: list[float] = []
     for _ in range(settings.n_cold):
@@ -294,16 +312,25 @@ def profile_functions(
         log: progress lines.
 
     Raises:
-        PlatformError: a call failed or a replica never came up.
+        PlatformError: no function could be profiled (a function that fails is left out
+            and named under ``provenance.failed``).
     """
     settings = settings or ProfileSettings()
     functions: dict[str, FunctionProfile] = {}
     overhead: list[float] = []
     notes: dict[str, Any] = {}
     started = time.time()
+    failed: dict[str, str] = {}
     for spec in specs:
         body = list(payloads.get(spec.name, [b"{}"]))
-        fp, over, fn_notes = _profile_one(platform, spec, body, settings, log)
+        try:
+            fp, over, fn_notes = _profile_one(platform, spec, body, settings, log)
+        except PlatformError as exc:
+            failed[spec.name] = str(exc)
+            log(f"{spec.name}: FAILED, left out of the profile: {exc}")
+            with contextlib.suppress(PlatformError):
+                platform.remove(spec.name)
+            continue
         if measure_memory and spec.handler:
             rss = measure_peak_rss_mb(spec.handler, body)
             fp = dataclasses.replace(fp, memory_mb=round(rss, 1))
@@ -321,6 +348,10 @@ def profile_functions(
     }
     if notes:
         facts["notes"] = notes
+    if failed:
+        facts["failed"] = failed
+    if not functions:
+        raise PlatformError(f"no function could be profiled: {failed}")
     return Profile(
         functions=functions,
         gateway_overhead_s=Distribution.empirical(overhead or [0.0]),

@@ -168,7 +168,7 @@ class Recorder:
         import numpy as np
         import pandas as pd
 
-        names = np.array(self.names.names + [""], dtype=object)
+        names = np.array([*self.names.names, ""], dtype=object)
         errors = np.array(self.errors.names, dtype=object)
         arrive = np.frombuffer(self.r_arrive, dtype=float) if self.r_arrive else np.zeros(0)
         end = np.frombuffer(self.r_end, dtype=float) if self.r_end else np.zeros(0)
@@ -200,7 +200,7 @@ class Recorder:
         import numpy as np
         import pandas as pd
 
-        names = np.array(self.names.names + [""], dtype=object)
+        names = np.array([*self.names.names, ""], dtype=object)
         start = np.asarray(self.s_start, dtype=float)
         end = np.asarray(self.s_end, dtype=float)
         return pd.DataFrame(
@@ -228,7 +228,7 @@ class Recorder:
         import numpy as np
         import pandas as pd
 
-        names = np.array(self.names.names + [""], dtype=object)
+        names = np.array([*self.names.names, ""], dtype=object)
         t = np.asarray(self.t_t, dtype=float)
         code = np.asarray(self.t_function, dtype=np.int64)
         cols = {

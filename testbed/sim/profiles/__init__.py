@@ -1,0 +1,1 @@
+"""Profiles shipped with the simulator (data files; ``reference.json`` is the default)."""

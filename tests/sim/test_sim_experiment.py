@@ -1,0 +1,118 @@
+"""Whole simulated runs: the daemon ticking in simulated time, results files, the runner hook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from scheduler.policies.keepalive import KeepAlivePolicy
+from testbed.experiment.results import REQUESTS_COLUMNS, STAGES_COLUMNS, TIMELINE_COLUMNS
+from testbed.sim.distributions import Distribution
+from testbed.sim.experiment import run_experiment
+from testbed.workflows import load_workflows
+from tests.sim.sim_helpers import make_profile
+
+
+def test_keepalive_daemon_in_sim_time(tmp_path: Path) -> None:
+    profile = make_profile(
+        ["f"], service=Distribution.constant(0.2), cold=Distribution.constant(1.0)
+    )
+    results = run_experiment(
+        {"profile": profile},
+        None,
+        {"f": [5.0, 5.5, 30.0]},
+        KeepAlivePolicy(window_s=10.0),
+        tick_s=1.0,
+        seed=0,
+        results_dir=tmp_path,
+        until_s=60.0,
+        meta={"experiment": "t"},
+    )
+    req = results.requests.sort_values("intended_s")
+    assert req["cold_start"].tolist() == [True, True, True]  # 30 s is after the 10 s window
+    tl = results.timeline.set_index("t_s")
+    alive = tl["replicas_ready"] + tl["replicas_starting"]
+    # alive from the first request until the window has passed, then scaled to zero
+    assert alive.loc[6.0] == 1 and alive.loc[15.0] == 1 and alive.loc[20.0] == 0
+    assert alive.loc[31.0] == 1 and alive.loc[50.0] == 0
+    decisions = [
+        json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()
+    ]
+    assert len(decisions) == 60 and all(d["valid"] for d in decisions)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["backend"] == "sim" and meta["complete"] and meta["experiment"] == "t"
+    for name, columns in (
+        ("requests", REQUESTS_COLUMNS),
+        ("stages", STAGES_COLUMNS),
+        ("timeline", TIMELINE_COLUMNS),
+    ):
+        frame = pd.read_csv(tmp_path / f"{name}.csv")
+        assert list(frame.columns) == list(columns), name
+
+
+def test_shipped_workflows_and_mix_in_the_sim(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    trace = {
+        "ml-pipeline": np.sort(rng.uniform(0, 120, 60)),
+        "social-network": np.sort(rng.uniform(0, 120, 200)),
+    }
+    results = run_experiment(
+        None, load_workflows(), trace, "always-on", tick_s=1.0, seed=3, results_dir=tmp_path
+    )
+    req = results.requests
+    assert len(req) == 260 and req["ok"].all()
+    assert set(req["workflow"]) >= {"ml-pipeline", "social-compose-post", "social-read-home"}
+    ml = results.stages[
+        results.stages["request_id"].isin(req[req.workflow == "ml-pipeline"].request_id)
+    ]
+    assert set(ml["stage"]) == {
+        "image-processing",
+        "object-detection",
+        "digit-classifier",
+        "digit-classifier-svm",
+    }
+
+
+@pytest.mark.slow
+def test_experiment_runner_backend_sim(tmp_path: Path) -> None:
+    from testbed.experiment.results import find_runs, load_run
+    from testbed.experiment.run import run_experiment as run_config
+    from testbed.experiment.spec import parse_spec
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = parse_spec(
+        {
+            "name": "sim-check",
+            "backend": "sim",
+            "stack": str(repo / "stack.yml"),
+            "workflows": ["ml-pipeline"],
+            "trace": {
+                "kind": "bursty",
+                "minutes": 2,
+                "options": {"rate_per_min": 30, "on_min": 0.5, "off_min": 0.5},
+            },
+            "duration_s": 120,
+            "seeds": [1],
+            "policies": [{"name": "always-on"}, {"name": "keep-alive", "params": {"window_s": 10}}],
+        }
+    )
+    run_config(spec, tmp_path)
+    runs = find_runs([tmp_path])
+    assert len(runs) == 2
+    for run_dir in runs:
+        run = load_run(run_dir)
+        assert run.meta["complete"] and len(run.requests) > 0 and len(run.timeline) > 0
+
+
+def test_profile_cli_rejects_bad_levels(tmp_path: Path) -> None:
+    from testbed.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["profile", "-o", str(tmp_path), "--cpu-levels", "fast"], catch_exceptions=False
+    )
+    assert result.exit_code == 2 and "--cpu-levels" in result.output

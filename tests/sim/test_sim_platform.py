@@ -1,0 +1,242 @@
+"""SimPlatform behaves like the gateway: cold starts, queues, scaling, limits, OOM, DAGs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from testbed.config import Limits
+from testbed.errors import ConfigError, DeployError, FunctionNotFound
+from testbed.platform import FunctionSpec, Platform, QoS, Stage, Workflow
+from testbed.sim.distributions import Distribution
+from testbed.sim.platform import SimPlatform
+from testbed.sim.profile import FunctionProfile, Profile
+from tests.sim.sim_helpers import make_profile
+
+
+def _sim(**kwargs: object) -> SimPlatform:
+    profile = make_profile(
+        ["f"], service=Distribution.constant(0.5), cold=Distribution.constant(1.0), **kwargs
+    )
+    sim = SimPlatform(profile, seed=0)
+    sim.deploy(FunctionSpec(name="f"))
+    return sim
+
+
+def test_is_a_platform() -> None:
+    assert isinstance(_sim(), Platform)
+
+
+def test_cold_start_exactly_when_no_ready_replica() -> None:
+    sim = _sim()
+    assert sim.status("f").target_replicas == 0
+    for t in (10.0, 10.5, 20.0, 30.0, 30.1):
+        sim.submit("f", at_s=t)
+    sim.run_until(40.0)
+    sim.scale("f", replicas=0)  # idle replica removed at once
+    assert sim.status("f").replicas_ready == 0
+    sim.submit("f", at_s=50.0)
+    sim.run_until(60.0)
+    rows = sim.results().requests.sort_values("intended_s")
+    # 10.0: no replica -> scale from zero; 10.5: replica still starting; 20.0: idle warm replica;
+    # 30.0/30.1: warm replica busy -> the second queues (no cold start); 50.0: scaled to zero.
+    assert rows["cold_start"].tolist() == [True, True, False, False, False, True]
+    assert rows["latency_s"].tolist() == pytest.approx([1.5, 1.5, 0.5, 0.5, 0.9, 1.5])
+    assert sim.metrics().functions["f"].cold_starts == 3
+    assert sim.status("f").target_replicas == 1  # scale-from-zero set the target to one
+
+
+def test_idle_replicas_are_charged_on_the_timeline() -> None:
+    sim = _sim()
+    sim.scale("f", replicas=2)
+    results = sim.run_trace(None, 60.0, tick_s=1.0)
+    tl = results.timeline
+    assert (tl["t_s"].diff().dropna() <= 1.0 + 1e-9).all()  # at least every second
+    after_start = tl[tl["t_s"] >= 1.0]
+    assert (after_start["replicas_ready"] == 2).all()
+    assert (after_start["busy"] == 0).all()
+    alive = tl["replicas_ready"] + tl["replicas_starting"]
+    replica_s = float((alive.to_numpy()[:-1] * np.diff(tl["t_s"].to_numpy())).sum())
+    assert replica_s == pytest.approx(2 * 60.0)
+    assert results.requests.empty
+
+
+def test_same_seed_same_results_and_other_seed_differs() -> None:
+    def run(seed: int) -> pd.DataFrame:
+        profile = make_profile(
+            ["f", "g"],
+            service=Distribution.exponential(0.3),
+            cold=Distribution.exponential(1.0),
+            overhead=Distribution.exponential(0.002),
+        )
+        sim = SimPlatform(profile, seed=seed)
+        sim.deploy(FunctionSpec(name="f"))
+        sim.deploy(FunctionSpec(name="g"))
+        rng = np.random.default_rng(7)
+        trace = {"f": np.sort(rng.uniform(0, 300, 400)), "g": np.sort(rng.uniform(0, 300, 200))}
+
+        def tick(now_s: float) -> None:
+            sim.scale("f", replicas=int(now_s // 60) % 3)
+
+        return sim.run_trace(trace, 300.0, tick_s=1.0, on_tick=tick).requests
+
+    a, b, c = run(1), run(1), run(2)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["latency_s"].equals(c["latency_s"])
+
+
+def test_oom_when_memory_limit_below_need() -> None:
+    sim = _sim(memory_mb=200.0)
+    assert sim.invoke("f").ok
+    sim.set_limits("f", Limits(memory_mb=128))
+    result = sim.invoke("f")
+    assert result.status_code == 502 and not result.ok
+    assert "oom-killed" in json.loads(result.body)["error"]
+    states = [r.state for r in sim.status("f").replicas]
+    assert "oom-killed" in states
+    assert sim.metrics().functions["f"].errors == 1
+    sim.set_limits("f", Limits(memory_mb=256))
+    assert sim.invoke("f").ok
+    assert sim.status("f").limits == Limits(memory_mb=256)
+
+
+def test_cpu_limit_and_concurrency_scale_service_time() -> None:
+    profile = make_profile(
+        ["f"],
+        service=Distribution.constant(1.0),
+        cpu_scaling=((0.5, 2.0), (1.0, 1.0)),
+        concurrency_scaling=((1.0, 1.0), (2.0, 1.5)),
+    )
+    sim = SimPlatform(profile)
+    sim.deploy(FunctionSpec(name="f", max_inflight=2))
+    sim.scale("f", replicas=1)
+    sim.run_until(5.0)
+    assert sim.invoke("f").duration_s == pytest.approx(1.0)
+    sim.set_limits("f", Limits(cpu_cores=0.5))
+    assert sim.invoke("f").duration_s == pytest.approx(2.0)
+    sim.set_limits("f", Limits(cpu_cores=1.0))
+    t = sim.now
+    sim.submit("f", at_s=t)
+    sim.submit("f", at_s=t)
+    sim.run_until(t + 10)
+    last_two = sim.results().requests.tail(2)
+    # first call alone on the replica (1.0 s); the second shares it (factor 1.5)
+    assert sorted(last_two["latency_s"]) == pytest.approx([1.0, 1.5])
+
+
+def test_scale_down_removes_idle_first_and_drains_busy() -> None:
+    profile = make_profile(["f"], service=Distribution.constant(10.0))
+    sim = SimPlatform(profile)
+    sim.deploy(FunctionSpec(name="f"))
+    sim.scale("f", replicas=2)
+    sim.run_until(2.0)
+    sim.submit("f", at_s=2.0)
+    sim.run_until(3.0)
+    busy = [r.id for r in sim.status("f").replicas if r.inflight]
+    sim.scale("f", replicas=1)
+    status = sim.status("f")
+    assert [r.id for r in status.replicas] == busy
+    sim.scale("f", replicas=0)
+    assert [r.state for r in sim.status("f").replicas] == ["stopping"]
+    sim.run_until(20.0)
+    assert sim.status("f").replicas == ()
+    assert sim.results().requests["ok"].all()
+
+
+def test_queued_call_times_out_with_504() -> None:
+    profile = make_profile(["f"], service=Distribution.constant(10.0))
+    sim = SimPlatform(profile, invoke_timeout_s=5.0)
+    sim.deploy(FunctionSpec(name="f"))
+    sim.scale("f", replicas=1)
+    sim.run_until(2.0)
+    sim.submit("f", at_s=2.0)
+    sim.submit("f", at_s=2.5)
+    sim.run_until(30.0)
+    rows = sim.results().requests.sort_values("intended_s")
+    assert rows["status"].tolist() == [200, 504]
+    assert rows["end_s"].iloc[1] == pytest.approx(7.5)
+    assert rows["error"].iloc[1] == "timeout"
+
+
+def _dag_sim() -> SimPlatform:
+    def fp(service_s: float) -> FunctionProfile:
+        return FunctionProfile(
+            service_s=Distribution.constant(service_s), cold_start_s=Distribution.constant(1.0)
+        )
+
+    profile = Profile(
+        functions={"a": fp(0.1), "b": fp(0.2), "c": fp(0.3), "d": fp(0.1)},
+        gateway_overhead_s=Distribution.constant(0.01),
+    )
+    wf = Workflow(
+        "diamond",
+        QoS(target_s=2.0),
+        (
+            Stage("a", "a"),
+            Stage("b", "b", ("a",)),
+            Stage("c", "c", ("a",)),
+            Stage("d", "d", ("b", "c")),
+        ),
+    )
+    sim = SimPlatform(profile, workflows=[wf])
+    for name in "abcd":
+        sim.deploy(FunctionSpec(name=name))
+    return sim
+
+
+def test_workflow_fan_out_and_join() -> None:
+    sim = _dag_sim()
+    for name in "abcd":
+        sim.scale(name, replicas=1)
+    sim.run_until(5.0)
+    result = sim.invoke("diamond", workflow=True)
+    assert result.ok and not result.cold_start
+    # critical path a -> c -> d plus the gateway overhead once for the request
+    assert result.duration_s == pytest.approx(0.1 + 0.3 + 0.1 + 0.01)
+    stages = {s["stage"]: s for s in json.loads(result.body)["stages"]}
+    assert set(stages) == {"a", "b", "c", "d"}
+    assert stages["b"]["start_s"] == pytest.approx(stages["a"]["end_s"])
+    assert stages["d"]["start_s"] == pytest.approx(max(stages["b"]["end_s"], stages["c"]["end_s"]))
+    req = sim.results().requests.iloc[-1]
+    assert req["kind"] == "workflow" and req["qos_target_s"] == 2.0
+
+
+def test_workflow_cold_stages_counted() -> None:
+    sim = _dag_sim()
+    result = sim.invoke("diamond", workflow=True)
+    assert result.cold_start
+    rows = sim.results()
+    assert int(rows.requests["cold_stages"].iloc[-1]) == 4
+    assert rows.stages["cold_start"].all() and len(rows.stages) == 4
+
+
+def test_errors_name_the_problem() -> None:
+    sim = _sim()
+    with pytest.raises(FunctionNotFound):
+        sim.status("nope")
+    with pytest.raises(DeployError, match="no profile for function 'other'"):
+        sim.deploy(FunctionSpec(name="other"))
+    with pytest.raises(ConfigError, match="'ghost'"):
+        sim.run_trace({"ghost": [1.0]}, 5.0)
+    sim.deploy(FunctionSpec(name="other", annotations={"aquatope.sim/profile": "f"}))
+    assert sim.invoke("other").ok
+
+
+def test_metrics_are_cumulative_counters() -> None:
+    sim = _sim()
+    sim.scale("f", replicas=1)
+    sim.run_until(2.0)
+    before = sim.metrics().functions["f"]
+    for t in (2.0, 2.1, 2.2):
+        sim.submit("f", at_s=t)
+    sim.run_until(2.3)
+    mid = sim.metrics().functions["f"]
+    assert mid.started - before.started == 3
+    assert mid.inflight == 3 and mid.queued == 2  # one runs on the replica, two wait
+    sim.run_until(10.0)
+    after = sim.metrics().functions["f"]
+    assert after.completed - before.completed == 3 and after.inflight == 0
+    assert after.duration_sum_s - before.duration_sum_s == pytest.approx(0.5 + 0.9 + 1.3)
