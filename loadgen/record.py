@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from loadgen._files import atomic_open
+from testbed.schema import REQUESTS_COLUMNS, STAGES_COLUMNS
 
 __all__ = [
     "CONTEXT_KEY",
@@ -33,31 +34,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CONTEXT_KEY = "aquatope"
-REQUEST_COLUMNS = (
-    "request_id",
-    "workflow",
-    "kind",
-    "intended_s",
-    "sent_s",
-    "end_s",
-    "latency_s",
-    "status",
-    "ok",
-    "cold_start",
-    "cold_stages",
-    "qos_target_s",
-    "error",
-)
-STAGE_COLUMNS = (
-    "request_id",
-    "stage",
-    "function",
-    "start_s",
-    "end_s",
-    "duration_s",
-    "cold_start",
-    "status",
-)
+REQUEST_COLUMNS = tuple(REQUESTS_COLUMNS)
+STAGE_COLUMNS = tuple(STAGES_COLUMNS)
 
 
 @dataclass

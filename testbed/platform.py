@@ -7,6 +7,7 @@ boundaries (the scheduler imports this module and nothing else from ``testbed``)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -69,9 +70,9 @@ class FunctionSpec:
             raise ConfigError(f"{self.name}: max_inflight must be >= 1, got {self.max_inflight}")
         self.scale_bounds  # noqa: B018 - validates the labels
 
-    @property
+    @functools.cached_property
     def scale_bounds(self) -> ScaleBounds:
-        """Bounds from the ``com.openfaas.scale.min/max`` labels."""
+        """Bounds from the ``com.openfaas.scale.min/max`` labels (parsed once)."""
         try:
             lo = int(self.labels.get(LABEL_SCALE_MIN, 0))
             hi = int(self.labels.get(LABEL_SCALE_MAX, ScaleBounds().max))

@@ -53,49 +53,19 @@ __all__ = [
     "write_csv",
 ]
 
-META_FILE = "meta.json"
-REQUESTS_FILE = "requests.csv"
-STAGES_FILE = "stages.csv"
-DECISIONS_FILE = "decisions.jsonl"
-TIMELINE_FILE = "timeline.csv"
+from testbed.schema import (
+    DECISIONS_FILE,
+    META_FILE,
+    REQUESTS_COLUMNS,
+    REQUESTS_FILE,
+    STAGES_COLUMNS,
+    STAGES_FILE,
+    TIMELINE_COLUMNS,
+    TIMELINE_FILE,
+)
+
 PARTIAL_SUFFIX = ".partial"
 
-# column -> dtype kind: "i" int, "f" float, "s" str, "b" bool
-REQUESTS_COLUMNS: dict[str, str] = {
-    "request_id": "i",
-    "workflow": "s",
-    "kind": "s",
-    "intended_s": "f",
-    "sent_s": "f",
-    "end_s": "f",
-    "latency_s": "f",
-    "status": "i",
-    "ok": "b",
-    "cold_start": "b",
-    "cold_stages": "i",
-    "qos_target_s": "f",
-    "error": "s",
-}
-STAGES_COLUMNS: dict[str, str] = {
-    "request_id": "i",
-    "stage": "s",
-    "function": "s",
-    "start_s": "f",
-    "end_s": "f",
-    "duration_s": "f",
-    "cold_start": "b",
-    "status": "i",
-}
-TIMELINE_COLUMNS: dict[str, str] = {
-    "t_s": "f",
-    "function": "s",
-    "replicas_ready": "i",
-    "replicas_starting": "i",
-    "busy": "i",
-    "queued": "i",
-    "cpu_cores": "f",
-    "memory_mb": "f",
-}
 _REQUIRED = {
     REQUESTS_FILE: ("request_id", "workflow", "latency_s", "ok"),
     STAGES_FILE: ("request_id", "stage", "function", "duration_s"),

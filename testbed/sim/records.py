@@ -13,6 +13,9 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from testbed.schema import REQUESTS_COLUMNS, STAGES_COLUMNS
+from testbed.schema import TIMELINE_COLUMNS as _TIMELINE
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -25,41 +28,9 @@ __all__ = [
     "write_csv_atomic",
 ]
 
-REQUEST_COLUMNS = [
-    "request_id",
-    "workflow",
-    "kind",
-    "intended_s",
-    "sent_s",
-    "end_s",
-    "latency_s",
-    "status",
-    "ok",
-    "cold_start",
-    "cold_stages",
-    "qos_target_s",
-    "error",
-]
-STAGE_COLUMNS = [
-    "request_id",
-    "stage",
-    "function",
-    "start_s",
-    "end_s",
-    "duration_s",
-    "cold_start",
-    "status",
-]
-TIMELINE_COLUMNS = [
-    "t_s",
-    "function",
-    "replicas_ready",
-    "replicas_starting",
-    "busy",
-    "queued",
-    "cpu_cores",
-    "memory_mb",
-]
+REQUEST_COLUMNS = list(REQUESTS_COLUMNS)
+STAGE_COLUMNS = list(STAGES_COLUMNS)
+TIMELINE_COLUMNS = list(_TIMELINE)
 
 
 class Interner:
