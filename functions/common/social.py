@@ -287,3 +287,29 @@ def open_store(path: str | Path | None = None) -> SocialStore:
         if store is None:
             store = _STORES[resolved] = SocialStore(resolved)
         return store
+
+
+MAX_PAGE = 100
+
+
+def read_timeline(store: SocialStore, kind: str, request: dict[str, Any]) -> dict[str, Any]:
+    """One page of a user's ``kind`` ("home" or "user") timeline, newest first.
+
+    Request: ``{"user_id": int, "start": int = 0, "stop": int = start + 10}``.
+
+    Raises:
+        BadInput: bad paging or unknown user (the handler answers 400).
+    """
+    from functions.common.http import BadInput, field
+
+    user_id = field(request, "user_id", int)
+    start = field(request, "start", int, default=0)
+    stop = field(request, "stop", int, default=start + 10)
+    if not 0 <= start < stop or stop - start > MAX_PAGE:
+        raise BadInput(
+            f"need 0 <= start < stop and stop - start <= {MAX_PAGE}, got {start}..{stop}"
+        )
+    if store.user_name(user_id) is None:
+        raise BadInput(f"field 'user_id': no user {user_id}")
+    post_ids = store.timeline(kind, user_id, start, stop)
+    return {"user_id": user_id, "start": start, "stop": stop, "post_ids": post_ids}
