@@ -23,6 +23,7 @@ __all__ = ["handle"]
 
 _STORE = social.open_store()  # opened (and seeded on first ever open) at start-up
 
+
 @json_handler
 def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Page through the home timeline."""

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from testbed.backends._pdeathsig import die_with_parent
 from testbed.config import DEFAULT_HOST, aquatope_home
 from testbed.errors import BackendUnavailable
 
@@ -41,12 +42,7 @@ class GatewayProcess:
 
 def _die_with_parent() -> None:
     """In the child before exec: a gateway owned by a process goes when that process goes."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    die_with_parent(signal.SIGTERM)
 
 
 def start_gateway(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from testbed.backends._pdeathsig import die_with_parent
 from testbed.backends.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
 from testbed.backends.cgroups import CgroupTree, detect
 from testbed.config import Limits, aquatope_home
@@ -26,7 +26,6 @@ from testbed.platform import FunctionSpec
 
 __all__ = ["LocalRuntime", "kill_recorded_replicas"]
 
-_PR_SET_PDEATHSIG = 1
 READY_TIMEOUT_S = 120.0
 
 
@@ -35,11 +34,7 @@ def _child_setup(cgroup_procs: list[str]) -> None:
     for path in cgroup_procs:
         with open(path, "w") as fh:
             fh.write(str(os.getpid()))
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+    die_with_parent(signal.SIGKILL)
 
 
 def _pids_file(state_dir: Path) -> Path:
