@@ -151,6 +151,44 @@ class ConformalCalibrator:
         ]
         return np.maximum(np.asarray(out).reshape(mu.shape), 0.0)
 
+    def upper_many(
+        self, mean: float | np.ndarray, std: float | np.ndarray, qs: tuple[float, ...]
+    ) -> np.ndarray:
+        """:meth:`upper` at several levels at once (each residual pool sorted once).
+
+        Args:
+            mean: forecast mean(s) (counts per step); any shape.
+            std: forecast standard deviation(s), same shape.
+            qs: nominal levels in (0, 1).
+
+        Returns:
+            ``len(qs) x mean.shape`` bounds, row ``i`` equal to ``upper(mean, std, qs[i])``.
+        """
+        mu = np.asarray(mean, dtype=np.float64)
+        if len(self._scores) < self.min_scores:
+            return np.stack([self.upper(mu, std, q) for q in qs])
+        levels = [self.effective_level(q) for q in qs]
+        flat = mu.reshape(-1)
+        out = np.empty((len(qs), flat.size))
+        ordered: dict[int, np.ndarray] = {}
+        for j, m in enumerate(flat.tolist()):
+            pool = self._binned[self._bin(m)]
+            if len(pool) < self.min_scores:
+                pool = self._scores
+            key = id(pool)
+            if key not in ordered:
+                ordered[key] = np.sort(np.fromiter(pool, dtype=np.float64, count=len(pool)))
+            scores = ordered[key]
+            n = scores.shape[0]
+            for i, level in enumerate(levels):
+                if level >= 1.0:
+                    out[i, j] = m + float(scores[-1]) + 1.0
+                elif level <= 0.0:
+                    out[i, j] = m + float(scores[0]) - 1.0
+                else:
+                    out[i, j] = m + float(scores[min(math.ceil((n + 1) * level), n) - 1])
+        return np.maximum(out, 0.0).reshape((len(qs), *mu.shape))
+
     def update(self, *, mean: float, std: float, observed: float) -> None:
         """Record the outcome of a one-step-ahead forecast and adapt the levels.
 

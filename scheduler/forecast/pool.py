@@ -118,6 +118,8 @@ def replicas_for_cost(
     queue_weight: float = 1.0,
     max_inflight: int = 1,
     max_replicas: int | None = None,
+    current: int = 0,
+    start_cost: float = 0.0,
 ) -> int:
     """Replicas now minimising idle replica-seconds plus priced request delay.
 
@@ -133,8 +135,11 @@ def replicas_for_cost(
       ``C(n, a_i)`` (Erlang C) of the window's arrivals queues for ``service_s / (n - a_i)``
       on average (M/M/n), capped at a cold start;
 
-    and ``c`` minimises ``idle + delay_price * delay`` in expectation over the scenarios. It
-    is a Lagrangian of the trade-off: sweeping ``delay_price`` traces the frontier.
+    and ``c`` minimises ``idle + delay_price * delay + start_cost * max(c - current, 0)`` in
+    expectation over the scenarios. It is a Lagrangian of the trade-off: sweeping
+    ``delay_price`` traces the frontier. The start term charges each replica started now (CPU
+    spent starting it, taken from the replicas already serving on a small machine), so a
+    noisy upper scenario does not start replicas whose expected saving is below their cost.
 
     Args:
         rates_per_s: rate scenarios (requests per second), >= 0.
@@ -147,15 +152,23 @@ def replicas_for_cost(
             second; 0: only cold starts count, the paper's metric).
         max_inflight: concurrent requests one replica accepts.
         max_replicas: optional cap.
+        current: replicas running or starting now (only those above it pay ``start_cost``).
+        start_cost: idle replica-seconds one replica start is worth (0 = starts are free).
 
     Returns:
         A replica count >= 0.
     """
     if max_inflight < 1:
         raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
-    rates = [max(float(r), 0.0) for r in rates_per_s]
-    total_w = float(sum(weights))
-    probs = [float(w) / total_w for w in weights]
+    if start_cost < 0:
+        raise ValueError(f"start_cost must be >= 0, got {start_cost}")
+    merged: dict[float, float] = {}  # equal scenarios cost the same: merge their weights
+    for r, w in zip(rates_per_s, weights, strict=True):
+        rate = max(float(r), 0.0)
+        merged[rate] = merged.get(rate, 0.0) + float(w)
+    rates = list(merged)
+    total_w = float(sum(merged.values()))
+    probs = [w / total_w for w in merged.values()]
     if not any(r > 0 for r in rates):
         return 0
     service = max(service_s, 1e-6)
@@ -168,7 +181,7 @@ def replicas_for_cost(
         return queue_weight * r * exposure_s * erlang_c(n, a) * min(queue_s, cold_start_s)
 
     def cost(c: int) -> float:
-        total = 0.0
+        total = start_cost * max(c - current, 0)
         for p, r, a in zip(probs, rates, loads, strict=True):
             if r <= 0:
                 total += p * exposure_s * c

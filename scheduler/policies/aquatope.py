@@ -89,6 +89,9 @@ class AquatopePolicy(Policy):
         idle_weight: float = 1.0,
         cold_start_s: float = 1.0,
         dag: bool = True,
+        start_weight: float = 1.0,
+        keepalive: bool = True,
+        max_start_ratio: float = 1.0,
         configure: bool = True,
         config_params: str = "",
         seed: int = 0,
@@ -96,8 +99,8 @@ class AquatopePolicy(Policy):
         """Build the composed policy.
 
         Args:
-            forecaster / step_s / quantile / idle_weight / cold_start_s / dag / seed: passed to
-                ``aquatope-prewarm``.
+            forecaster / step_s / quantile / idle_weight / cold_start_s / dag / start_weight /
+                keepalive / max_start_ratio / seed: passed to ``aquatope-prewarm``.
             configure: compose ``aquatope-config`` when it is registered.
             config_params: ``"k=v;k2=v2"`` parameters for ``aquatope-config``.
         """
@@ -108,6 +111,9 @@ class AquatopePolicy(Policy):
             idle_weight=idle_weight,
             cold_start_s=cold_start_s,
             dag=dag,
+            start_weight=start_weight,
+            keepalive=keepalive,
+            max_start_ratio=max_start_ratio,
             seed=seed,
         )
         self.config: Policy | None = None

@@ -56,3 +56,20 @@ def test_state_round_trips_through_json() -> None:
     twin.load_state_dict(json.loads(json.dumps(cal.state_dict())))
     assert float(twin.upper(9.0, 3.0, 0.95)) == float(cal.upper(9.0, 3.0, 0.95))
     assert twin.coverage() == cal.coverage()
+
+
+def test_upper_many_matches_upper_level_by_level() -> None:
+    rng = np.random.default_rng(3)
+    cal = ConformalCalibrator(levels=(0.9,), window=200)
+    for _ in range(300):
+        mean = float(rng.uniform(0.0, 40.0))
+        cal.update(mean=mean, std=1.0, observed=float(rng.poisson(mean)))
+    cal.track(0.97)
+    means = np.array([0.2, 3.0, 3.0, 20.0, 80.0])
+    qs = (0.05, 0.5, 0.9, 0.97, 0.9975)
+    many = cal.upper_many(means, np.ones_like(means), qs)
+    assert many.shape == (len(qs), means.size)
+    for i, q in enumerate(qs):
+        np.testing.assert_allclose(many[i], cal.upper(means, np.ones_like(means), q))
+    fresh = ConformalCalibrator()  # too few scores: the normal quantile, row by row too
+    np.testing.assert_allclose(fresh.upper_many(means, 2.0, qs)[2], fresh.upper(means, 2.0, 0.9))

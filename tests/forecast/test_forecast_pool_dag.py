@@ -104,3 +104,17 @@ def test_fan_out_gain_is_learned() -> None:
         dag.observe_step({"entry": 10, "mid": 10, "left": 2, "right": 10, "join": 10})
     assert dag.gain("left") == pytest.approx(0.2, abs=0.02)
     assert dag.propagate({"entry": 100.0})["left"] == pytest.approx(20.0, rel=0.1)
+
+
+def test_start_cost_charges_only_new_replicas() -> None:
+    rates, weights = [0.0, 0.0, 0.5, 2.0], [0.4, 0.4, 0.15, 0.05]
+    kw = {"exposure_s": 4.5, "cold_start_s": 3.5, "delay_price": 19.0, "max_inflight": 1}
+    free = replicas_for_cost(rates, weights, 0.5, **kw)
+    dear = replicas_for_cost(rates, weights, 0.5, start_cost=30.0, **kw)
+    kept = replicas_for_cost(rates, weights, 0.5, start_cost=30.0, current=free, **kw)
+    assert free >= 2 and dear < free  # noisy upper scenarios no longer start replicas
+    assert kept == free  # replicas already running pay nothing to keep
+    # merging equal scenarios changes nothing
+    assert replicas_for_cost([0.5, 0.5, 2.0], [0.3, 0.3, 0.4], 0.5, **kw) == replicas_for_cost(
+        [0.5, 2.0], [0.6, 0.4], 0.5, **kw
+    )

@@ -62,8 +62,9 @@ def test_burst_at_entry_warms_downstream_before_its_first_arrival() -> None:
 
 
 def test_pool_follows_concurrency_not_counts() -> None:
-    short = AquatopePrewarmPolicy(forecaster="ewma", quantile=0.95)
-    long = AquatopePrewarmPolicy(forecaster="ewma", quantile=0.95)
+    # sizing alone (max_start_ratio=0): these observations never show the pool growing
+    short = AquatopePrewarmPolicy(forecaster="ewma", quantile=0.95, max_start_ratio=0)
+    long = AquatopePrewarmPolicy(forecaster="ewma", quantile=0.95, max_start_ratio=0)
     for t in range(1, 121):  # 20 requests per second for two minutes
         fs = fobs("f", arrivals=20, completions=20, mean_service_s=0.01)
         fl = fobs("f", arrivals=20, completions=20, mean_service_s=1.0, max_replicas=100)
@@ -160,3 +161,107 @@ def test_end_to_end_on_sim_downstream_warm_before_first_request() -> None:
     assert with_dag["entry"] and without["entry"]  # nothing could predict the first burst
     assert not with_dag["mid"]  # warmed by the entry's burst before its first call
     assert without["mid"]  # per-function forecasting alone cold-starts it
+
+
+TIGHT = Workflow(name="tight", qos=QoS(target_s=0.15, percentile=95.0), stages=(Stage("a", "f"),))
+
+
+def _tight(pol: AquatopePrewarmPolicy, now_s: float, **kw: int) -> int:
+    """One tick of function ``f`` in a workflow with a 0.15 s target; returns the target."""
+    kw.setdefault("replicas_ready", 1)
+    f = fobs("f", mean_service_s=0.05 if kw.get("completions") else None, **kw)
+    o = Observation(now_s=now_s, tick_s=1.0, functions={"f": f}, workflows={"tight": TIGHT})
+    return pol.decide(o).functions["f"].replicas or 0
+
+
+def test_slow_cold_start_keeps_a_replica_for_the_break_even_time() -> None:
+    # a measured 3.5 s cold start against a 0.15 s target: keep one replica ~19 x 3.5 s
+    pol = AquatopePrewarmPolicy(forecaster="ewma", step_s=2.0, cold_start_s=3.5)
+    cheap = AquatopePrewarmPolicy(forecaster="ewma", step_s=2.0, cold_start_s=0.1)
+    for t in range(1, 12):  # a short burst
+        _tight(pol, float(t), arrivals=2, completions=2)
+        _tight(cheap, float(t), arrivals=2, completions=2)
+    held = [_tight(pol, float(t)) for t in range(12, 70)]  # silence for 58 s
+    assert min(held) >= 1  # no scale-down to zero within the keep-alive floor
+    gone = [_tight(pol, float(t)) for t in range(70, 200)]
+    assert gone[-1] == 0  # ... but it does scale to zero eventually
+    cheap_after = [_tight(cheap, float(t)) for t in range(12, 70)]
+    assert cheap_after[-1] == 0  # a cold start within the target needs no floor
+
+
+def test_scale_down_is_gradual_and_up_is_immediate() -> None:
+    pol = AquatopePrewarmPolicy(
+        forecaster="ewma", step_s=2.0, cold_start_s=2.0, keepalive=False, max_start_ratio=0
+    )
+    targets = [_tight(pol, float(t), arrivals=40, completions=40) for t in range(1, 30)]
+    top = max(targets)
+    assert top >= 3
+    after = [_tight(pol, float(t), replicas_ready=top) for t in range(30, 120)]
+    drops = [a - b for a, b in zip([targets[-1], *after], after, strict=False)]
+    assert max(drops) <= 1  # one replica at a time
+    first_drop = next(i for i, d in enumerate(drops) if d > 0)
+    assert first_drop >= 2  # not before a dropped replica could come back (tick + cold start)
+    assert after[-1] == 0
+
+
+def test_queued_requests_do_not_each_start_a_replica() -> None:
+    # a cold start queues 5 requests of 50 ms behind one starting replica: the queue drains
+    # in 0.25 s once it is up, far sooner than 5 more 3.5 s cold starts would finish
+    pol = AquatopePrewarmPolicy(forecaster="ewma", step_s=2.0, cold_start_s=3.5)
+    for t in range(1, 40):
+        _tight(pol, float(t), arrivals=1, completions=1)
+    n = _tight(pol, 40.0, arrivals=5, inflight=5, queued=5, replicas_ready=0, replicas_starting=1)
+    assert n <= 2
+
+
+@pytest.mark.slow  # imports gpytorch and fits a GP per function
+def test_gp_fits_are_rationed_per_tick_and_per_minute() -> None:
+    pol = AquatopePrewarmPolicy(forecaster="gp", step_s=2.0, min_history_steps=6)
+    rng = np.random.default_rng(0)
+    fit_times: dict[str, list[float]] = {"entry": [], "mid": [], "leaf": []}
+    for t in range(1, 181):
+        counts = {n: int(rng.poisson(2.0)) for n in fit_times}
+        pol.decide(_obs(float(t), **counts))
+        for name, times in fit_times.items():
+            last = pol._fns[name].last_fit_s
+            if last is not None and (not times or times[-1] != last):
+                times.append(last)
+    every = sorted(t for times in fit_times.values() for t in times)
+    assert all(len(times) >= 2 for times in fit_times.values())  # each refitted
+    assert len(every) == len(set(every))  # never two fits in one tick
+    for times in fit_times.values():
+        assert min(np.diff(times)) >= 60.0  # at most once a minute per function
+
+
+def test_starts_at_once_are_limited_by_ready_replicas() -> None:
+    pol = AquatopePrewarmPolicy(forecaster="ewma", quantile=0.95)
+    targets = []
+    for t, (ready, starting) in enumerate([(1, 0), (1, 1), (2, 0), (4, 0)], start=1):
+        f = fobs(
+            "f",
+            arrivals=20,
+            completions=20,
+            mean_service_s=1.0,
+            max_replicas=100,
+            replicas_ready=ready,
+            replicas_starting=starting,
+        )
+        d = pol.decide(Observation(now_s=float(t), tick_s=1.0, functions={"f": f}))
+        targets.append(d.functions["f"].replicas)
+    assert targets == [2, 2, 4, 8]  # at most as many starting as are ready: doubling
+
+
+def test_cold_start_is_measured_while_replicas_keep_starting() -> None:
+    # one replica starts every 2 s and each takes 4 s: "starting" never drops to zero, yet
+    # every start is timed, and a start in progress already counts as a lower bound
+    pol = AquatopePrewarmPolicy(forecaster="ewma", cold_start_s=1.0)
+    starts = [0.0, 2.0, 4.0, 6.0, 8.0]
+    reasons = []
+    for t in range(1, 13):
+        starting = sum(1 for s in starts if s < t <= s + 4.0)
+        ready = sum(1 for s in starts if t > s + 4.0)
+        f = fobs("f", arrivals=1, replicas_ready=ready, replicas_starting=starting)
+        d = pol.decide(Observation(now_s=float(t), tick_s=1.0, functions={"f": f}))
+        reasons.append(d.functions["f"].reason)
+    assert "cold=3.50s" in reasons[3]  # the first start, 3.5 s in progress: a lower bound
+    assert 3.5 <= (pol._fns["f"].cold_start_s or 0.0) <= 4.5

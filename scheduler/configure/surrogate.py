@@ -1,0 +1,269 @@
+"""Gaussian-process surrogates for cost and log tail latency (Matérn 5/2, float64).
+
+Inputs are points of the unit box from :class:`~scheduler.configure.transform.UnitTransform`
+(``n x d``, ``d = 2 × n_functions``). For workflows of three or more functions the kernel is
+*additive over functions*: a sum of one Matérn 5/2 kernel (ARD over the function's CPU and
+memory) per function, each with its own output scale. Cost is a sum of per-function costs, and
+log tail latency of a chain is dominated by per-stage terms, so this structure fits the
+problem and keeps the model learnable from ~20 points in 12–20 dimensions, where a plain
+``2N``-dimensional kernel is not. Small workflows get one ARD kernel over all dimensions.
+
+torch, gpytorch and botorch are imported inside functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from botorch.models import ModelListGP, SingleTaskGP
+
+__all__ = [
+    "ADDITIVE_MIN_FUNCTIONS",
+    "LINEAR_MEAN_MIN_SAMPLES",
+    "build_gp",
+    "fit_outcome_models",
+    "fit_stage_models",
+    "hyperparameters",
+    "quiet_numerics",
+]
+
+ADDITIVE_MIN_FUNCTIONS = 3
+LINEAR_MEAN_MIN_SAMPLES = 6
+
+
+def _covariance(n_dims: int, groups: Sequence[Sequence[int]] | None) -> Any:
+    from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+    from gpytorch.kernels import AdditiveKernel, ScaleKernel
+
+    if not groups:
+        return ScaleKernel(
+            get_covar_module_with_dim_scaled_prior(ard_num_dims=n_dims, use_rbf_kernel=False)
+        )
+    parts = [
+        ScaleKernel(
+            get_covar_module_with_dim_scaled_prior(
+                ard_num_dims=len(g), use_rbf_kernel=False, active_dims=list(g)
+            )
+        )
+        for g in groups
+    ]
+    return AdditiveKernel(*parts)
+
+
+_POOLED_MEAN: Any = None
+
+
+@contextlib.contextmanager
+def quiet_numerics() -> Iterator[None]:
+    """Silence gpytorch/linear_operator ``NumericalWarning`` (negative variances rounded up,
+    jitter added): expected on the near-duplicate lattice points a search revisits, and
+    handled by those libraries."""
+    from gpytorch.utils.warnings import NumericalWarning as GpNumerical
+    from linear_operator.utils.warnings import NumericalWarning as LoNumerical
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GpNumerical)
+        warnings.simplefilter("ignore", LoNumerical)
+        yield
+
+
+def _pooled_linear_mean(n_dims: int, dims: Sequence[int] | None = None) -> Any:
+    """Mean ``c + w_cpu · avg(cpu coordinates) + w_mem · avg(memory coordinates)``.
+
+    Three parameters whatever the dimension, so a handful of profiling runs pins them; it
+    carries the trend "fewer resources → slower" into regions the data has not reached.
+    """
+    global _POOLED_MEAN
+    if _POOLED_MEAN is None:
+        import torch
+        from gpytorch.means import Mean
+
+        class PooledLinearMean(Mean):  # type: ignore[misc]
+            def __init__(self, n_dims: int, dims: Sequence[int] | None) -> None:
+                super().__init__()
+                self.n_dims = n_dims
+                self.dims = list(dims) if dims is not None else list(range(n_dims))
+                self.register_parameter("weights", torch.nn.Parameter(torch.zeros(2)))
+                self.register_parameter("bias", torch.nn.Parameter(torch.zeros(1)))
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                cpu = x[..., [d for d in self.dims if d % 2 == 0]].mean(-1)
+                mem = x[..., [d for d in self.dims if d % 2 == 1]].mean(-1)
+                return self.bias + self.weights[0] * cpu + self.weights[1] * mem
+
+        _POOLED_MEAN = PooledLinearMean
+    return _POOLED_MEAN(n_dims, dims)
+
+
+def build_gp(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    *,
+    groups: Sequence[Sequence[int]] | None = None,
+    linear_mean: bool = False,
+    mean_dims: Sequence[int] | None = None,
+) -> SingleTaskGP:
+    """An unfitted GP on ``train_x`` (``n x d`` unit box) → ``train_y`` (``n``), float64.
+
+    Args:
+        train_x: inputs in [0, 1], shape ``n x d``.
+        train_y: outcomes, shape ``n``; standardised inside the model.
+        groups: dimension indices per additive component; None = one ARD kernel.
+        linear_mean: a pooled linear prior mean (see :func:`_pooled_linear_mean`) instead of a
+            constant one, so the model extrapolates
+            the trend (latency rising as resources shrink) into unexplored corners instead of
+            reverting to the average of what it has seen; this keeps the probability of
+            feasibility honest far from the data.
+        mean_dims: the dimensions the linear mean reads (default all).
+    """
+    import torch
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms.outcome import Standardize
+    from gpytorch.means import ConstantMean
+
+    x = torch.as_tensor(np.asarray(train_x), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(train_y), dtype=torch.float64).reshape(-1, 1)
+    return SingleTaskGP(
+        x,
+        y,
+        covar_module=_covariance(x.shape[-1], groups),
+        mean_module=(
+            _pooled_linear_mean(x.shape[-1], mean_dims) if linear_mean else ConstantMean()
+        ),
+        outcome_transform=Standardize(m=1),
+    )
+
+
+FIT_MAX_ITERATIONS = 120
+
+
+def hyperparameters(model: Any) -> dict[str, Any]:
+    """The fitted hyperparameters of a GP (kernel, noise, mean), for warm-starting a refit."""
+    return {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if "raw_" in k or k.startswith("mean_module.")
+    }
+
+
+def _fit(model: SingleTaskGP, warm: dict[str, Any] | None) -> None:
+    from botorch.exceptions.errors import ModelFittingError
+    from botorch.fit import fit_gpytorch_mll
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    if warm:
+        own = model.state_dict()
+        usable = {k: v for k, v in warm.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(usable, strict=False)
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    try:
+        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": FIT_MAX_ITERATIONS}})
+    except ModelFittingError:  # keep the prior-mode hyperparameters: still a usable model
+        model.eval()
+
+
+def fit_stage_models(
+    train_x: np.ndarray,
+    cost_usd: np.ndarray,
+    log_stage_latency: np.ndarray,
+    *,
+    groups: Sequence[Sequence[int]],
+    seed: int = 0,
+    warm_start: Sequence[dict[str, Any] | None] | None = None,
+) -> ModelListGP:
+    """Per-stage structure: a cost GP plus one GP per function for its stage's log latency.
+
+    Each stage model sees only its own function's CPU and memory (a Matérn 5/2 kernel with
+    ``active_dims``), so every trial gives every stage model a point of a 2-D function:
+    learnable from a handful of trials whatever the workflow's length. The end-to-end
+    latency is composed from the stage outputs by the caller (critical path of the DAG).
+
+    Args:
+        train_x: ``n x d`` unit-box inputs.
+        cost_usd: ``n`` costs per invocation.
+        log_stage_latency: ``n x n_functions`` logs of per-stage tail latency (seconds).
+        groups: the dimensions of each function, in the same order as the columns.
+        seed / warm_start: as :func:`fit_outcome_models` (one entry per output).
+
+    Returns:
+        A fitted ``ModelListGP`` with outputs ``[cost, stage_0, stage_1, ...]``.
+    """
+    import torch
+    from botorch.models import ModelListGP
+
+    n = len(cost_usd)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        models = [
+            build_gp(train_x, cost_usd, groups=groups, linear_mean=n >= LINEAR_MEAN_MIN_SAMPLES)
+        ]
+        for j, g in enumerate(groups):
+            models.append(
+                build_gp(
+                    train_x,
+                    log_stage_latency[:, j],
+                    groups=[g],
+                    linear_mean=n >= LINEAR_MEAN_MIN_SAMPLES,
+                    mean_dims=g,
+                )
+            )
+        warm = list(warm_start or [None] * len(models))
+        if len(warm) != len(models):
+            warm = [None] * len(models)
+        for m, w in zip(models, warm, strict=True):
+            _fit(m, w)
+    out = ModelListGP(*models)
+    out.eval()
+    return out
+
+
+def fit_outcome_models(
+    train_x: np.ndarray,
+    cost_usd: np.ndarray,
+    log_latency: np.ndarray,
+    *,
+    groups: Sequence[Sequence[int]] | None = None,
+    seed: int = 0,
+    warm_start: Sequence[dict[str, Any] | None] | None = None,
+) -> ModelListGP:
+    """Fit the cost GP and the log-latency GP; a model list with outputs ``[cost, log latency]``.
+
+    Args:
+        train_x: ``n x d`` unit-box inputs.
+        cost_usd: ``n`` costs per invocation (USD).
+        log_latency: ``n`` natural logs of the tail latency (seconds).
+        groups: additive structure (see module docstring); None = plain ARD kernel.
+        seed: torch seed for the fit (restarts), set in a forked RNG.
+        warm_start: hyperparameters (from :func:`hyperparameters`) of the previous fit of
+            each model, to start the optimiser there: refits after one new point then take
+            a few iterations instead of hundreds.
+
+    Returns:
+        A fitted ``ModelListGP`` in eval mode.
+    """
+    import torch
+    from botorch.models import ModelListGP
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        models = [
+            build_gp(train_x, cost_usd, groups=groups),
+            build_gp(
+                train_x,
+                log_latency,
+                groups=groups,
+                linear_mean=len(log_latency) >= LINEAR_MEAN_MIN_SAMPLES,
+            ),
+        ]
+        warm = list(warm_start or [None, None])
+        for m, w in zip(models, warm, strict=True):
+            _fit(m, w)
+    out = ModelListGP(*models)
+    out.eval()
+    return out
