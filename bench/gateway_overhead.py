@@ -17,11 +17,13 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from _common import emit, machine, percentiles_ms, temp_home
 
 from testbed.backends import connect
+from testbed.config import Limits
 from testbed.stack import load_stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +55,8 @@ def wrk_rps(url: str, seconds: int) -> float | None:
         check=True,
     ).stdout
     match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    if re.search(r"Non-2xx or 3xx responses", out):
+        raise SystemExit(f"wrk saw error responses from {url}:\n{out}")
     return float(match.group(1)) if match else None
 
 
@@ -62,7 +66,8 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, default=5)
     args = parser.parse_args()
     home = temp_home("gateway")
-    noop = load_stack(REPO / "stack.yml")["noop"]
+    # no CPU cap and a generous in-flight limit: measure the gateway, not the replica's quota
+    noop = replace(load_stack(REPO / "stack.yml")["noop"], limits=Limits(), max_inflight=64)
     with connect("local", state_dir=home) as platform:
         platform.deploy(noop)
         platform.scale("noop", replicas=1)
