@@ -311,3 +311,35 @@ def test_broken_handler_fails_fast_with_503(gateway, handler_dirs) -> None:
     assert r.status_code == 503
     assert "this handler fails at import" in r.text
     assert time.monotonic() - start < 20
+
+
+def test_client_falls_back_to_redeploy_without_the_live_limits_route(gateway) -> None:
+    """Against a gateway without /system/limits (a real OpenFaaS), limits go through PUT."""
+    import httpx as _httpx
+
+    from testbed.backends.openfaas import OpenFaaSPlatform
+    from testbed.config import Limits
+    from testbed.errors import FunctionNotFound
+
+    import base64
+
+    platform, admin, _ = gateway
+    header = (
+        admin.build_request("GET", "/").headers.get("Authorization")
+        or next(admin.auth.auth_flow(admin.build_request("GET", "/"))).headers["Authorization"]
+    )
+    password = base64.b64decode(header.split()[1]).decode().partition(":")[2]
+    real = OpenFaaSPlatform(platform.url, password=password)
+
+    def hide_limits_route(request: _httpx.Request) -> None:
+        if request.url.path.startswith("/system/limits/"):
+            request.url = request.url.copy_with(path="/system/no-such-route")
+
+    real._client.event_hooks["request"] = [hide_limits_route]
+    try:
+        real.set_limits("echo", Limits(cpu_cores=0.75, memory_mb=200))
+        assert real.status("echo").limits == Limits(cpu_cores=0.75, memory_mb=200)
+        with pytest.raises(FunctionNotFound):
+            real.set_limits("ghost", Limits(cpu_cores=1))
+    finally:
+        real.close()
