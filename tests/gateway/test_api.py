@@ -315,13 +315,13 @@ def test_broken_handler_fails_fast_with_503(gateway, handler_dirs) -> None:
 
 def test_client_falls_back_to_redeploy_without_the_live_limits_route(gateway) -> None:
     """Against a gateway without /system/limits (a real OpenFaaS), limits go through PUT."""
+    import base64
+
     import httpx as _httpx
 
     from testbed.backends.openfaas import OpenFaaSPlatform
     from testbed.config import Limits
     from testbed.errors import FunctionNotFound
-
-    import base64
 
     platform, admin, _ = gateway
     header = (
