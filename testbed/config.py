@@ -118,9 +118,13 @@ class Limits:
         unknown = set(body) - {"cpu", "memory"}
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
+        cpu_raw, mem_raw = body.get("cpu"), body.get("memory")
+        for name, raw in (("cpu", cpu_raw), ("memory", mem_raw)):
+            if raw is not None and not isinstance(raw, (str, int, float)):
+                raise ConfigError(f"{where}.{name}: expected a string or number, got {raw!r}")
         try:
-            cpu = parse_cpu(body["cpu"]) if body.get("cpu") not in (None, "") else None
-            mem = parse_memory_mb(body["memory"]) if body.get("memory") not in (None, "") else None
+            cpu = parse_cpu(cpu_raw) if cpu_raw not in (None, "") else None  # type: ignore[arg-type]
+            mem = parse_memory_mb(mem_raw) if mem_raw not in (None, "") else None  # type: ignore[arg-type]
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         return cls(cpu_cores=cpu, memory_mb=mem)

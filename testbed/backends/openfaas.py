@@ -7,6 +7,7 @@ testbed's exceptions here and nowhere else.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -327,11 +328,11 @@ class OpenFaaSPlatform:
         self._raise_for(response)
         return parse_metrics(response.text, at_s=time.time())
 
-    def workflows(self) -> list[dict[str, Any]]:
+    def workflows(self) -> builtins.list[dict[str, Any]]:
         """Workflows the testbed gateway knows (testbed extension)."""
         response = self._request("GET", "/system/workflows")
         self._raise_for(response)
-        data: list[dict[str, Any]] = json.loads(response.text)
+        data: builtins.list[dict[str, Any]] = json.loads(response.text)
         return data
 
     def close(self) -> None:

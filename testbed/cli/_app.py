@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -37,7 +37,7 @@ class App:
         """Written by `aquatope up`: pid, url and backend of the running gateway."""
         return self.home / "gateway.json"
 
-    def running_gateway(self) -> dict[str, object] | None:
+    def running_gateway(self) -> dict[str, Any] | None:
         try:
             return json.loads(self.gateway_file.read_text())  # type: ignore[no-any-return]
         except (FileNotFoundError, json.JSONDecodeError):

@@ -160,7 +160,7 @@ def down(app: App, timeout_s: float) -> None:
     if not info:
         click.echo("no gateway recorded; nothing to stop")
     else:
-        pid = int(info["pid"])  # type: ignore[arg-type]
+        pid = int(info["pid"])
         if _pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s

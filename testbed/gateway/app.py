@@ -273,9 +273,7 @@ async def serve(config: GatewayConfig, *, announce: Callable[[str], None] | None
         loop.add_signal_handler(sig, stop.set)
     try:
         await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         url = f"http://{config.host}:{port}"
         if announce:
             announce(url)

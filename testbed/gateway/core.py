@@ -128,11 +128,11 @@ class Gateway:
             self.pools[name] = pool
         adopted = 0
         for handle in await self.runtime.adopt_leftovers():
-            pool = self.pools.get(handle.function)
-            if pool is None:
+            owner = self.pools.get(handle.function)
+            if owner is None:
                 await self.runtime.stop_replica(handle)
                 continue
-            pool.adopt(handle)
+            owner.adopt(handle)
             adopted += 1
         for pool in self.pools.values():
             pool.reconcile()
