@@ -36,9 +36,10 @@ test: $(STAMP) system-deps ## run the whole test suite (Docker tests included)
 test-fast: $(STAMP) ## run the tests that need neither Docker nor slow runs
 	$(BIN)/pytest -q -m "not docker and not slow"
 
-lint: $(STAMP) ## ruff check and format check
+lint: $(STAMP) ## ruff check, format check and mypy
 	$(BIN)/ruff check testbed loadgen scheduler functions tests bench
 	$(BIN)/ruff format --check testbed loadgen scheduler functions tests bench
+	$(BIN)/mypy testbed loadgen scheduler
 
 bench: $(STAMP) ## run every benchmark (prints one JSON object per script)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -61,5 +61,5 @@ def connect(backend: str = "local", **options: Any) -> Platform:
     if backend == "sim":
         from testbed.backends.sim import SimPlatform
 
-        return SimPlatform(**options)  # type: ignore[no-any-return]
+        return SimPlatform(**options)
     raise ConfigError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")

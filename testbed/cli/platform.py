@@ -7,9 +7,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -56,7 +57,7 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _stack_option(func):  # type: ignore[no-untyped-def]
+def _stack_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--stack",
         "stack_path",
@@ -108,7 +109,7 @@ def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy:
 
             load_stack(stack_path)  # fail before starting anything
         info = app.running_gateway()
-        if info and _pid_alive(int(info["pid"])):  # type: ignore[arg-type]
+        if info and _pid_alive(int(info["pid"])):
             raise click.ClickException(
                 f"a gateway is already running at {info['url']} (pid {info['pid']}); "
                 "`aquatope down` first"

@@ -13,7 +13,7 @@ from testbed.errors import ConfigError
 __all__ = ["CPU", "DURATION", "MEMORY", "CpuType", "DurationType", "MemoryType", "parse_duration_s"]
 
 
-class MemoryType(click.ParamType):
+class MemoryType(click.ParamType):  # type: ignore[type-arg]
     """'128M', '1Gi', '512' (MiB) → int MiB."""
 
     name = "memory"
@@ -27,7 +27,7 @@ class MemoryType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class CpuType(click.ParamType):
+class CpuType(click.ParamType):  # type: ignore[type-arg]
     """'0.5', '500m', '2' → float cores."""
 
     name = "cpu"
@@ -63,7 +63,7 @@ def parse_duration_s(value: str | float) -> float:
     return float(match.group(1)) * _UNITS_S[match.group(2) or "s"]
 
 
-class DurationType(click.ParamType):
+class DurationType(click.ParamType):  # type: ignore[type-arg]
     """'10m', '90s', '1h' → float seconds."""
 
     name = "duration"

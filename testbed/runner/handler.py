@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["Context", "Event", "HandlerResponse", "call_handler", "load_handler"]
+__all__ = ["Context", "Event", "Handler", "HandlerResponse", "call_handler", "load_handler"]
 
 
 @dataclass

@@ -16,9 +16,10 @@ import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TextIO
 from urllib.parse import parse_qsl, urlsplit
 
-from testbed.runner.handler import Context, Event, call_handler, load_handler
+from testbed.runner.handler import Context, Event, Handler, call_handler, load_handler
 
 __all__ = ["main", "serve"]
 
@@ -32,7 +33,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def _make_request_handler(
-    handler, context: Context, max_inflight: int, startup_s: float
+    handler: Handler, context: Context, max_inflight: int, startup_s: float
 ) -> type[BaseHTTPRequestHandler]:
     slots = threading.BoundedSemaphore(max_inflight)
     state = {"inflight": 0, "served": 0}
@@ -126,7 +127,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     max_inflight: int = 1,
-    ready_stream=None,
+    ready_stream: TextIO | None = None,
 ) -> None:
     """Load the handler, listen, announce readiness, serve until SIGTERM/SIGINT."""
     spawn_ts = float(os.environ.get(_SPAWN_ENV) or 0) or None
