@@ -98,7 +98,11 @@ class ReplicaInfo:
 
 @dataclass(frozen=True)
 class FunctionStatus:
-    """The observable state of one deployed function."""
+    """The observable state of one deployed function.
+
+    ``limits_detail`` says how limits are applied (e.g. advisory without cgroups);
+    ``last_exit`` says why the last replica that died went (crash, OOM kill, failed start).
+    """
 
     name: str
     spec: FunctionSpec
@@ -110,6 +114,7 @@ class FunctionStatus:
     invocation_count: int = 0
     replicas: tuple[ReplicaInfo, ...] = ()
     limits_detail: str = ""
+    last_exit: str = ""
 
 
 @dataclass(frozen=True)

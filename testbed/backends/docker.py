@@ -540,9 +540,7 @@ class DockerRuntime(ReplicaRuntime):
         await self._call(
             what, lambda: self._client.api.update_container(handle.container_id, **args)
         )
-        # No detail: the limits themselves are in the status; the gateway shows the last
-        # replica exit (an OOM kill) in the detail field instead.
-        return LimitsOutcome(True)
+        return LimitsOutcome(True, "container.update() (live, same container)")
 
     async def _container_states(self) -> dict[str, str]:
         """State (running, exited, ...) of each of our containers, listed at most every 0.25 s."""

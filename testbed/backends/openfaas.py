@@ -121,6 +121,7 @@ def _status_from_json(data: Mapping[str, Any]) -> FunctionStatus:
         invocation_count=int(data.get("invocationCount") or 0),
         replicas=replicas,
         limits_detail=str(extra.get("limitsDetail") or ""),
+        last_exit=str(extra.get("lastExit") or ""),
     )
 
 

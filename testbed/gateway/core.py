@@ -255,7 +255,8 @@ class Gateway:
             limits_enforced=pool.limits_enforced,
             invocation_count=pool.completed,
             replicas=pool.replica_infos(),
-            limits_detail=pool.limits_detail or pool.last_exit or pool.last_start_error,
+            limits_detail=pool.limits_detail,
+            last_exit=pool.last_exit or pool.last_start_error,
         )
 
     # ------------------------------------------------------------- invocation

@@ -156,6 +156,7 @@ def status_json(status: FunctionStatus) -> dict[str, Any]:
             "maxInflight": spec.max_inflight,
             "limitsEnforced": status.limits_enforced,
             "limitsDetail": status.limits_detail,
+            "lastExit": status.last_exit,
             "replicas": [
                 {
                     "id": r.id,

@@ -116,10 +116,31 @@ def test_too_small_memory_fails_the_request_as_oom(
     result = platform.invoke(spec.name, b'{"alloc_mb": 160}')
     assert not result.ok
     assert b"OOM-killed" in result.body and b"48 MiB" in result.body
-    detail = wait_until(lambda: platform.status(spec.name).limits_detail, timeout_s=10)
+    detail = wait_until(lambda: platform.status(spec.name).last_exit, timeout_s=10)
     assert "OOM-killed" in detail
     # the function recovers: a replacement replica serves a request that fits
     assert wait_until(lambda: platform.invoke(spec.name, b'{"alloc_mb": 4}').ok, timeout_s=30)
+    platform.remove(spec.name)
+
+
+def test_killed_container_is_detected_and_replaced(
+    platform: Platform, probe_spec: FunctionSpec, docker_client: Any
+) -> None:
+    spec = FunctionSpec(name="probe-crash", image=probe_spec.image, handler=probe_spec.handler)
+    platform.deploy(spec)
+    platform.scale(spec.name, replicas=1)
+    first = only_container(platform, spec.name)
+    docker_client.containers.get(first).kill()
+
+    def replaced() -> str | None:
+        status = platform.status(spec.name)
+        ids = [r.container_id for r in status.replicas if r.state == "ready"]
+        return ids[0] if ids and ids[0] != first else None
+
+    second = wait_until(replaced, timeout_s=30)
+    assert second != first
+    assert "exited" in platform.status(spec.name).last_exit
+    assert platform.invoke(spec.name, b"{}").ok
     platform.remove(spec.name)
 
 
