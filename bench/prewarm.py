@@ -54,6 +54,9 @@ COLD_START_S = 3.0
 TICK_S = 5.0
 
 
+# Platform semantics for the simulated functions (set from --scale-on-demand).
+SCALE_ON_DEMAND = False
+
 def trace_counts(kind: str, seed: int, minutes: int) -> np.ndarray:
     """Per-minute counts of one function (1-D float array)."""
     return (
@@ -184,8 +187,11 @@ def sim_run(
         cold_start_s=Distribution.constant(COLD_START_S),
     )
     sim = SimPlatform(Profile(functions={f: fp for f in functions}), seed=seed, workflows=workflows)
+    labels = {"com.openfaas.scale.max": "50"}
+    if SCALE_ON_DEMAND:
+        labels["com.aquatope.scale-on-demand"] = "true"
     for f in functions:
-        sim.deploy(FunctionSpec(name=f, labels={"com.openfaas.scale.max": "50"}))
+        sim.deploy(FunctionSpec(name=f, labels=labels))
     pol = create_policy(policy, params)
     daemon = Daemon(sim, pol, clock=sim.clock, tick_s=TICK_S, workflows=sim.workflows)
     decide_s: list[float] = []
@@ -437,8 +443,16 @@ def main() -> None:
     parser.add_argument("--forecast-minutes", type=int, default=360)
     parser.add_argument("--frontier-kinds", default="bursty")
     parser.add_argument("--parts", default="forecast,frontier,dag")
+    parser.add_argument(
+        "--scale-on-demand",
+        action="store_true",
+        help="Lambda/OpenWhisk platform semantics: busy pools grow per request instead of "
+        "queueing (label com.aquatope.scale-on-demand), so keep-alive baselines scale out",
+    )
     args = parser.parse_args()
     seeds = list(range(args.seeds))
+    global SCALE_ON_DEMAND
+    SCALE_ON_DEMAND = args.scale_on_demand
     t0 = time.perf_counter()
     parts = set(args.parts.split(","))
     forecasts: dict[str, Any] = {}
@@ -469,6 +483,7 @@ def main() -> None:
         "machine": machine(),
         "seeds": seeds,
         "minutes": args.minutes,
+        "scale_on_demand": SCALE_ON_DEMAND,
         "forecast_minutes": args.forecast_minutes,
         "sim": {"service_s_mean": SERVICE_S, "cold_start_s": COLD_START_S, "tick_s": TICK_S},
         "forecasts": forecasts,

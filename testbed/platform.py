@@ -34,6 +34,7 @@ ReplicaState = Literal["starting", "ready", "stopping", "failed", "oom-killed"]
 
 LABEL_SCALE_MIN = "com.openfaas.scale.min"
 LABEL_SCALE_MAX = "com.openfaas.scale.max"
+LABEL_SCALE_ON_DEMAND = "com.aquatope.scale-on-demand"
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,17 @@ class FunctionSpec:
         except ValueError:
             raise ConfigError(f"{self.name}: scale labels must be integers") from None
         return ScaleBounds(min=lo, max=hi)
+
+    @functools.cached_property
+    def scale_on_demand(self) -> bool:
+        """Label ``com.aquatope.scale-on-demand: "true"``: Lambda/OpenWhisk-style scale-out.
+
+        A request that finds every replica busy (and not enough starting to absorb the
+        queue) starts one more replica, up to ``scale.max``, and counts as a cold start; it
+        stays in the FIFO queue and takes whichever slot frees first.
+        Without it the gateway queues, as OpenFaaS does, and only policies add replicas.
+        """
+        return self.labels.get(LABEL_SCALE_ON_DEMAND, "false").strip().lower() == "true"
 
 
 @dataclass(frozen=True)

@@ -269,6 +269,9 @@ class FunctionPool:
             if self.target == 0:
                 self.target = max(1, self.spec.scale_bounds.min)
             self.reconcile()
+        elif self.spec.scale_on_demand and self._scale_out_on_demand() and not cold:
+            cold = True
+            self.cold_starts += 1
         try:
             replica = await asyncio.wait_for(fut, timeout_s)
         except TimeoutError:
@@ -277,6 +280,17 @@ class FunctionPool:
                 f"{self.spec.name}: timed out after {timeout_s:g}s waiting for {what}"
             ) from None
         return replica, cold
+
+    def _scale_out_on_demand(self) -> bool:
+        """Start one more replica when the queue exceeds what starting replicas will absorb."""
+        alive = self.ready + self.starting
+        if self.queued <= self.starting * self.spec.max_inflight:
+            return False
+        if alive >= self.spec.scale_bounds.max:
+            return False
+        self.target = alive + 1
+        self.reconcile()
+        return True
 
     def release(self, replica: Replica) -> None:
         """Give back a slot taken by :meth:`acquire`."""

@@ -507,6 +507,15 @@ class Engine:
                 self._start(call, r, t)
                 return
         fn.queue.append(call)
+        if fn.spec.scale_on_demand:
+            # Lambda/OpenWhisk-style: like the gateway's FunctionPool._scale_out_on_demand
+            alive = fn.ready + fn.starting
+            if len(fn.queue) > fn.starting * fn.max_inflight and alive < fn.spec.scale_bounds.max:
+                fn.target = alive + 1
+                self._reconcile(fn)
+                if not call.cold:
+                    call.cold = True
+                    fn.cold_starts += 1
         self._push(call.arrive_s + self.invoke_timeout_s, _EV_TIMEOUT, call)
 
     @staticmethod

@@ -189,3 +189,28 @@ def test_gateway_restores_its_functions_after_a_crash(tmp_path, handler_dirs) ->
     finally:
         second.close()
     assert not (tmp_path / "gateway-functions-local.json").exists()
+
+
+def test_scale_on_demand_grows_the_pool(local_platform, handler_dirs) -> None:
+    """With the scale-on-demand label a busy pool grows instead of queueing (sim twin:
+    tests/sim/test_sim_platform.py::test_scale_on_demand_starts_a_replica_per_unabsorbed_request)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _deploy(
+        local_platform,
+        "bursty",
+        handler_dirs["burn"],
+        labels={"com.aquatope.scale-on-demand": "true", "com.openfaas.scale.max": "3"},
+    )
+    local_platform.scale("bursty", replicas=1)
+    wait_until(lambda: local_platform.status("bursty").replicas_ready == 1)
+    before = local_platform.metrics().functions["bursty"].cold_starts
+    body = b'{"n": 200000}'  # long enough that the three overlap
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: local_platform.invoke("bursty", body), range(3)))
+    assert all(r.ok for r in results)
+    status = local_platform.status("bursty")
+    assert status.target_replicas == 3
+    wait_until(lambda: local_platform.status("bursty").replicas_ready == 3)
+    cold = local_platform.metrics().functions["bursty"].cold_starts - before
+    assert cold == sum(r.cold_start for r in results) == 2

@@ -240,3 +240,41 @@ def test_metrics_are_cumulative_counters() -> None:
     after = sim.metrics().functions["f"]
     assert after.completed - before.completed == 3 and after.inflight == 0
     assert after.duration_sum_s - before.duration_sum_s == pytest.approx(0.5 + 0.9 + 1.3)
+
+
+def test_scale_on_demand_starts_a_replica_per_unabsorbed_request() -> None:
+    """Lambda/OpenWhisk semantics: a busy pool grows instead of queueing (gateway twin:
+    tests/gateway/test_local_backend.py::test_scale_on_demand_grows_the_pool)."""
+    profile = make_profile(["f"], service=Distribution.constant(0.5), cold=Distribution.constant(1.0))
+    sim = SimPlatform(profile, seed=0)
+    sim.deploy(
+        FunctionSpec(
+            name="f",
+            labels={"com.aquatope.scale-on-demand": "true", "com.openfaas.scale.max": "3"},
+        )
+    )
+    sim.scale("f", replicas=1)
+    sim.run_until(5.0)  # one warm replica
+    for t in (10.0, 10.1, 10.2, 10.3):
+        sim.submit("f", at_s=t)
+    sim.run_until(20.0)
+    rows = sim.results().requests.sort_values("intended_s")
+    # 10.0 takes the warm replica; 10.1 and 10.2 each start one (cold); 10.3 hits scale.max
+    # (3 alive), queues behind the others and is not a cold start of its own.
+    assert rows["cold_start"].tolist() == [False, True, True, False]
+    assert sim.status("f").target_replicas == 3
+    assert sim.metrics().functions["f"].cold_starts == 2
+    # the queue stays FIFO: a request that triggered a start takes whichever slot frees first
+    # (10.1 gets the warm replica back at 10.5), so nobody waits longer than without scale-out
+    assert rows["latency_s"].tolist() == pytest.approx([0.5, 0.9, 1.3, 1.3])
+
+
+def test_without_the_label_the_platform_queues() -> None:
+    sim = _sim()
+    sim.scale("f", replicas=1)
+    sim.run_until(5.0)
+    for t in (10.0, 10.1, 10.2):
+        sim.submit("f", at_s=t)
+    sim.run_until(20.0)
+    assert sim.status("f").target_replicas == 1
+    assert sim.metrics().functions["f"].cold_starts == 0
