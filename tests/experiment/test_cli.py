@@ -11,8 +11,6 @@ from testbed.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(not (REPO / "stack.yml").is_file(), reason="needs stack.yml")
-
 
 def _config(tmp_path: Path, policies: str, workflows: str = "[social-network]") -> Path:
     path = tmp_path / "c.yaml"

@@ -43,10 +43,7 @@ policies:
     params: {{window_s: 1}}
 """
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (REPO / "stack.yml").is_file(), reason="needs stack.yml"),
-]
+pytestmark = [pytest.mark.slow]
 
 
 def _digest(directory: Path) -> dict[str, str]:

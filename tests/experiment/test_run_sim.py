@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from testbed.experiment.results import find_runs, load_run
 from testbed.experiment.run import run_experiment
@@ -14,10 +13,6 @@ from testbed.report.compare import compare_runs, load_metrics
 from testbed.report.html import write_report
 
 REPO = Path(__file__).resolve().parents[2]
-
-pytestmark = pytest.mark.skipif(
-    not (REPO / "testbed" / "sim" / "experiment.py").is_file(), reason="needs the sim backend"
-)
 
 
 def test_sim_experiment_end_to_end(tmp_path: Path) -> None:
