@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from scheduler._threads import single_thread
 from scheduler.configure.base import ConfigSample
 from scheduler.configure.objectives import (
     Constraint,
@@ -241,7 +242,8 @@ class AquatopeConfigurator:
         if best_feasible(samples, self.constraints) is None:
             self.stop_reason = "no feasible configuration measured yet"
             return None
-        return self._bo(samples)
+        with single_thread():  # faster for models this small, and repeatable
+            return self._bo(samples)
 
     def _stage_mode(self, samples: Sequence[ConfigSample]) -> bool:
         if self.workflow is None or self.structure == "e2e":

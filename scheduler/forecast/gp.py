@@ -26,39 +26,17 @@ count in each step. torch and gpytorch are imported lazily, on first use.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
+from scheduler._threads import single_thread
 from scheduler.forecast.base import DEFAULT_LEVELS, Forecast, as_history
 
 __all__ = ["GPForecaster", "dominant_period"]
 
 _NORMAL = NormalDist()
-
-
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread, restoring the previous count afterwards.
-
-    A 96-point GP is far too small for parallel kernels: on a loaded 2-core machine the
-    default two threads made a 40-iteration fit take 5.5 s instead of 0.12 s (thread
-    hand-offs while other processes hold the cores).
-    """
-    import torch
-
-    previous = torch.get_num_threads()
-    if previous == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def dominant_period(series: np.ndarray, *, min_lag: int = 3, threshold: float = 0.3) -> int | None:
@@ -223,7 +201,7 @@ class GPForecaster:
         hist = as_history(history)
         if hist.shape[1] < 4:
             raise ValueError("the GP needs at least 4 steps of history")
-        with _single_thread():
+        with single_thread():
             torch.manual_seed(self.seed)
             x, y = self._data(hist)
             # a fresh build each fit: warm starts from a stale optimum stall after a level change
