@@ -151,52 +151,47 @@ def _beside(path: Path, prefix: str) -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def _read_durations(path: Path) -> dict[tuple[str, str, str], float]:
+def _read_value_column(
+    path: Path, columns: tuple[str, ...], key_width: int, *, nonnegative: bool
+) -> dict[tuple[str, ...], float]:
+    """Column 4 of a per-function/app percentile file, keyed by its first ``key_width`` fields.
+
+    Raises:
+        ConfigError: naming the file, line and column of the first bad field.
+    """
     rows = _rows(path)
     first = next(rows, None)
     if first is None:
         raise ConfigError(f"{path}: line 1, column 1: empty file, expected a header")
-    header = first[1]
-    _check_header(path, header, _DURATION_COLUMNS)
-    out: dict[tuple[str, str, str], float] = {}
+    _check_header(path, first[1], columns)
+    name = columns[3]
+    out: dict[tuple[str, ...], float] = {}
     for line, fields in rows:
         if not fields:
             continue
         if len(fields) < 4:
             raise ConfigError(f"{path}: line {line}, column {len(fields) + 1}: missing fields")
         try:
-            avg_ms = float(fields[3])
+            value = float(fields[3])
         except ValueError:
             raise ConfigError(
-                f"{path}: line {line}, column 4: Average must be a number, got {fields[3]!r}"
+                f"{path}: line {line}, column 4: {name} must be a number, got {fields[3]!r}"
             ) from None
-        if not avg_ms >= 0:
-            raise ConfigError(f"{path}: line {line}, column 4: Average must be >= 0")
-        out[(fields[0].strip(), fields[1].strip(), fields[2].strip())] = avg_ms / 1000.0
+        if nonnegative and not value >= 0:
+            raise ConfigError(f"{path}: line {line}, column 4: {name} must be >= 0")
+        out[tuple(f.strip() for f in fields[:key_width])] = value
     return out
+
+
+def _read_durations(path: Path) -> dict[tuple[str, str, str], float]:
+    """Average duration (seconds) per (owner, app, function)."""
+    ms = _read_value_column(path, _DURATION_COLUMNS, 3, nonnegative=True)
+    return {key: value / 1000.0 for key, value in ms.items()}  # type: ignore[misc]
 
 
 def _read_memory(path: Path) -> dict[tuple[str, str], float]:
-    rows = _rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise ConfigError(f"{path}: line 1, column 1: empty file, expected a header")
-    _check_header(path, first[1], _MEMORY_COLUMNS)
-    out: dict[tuple[str, str], float] = {}
-    for line, fields in rows:
-        if not fields:
-            continue
-        if len(fields) < 4:
-            raise ConfigError(f"{path}: line {line}, column {len(fields) + 1}: missing fields")
-        try:
-            mem = float(fields[3])
-        except ValueError:
-            raise ConfigError(
-                f"{path}: line {line}, column 4: AverageAllocatedMb must be a number, "
-                f"got {fields[3]!r}"
-            ) from None
-        out[(fields[0].strip(), fields[1].strip())] = mem
-    return out
+    """Average allocated MB per (owner, app)."""
+    return _read_value_column(path, _MEMORY_COLUMNS, 2, nonnegative=False)  # type: ignore[return-value]
 
 
 def read_azure2019_counts(
