@@ -15,7 +15,6 @@ is first needed.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import io
 import random
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from functions.common.http import BadInput
+from functions.common.http import BadInput, decode_base64
 
 __all__ = [
     "CANVAS_H",
@@ -191,12 +190,7 @@ def decode_png_b64(text: str, *, field_name: str = "image") -> Image.Image:
     """
     if not isinstance(text, str) or not text:
         raise BadInput(f"field {field_name!r} must be a non-empty base64 string")
-    if len(text) > MAX_PNG_BYTES * 4 // 3 + 4:
-        raise BadInput(f"field {field_name!r} is larger than {MAX_PNG_BYTES} bytes")
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadInput(f"field {field_name!r} is not valid base64") from None
+    raw = decode_base64(text, max_bytes=MAX_PNG_BYTES, what=f"field {field_name!r}")
     try:
         img = Image.open(io.BytesIO(raw))
         if img.width * img.height > MAX_PIXELS:
@@ -230,10 +224,7 @@ def decode_u8(text: object, height: object, width: object) -> np.ndarray:
         raise BadInput(f"canvas size {height}x{width} out of range (1..4096)")
     if not isinstance(text, str):
         raise BadInput("field 'canvas' must be a base64 string")
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadInput("field 'canvas' is not valid base64") from None
+    raw = decode_base64(text, max_bytes=height * width, what="field 'canvas'")
     if len(raw) != height * width:
         raise BadInput(f"field 'canvas' holds {len(raw)} bytes, expected {height}x{width}")
     return np.frombuffer(raw, dtype=np.uint8).reshape(height, width).astype(np.float32) / 255.0

@@ -120,3 +120,20 @@ def json_handler(func: Callable[[dict[str, Any]], Any]) -> Handler:
             return bad_request(str(exc))
 
     return handle
+
+
+def decode_base64(text: str, *, max_bytes: int, what: str) -> bytes:
+    """Decode a base64 request field, refusing anything over ``max_bytes`` before decoding.
+
+    Raises:
+        BadInput: ``what`` is larger than ``max_bytes`` or not valid base64.
+    """
+    import base64
+    import binascii
+
+    if len(text) > max_bytes * 4 // 3 + 4:
+        raise BadInput(f"{what} is larger than {max_bytes} bytes")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"{what} is not valid base64") from None

@@ -10,7 +10,6 @@ declared type, larger than 1 MB or 4 Mpx is a 400.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import io
 import sys
@@ -20,10 +19,10 @@ from typing import Any
 from PIL import Image
 
 try:
-    from functions.common.http import BadInput, field, json_handler
+    from functions.common.http import BadInput, decode_base64, field, json_handler
 except ModuleNotFoundError:  # the repository root is not on sys.path (plain runner process)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from functions.common.http import BadInput, field, json_handler
+    from functions.common.http import BadInput, decode_base64, field, json_handler
 
 __all__ = ["handle"]
 
@@ -43,12 +42,7 @@ def inspect_media(item: dict[str, Any], where: str) -> dict[str, Any]:
     if kind not in _FORMATS:
         raise BadInput(f"{where}.type {kind!r} not supported; use one of {sorted(_FORMATS)}")
     data = field(item, "data", str, where=where)
-    if len(data) > MAX_MEDIA_BYTES * 4 // 3 + 4:
-        raise BadInput(f"{where}.data is larger than {MAX_MEDIA_BYTES} bytes")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadInput(f"{where}.data is not valid base64") from None
+    raw = decode_base64(data, max_bytes=MAX_MEDIA_BYTES, what=f"{where}.data")
     try:
         img = Image.open(io.BytesIO(raw))
         if img.format != _FORMATS[kind]:
