@@ -23,8 +23,8 @@ from _common import emit, machine, percentiles_ms, temp_home
 from rich.progress import Progress
 
 from testbed.backends import connect
-from testbed.stack import load_stack
-from testbed.workflows import load_workflows
+from testbed.core.stack import load_stack
+from testbed.core.workflows import load_workflows
 
 REPO = Path(__file__).resolve().parents[1]
 

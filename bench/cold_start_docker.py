@@ -29,9 +29,9 @@ from typing import Any
 from _common import emit, machine, percentiles_ms, temp_home
 
 from testbed.backends import connect
-from testbed.config import Limits
-from testbed.platform import Platform
-from testbed.stack import load_stack
+from testbed.core.config import Limits
+from testbed.core.platform import Platform
+from testbed.core.stack import load_stack
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FUNCTIONS = "noop,cpu-burn,image-processing,object-detection,compose-post"
@@ -50,7 +50,7 @@ def payload_for(function: str) -> bytes:
     import random
 
     from functions.workloads import make_payload
-    from testbed.workflows import load_workflows
+    from testbed.core.workflows import load_workflows
 
     for workflow in load_workflows().workflows.values():
         if function in [s.function for s in workflow.stages if not s.after]:
@@ -150,8 +150,8 @@ def main() -> None:
     parser.add_argument("--functions", default=DEFAULT_FUNCTIONS, help="comma-separated")
     parser.add_argument("--no-local", action="store_true", help="skip the local backend")
     args = parser.parse_args()
-    from testbed.images import ImageBuilder
-    from testbed.images.engine import connect_engine
+    from testbed.gateway.runtimes.images import ImageBuilder
+    from testbed.gateway.runtimes.images.engine import connect_engine
 
     stack = load_stack(REPO / "stack.yml")
     names = [n for n in args.functions.split(",") if n]

@@ -47,7 +47,7 @@ def in_process(runs: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per-function and per-workflow warm latency with handlers called directly."""
     from functions import workloads
     from functions.inprocess import call, load_handlers, run_workflow
-    from testbed.workflows import load_workflows
+    from testbed.core.workflows import load_workflows
 
     catalog = load_workflows()
     names = sorted(catalog.functions | {"noop", "cpu-burn"})
@@ -85,8 +85,8 @@ def through_gateway(runs: int, seed: int, state: Path) -> dict[str, Any]:
     from functions import workloads
     from functions.common.models import cache_dir
     from testbed.backends import connect
-    from testbed.stack import load_stack
-    from testbed.workflows import load_workflows
+    from testbed.core.stack import load_stack
+    from testbed.core.workflows import load_workflows
 
     catalog = load_workflows()
     stack = load_stack(Path(__file__).resolve().parents[1] / "stack.yml")

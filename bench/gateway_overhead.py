@@ -23,8 +23,8 @@ from pathlib import Path
 from _common import emit, machine, percentiles_ms, temp_home
 
 from testbed.backends import connect
-from testbed.config import Limits
-from testbed.stack import load_stack
+from testbed.core.config import Limits
+from testbed.core.stack import load_stack
 
 REPO = Path(__file__).resolve().parents[1]
 

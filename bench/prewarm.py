@@ -57,6 +57,7 @@ TICK_S = 5.0
 # Platform semantics for the simulated functions (set from --scale-on-demand).
 SCALE_ON_DEMAND = False
 
+
 def trace_counts(kind: str, seed: int, minutes: int) -> np.ndarray:
     """Per-minute counts of one function (1-D float array)."""
     return (
@@ -177,7 +178,7 @@ def sim_run(
     """Replay on the simulator under ``policy``; cold starts, idle replica-s, latency, time."""
     from scheduler.daemon import Daemon
     from scheduler.registry import create_policy
-    from testbed.platform import FunctionSpec
+    from testbed.core.platform import FunctionSpec
     from testbed.sim.distributions import Distribution
     from testbed.sim.platform import SimPlatform
     from testbed.sim.profile import FunctionProfile, Profile
@@ -389,7 +390,7 @@ def frontier_eval(kinds: list[str], seeds: list[int], minutes: int) -> dict[str,
 
 def dag_eval(seeds: list[int], minutes: int) -> dict[str, Any]:
     """Three-stage chain on a bursty trace: downstream cold starts with and without the DAG."""
-    from testbed.platform import QoS, Stage, Workflow
+    from testbed.core.platform import QoS, Stage, Workflow
 
     wf = Workflow(
         name="chain",

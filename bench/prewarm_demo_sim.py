@@ -73,11 +73,11 @@ def run(policy: str, params: dict[str, Any], seconds: float, seed: int) -> dict[
     """One policy on one seed; figures of the run."""
     from scheduler.daemon import Daemon
     from scheduler.registry import create_policy
-    from testbed.platform import FunctionSpec
+    from testbed.core.platform import FunctionSpec
+    from testbed.core.workflows import default_workflows_dir, load_workflows
     from testbed.sim.distributions import Distribution
     from testbed.sim.platform import SimPlatform
     from testbed.sim.profile import FunctionProfile, Profile
-    from testbed.workflows import default_workflows_dir, load_workflows
 
     wf = load_workflows(default_workflows_dir()).get("ml-pipeline")
     profile = Profile(

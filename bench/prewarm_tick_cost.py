@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     """Replay the ticks and print the decide-time figures."""
     from scheduler.policies.aquatope_prewarm import AquatopePrewarmPolicy
     from scheduler.policy import FunctionObservation, Observation
-    from testbed.workflows import default_workflows_dir, load_workflows
+    from testbed.core.workflows import default_workflows_dir, load_workflows
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=120)

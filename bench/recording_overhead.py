@@ -120,7 +120,7 @@ def main() -> None:
     from _common import emit, machine, temp_home
 
     from testbed.backends import connect
-    from testbed.stack import load_stack
+    from testbed.core.stack import load_stack
 
     temp_home("recording")
     noop = load_stack(REPO / "stack.yml")["noop"]

@@ -91,11 +91,11 @@ def profile_first(workflow: str, out: Path) -> str:
     import os
 
     from testbed.backends import connect
+    from testbed.core.stack import load_stack
+    from testbed.core.workflows import load_workflows
     from testbed.sim.payloads import function_payloads
     from testbed.sim.profile import save_profile
     from testbed.sim.profiler import ProfileSettings, profile_functions
-    from testbed.stack import load_stack
-    from testbed.workflows import load_workflows
 
     catalog = load_workflows()
     names = list(catalog.get(workflow).functions)

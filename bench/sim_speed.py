@@ -27,7 +27,7 @@ from loadgen.traces.synthetic import synthesize
 from scheduler.daemon import Daemon
 from scheduler.policies.keepalive import KNATIVE_WINDOW_S, KeepAlivePolicy
 from scheduler.policy import FunctionObservation, Observation
-from testbed.platform import FunctionSpec
+from testbed.core.platform import FunctionSpec
 from testbed.sim import SimPlatform, load_profile
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.platform import Workflow
+from testbed.core.platform import Workflow
 from testbed.runner.handler import Event, HandlerResponse, call_handler, load_handler
 
 __all__ = ["FUNCTIONS_DIR", "StageFailed", "WorkflowRun", "call", "load_handlers", "run_workflow"]

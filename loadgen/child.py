@@ -18,7 +18,7 @@ from typing import Any
 from loadgen.plan import Plan
 from loadgen.run import ReplayResult
 from loadgen.trace import Trace
-from testbed.errors import TestbedError
+from testbed.core.errors import TestbedError
 
 __all__ = ["replay_in_child"]
 
@@ -71,7 +71,7 @@ def replay_in_child(
 
 def _main(argv: list[str]) -> int:
     from loadgen.run import replay
-    from testbed.errors import ConfigError
+    from testbed.core.errors import ConfigError
 
     trace, url, out, options = pickle.loads(Path(argv[0]).read_bytes())
     try:

@@ -1,6 +1,6 @@
 """From a trace and workflow names to a send schedule: compress, cut, scale, map, merge.
 
-Workflow and mix names are resolved through :func:`testbed.workflows.load_workflows` (or a
+Workflow and mix names are resolved through :func:`testbed.core.workflows.load_workflows` (or a
 catalog passed in). ``function:NAME`` targets a plain function (``POST /function/NAME``).
 """
 
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from loadgen.schedule import Schedule, TargetKind, build_schedule, map_functions
 from loadgen.trace import Trace
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from testbed.workflows import WorkflowCatalog
+    from testbed.core.workflows import WorkflowCatalog
 
 __all__ = ["FUNCTION_PREFIX", "Plan", "plan"]
 
@@ -59,7 +59,7 @@ def plan(
     Args:
         trace: arrivals to replay.
         targets: workflow names, mix names (e.g. ``social-network``) or ``function:NAME``.
-        catalog: workflows and mixes; default :func:`testbed.workflows.load_workflows`.
+        catalog: workflows and mixes; default :func:`testbed.core.workflows.load_workflows`.
         top: map this many of the busiest trace functions (default one per target).
         mapping: explicit trace function -> target mapping (overrides ``top``).
         compress: time compression factor (``144``: a day in ten minutes).
@@ -80,7 +80,7 @@ def plan(
     qos: dict[str, float] = {}
     needs_catalog = any(not t.startswith(FUNCTION_PREFIX) for t in targets)
     if needs_catalog and catalog is None:
-        from testbed.workflows import load_workflows
+        from testbed.core.workflows import load_workflows
 
         catalog = load_workflows()
     for target in targets:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from loadgen._files import atomic_open
-from testbed.schema import REQUESTS_COLUMNS, STAGES_COLUMNS
+from testbed.core.schema import REQUESTS_COLUMNS, STAGES_COLUMNS
 
 __all__ = [
     "CONTEXT_KEY",

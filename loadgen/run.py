@@ -27,10 +27,10 @@ from loadgen.plan import Plan, plan
 from loadgen.record import Recorder
 from loadgen.schedule import Schedule
 from loadgen.trace import Trace
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from testbed.workflows import WorkflowCatalog
+    from testbed.core.workflows import WorkflowCatalog
 
 __all__ = ["Progress", "ReplayResult", "replay", "serve_web"]
 

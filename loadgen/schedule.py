@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from loadgen.trace import Trace
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = ["Schedule", "TargetKind", "build_schedule", "map_functions"]
 

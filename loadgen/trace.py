@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = ["FunctionInfo", "FunctionSummary", "Trace"]
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler.policy import Decision
-from testbed.config import Limits
-from testbed.errors import PlatformError
-from testbed.platform import FunctionStatus, Platform
+from testbed.core.config import Limits
+from testbed.core.errors import PlatformError
+from testbed.core.platform import FunctionStatus, Platform
 
 __all__ = ["Action", "actuate"]
 

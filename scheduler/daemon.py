@@ -1,7 +1,7 @@
 """The scheduler daemon: every tick, observe → decide → actuate → log, and persist state.
 
 One :class:`Daemon` drives one :class:`~scheduler.policy.Policy` against one
-:class:`~testbed.platform.Platform`. Time comes only from the injected clock, so the same
+:class:`~testbed.core.platform.Platform`. Time comes only from the injected clock, so the same
 loop runs live (``WallClock``, ``aquatope scheduler run``) and inside the simulator, which
 calls :meth:`Daemon.tick` directly under a ``SimClock`` (``tick`` never sleeps).
 
@@ -41,8 +41,8 @@ from scheduler.actuate import Action, actuate
 from scheduler.clock import Clock
 from scheduler.observe import Observer
 from scheduler.policy import Decision, FunctionDecision, Policy
-from testbed.errors import ConfigError, PlatformError
-from testbed.platform import Platform, Workflow
+from testbed.core.errors import ConfigError, PlatformError
+from testbed.core.platform import Platform, Workflow
 
 __all__ = ["Daemon", "write_json_atomic"]
 

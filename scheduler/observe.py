@@ -8,7 +8,7 @@ gateway restarted) counts its new value as the increase. Targets, limits, scale 
 ``max_inflight`` come from ``Platform.list()``.
 
 Parsing Prometheus text is not done here: platform clients return a
-:class:`~testbed.platform.MetricsSnapshot` already.
+:class:`~testbed.core.platform.MetricsSnapshot` already.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from scheduler.policy import FunctionObservation, Observation
-from testbed.platform import FunctionMetrics, FunctionStatus, MetricsSnapshot, Platform, Workflow
+from testbed.core.platform import (
+    FunctionMetrics,
+    FunctionStatus,
+    MetricsSnapshot,
+    Platform,
+    Workflow,
+)
 
 __all__ = ["Observer"]
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from testbed.config import Limits
-from testbed.platform import Workflow
+from testbed.core.config import Limits
+from testbed.core.platform import Workflow
 
 __all__ = [
     "Decision",

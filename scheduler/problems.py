@@ -31,7 +31,7 @@ import numpy as np
 
 from scheduler.configure.base import Measurement
 from scheduler.configure.space import Configuration, FunctionConfig, SearchSpace
-from testbed.platform import QoS, Stage, Workflow
+from testbed.core.platform import QoS, Stage, Workflow
 
 __all__ = [
     "CPU_PRICE_USD_PER_CORE_S",

@@ -47,8 +47,8 @@ base_image() {
   fi
   "$py" -c '
 import sys
-from testbed.errors import TestbedError
-from testbed.images import ImageBuilder
+from testbed.core.errors import TestbedError
+from testbed.gateway.runtimes.images import ImageBuilder
 try:
     base = ImageBuilder(log=lambda m: print("ensure-docker:", m, flush=True)).base()
 except TestbedError as exc:

@@ -35,28 +35,28 @@ __all__ = [
 ]
 
 _LAZY = {
-    "BackendUnavailable": "testbed.errors",
-    "ConfigError": "testbed.errors",
-    "DeployError": "testbed.errors",
-    "FunctionNotFound": "testbed.errors",
-    "LimitNotEnforced": "testbed.errors",
-    "PlatformError": "testbed.errors",
-    "TestbedError": "testbed.errors",
-    "Limits": "testbed.config",
-    "ScaleBounds": "testbed.config",
-    "FunctionSpec": "testbed.platform",
-    "FunctionStatus": "testbed.platform",
-    "InvokeResult": "testbed.platform",
-    "Platform": "testbed.platform",
-    "QoS": "testbed.platform",
-    "Workflow": "testbed.platform",
+    "BackendUnavailable": "testbed.core.errors",
+    "ConfigError": "testbed.core.errors",
+    "DeployError": "testbed.core.errors",
+    "FunctionNotFound": "testbed.core.errors",
+    "LimitNotEnforced": "testbed.core.errors",
+    "PlatformError": "testbed.core.errors",
+    "TestbedError": "testbed.core.errors",
+    "Limits": "testbed.core.config",
+    "ScaleBounds": "testbed.core.config",
+    "FunctionSpec": "testbed.core.platform",
+    "FunctionStatus": "testbed.core.platform",
+    "InvokeResult": "testbed.core.platform",
+    "Platform": "testbed.core.platform",
+    "QoS": "testbed.core.platform",
+    "Workflow": "testbed.core.platform",
     "connect": "testbed.backends",
 }
 
 if TYPE_CHECKING:
     from testbed.backends import connect
-    from testbed.config import Limits, ScaleBounds
-    from testbed.errors import (
+    from testbed.core.config import Limits, ScaleBounds
+    from testbed.core.errors import (
         BackendUnavailable,
         ConfigError,
         DeployError,
@@ -65,7 +65,14 @@ if TYPE_CHECKING:
         PlatformError,
         TestbedError,
     )
-    from testbed.platform import FunctionSpec, FunctionStatus, InvokeResult, Platform, QoS, Workflow
+    from testbed.core.platform import (
+        FunctionSpec,
+        FunctionStatus,
+        InvokeResult,
+        Platform,
+        QoS,
+        Workflow,
+    )
 
 
 def __getattr__(name: str) -> Any:

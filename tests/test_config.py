@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from testbed.config import Limits, ScaleBounds, parse_cpu, parse_memory_mb
-from testbed.errors import ConfigError
-from testbed.stack import load_stack
-from testbed.workflows import load_workflows
+from testbed.core.config import Limits, ScaleBounds, parse_cpu, parse_memory_mb
+from testbed.core.errors import ConfigError
+from testbed.core.stack import load_stack
+from testbed.core.workflows import load_workflows
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from loadgen.traces.azure2019 import (
 from loadgen.traces.azure2021 import read_azure2021
 from loadgen.traces.counts import MinuteCounts, Spread
 from loadgen.traces.synthetic import KINDS, synthesize
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = [
     "KINDS",

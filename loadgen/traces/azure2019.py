@@ -6,7 +6,7 @@ invocations in each minute of day ``NN``. Several day files are joined in day or
 optional ``function_durations_percentiles.anon.dNN.csv`` (milliseconds) and
 ``app_memory_percentiles.anon.dNN.csv`` (MB) beside them add mean duration and memory.
 
-Every problem raises :class:`~testbed.errors.ConfigError` naming file, line and column, and
+Every problem raises :class:`~testbed.core.errors.ConfigError` naming file, line and column, and
 nothing is returned half-loaded.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 from loadgen._files import atomic_open
 from loadgen.trace import FunctionInfo, Trace
 from loadgen.traces.counts import DEFAULT_MAX_ARRIVALS, MinuteCounts, Spread
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = [
     "TRIGGERS",

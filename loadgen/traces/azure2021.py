@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from loadgen.trace import FunctionInfo, Trace
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = ["read_azure2021"]
 

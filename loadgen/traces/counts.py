@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from loadgen.trace import FunctionInfo, FunctionSummary, Trace
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = ["DEFAULT_MAX_ARRIVALS", "MinuteCounts", "Spread"]
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from loadgen.trace import FunctionInfo
 from loadgen.traces.counts import MinuteCounts
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = [
     "AZURE_APP_SIZES",

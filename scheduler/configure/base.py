@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from scheduler.configure.space import Configuration
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = [
     "ConfigSample",

@@ -2,7 +2,7 @@
 
 * :class:`ProblemEvaluator` — a synthetic problem from :mod:`scheduler.problems` (no I/O).
 * :class:`LiveEvaluator` — a short open-loop load run of the workflow on a real backend
-  through a :class:`~testbed.platform.Platform` (``local``, ``docker``, ``openfaas``): apply
+  through a :class:`~testbed.core.platform.Platform` (``local``, ``docker``, ``openfaas``): apply
   the limits, scale, warm up, send ``requests`` at ``rate_rps`` from a thread pool, read the
   replica counts from ``metrics()`` while it runs.
 * :class:`SimEvaluator` — the same load run inside the simulator (``testbed.sim``), in
@@ -30,8 +30,8 @@ import numpy as np
 
 from scheduler.configure.base import Measurement
 from scheduler.configure.space import Configuration
-from testbed.errors import PlatformError
-from testbed.platform import Platform, Workflow
+from testbed.core.errors import PlatformError
+from testbed.core.platform import Platform, Workflow
 
 __all__ = [
     "CPU_PRICE_USD_PER_CORE_S",

@@ -10,7 +10,7 @@ from typing import Any
 from scheduler.configure.base import Configurator
 from scheduler.configure.objectives import Constraint
 from scheduler.configure.space import SearchSpace
-from testbed.platform import Workflow
+from testbed.core.platform import Workflow
 
 __all__ = ["METHODS", "make_configurator"]
 

@@ -52,7 +52,7 @@ from scheduler.configure.surrogate import (
     quiet_numerics,
 )
 from scheduler.configure.transform import UnitTransform, Warp
-from testbed.platform import Workflow
+from testbed.core.platform import Workflow
 
 __all__ = ["AquatopeConfigurator", "BOStep"]
 

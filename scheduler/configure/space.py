@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from testbed.config import Limits
-from testbed.errors import ConfigError
+from testbed.core.config import Limits
+from testbed.core.errors import ConfigError
 
 __all__ = [
     "CPU_MAX_CORES",
@@ -56,7 +56,7 @@ class FunctionConfig:
             raise ConfigError(f"cpu_cores and memory_mb must be positive, got {self}")
 
     def to_limits(self) -> Limits:
-        """As platform :class:`~testbed.config.Limits`."""
+        """As platform :class:`~testbed.core.config.Limits`."""
         return Limits(cpu_cores=self.cpu_cores, memory_mb=self.memory_mb)
 
     def __str__(self) -> str:

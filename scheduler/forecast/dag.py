@@ -5,7 +5,7 @@ the paper's model cold-starts every stage of a workflow in turn during a burst. 
 downstream stage's arrivals are its upstream stages' arrivals times a fan-out ratio, shifted
 by the upstream's latency. :class:`DagPropagator` uses that:
 
-* **Edges** come from the workflow DAGs (:class:`testbed.platform.Workflow`): function ``u``
+* **Edges** come from the workflow DAGs (:class:`testbed.core.platform.Workflow`): function ``u``
   feeds function ``d`` when a stage calling ``d`` runs after a stage calling ``u``. The
   structural weight of the edge is ``1/k`` for a stage joining ``k`` predecessors (one call per
   invocation, however many inputs), the largest over workflows sharing the edge.
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # duck-typed at run time: forecast/ imports nothing from testbed
-    from testbed.platform import Workflow
+    from testbed.core.platform import Workflow
 
 __all__ = ["DagPropagator"]
 

@@ -36,7 +36,7 @@ from scheduler.configure.objectives import best_feasible, qos_constraint
 from scheduler.configure.space import Configuration, SearchSpace
 from scheduler.policy import Decision, FunctionDecision, Observation, Policy
 from scheduler.registry import register_policy
-from testbed.platform import Workflow
+from testbed.core.platform import Workflow
 
 __all__ = ["AquatopeConfigPolicy"]
 

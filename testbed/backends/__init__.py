@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from testbed.errors import ConfigError
-from testbed.platform import Platform
+from testbed.core.errors import ConfigError
+from testbed.core.platform import Platform
 
 __all__ = ["BACKENDS", "connect"]
 
@@ -28,9 +28,9 @@ def connect(backend: str = "local", **options: Any) -> Platform:
         BackendUnavailable: the gateway or engine could not be started or reached.
     """
     if backend in ("local", "docker"):
-        from testbed.backends.launch import start_gateway
         from testbed.backends.openfaas import OpenFaaSPlatform
         from testbed.gateway.auth import ensure_password
+        from testbed.gateway.launch import start_gateway
 
         allowed = {"state_dir", "workflows_dir", "port", "cold_start_timeout_s"}
         unknown = set(options) - allowed
@@ -38,7 +38,7 @@ def connect(backend: str = "local", **options: Any) -> Platform:
             raise ConfigError(f"connect({backend!r}): unknown option(s) {sorted(unknown)}")
         state_dir = Path(options["state_dir"]) if options.get("state_dir") else None
         if state_dir is None:
-            from testbed.config import aquatope_home
+            from testbed.core.config import aquatope_home
 
             state_dir = aquatope_home()
         password = ensure_password(state_dir)

@@ -1,4 +1,4 @@
-"""``OpenFaaSPlatform``: a :class:`~testbed.platform.Platform` over the OpenFaaS REST API.
+"""``OpenFaaSPlatform``: a :class:`~testbed.core.platform.Platform` over the OpenFaaS REST API.
 
 It talks to a real OpenFaaS gateway (k3d/Kubernetes, faasd) or to the testbed's own gateway,
 which serves the same API. httpx errors and HTTP status codes are translated into the
@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from testbed.config import Limits
-from testbed.errors import (
+from testbed.core.config import Limits
+from testbed.core.errors import (
     BackendUnavailable,
     ConfigError,
     DeployError,
@@ -25,7 +25,7 @@ from testbed.errors import (
     InvocationError,
     PlatformError,
 )
-from testbed.platform import (
+from testbed.core.platform import (
     FunctionMetrics,
     FunctionSpec,
     FunctionStatus,

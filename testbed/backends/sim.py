@@ -19,7 +19,7 @@ def connect_sim(**opts: Any) -> SimPlatform:
     ``workflows`` defaults to the shipped workflows (``load_workflows()``) when they load.
     """
     if "workflows" not in opts:
-        from testbed.workflows import load_workflows
+        from testbed.core.workflows import load_workflows
 
         opts["workflows"] = load_workflows()
     profile = opts.pop("profile", None)

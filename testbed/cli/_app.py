@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from testbed.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, aquatope_home
+from testbed.core.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, aquatope_home
 
 if TYPE_CHECKING:
     from testbed.backends.openfaas import OpenFaaSPlatform

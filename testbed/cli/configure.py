@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from testbed.cli._app import App, pass_app
-from testbed.errors import TestbedError
+from testbed.core.errors import TestbedError
 
 __all__ = ["configure"]
 
@@ -170,7 +170,7 @@ def _setup(
 
     from scheduler.configure.evaluate import LiveEvaluator, ProblemEvaluator, SimEvaluator
     from scheduler.configure.space import SearchSpace
-    from testbed.platform import QoS
+    from testbed.core.platform import QoS
 
     cores = machine_cores if machine_cores is not None else float(os.cpu_count() or 1)
     if backend == "synthetic":
@@ -191,8 +191,8 @@ def _setup(
             [],
         )
 
-    from testbed.stack import load_stack
-    from testbed.workflows import load_workflows
+    from testbed.core.stack import load_stack
+    from testbed.core.workflows import load_workflows
 
     catalog = load_workflows(workflows_dir)
     workflow = catalog.get(workflow_name)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from testbed.errors import ConfigError, TestbedError
+from testbed.core.errors import ConfigError, TestbedError
 
 __all__ = ["experiment", "run_demo"]
 

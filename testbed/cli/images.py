@@ -7,7 +7,7 @@ import time
 import click
 
 from testbed.cli._app import App, pass_app
-from testbed.errors import TestbedError
+from testbed.core.errors import TestbedError
 
 __all__ = ["build"]
 
@@ -35,8 +35,8 @@ def build(
     functions are not rebuilt. Works offline: the base comes from debootstrap when no
     registry answers, and Python wheels are downloaded on the host.
     """
-    from testbed.images import ImageBuilder
-    from testbed.stack import load_stack
+    from testbed.core.stack import load_stack
+    from testbed.gateway.runtimes.images import ImageBuilder
 
     def log(message: str) -> None:
         if not quiet:

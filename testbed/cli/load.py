@@ -16,7 +16,7 @@ import click
 
 from testbed.cli._app import App, pass_app
 from testbed.cli.types import DURATION
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = ["load"]
 

@@ -16,8 +16,8 @@ import click
 
 from testbed.cli._app import App, pass_app
 from testbed.cli.types import CPU, MEMORY
-from testbed.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, Limits
-from testbed.errors import TestbedError
+from testbed.core.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, Limits
+from testbed.core.errors import TestbedError
 
 __all__ = [
     "deploy",
@@ -69,7 +69,7 @@ def _stack_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _deploy_stack(app: App, stack_path: str, names: tuple[str, ...] = ()) -> list[str]:
-    from testbed.stack import load_stack
+    from testbed.core.stack import load_stack
 
     stack = load_stack(stack_path)
     wanted = [stack[n] for n in names] if names else list(stack)
@@ -100,12 +100,12 @@ def _deploy_stack(app: App, stack_path: str, names: tuple[str, ...] = ()) -> lis
 @pass_app
 def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy: bool) -> None:
     """Start the gateway in the background and deploy the stack."""
-    from testbed.backends.launch import start_gateway
-    from testbed.backends.local import kill_recorded_replicas
+    from testbed.gateway.launch import start_gateway
+    from testbed.gateway.runtimes.local import kill_recorded_replicas
 
     with _errors():
         if not no_deploy:
-            from testbed.stack import load_stack
+            from testbed.core.stack import load_stack
 
             load_stack(stack_path)  # fail before starting anything
         info = app.running_gateway()
@@ -118,7 +118,7 @@ def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy:
         if leftovers:
             click.echo(f"cleaned up {leftovers} replica process(es) left by an earlier crash")
         if backend == "docker":
-            from testbed.backends.docker import ensure_engine
+            from testbed.gateway.runtimes.docker import ensure_engine
 
             ensure_engine()
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -155,7 +155,7 @@ def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy:
 @pass_app
 def down(app: App, timeout_s: float) -> None:
     """Stop the gateway started by `aquatope up`, and every replica it started."""
-    from testbed.backends.local import kill_recorded_replicas
+    from testbed.gateway.runtimes.local import kill_recorded_replicas
 
     info = app.running_gateway()
     if not info:
@@ -172,7 +172,7 @@ def down(app: App, timeout_s: float) -> None:
                 click.echo(f"gateway pid {pid} did not stop in {timeout_s:g}s: killed")
         if info.get("backend") == "docker":
             with _errors():
-                from testbed.backends.docker import remove_all
+                from testbed.gateway.runtimes.docker import remove_all
 
                 removed = remove_all()
                 if removed:

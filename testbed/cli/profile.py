@@ -84,11 +84,11 @@ def profile(
     """Measure per-function service time (vs CPU limit and concurrency), cold starts,
     memory and gateway overhead through a live gateway, and write DIR/profile.json for
     the `sim` backend."""
-    from testbed.errors import TestbedError
+    from testbed.core.errors import TestbedError
+    from testbed.core.stack import load_stack
+    from testbed.core.workflows import load_workflows
     from testbed.sim.profile import save_profile
     from testbed.sim.profiler import ProfileSettings, profile_functions
-    from testbed.stack import load_stack
-    from testbed.workflows import load_workflows
 
     out = Path(output)
     home = out / ".profile-home"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = ["compare", "report"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from testbed.cli._app import App, pass_app
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = ["parse_params", "scheduler"]
 
@@ -144,7 +144,7 @@ def run(
         raise click.BadParameter(str(exc), param_hint="'--param'") from None
     workflows = {}
     if workflows_dir is not None:
-        from testbed.workflows import load_workflows
+        from testbed.core.workflows import load_workflows
 
         try:
             workflows = load_workflows(workflows_dir).workflows

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from testbed.config import parse_cpu, parse_memory_mb
-from testbed.errors import ConfigError
+from testbed.core.config import parse_cpu, parse_memory_mb
+from testbed.core.errors import ConfigError
 
 __all__ = ["CPU", "DURATION", "MEMORY", "CpuType", "DurationType", "MemoryType", "parse_duration_s"]
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = [
     "DECISIONS_FILE",
@@ -53,7 +53,7 @@ __all__ = [
     "write_csv",
 ]
 
-from testbed.schema import (
+from testbed.core.schema import (
     DECISIONS_FILE,
     META_FILE,
     REQUESTS_COLUMNS,

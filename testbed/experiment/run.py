@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from testbed.errors import ConfigError, TestbedError
+from testbed.core.errors import ConfigError, TestbedError
 from testbed.experiment.facts import machine_facts, package_versions
 from testbed.experiment.results import (
     DECISIONS_FILE,
@@ -50,7 +50,7 @@ from testbed.experiment.spec import ExperimentSpec, PolicySpec
 
 if TYPE_CHECKING:
     from loadgen.trace import Trace
-    from testbed.platform import FunctionSpec, Platform, Workflow
+    from testbed.core.platform import FunctionSpec, Platform, Workflow
 
 __all__ = ["ExperimentResult", "RunError", "RunOutcome", "prepare", "run_experiment"]
 
@@ -100,8 +100,8 @@ def prepare(spec: ExperimentSpec) -> Prepared:
             unknown policy or parameter (naming ``policies.N``).
     """
     from scheduler.registry import create_policy
-    from testbed.stack import load_stack
-    from testbed.workflows import load_workflows
+    from testbed.core.stack import load_stack
+    from testbed.core.workflows import load_workflows
 
     where = str(spec.source or spec.name)
     for i, pol in enumerate(spec.policies):
@@ -214,7 +214,7 @@ def _replay_child(
 
     from loadgen.plan import plan
     from loadgen.run import replay
-    from testbed.workflows import load_workflows
+    from testbed.core.workflows import load_workflows
 
     catalog = load_workflows(workflows_dir)
     the_plan = plan(

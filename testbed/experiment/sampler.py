@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from testbed.core.platform import FunctionStatus, MetricsSnapshot, Platform
 from testbed.experiment.results import TimelineWriter
-from testbed.platform import FunctionStatus, MetricsSnapshot, Platform
 
 __all__ = ["DEFAULT_CPU_CORES", "DEFAULT_MEMORY_MB", "TimelineSampler", "timeline_rows"]
 

@@ -33,8 +33,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from testbed._names import check_name
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
+from testbed.core.names import check_name
 
 __all__ = ["ExperimentSpec", "PolicySpec", "TraceSpec", "load_spec", "parse_spec"]
 

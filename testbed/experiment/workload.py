@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 from testbed.experiment.spec import TraceSpec
 
 if TYPE_CHECKING:

@@ -27,12 +27,13 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from testbed.config import GatewayConfig, Limits
-from testbed.errors import ConfigError, FunctionNotFound, PlatformError
+from testbed.core.config import GatewayConfig, Limits
+from testbed.core.errors import ConfigError, FunctionNotFound, PlatformError
 from testbed.gateway.auth import check_basic_auth, ensure_password
-from testbed.gateway.core import Gateway, create_runtime
+from testbed.gateway.core import Gateway
 from testbed.gateway.metrics import GatewayCollector, render_metrics
 from testbed.gateway.models import parse_delete, parse_deploy, parse_scale, status_json
+from testbed.gateway.runtimes import create_runtime
 
 __all__ = ["build_app", "main", "serve"]
 
@@ -250,7 +251,7 @@ def _check_callback(url: str) -> None:
 
 async def serve(config: GatewayConfig, *, announce: Callable[[str], None] | None = None) -> None:
     """Run a gateway until SIGTERM/SIGINT; replicas are stopped on the way out."""
-    from testbed.workflows import load_workflows
+    from testbed.core.workflows import load_workflows
 
     password = ensure_password(config.state_dir)
     catalog = load_workflows(config.workflows_dir)
@@ -260,7 +261,7 @@ async def serve(config: GatewayConfig, *, announce: Callable[[str], None] | None
     await gateway.restore()
     functions_dir = config.workflows_dir.parent if config.workflows_dir else None
     if functions_dir is None:
-        from testbed.workflows import default_workflows_dir
+        from testbed.core.workflows import default_workflows_dir
 
         functions_dir = default_workflows_dir().parent
     app = build_app(gateway, password=password, functions_dir=functions_dir)
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from testbed.config import aquatope_home
+    from testbed.core.config import aquatope_home
 
     config = GatewayConfig(
         host=args.host,

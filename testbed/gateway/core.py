@@ -18,19 +18,19 @@ from typing import Any
 
 import aiohttp
 
-from testbed.backends.base import ExitStatus, ReplicaHandle, ReplicaRuntime
-from testbed.config import GatewayConfig, Limits
-from testbed.errors import (
+from testbed.core.config import GatewayConfig, Limits
+from testbed.core.errors import (
     ConfigError,
     DeployError,
     FunctionNotFound,
     InvocationError,
     PlatformError,
 )
+from testbed.core.platform import FunctionSpec, FunctionStatus, Workflow
 from testbed.gateway.pool import FunctionPool
-from testbed.platform import FunctionSpec, FunctionStatus, Workflow
+from testbed.gateway.runtimes.base import ExitStatus, ReplicaHandle, ReplicaRuntime
 
-__all__ = ["CallResult", "Gateway", "create_runtime"]
+__all__ = ["CallResult", "Gateway"]
 
 log = logging.getLogger("aquatope.gateway")
 
@@ -59,19 +59,6 @@ class CallResult:
     start_s: float
     end_s: float
     error: str = ""
-
-
-def create_runtime(backend: str, state_dir: Path) -> ReplicaRuntime:
-    """The one place that maps a backend name to a replica runtime."""
-    if backend == "local":
-        from testbed.backends.local import LocalRuntime
-
-        return LocalRuntime(state_dir=state_dir)
-    if backend == "docker":
-        from testbed.backends.docker import DockerRuntime
-
-        return DockerRuntime(state_dir=state_dir)
-    raise ConfigError(f"unknown gateway backend {backend!r}; use 'local' or 'docker'")
 
 
 class Gateway:

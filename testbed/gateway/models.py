@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from testbed.config import Limits
-from testbed.errors import ConfigError
-from testbed.platform import FunctionSpec, FunctionStatus
+from testbed.core.config import Limits
+from testbed.core.errors import ConfigError
+from testbed.core.platform import FunctionSpec, FunctionStatus
 
 __all__ = [
     "HANDLER_ANNOTATION",
@@ -79,7 +79,7 @@ def parse_deploy(body: Any, *, functions_dir: Path | None) -> FunctionSpec:
         model = _Deploy.model_validate(_object(body))
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
-    from testbed._names import check_name
+    from testbed.core.names import check_name
 
     check_name(model.service, what="service")
     dump = model.model_dump()

@@ -1,7 +1,7 @@
 """Per-function replica pools: target replicas, cold starts, FIFO queue, least-outstanding routing.
 
 A :class:`FunctionPool` is the gateway's view of one function. It starts and stops replicas
-through a :class:`~testbed.backends.base.ReplicaRuntime` so that the number alive follows
+through a :class:`~testbed.gateway.runtimes.base.ReplicaRuntime` so that the number alive follows
 ``target``; requests ``acquire`` a slot on the ready replica with the fewest requests in
 flight (at most ``max_inflight`` each) and wait in FIFO order when none is free. A request
 that arrives while no replica is ready is a *cold start*; if nothing is even starting the
@@ -19,10 +19,10 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from testbed.backends.base import ReplicaHandle, ReplicaRuntime
-from testbed.config import Limits
-from testbed.errors import DeployError, InvocationError, TestbedError
-from testbed.platform import FunctionSpec, ReplicaInfo
+from testbed.core.config import Limits
+from testbed.core.errors import DeployError, InvocationError, TestbedError
+from testbed.core.platform import FunctionSpec, ReplicaInfo
+from testbed.gateway.runtimes.base import ReplicaHandle, ReplicaRuntime
 
 __all__ = ["LATENCY_BUCKETS_S", "FunctionPool", "Replica"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 from testbed.experiment.results import find_runs, load_run
 from testbed.report.metrics import HEADLINE, RunMetrics, compute_metrics
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = ["Distribution", "Sampler"]
 

@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from testbed.config import DEFAULT_INVOKE_TIMEOUT_S, Limits
-from testbed.errors import ConfigError, FunctionNotFound
-from testbed.platform import FunctionSpec, Workflow, WorkflowMix
+from testbed.core.config import DEFAULT_INVOKE_TIMEOUT_S, Limits
+from testbed.core.errors import ConfigError, FunctionNotFound
+from testbed.core.platform import FunctionSpec, Workflow, WorkflowMix
 from testbed.sim.distributions import Sampler
 from testbed.sim.profile import FunctionProfile, Profile
 from testbed.sim.records import Recorder

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from testbed.errors import ConfigError
-from testbed.platform import FunctionSpec
+from testbed.core.errors import ConfigError
+from testbed.core.platform import FunctionSpec
 from testbed.sim.platform import SimPlatform, SimResults
 from testbed.sim.profile import Profile
 
@@ -202,7 +202,7 @@ def run_sim(
     Returns:
         Facts to merge into ``meta.json`` (``requests``, ``t0``, ``clock``, ``sim``).
     """
-    from testbed.workflows import load_workflows
+    from testbed.core.workflows import load_workflows
 
     catalog = load_workflows(getattr(spec, "workflows_dir", None))
     names: list[str] = []
@@ -216,7 +216,7 @@ def run_sim(
     specs: list[FunctionSpec] | None = None
     stack_path = getattr(spec, "stack", None)
     if stack_path is not None and Path(stack_path).is_file():
-        from testbed.stack import load_stack
+        from testbed.core.stack import load_stack
 
         stack = load_stack(stack_path)
         specs = [stack[n] if n in stack.functions else FunctionSpec(name=n) for n in names]

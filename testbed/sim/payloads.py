@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-from testbed.platform import Workflow
+from testbed.core.platform import Workflow
 
 __all__ = ["function_payloads"]
 

@@ -1,4 +1,4 @@
-"""``SimPlatform``: the :class:`~testbed.platform.Platform` protocol over the simulator.
+"""``SimPlatform``: the :class:`~testbed.core.platform.Platform` protocol over the simulator.
 
 It behaves like the gateway (see :mod:`testbed.sim.engine` for the semantics), in memory and
 in simulated time: ``invoke`` runs the simulation until the answer is back, and
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from testbed.config import DEFAULT_INVOKE_TIMEOUT_S, Limits
-from testbed.errors import ConfigError, DeployError, FunctionNotFound, InvocationError
-from testbed.platform import (
+from testbed.core.config import DEFAULT_INVOKE_TIMEOUT_S, Limits
+from testbed.core.errors import ConfigError, DeployError, FunctionNotFound, InvocationError
+from testbed.core.platform import (
     FunctionMetrics,
     FunctionSpec,
     FunctionStatus,
@@ -119,7 +119,7 @@ class SimPlatform:
         self._workflow_defs: dict[str, Workflow] = {}
         self._closed = False
         if workflows is None:
-            from testbed.workflows import load_workflows
+            from testbed.core.workflows import load_workflows
 
             workflows = load_workflows()
         self.add_workflows(workflows)

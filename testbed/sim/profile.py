@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 from testbed.sim.distributions import Distribution
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Measure a simulator profile on a live platform (``aquatope profile``).
 
-Everything goes through the :class:`~testbed.platform.Platform` API, so the same code
+Everything goes through the :class:`~testbed.core.platform.Platform` API, so the same code
 profiles the ``local`` and ``docker`` backends (and, in tests, the simulator itself). Per
 function it measures:
 
@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.config import Limits
-from testbed.errors import PlatformError
-from testbed.platform import FunctionSpec, InvokeResult, Platform
+from testbed.core.config import Limits
+from testbed.core.errors import PlatformError
+from testbed.core.platform import FunctionSpec, InvokeResult, Platform
 from testbed.sim.distributions import Distribution
 from testbed.sim.profile import FunctionProfile, Profile
 

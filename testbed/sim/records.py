@@ -13,8 +13,8 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from testbed.schema import REQUESTS_COLUMNS, STAGES_COLUMNS
-from testbed.schema import TIMELINE_COLUMNS as _TIMELINE
+from testbed.core.schema import REQUESTS_COLUMNS, STAGES_COLUMNS
+from testbed.core.schema import TIMELINE_COLUMNS as _TIMELINE
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,7 +10,7 @@ import pytest
 
 from scheduler.configure import SearchSpace, make_configurator, qos_constraint, run_search
 from scheduler.configure.evaluate import LiveEvaluator, SimEvaluator, summarise_latencies
-from testbed.platform import FunctionSpec
+from testbed.core.platform import FunctionSpec
 
 
 def test_tail_counts_failures_at_the_timeout() -> None:
@@ -26,8 +26,8 @@ def test_tail_counts_failures_at_the_timeout() -> None:
 
 def test_sim_evaluator_measures_cost_and_oom() -> None:
     from testbed.backends import connect
-    from testbed.stack import load_stack
-    from testbed.workflows import load_workflows
+    from testbed.core.stack import load_stack
+    from testbed.core.workflows import load_workflows
 
     catalog = load_workflows()
     workflow = catalog.get("ml-pipeline")
@@ -61,7 +61,7 @@ BURN = """
 def test_live_search_meets_qos_cheaper_than_all_max(tmp_path: Path) -> None:
     """A tiny budget on the real local backend: gateway + replica processes + HTTP."""
     from testbed.backends import connect
-    from testbed.workflows import load_workflows
+    from testbed.core.workflows import load_workflows
 
     handler = tmp_path / "burn"
     handler.mkdir()

@@ -13,7 +13,7 @@ from scheduler import Observation, create_policy
 from scheduler.configure.space import Configuration, FunctionConfig
 from scheduler.policy import FunctionObservation
 from scheduler.problems import chain_problem
-from testbed.config import Limits
+from testbed.core.config import Limits
 
 
 class Driver:

@@ -7,7 +7,7 @@ import pytest
 
 from scheduler.configure.space import Configuration, FunctionConfig, FunctionSpace, SearchSpace
 from scheduler.configure.transform import UnitTransform
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 
 def test_paper_lattice_capped_and_floored() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from testbed.backends import connect
-from testbed.config import Limits
-from testbed.errors import ConfigError, FunctionNotFound
-from testbed.platform import FunctionSpec, Platform
+from testbed.core.config import Limits
+from testbed.core.errors import ConfigError, FunctionNotFound
+from testbed.core.platform import FunctionSpec, Platform
 from tests.helpers import wait_until
 
 BACKENDS = [

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from testbed.config import Limits
-from testbed.errors import BackendUnavailable
-from testbed.platform import FunctionSpec
+from testbed.core.config import Limits
+from testbed.core.errors import BackendUnavailable
+from testbed.core.platform import FunctionSpec
 from tests.docker.dockerhelp import run
 
 PROBE_DIR = Path(__file__).parent / "functions" / "probe"
@@ -24,7 +24,7 @@ PROBE_DIR = Path(__file__).parent / "functions" / "probe"
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
-    from testbed.images.engine import connect_engine
+    from testbed.gateway.runtimes.images.engine import connect_engine
 
     try:
         client = connect_engine()
@@ -47,7 +47,7 @@ def probe_spec() -> FunctionSpec:
 @pytest.fixture(scope="session")
 def probe_image(docker_client: Any, probe_spec: FunctionSpec) -> str:
     """The probe function's image, built on first use and cached by content hash."""
-    from testbed.images import ImageBuilder
+    from testbed.gateway.runtimes.images import ImageBuilder
 
     builder = ImageBuilder(docker_client, log=print)
     (result,) = builder.build([probe_spec])
@@ -62,7 +62,7 @@ def gateway_id() -> str:
 @pytest.fixture
 def runtime(docker_client: Any, probe_image: str, gateway_id: str, tmp_path: Path) -> Iterator[Any]:
     """A DockerRuntime with its own gateway id; everything it made is removed afterwards."""
-    from testbed.backends.docker import DockerRuntime, remove_all
+    from testbed.gateway.runtimes.docker import DockerRuntime, remove_all
 
     rt = DockerRuntime(state_dir=tmp_path, gateway_id=gateway_id)
     try:

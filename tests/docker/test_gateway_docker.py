@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from testbed.config import Limits
-from testbed.platform import FunctionSpec, Platform
+from testbed.core.config import Limits
+from testbed.core.platform import FunctionSpec, Platform
 from tests.docker.dockerhelp import containers_of, networks_of
 from tests.helpers import wait_until
 
@@ -150,7 +150,7 @@ def test_close_leaves_no_container_or_network(
     probe_image: str, probe_spec: FunctionSpec, docker_client: Any, tmp_path: Path
 ) -> None:
     from testbed.backends import connect
-    from testbed.backends.docker import gateway_id_for
+    from testbed.gateway.runtimes.docker import gateway_id_for
 
     gateway_id = gateway_id_for(tmp_path)
     with connect("docker", state_dir=tmp_path) as platform:
@@ -169,10 +169,10 @@ def test_restarted_gateway_adopts_its_containers(
     import os
     import signal
 
-    from testbed.backends.docker import gateway_id_for, remove_all
-    from testbed.backends.launch import start_gateway
     from testbed.backends.openfaas import OpenFaaSPlatform
     from testbed.gateway.auth import ensure_password
+    from testbed.gateway.launch import start_gateway
+    from testbed.gateway.runtimes.docker import gateway_id_for, remove_all
 
     password = ensure_password(tmp_path)
     first = start_gateway(backend="docker", state_dir=tmp_path)

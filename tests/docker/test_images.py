@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from testbed.errors import ConfigError
-from testbed.platform import FunctionSpec
+from testbed.core.errors import ConfigError
+from testbed.core.platform import FunctionSpec
 
 pytestmark = pytest.mark.docker
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.docker
 def test_second_build_is_cached_and_a_change_rebuilds(
     docker_client: Any, probe_image: str, tmp_path: Path
 ) -> None:
-    from testbed.images import ImageBuilder
+    from testbed.gateway.runtimes.images import ImageBuilder
 
     handler = tmp_path / "probe-copy"
     shutil.copytree(Path(__file__).parent / "functions" / "probe", handler)
@@ -48,7 +48,7 @@ def test_second_build_is_cached_and_a_change_rebuilds(
 
 
 def test_runner_closure_is_stdlib_only_and_shared_helpers_are_found() -> None:
-    from testbed.images.context import runner_files, shared_files
+    from testbed.gateway.runtimes.images.context import runner_files, shared_files
 
     files = runner_files()
     assert "testbed/runner/server.py" in files and "testbed/__init__.py" in files
@@ -60,7 +60,7 @@ def test_runner_closure_is_stdlib_only_and_shared_helpers_are_found() -> None:
 
 
 def test_requirements_with_pip_options_are_refused(tmp_path: Path) -> None:
-    from testbed.images.wheels import read_requirements
+    from testbed.gateway.runtimes.images.wheels import read_requirements
 
     path = tmp_path / "requirements.txt"
     path.write_text("# deps\nnumpy>=1.26  # arrays\n\n--index-url http://example.invalid\n")
@@ -73,7 +73,7 @@ def test_requirements_with_pip_options_are_refused(tmp_path: Path) -> None:
 def test_debian_mirror_comes_from_apt_sources(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from testbed.images.base import debian_mirror
+    from testbed.gateway.runtimes.images.base import debian_mirror
 
     monkeypatch.delenv("AQUATOPE_DEBIAN_MIRROR", raising=False)
     (tmp_path / "sources.list.d").mkdir()

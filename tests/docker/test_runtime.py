@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from testbed.backends.base import ReplicaHandle
-from testbed.config import Limits
-from testbed.errors import DeployError
-from testbed.platform import FunctionSpec
+from testbed.core.config import Limits
+from testbed.core.errors import DeployError
+from testbed.core.platform import FunctionSpec
+from testbed.gateway.runtimes.base import ReplicaHandle
 from tests.docker.dockerhelp import containers_of, networks_of, run
 
 pytestmark = pytest.mark.docker
@@ -138,7 +138,7 @@ def test_crash_at_import_fails_fast(runtime: Any, handler_dirs: dict[str, Path])
 def test_restarted_gateway_adopts_its_replicas(
     runtime: Any, docker_client: Any, probe_spec: FunctionSpec, gateway_id: str, tmp_path: Path
 ) -> None:
-    from testbed.backends.docker import DockerRuntime
+    from testbed.gateway.runtimes.docker import DockerRuntime
 
     first = [
         run(runtime.start_replica(probe_spec, f"probe-f{i}", Limits(cpu_cores=1.0, memory_mb=96)))
@@ -161,7 +161,7 @@ def test_restarted_gateway_adopts_its_replicas(
 def test_bridge_mode_gives_each_replica_an_address(
     docker_client: Any, probe_image: str, probe_spec: FunctionSpec, gateway_id: str, tmp_path: Path
 ) -> None:
-    from testbed.backends.docker import DockerRuntime, remove_all
+    from testbed.gateway.runtimes.docker import DockerRuntime, remove_all
 
     runtime = DockerRuntime(state_dir=tmp_path, gateway_id=gateway_id, network_mode="bridge")
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 from testbed.experiment.results import (
     REQUESTS_COLUMNS,
     RunWriter,

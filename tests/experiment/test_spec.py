@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 from testbed.experiment.spec import load_spec
 from testbed.experiment.workload import build_trace
 

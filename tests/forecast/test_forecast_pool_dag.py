@@ -15,7 +15,7 @@ from scheduler.forecast.pool import (
     replicas_for_cost,
     replicas_for_load,
 )
-from testbed.platform import QoS, Stage, Workflow
+from testbed.core.platform import QoS, Stage, Workflow
 
 
 def test_erlang_b_known_values() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from functions.inprocess import load_handlers
-from testbed.stack import load_stack
-from testbed.workflows import WorkflowCatalog, load_workflows
+from testbed.core.stack import load_stack
+from testbed.core.workflows import WorkflowCatalog, load_workflows
 
 REPO = Path(__file__).resolve().parents[2]
 ML_FUNCTIONS = ("image-processing", "object-detection", "digit-classifier", "digit-classifier-svm")

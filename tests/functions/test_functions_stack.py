@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from testbed.config import parse_memory_mb
+from testbed.core.config import parse_memory_mb
 
 REPO = Path(__file__).resolve().parents[2]
 TORCH_FUNCTIONS = {"object-detection", "digit-classifier"}

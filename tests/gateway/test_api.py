@@ -320,8 +320,8 @@ def test_client_falls_back_to_redeploy_without_the_live_limits_route(gateway) ->
     import httpx as _httpx
 
     from testbed.backends.openfaas import OpenFaaSPlatform
-    from testbed.config import Limits
-    from testbed.errors import FunctionNotFound
+    from testbed.core.config import Limits
+    from testbed.core.errors import FunctionNotFound
 
     platform, admin, _ = gateway
     header = (

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from testbed.backends.cgroups import detect
-from testbed.config import Limits
-from testbed.errors import ConfigError
-from testbed.platform import FunctionSpec
+from testbed.core.config import Limits
+from testbed.core.errors import ConfigError
+from testbed.core.platform import FunctionSpec
+from testbed.gateway.runtimes.cgroups import detect
 from tests.helpers import wait_until
 
 needs_cgroups = pytest.mark.skipif(
@@ -139,10 +139,10 @@ def test_close_leaves_no_replica_process(tmp_path, handler_dirs) -> None:
 
 
 def test_replicas_die_with_a_killed_gateway_and_up_cleans_records(tmp_path, handler_dirs) -> None:
-    from testbed.backends.launch import start_gateway
-    from testbed.backends.local import kill_recorded_replicas
     from testbed.backends.openfaas import OpenFaaSPlatform
     from testbed.gateway.auth import ensure_password
+    from testbed.gateway.launch import start_gateway
+    from testbed.gateway.runtimes.local import kill_recorded_replicas
 
     password = ensure_password(tmp_path)
     gateway = start_gateway(state_dir=tmp_path)
@@ -167,9 +167,9 @@ def test_cold_start_timing_is_reported(local_platform, handler_dirs) -> None:
 
 
 def test_gateway_restores_its_functions_after_a_crash(tmp_path, handler_dirs) -> None:
-    from testbed.backends.launch import start_gateway
     from testbed.backends.openfaas import OpenFaaSPlatform
     from testbed.gateway.auth import ensure_password
+    from testbed.gateway.launch import start_gateway
 
     password = ensure_password(tmp_path)
     first = start_gateway(state_dir=tmp_path)

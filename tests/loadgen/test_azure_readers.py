@@ -10,7 +10,7 @@ import pytest
 from loadgen.traces import detect_format, read_trace
 from loadgen.traces.azure2019 import read_azure2019, read_azure2019_counts, write_azure2019
 from loadgen.traces.azure2021 import read_azure2021
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 HEADER = "HashOwner,HashApp,HashFunction,Trigger," + ",".join(str(i) for i in range(1, 1441))
 

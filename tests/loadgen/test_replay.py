@@ -11,8 +11,8 @@ import numpy as np
 from loadgen import replay_in_child
 from loadgen.plan import plan
 from loadgen.trace import Trace
-from testbed.platform import QoS, Stage, Workflow
-from testbed.workflows import WorkflowCatalog
+from testbed.core.platform import QoS, Stage, Workflow
+from testbed.core.workflows import WorkflowCatalog
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -117,7 +117,7 @@ def test_unreachable_gateway_counts_errors(tmp_path: Path) -> None:
 
 
 def test_replay_against_local_backend(local_platform, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from testbed.stack import load_stack
+    from testbed.core.stack import load_stack
 
     repo = Path(__file__).resolve().parents[2]
     local_platform.deploy(load_stack(repo / "stack.yml")["noop"])
@@ -133,8 +133,8 @@ def test_replay_against_local_backend(local_platform, tmp_path: Path) -> None:  
 
 
 def test_social_network_mix_through_local_gateway(local_platform, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from testbed.stack import load_stack
-    from testbed.workflows import load_workflows
+    from testbed.core.stack import load_stack
+    from testbed.core.workflows import load_workflows
 
     repo = Path(__file__).resolve().parents[2]
     catalog = load_workflows()

@@ -11,9 +11,9 @@ import pytest
 from loadgen.plan import plan
 from loadgen.schedule import build_schedule, map_functions
 from loadgen.trace import Trace
-from testbed.errors import ConfigError
-from testbed.platform import QoS, Stage, Workflow, WorkflowMix
-from testbed.workflows import WorkflowCatalog
+from testbed.core.errors import ConfigError
+from testbed.core.platform import QoS, Stage, Workflow, WorkflowMix
+from testbed.core.workflows import WorkflowCatalog
 
 
 def _trace() -> Trace:

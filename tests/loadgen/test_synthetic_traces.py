@@ -10,7 +10,7 @@ import pytest
 
 from loadgen.traces import read_azure2019_counts, synthesize, write_azure2019
 from loadgen.traces.synthetic import AZURE_TRIGGER_SHARES, AzureLikeParams
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 SEEDS = [0, 1, 2, 3]
 

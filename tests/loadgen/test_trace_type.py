@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from loadgen.trace import FunctionInfo, Trace
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 
 def _trace() -> Trace:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from testbed.cli import cli
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 from testbed.report.compare import compare_runs, load_metrics, t_interval
 
 T_975_DF2 = 4.302652729911275  # Student t quantile, 97.5%, 2 degrees of freedom

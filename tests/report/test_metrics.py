@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 from testbed.experiment.results import load_run
 from testbed.report.cost import compute_cost
 from testbed.report.metrics import compute_metrics, demand_vs_replicas, violations_over_time

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from testbed.platform import FunctionSpec, Platform
+from testbed.core.platform import FunctionSpec, Platform
 
 __all__ = ["deploy_noop", "wait_for", "write_noop"]
 

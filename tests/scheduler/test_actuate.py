@@ -10,8 +10,8 @@ import pytest
 from scheduler.actuate import actuate
 from scheduler.policy import Decision, FunctionDecision
 from testbed.backends import connect
-from testbed.config import Limits
-from testbed.platform import Platform
+from testbed.core.config import Limits
+from testbed.core.platform import Platform
 from tests.scheduler.live_helpers import deploy_noop, wait_for, write_noop
 
 

@@ -12,8 +12,8 @@ from scheduler.policies.aquatope import AquatopePolicy, compose
 from scheduler.policies.aquatope_prewarm import AquatopePrewarmPolicy
 from scheduler.policy import Decision, FunctionDecision, Observation
 from scheduler.registry import available_policies, create_policy
-from testbed.config import Limits
-from testbed.platform import QoS, Stage, Workflow
+from testbed.core.config import Limits
+from testbed.core.platform import QoS, Stage, Workflow
 from tests.scheduler.sched_helpers import fobs
 
 PIPE = Workflow(
@@ -137,7 +137,7 @@ def test_aquatope_composes_with_or_without_configurator() -> None:
 def _sim_run(dag: bool) -> dict[str, bool]:
     """Burst of workflow requests on the simulator; first call of each function cold or not."""
     from scheduler.daemon import Daemon
-    from testbed.platform import FunctionSpec
+    from testbed.core.platform import FunctionSpec
     from testbed.sim.distributions import Distribution
     from testbed.sim.platform import SimPlatform
     from testbed.sim.profile import FunctionProfile, Profile

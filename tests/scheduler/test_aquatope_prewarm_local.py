@@ -14,7 +14,7 @@ import pytest
 from scheduler.clock import WallClock
 from scheduler.daemon import Daemon
 from scheduler.policies.aquatope_prewarm import AquatopePrewarmPolicy
-from testbed.platform import FunctionSpec
+from testbed.core.platform import FunctionSpec
 
 ENTRY = """
     import hashlib
@@ -49,7 +49,7 @@ def _write(folder: Path, text: str) -> Path:
 @pytest.mark.slow
 def test_downstream_warm_before_its_first_request(tmp_path: Path) -> None:
     from testbed.backends import connect
-    from testbed.workflows import load_workflows
+    from testbed.core.workflows import load_workflows
 
     wf_dir = tmp_path / "workflows"
     wf_dir.mkdir()

@@ -23,8 +23,8 @@ from scheduler.policies.keepalive import KeepAlivePolicy
 from testbed.backends import connect
 from testbed.backends.openfaas import OpenFaaSPlatform
 from testbed.cli import cli
-from testbed.errors import ConfigError
-from testbed.platform import Platform
+from testbed.core.errors import ConfigError
+from testbed.core.platform import Platform
 from tests.scheduler.live_helpers import deploy_noop, wait_for, write_noop
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from scheduler.observe import Observer
-from testbed.config import Limits
-from testbed.platform import FunctionMetrics, FunctionSpec, FunctionStatus, MetricsSnapshot
+from testbed.core.config import Limits
+from testbed.core.platform import FunctionMetrics, FunctionSpec, FunctionStatus, MetricsSnapshot
 
 
 def _status(name: str = "f", *, ready: int = 1, target: int = 1, **spec_kw) -> FunctionStatus:

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from scheduler.policies.keepalive import KeepAlivePolicy
+from testbed.core.workflows import load_workflows
 from testbed.experiment.results import REQUESTS_COLUMNS, STAGES_COLUMNS, TIMELINE_COLUMNS
 from testbed.sim.distributions import Distribution
 from testbed.sim.experiment import run_experiment
-from testbed.workflows import load_workflows
 from tests.sim.sim_helpers import make_profile
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from testbed.config import Limits
-from testbed.errors import ConfigError, DeployError, FunctionNotFound
-from testbed.platform import FunctionSpec, Platform, QoS, Stage, Workflow
+from testbed.core.config import Limits
+from testbed.core.errors import ConfigError, DeployError, FunctionNotFound
+from testbed.core.platform import FunctionSpec, Platform, QoS, Stage, Workflow
 from testbed.sim.distributions import Distribution
 from testbed.sim.platform import SimPlatform
 from testbed.sim.profile import FunctionProfile, Profile
@@ -245,7 +245,9 @@ def test_metrics_are_cumulative_counters() -> None:
 def test_scale_on_demand_starts_a_replica_per_unabsorbed_request() -> None:
     """Lambda/OpenWhisk semantics: a busy pool grows instead of queueing (gateway twin:
     tests/gateway/test_local_backend.py::test_scale_on_demand_grows_the_pool)."""
-    profile = make_profile(["f"], service=Distribution.constant(0.5), cold=Distribution.constant(1.0))
+    profile = make_profile(
+        ["f"], service=Distribution.constant(0.5), cold=Distribution.constant(1.0)
+    )
     sim = SimPlatform(profile, seed=0)
     sim.deploy(
         FunctionSpec(

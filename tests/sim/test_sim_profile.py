@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.errors import ConfigError
-from testbed.platform import FunctionSpec
+from testbed.core.errors import ConfigError
+from testbed.core.platform import FunctionSpec
 from testbed.sim.distributions import Distribution
 from testbed.sim.platform import SimPlatform
 from testbed.sim.profile import (
@@ -100,7 +100,7 @@ def test_profiler_recovers_known_behaviour_from_the_sim() -> None:
 
 
 def test_shipped_reference_profile_covers_the_stack() -> None:
-    from testbed.stack import load_stack
+    from testbed.core.stack import load_stack
 
     profile = load_profile(default_profile_path())
     facts = profile.provenance

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from testbed.platform import FunctionSpec
+from testbed.core.platform import FunctionSpec
 from testbed.sim.distributions import Distribution
 from testbed.sim.platform import SimPlatform
 from tests.sim.sim_helpers import make_profile

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from testbed.errors import DeployError
-from testbed.images.base import BaseImage, ensure_base_image, image_lock
-from testbed.images.context import (
+from testbed.core.errors import DeployError
+from testbed.core.platform import FunctionSpec
+from testbed.gateway.runtimes.images.base import BaseImage, ensure_base_image, image_lock
+from testbed.gateway.runtimes.images.context import (
     APP_DIR,
     handler_files,
     runner_files,
@@ -31,15 +32,18 @@ from testbed.images.context import (
     source_hash,
     write_context,
 )
-from testbed.images.engine import (
+from testbed.gateway.runtimes.images.engine import (
     LABEL_FUNCTION,
     LABEL_MANAGED,
     LABEL_ROLE,
     connect_engine,
     engine_errors,
 )
-from testbed.images.wheels import ensure_wheels, read_requirements, requirements_key
-from testbed.platform import FunctionSpec
+from testbed.gateway.runtimes.images.wheels import (
+    ensure_wheels,
+    read_requirements,
+    requirements_key,
+)
 
 if TYPE_CHECKING:
     import docker

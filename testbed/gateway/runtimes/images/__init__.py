@@ -6,6 +6,6 @@ see ``docs/docker.md``. Importing this package does not import the Docker SDK.
 
 from __future__ import annotations
 
-from testbed.images.build import ImageBuild, ImageBuilder, image_ref
+from testbed.gateway.runtimes.images.build import ImageBuild, ImageBuilder, image_ref
 
 __all__ = ["ImageBuild", "ImageBuilder", "image_ref"]

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from testbed.config import DEFAULT_MAX_INFLIGHT, Limits, ScaleBounds
-from testbed.errors import ConfigError
+from testbed.core.config import DEFAULT_MAX_INFLIGHT, Limits, ScaleBounds
+from testbed.core.errors import ConfigError
 
 __all__ = [
     "FunctionMetrics",
@@ -64,7 +64,7 @@ class FunctionSpec:
     max_inflight: int = DEFAULT_MAX_INFLIGHT
 
     def __post_init__(self) -> None:
-        from testbed._names import check_name
+        from testbed.core.names import check_name
 
         check_name(self.name, what="function name")
         if self.max_inflight < 1:
@@ -181,7 +181,7 @@ class Platform(Protocol):
     """A FaaS platform the testbed can deploy to, scale, resize and invoke.
 
     Every backend passes ``tests/contract/test_platform.py``. Methods raise
-    :class:`testbed.errors.PlatformError` subclasses, never third-party errors.
+    :class:`testbed.core.errors.PlatformError` subclasses, never third-party errors.
     """
 
     def deploy(self, spec: FunctionSpec) -> None:

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from testbed.backends._pdeathsig import die_with_parent
-from testbed.config import DEFAULT_HOST, aquatope_home
-from testbed.errors import BackendUnavailable
+from testbed.core.config import DEFAULT_HOST, aquatope_home
+from testbed.core.errors import BackendUnavailable
+from testbed.gateway._pdeathsig import die_with_parent
 
 __all__ = ["GatewayProcess", "start_gateway"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from testbed.errors import ConfigError
+from testbed.core.errors import ConfigError
 
 __all__ = ["check_name"]
 

@@ -1,8 +1,9 @@
 """The ``docker`` runtime: each replica is a container running ``python -m testbed.runner``.
 
 Images are built (or found in the cache) from the function's handler directory by
-:mod:`testbed.images`. Every container carries labels naming its gateway, function and
-replica, so a restarted gateway re-adopts its replicas (:meth:`DockerRuntime.adopt_leftovers`)
+:mod:`testbed.gateway.runtimes.images`. Every container carries labels naming its gateway,
+function and replica, so a restarted gateway re-adopts its replicas
+(:meth:`DockerRuntime.adopt_leftovers`)
 and ``aquatope down`` removes everything (:func:`remove_all`).
 
 Networking (``network_mode``):
@@ -34,12 +35,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from testbed.backends.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
-from testbed.config import Limits, aquatope_home
-from testbed.errors import ConfigError, DeployError, PlatformError
-from testbed.images.build import image_ref
-from testbed.images.context import APP_DIR, CONTAINER_PORT
-from testbed.images.engine import (
+from testbed.core.config import Limits, aquatope_home
+from testbed.core.errors import ConfigError, DeployError, PlatformError
+from testbed.core.platform import FunctionSpec
+from testbed.gateway.runtimes.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
+from testbed.gateway.runtimes.images.build import image_ref
+from testbed.gateway.runtimes.images.context import APP_DIR, CONTAINER_PORT
+from testbed.gateway.runtimes.images.engine import (
     LABEL_FUNCTION,
     LABEL_GATEWAY,
     LABEL_MANAGED,
@@ -47,12 +49,11 @@ from testbed.images.engine import (
     connect_engine,
     engine_errors,
 )
-from testbed.platform import FunctionSpec
 
 if TYPE_CHECKING:
     import docker
 
-    from testbed.images.build import ImageBuilder
+    from testbed.gateway.runtimes.images.build import ImageBuilder
 
 __all__ = ["DockerRuntime", "ensure_engine", "gateway_id_for", "remove_all"]
 
@@ -215,7 +216,7 @@ class DockerRuntime(ReplicaRuntime):
 
     def _builder_obj(self) -> ImageBuilder:
         if self._builder is None:
-            from testbed.images.build import ImageBuilder
+            from testbed.gateway.runtimes.images.build import ImageBuilder
 
             self._builder = ImageBuilder(self._client, log=self._log_build)
         return self._builder

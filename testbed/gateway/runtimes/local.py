@@ -17,12 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from testbed.backends._pdeathsig import die_with_parent
-from testbed.backends.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
-from testbed.backends.cgroups import CgroupTree, detect
-from testbed.config import Limits, aquatope_home
-from testbed.errors import DeployError
-from testbed.platform import FunctionSpec
+from testbed.core.config import Limits, aquatope_home
+from testbed.core.errors import DeployError
+from testbed.core.platform import FunctionSpec
+from testbed.gateway._pdeathsig import die_with_parent
+from testbed.gateway.runtimes.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
+from testbed.gateway.runtimes.cgroups import CgroupTree, detect
 
 __all__ = ["LocalRuntime", "kill_recorded_replicas"]
 

@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from testbed._names import check_name
-from testbed.errors import ConfigError
-from testbed.platform import QoS, Stage, Workflow, WorkflowMix
+from testbed.core.errors import ConfigError
+from testbed.core.names import check_name
+from testbed.core.platform import QoS, Stage, Workflow, WorkflowMix
 
 __all__ = ["WorkflowCatalog", "default_workflows_dir", "load_workflows"]
 
@@ -77,10 +77,13 @@ class WorkflowCatalog:
 
 
 def default_workflows_dir() -> Path:
-    """The workflows shipped in ``functions/workflows``."""
-    import functions
+    """The workflows shipped in ``functions/workflows`` (located without importing ``functions``)."""
+    import importlib.util
 
-    return Path(functions.__file__).resolve().parent / "workflows"
+    spec = importlib.util.find_spec("functions")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the 'functions' package is not installed; pass a workflows directory")
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "workflows"
 
 
 def _load_one(path: Path) -> Workflow | WorkflowMix:

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from testbed.config import aquatope_home
-from testbed.errors import DeployError
-from testbed.images.engine import LABEL_MANAGED, LABEL_ROLE, engine_errors
+from testbed.core.config import aquatope_home
+from testbed.core.errors import DeployError
+from testbed.gateway.runtimes.images.engine import LABEL_MANAGED, LABEL_ROLE, engine_errors
 
 if TYPE_CHECKING:
     import docker
@@ -253,7 +253,7 @@ def ensure_base_image(
     """Return a local Python base image, building it if needed (cached across calls).
 
     Args:
-        client: a Docker client from :func:`testbed.images.engine.connect_engine`.
+        client: a Docker client from :func:`testbed.gateway.runtimes.images.engine.connect_engine`.
         log: receives one-line progress messages.
         allow_pull: try ``python:3.11-slim`` from a registry before debootstrap.
 

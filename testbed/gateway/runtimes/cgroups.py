@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.config import Limits
-from testbed.errors import DeployError
+from testbed.core.config import Limits
+from testbed.core.errors import DeployError
 
 __all__ = ["CgroupTree", "detect"]
 

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from testbed.config import DEFAULT_MAX_INFLIGHT, Limits
-from testbed.errors import ConfigError
-from testbed.platform import FunctionSpec
+from testbed.core.config import DEFAULT_MAX_INFLIGHT, Limits
+from testbed.core.errors import ConfigError
+from testbed.core.platform import FunctionSpec
 
 __all__ = ["Stack", "load_stack"]
 

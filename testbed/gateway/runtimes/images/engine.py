@@ -1,4 +1,4 @@
-"""The Docker engine connection and the one place where ``docker.errors`` become ``testbed.errors``.
+"""The Docker engine connection; the one place where ``docker.errors`` become testbed errors.
 
 Both the image builder and the docker replica runtime talk to the engine through
 :func:`connect_engine` and wrap every SDK call in :func:`engine_errors`, so no
@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NoReturn
 
-from testbed.errors import BackendUnavailable, DeployError, PlatformError
+from testbed.core.errors import BackendUnavailable, DeployError, PlatformError
 
 if TYPE_CHECKING:
     import docker

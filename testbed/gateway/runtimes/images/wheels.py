@@ -20,8 +20,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from testbed.errors import ConfigError, DeployError
-from testbed.images.base import cache_dir
+from testbed.core.errors import ConfigError, DeployError
+from testbed.gateway.runtimes.images.base import cache_dir
 
 __all__ = ["ensure_wheels", "read_requirements", "requirements_key"]
 

@@ -12,8 +12,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from testbed.config import Limits
-from testbed.platform import FunctionSpec
+from testbed.core.config import Limits
+from testbed.core.platform import FunctionSpec
 
 __all__ = ["ExitStatus", "LimitsOutcome", "ReplicaHandle", "ReplicaRuntime"]
 
