@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from loadgen._files import atomic_open
+from testbed.core.atomic import atomic_open
 from testbed.core.schema import REQUESTS_COLUMNS, STAGES_COLUMNS
 
 __all__ = [

@@ -8,7 +8,6 @@ Locust is imported inside the functions here (it gevent-patches the standard lib
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 import resource
@@ -21,12 +20,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from loadgen._files import atomic_open
 from loadgen.payloads import PayloadPool
 from loadgen.plan import Plan, plan
 from loadgen.record import Recorder
 from loadgen.schedule import Schedule
 from loadgen.trace import Trace
+from testbed.core.atomic import atomic_write_json
 from testbed.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -384,9 +383,7 @@ def _summarize(
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
-    with atomic_open(path) as fh:
-        json.dump(clean, fh, indent=2)
-        fh.write("\n")
+    atomic_write_json(path, clean)
 
 
 def serve_web(

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -41,29 +40,15 @@ from scheduler.actuate import Action, actuate
 from scheduler.clock import Clock
 from scheduler.observe import Observer
 from scheduler.policy import Decision, FunctionDecision, Policy
+from testbed.core.atomic import atomic_write_json
 from testbed.core.errors import ConfigError, PlatformError
 from testbed.core.platform import Platform, Workflow
 
-__all__ = ["Daemon", "write_json_atomic"]
+__all__ = ["Daemon"]
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` through a temp file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fd_json(fd: FunctionDecision) -> dict[str, Any]:
@@ -166,7 +151,7 @@ class Daemon:
         """Write the policy's and observer's state to ``state_path`` (atomically)."""
         if self.state_path is None:
             return
-        write_json_atomic(
+        atomic_write_json(
             self.state_path,
             {
                 "version": STATE_VERSION,

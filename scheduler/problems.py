@@ -32,10 +32,9 @@ import numpy as np
 from scheduler.configure.base import Measurement
 from scheduler.configure.space import Configuration, FunctionConfig, SearchSpace
 from testbed.core.platform import QoS, Stage, Workflow
+from testbed.core.prices import CPU_USD_PER_CORE_S, MEMORY_USD_PER_GIB_S
 
 __all__ = [
-    "CPU_PRICE_USD_PER_CORE_S",
-    "MEMORY_PRICE_USD_PER_GIB_S",
     "FunctionModel",
     "SizingProblem",
     "chain_problem",
@@ -44,15 +43,12 @@ __all__ = [
     "social_compose_problem",
 ]
 
-CPU_PRICE_USD_PER_CORE_S = 0.000024
-MEMORY_PRICE_USD_PER_GIB_S = 0.0000025
-
 
 def price_usd_per_s(cpu_cores: np.ndarray | float, memory_mb: np.ndarray | float) -> np.ndarray:
     """Decoupled price of one replica alive for one second (DESIGN.md §8)."""
     return (
-        np.asarray(cpu_cores) * CPU_PRICE_USD_PER_CORE_S
-        + np.asarray(memory_mb) / 1024.0 * MEMORY_PRICE_USD_PER_GIB_S
+        np.asarray(cpu_cores) * CPU_USD_PER_CORE_S
+        + np.asarray(memory_mb) / 1024.0 * MEMORY_USD_PER_GIB_S
     )
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from loadgen._files import atomic_open
 from loadgen.trace import FunctionInfo, Trace
 from loadgen.traces.counts import DEFAULT_MAX_ARRIVALS, MinuteCounts, Spread
+from testbed.core.atomic import atomic_open
 from testbed.core.errors import ConfigError
 
 __all__ = [

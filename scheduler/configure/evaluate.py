@@ -32,10 +32,9 @@ from scheduler.configure.base import Measurement
 from scheduler.configure.space import Configuration
 from testbed.core.errors import PlatformError
 from testbed.core.platform import Platform, Workflow
+from testbed.core.prices import decoupled_usd_per_s
 
 __all__ = [
-    "CPU_PRICE_USD_PER_CORE_S",
-    "MEMORY_PRICE_USD_PER_GIB_S",
     "Evaluator",
     "LiveEvaluator",
     "ProblemEvaluator",
@@ -43,8 +42,6 @@ __all__ = [
     "summarise_latencies",
 ]
 
-CPU_PRICE_USD_PER_CORE_S = 0.000024
-MEMORY_PRICE_USD_PER_GIB_S = 0.0000025
 BOOTSTRAP_RESAMPLES = 200
 
 
@@ -65,7 +62,7 @@ class Evaluator(Protocol):
 
 def replica_price_usd_per_s(cpu_cores: float, memory_mb: float) -> float:
     """Decoupled price of one replica alive for one second (DESIGN.md §8)."""
-    return cpu_cores * CPU_PRICE_USD_PER_CORE_S + memory_mb / 1024 * MEMORY_PRICE_USD_PER_GIB_S
+    return decoupled_usd_per_s(cpu_cores, memory_mb)
 
 
 def summarise_latencies(

@@ -37,11 +37,9 @@ from scheduler.configure.space import Configuration, SearchSpace
 from scheduler.policy import Decision, FunctionDecision, Observation, Policy
 from scheduler.registry import register_policy
 from testbed.core.platform import Workflow
+from testbed.core.prices import decoupled_usd_per_s
 
 __all__ = ["AquatopeConfigPolicy"]
-
-_CPU_PRICE = 0.000024
-_MEM_PRICE = 0.0000025
 
 
 def _critical_path_s(workflow: Workflow, service_s: Mapping[str, float]) -> float | None:
@@ -203,7 +201,7 @@ class AquatopeConfigPolicy(Policy):
             mem = o.limits.memory_mb if o.limits.memory_mb is not None else 128
             cost += (
                 (o.replicas_ready + o.replicas_starting)
-                * (cpu * _CPU_PRICE + mem / 1024 * _MEM_PRICE)
+                * decoupled_usd_per_s(cpu, mem)
                 * observation.tick_s
             )
 

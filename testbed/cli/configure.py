@@ -8,27 +8,18 @@ A QoS target that even the all-max configuration misses ends with exit code 1.
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
 from testbed.cli._app import App, pass_app
+from testbed.core.atomic import atomic_write_json
 from testbed.core.errors import TestbedError
 
 __all__ = ["configure"]
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
 
 
 @click.command()
@@ -145,7 +136,7 @@ def configure(
             close()
     _print_result(console, result, qos_target)
     if out_path:
-        _write_json_atomic(Path(out_path), _result_json(result, workflow.name, method, qos_target))
+        atomic_write_json(Path(out_path), _result_json(result, workflow.name, method, qos_target))
         console.print(f"wrote {out_path}")
     if result.best is None:
         raise click.ClickException(

@@ -5,7 +5,6 @@ Locust (and gevent's monkey-patching) is imported only when the command runs.
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import time
@@ -53,14 +52,12 @@ def _render(p: Any) -> Any:
 
 
 def _write_meta(out: Path, info: dict[str, Any]) -> None:
-    from loadgen._files import atomic_open
+    from testbed.core.atomic import atomic_write_json
 
     path = out / "meta.json"
     if path.exists():  # an experiment runner owns it
         return
-    with atomic_open(path) as fh:
-        json.dump(info, fh, indent=2, default=str)
-        fh.write("\n")
+    atomic_write_json(path, info)
 
 
 @click.command()

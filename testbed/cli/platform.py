@@ -16,6 +16,7 @@ import click
 
 from testbed.cli._app import App, pass_app
 from testbed.cli.types import CPU, MEMORY
+from testbed.core.atomic import atomic_write_json
 from testbed.core.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, Limits
 from testbed.core.errors import TestbedError
 
@@ -129,9 +130,9 @@ def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy:
             backend=backend, host=host, port=port, state_dir=app.home, detach=True
         )
         app.home.mkdir(parents=True, exist_ok=True)
-        tmp = app.gateway_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": gateway.pid, "url": gateway.url, "backend": backend}))
-        os.replace(tmp, app.gateway_file)
+        atomic_write_json(
+            app.gateway_file, {"pid": gateway.pid, "url": gateway.url, "backend": backend}
+        )
         app.gateway_url_option = gateway.url
         deployed = [] if no_deploy else _deploy_stack(app, stack_path)
     click.echo(f"gateway: {gateway.url} (backend {backend}, pid {gateway.pid})")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from testbed.core.atomic import atomic_path
 from testbed.core.errors import ConfigError
 
 __all__ = ["trace"]
@@ -255,9 +256,7 @@ def plot(files: tuple[Path, ...], output: Path, n_functions: int) -> None:
         xlabel="mean invocations / min",
         ylabel="share of functions",
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(output)
     click.echo(f"wrote {output}")

@@ -77,7 +77,7 @@ class WorkflowCatalog:
 
 
 def default_workflows_dir() -> Path:
-    """The workflows shipped in ``functions/workflows`` (located without importing ``functions``)."""
+    """The workflows shipped in ``functions/workflows`` (found without importing ``functions``)."""
     import importlib.util
 
     spec = importlib.util.find_spec("functions")

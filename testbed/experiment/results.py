@@ -22,7 +22,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from testbed.core.atomic import atomic_write_text
 from testbed.core.errors import ConfigError
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
     "RunData",
     "RunWriter",
     "TimelineWriter",
-    "atomic_write_text",
     "find_runs",
     "load_run",
     "read_meta",
@@ -73,22 +72,6 @@ _REQUIRED = {
 }
 _DEFAULTS: dict[str, Any] = {"i": 0, "f": float("nan"), "s": "", "b": False}
 _TRUE = {"1", "true", "yes", "t", "y"}
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_csv(

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from testbed.core.atomic import atomic_write_json, atomic_write_text
 from testbed.core.errors import ConfigError, TestbedError
 from testbed.experiment.facts import machine_facts, package_versions
 from testbed.experiment.results import (
@@ -43,7 +44,6 @@ from testbed.experiment.results import (
     TIMELINE_FILE,
     RunWriter,
     TimelineWriter,
-    atomic_write_text,
 )
 from testbed.experiment.sampler import TimelineSampler
 from testbed.experiment.spec import ExperimentSpec, PolicySpec
@@ -199,7 +199,6 @@ def _replay_child(
     Output goes to ``loadgen.log``; progress is published in a small JSON file that the
     parent polls (no pipes or queues shared with gevent's patched threads).
     """
-    import json
     import os
     import sys
 
@@ -223,9 +222,7 @@ def _replay_child(
 
     def report(p: Any) -> None:
         data = [p.elapsed_s, p.dispatched, p.completed, p.errors, p.p95_latency_s]
-        tmp = out / f"{PROGRESS_FILE}.tmp"
-        tmp.write_text(json.dumps([None if x != x else x for x in data]))
-        os.replace(tmp, out / PROGRESS_FILE)
+        atomic_write_json(out / PROGRESS_FILE, [None if x != x else x for x in data], indent=None)
 
     replay(
         the_plan,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import os
 import secrets
 from pathlib import Path
+
+from testbed.core.atomic import atomic_write_text
 
 __all__ = ["ADMIN_USER", "check_basic_auth", "ensure_password", "read_password"]
 
@@ -35,11 +36,7 @@ def ensure_password(home: Path) -> str:
     home.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(24)
     path = home / PASSWORD_FILE
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(password + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, password + "\n", mode=0o600)
     return password
 
 

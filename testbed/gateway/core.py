@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from testbed.core.atomic import atomic_write_json
 from testbed.core.config import GatewayConfig, Limits
 from testbed.core.errors import (
     ConfigError,
@@ -89,10 +89,7 @@ class Gateway:
             name: {"spec": spec_to_json(pool.spec), "target": pool.target}
             for name, pool in self.pools.items()
         }
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.state_path)
+        atomic_write_json(self.state_path, state, indent=None)
 
     async def restore(self) -> int:
         """After a crash: restore the functions recorded, re-adopt their live replicas.

@@ -21,20 +21,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from testbed.core.prices import (
+    CPU_USD_PER_CORE_S,
+    LAMBDA_USD_PER_GB_S,
+    LAMBDA_USD_PER_REQUEST,
+    MEMORY_USD_PER_GIB_S,
+)
+
 __all__ = [
-    "DECOUPLED_CPU_USD_PER_CORE_S",
-    "DECOUPLED_MEM_USD_PER_GIB_S",
-    "LAMBDA_USD_PER_GB_S",
-    "LAMBDA_USD_PER_REQUEST",
     "CostBreakdown",
     "compute_cost",
     "timeline_intervals",
 ]
-
-DECOUPLED_CPU_USD_PER_CORE_S = 0.000024
-DECOUPLED_MEM_USD_PER_GIB_S = 0.0000025
-LAMBDA_USD_PER_GB_S = 0.0000166667
-LAMBDA_USD_PER_REQUEST = 0.20 / 1_000_000
 
 
 @dataclass(frozen=True)
@@ -60,11 +58,11 @@ class CostBreakdown:
 
     @property
     def decoupled_cpu_usd(self) -> float:
-        return self.cpu_core_s * DECOUPLED_CPU_USD_PER_CORE_S
+        return self.cpu_core_s * CPU_USD_PER_CORE_S
 
     @property
     def decoupled_memory_usd(self) -> float:
-        return self.memory_gib_s * DECOUPLED_MEM_USD_PER_GIB_S
+        return self.memory_gib_s * MEMORY_USD_PER_GIB_S
 
     @property
     def decoupled_usd(self) -> float:
@@ -75,8 +73,8 @@ class CostBreakdown:
     def decoupled_idle_usd(self) -> float:
         """The decoupled cost of idle ready replicas (part of :attr:`decoupled_usd`)."""
         return (
-            self.idle_cpu_core_s * DECOUPLED_CPU_USD_PER_CORE_S
-            + self.idle_memory_gib_s * DECOUPLED_MEM_USD_PER_GIB_S
+            self.idle_cpu_core_s * CPU_USD_PER_CORE_S
+            + self.idle_memory_gib_s * MEMORY_USD_PER_GIB_S
         )
 
     @property

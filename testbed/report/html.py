@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.experiment.results import RunData, atomic_write_text, find_runs, load_run
+from testbed.core.atomic import atomic_path, atomic_write_text
+from testbed.experiment.results import RunData, find_runs, load_run
 from testbed.report import plots
 from testbed.report.compare import Comparison, compare_runs
 from testbed.report.metrics import compute_metrics
@@ -186,9 +187,8 @@ def write_report(
     for slug, caption in FIGURES:
         data = plots.figure_png(figures[slug])
         png_path = out_html.with_name(f"{out_html.stem}-{slug}.png")
-        tmp = png_path.with_name(f".{png_path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(png_path)
+        with atomic_path(png_path) as tmp:
+            tmp.write_bytes(data)
         pngs.append(png_path)
         encoded = base64.b64encode(data).decode("ascii")
         sections.append(

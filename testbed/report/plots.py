@@ -13,13 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from testbed.core.prices import CPU_USD_PER_CORE_S, MEMORY_USD_PER_GIB_S
 from testbed.experiment.results import RunData
 from testbed.report.compare import Comparison
-from testbed.report.cost import (
-    DECOUPLED_CPU_USD_PER_CORE_S,
-    DECOUPLED_MEM_USD_PER_GIB_S,
-    CostBreakdown,
-)
+from testbed.report.cost import CostBreakdown
 from testbed.report.metrics import demand_vs_replicas, measured_requests, violations_over_time
 
 if TYPE_CHECKING:
@@ -152,7 +149,7 @@ def cost_breakdown(comp: Comparison) -> Figure:
     def mean_of(label: str, fn: Callable[[CostBreakdown], float]) -> float:
         return float(np.mean([fn(r.cost) for r in comp.get(label).runs])) * 1e6
 
-    cpu_price, mem_price = DECOUPLED_CPU_USD_PER_CORE_S, DECOUPLED_MEM_USD_PER_GIB_S
+    cpu_price, mem_price = CPU_USD_PER_CORE_S, MEMORY_USD_PER_GIB_S
     idle_cpu = [mean_of(x, lambda c: c.idle_cpu_core_s * cpu_price) for x in labels]
     busy_cpu = [
         mean_of(x, lambda c: (c.cpu_core_s - c.idle_cpu_core_s) * cpu_price) for x in labels

@@ -8,15 +8,13 @@ clock. Like ``testbed/experiment``, it is a composition root, so it may import `
 
 from __future__ import annotations
 
-import json
-import os
 import platform as pyplatform
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from testbed.core.atomic import atomic_write_json
 from testbed.core.errors import ConfigError
 from testbed.core.platform import FunctionSpec
 from testbed.sim.platform import SimPlatform, SimResults
@@ -41,19 +39,6 @@ def _specs(
             else:
                 names[name] = None
     return [FunctionSpec(name=n) for n in names]
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_experiment(
@@ -153,7 +138,7 @@ def run_experiment(
         if not (out / "decisions.jsonl").exists():
             (out / "decisions.jsonl").write_text("")
         if meta is not None:
-            _write_json(
+            atomic_write_json(
                 out / "meta.json",
                 {
                     **dict(meta),

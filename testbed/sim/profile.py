@@ -30,13 +30,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.core.atomic import atomic_write_json
 from testbed.core.errors import ConfigError
 from testbed.sim.distributions import Distribution
 
@@ -282,14 +281,5 @@ def load_profile(path: str | Path | None = None) -> Profile:
 def save_profile(profile: Profile, path: str | Path) -> Path:
     """Write ``profile`` as JSON atomically (temp file + rename). Returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(profile.to_json(), fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, profile.to_json(), indent=1)
     return path

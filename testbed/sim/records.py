@@ -7,12 +7,11 @@ row) so a million-request day fits in tens of megabytes; strings are interned as
 
 from __future__ import annotations
 
-import os
-import tempfile
 from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from testbed.core.atomic import atomic_path
 from testbed.core.schema import REQUESTS_COLUMNS, STAGES_COLUMNS
 from testbed.core.schema import TIMELINE_COLUMNS as _TIMELINE
 
@@ -240,17 +239,10 @@ class Recorder:
 def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` as CSV (no index, booleans as 0/1) through a temp file and ``os.replace``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     frame = frame.copy()
     for column in frame.columns:
         if frame[column].dtype == bool:
             frame[column] = frame[column].astype(int)
-    try:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from testbed.core.atomic import atomic_write_json
 from testbed.core.config import Limits, aquatope_home
 from testbed.core.errors import DeployError
 from testbed.core.platform import FunctionSpec
@@ -82,10 +83,7 @@ class LocalRuntime(ReplicaRuntime):
         return self.cgroups is not None
 
     def _record(self) -> None:
-        path = _pids_file(self.state_dir)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._recorded))
-        os.replace(tmp, path)
+        atomic_write_json(_pids_file(self.state_dir), self._recorded, indent=None)
 
     async def start_replica(
         self, spec: FunctionSpec, replica_id: str, limits: Limits
