@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.core.platform import Workflow
+from testbed.core.platform import Stage, Workflow
 from testbed.runner.handler import Event, HandlerResponse, call_handler, load_handler
 
 __all__ = ["FUNCTIONS_DIR", "StageFailed", "WorkflowRun", "call", "load_handlers", "run_workflow"]
@@ -58,8 +58,20 @@ class WorkflowRun:
     stage_s: Mapping[str, float]
 
 
-def run_workflow(workflow: Workflow, handlers: Mapping[str, Handler], body: bytes) -> WorkflowRun:
-    """Run ``workflow`` on ``body`` with the gateway's data-passing rules.
+def run_workflow(
+    workflow: Workflow,
+    handlers: Mapping[str, Handler],
+    body: bytes,
+    *,
+    on_stage_input: Callable[[Stage, bytes], None] | None = None,
+) -> WorkflowRun:
+    """Run ``workflow`` on ``body`` with the data-passing rule of ``Workflow.stage_input``.
+
+    Args:
+        workflow: the DAG to run.
+        handlers: a loaded handler per function of the workflow.
+        body: the invocation's request body.
+        on_stage_input: called with each stage and the body it receives, before it runs.
 
     Raises:
         StageFailed: a stage answered with a non-2xx status.
@@ -67,19 +79,13 @@ def run_workflow(workflow: Workflow, handlers: Mapping[str, Handler], body: byte
     outputs: dict[str, bytes] = {}
     stage_s: dict[str, float] = {}
     for stage in workflow.topological_order():
-        if not stage.after:
-            stage_body = body
-        elif len(stage.after) == 1:
-            stage_body = outputs[stage.after[0]]
-        else:
-            stage_body = json.dumps({dep: json.loads(outputs[dep]) for dep in stage.after}).encode()
+        stage_body = workflow.stage_input(stage, body, outputs)
+        if on_stage_input is not None:
+            on_stage_input(stage, stage_body)
         started = time.perf_counter()
         response = call(handlers[stage.function], stage_body)
         stage_s[stage.name] = time.perf_counter() - started
         if not 200 <= response.status_code < 300:
             raise StageFailed(stage.name, response)
         outputs[stage.name] = response.body
-    sinks = workflow.sinks
-    if len(sinks) == 1:
-        return WorkflowRun(json.loads(outputs[sinks[0]]), stage_s)
-    return WorkflowRun({s: json.loads(outputs[s]) for s in sinks}, stage_s)
+    return WorkflowRun(workflow.result(outputs), stage_s)

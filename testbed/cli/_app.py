@@ -14,6 +14,7 @@ from testbed.core.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, aquatope_hom
 
 if TYPE_CHECKING:
     from testbed.backends.openfaas import OpenFaaSPlatform
+    from testbed.core.platform import Platform
 
 __all__ = ["App", "pass_app"]
 
@@ -70,6 +71,18 @@ class App:
         from testbed.backends.openfaas import OpenFaaSPlatform
 
         return OpenFaaSPlatform(self.gateway_url, password=self.password())
+
+    def open_platform(self, backend: str, **options: Any) -> Platform:
+        """A platform from the one factory (``testbed.connect``), closed with the command.
+
+        The platform is registered on the current click context, so an error or Ctrl-C
+        tears it down (and, for ``local``/``docker``, its private gateway and replicas).
+        """
+        from testbed.backends import connect
+
+        platform = connect(backend, **options)
+        click.get_current_context().call_on_close(platform.close)
+        return platform
 
 
 pass_app = click.make_pass_decorator(App)

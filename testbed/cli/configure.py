@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from testbed.cli._app import App, pass_app
 from testbed.core.atomic import atomic_write_json
 from testbed.core.errors import TestbedError
+from testbed.core.platform import QoS, Workflow
+
+if TYPE_CHECKING:
+    from scheduler.configure.evaluate import Evaluator
+    from scheduler.configure.space import SearchSpace
 
 __all__ = ["configure"]
 
@@ -102,21 +108,22 @@ def configure(
     from scheduler.configure import QoSUnreachable, make_configurator, qos_constraint, run_search
 
     console = Console()
-    closers: list[Any] = []
     try:
-        evaluator, space, workflow, qos_target, closers = _setup(
+        target = _sizing_target(
             app,
             workflow_name,
             backend,
-            qos_s,
-            rate_rps,
-            requests,
-            replicas,
-            machine_cores,
-            stack_path,
-            workflows_dir,
-            seed,
+            qos_s=qos_s,
+            rate_rps=rate_rps,
+            requests=requests,
+            replicas=replicas,
+            machine_cores=machine_cores,
+            stack_path=stack_path,
+            workflows_dir=workflows_dir,
+            seed=seed,
         )
+        workflow, space, evaluator = target.workflow, target.space, target.evaluator
+        qos_target = workflow.qos.target_s
         constraints = [qos_constraint(qos_target, workflow.qos.percentile)]
         configurator = make_configurator(method, space, constraints, seed=seed, workflow=workflow)
         console.print(
@@ -127,13 +134,8 @@ def configure(
         result = _run_with_progress(
             console, run_search, configurator, evaluator, space, constraints, budget
         )
-    except QoSUnreachable as exc:
+    except (QoSUnreachable, TestbedError) as exc:
         raise click.ClickException(str(exc)) from None
-    except TestbedError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        for close in closers:
-            close()
     _print_result(console, result, qos_target)
     if out_path:
         atomic_write_json(Path(out_path), _result_json(result, workflow.name, method, qos_target))
@@ -144,10 +146,20 @@ def configure(
         )
 
 
-def _setup(
+@dataclass(frozen=True)
+class SizingTarget:
+    """What ``configure`` sizes: the workflow (its QoS final), the search space, the evaluator."""
+
+    workflow: Workflow
+    space: SearchSpace
+    evaluator: Evaluator
+
+
+def _sizing_target(
     app: App,
     workflow_name: str,
     backend: str,
+    *,
     qos_s: float | None,
     rate_rps: float,
     requests: int,
@@ -156,14 +168,11 @@ def _setup(
     stack_path: str,
     workflows_dir: str | None,
     seed: int,
-) -> tuple[Any, Any, Any, float, list[Any]]:
-    from dataclasses import replace
-
+) -> SizingTarget:
+    """Build the evaluator for ``backend``; a platform it opens closes with the command."""
     from scheduler.configure.evaluate import LiveEvaluator, ProblemEvaluator, SimEvaluator
     from scheduler.configure.space import SearchSpace
-    from testbed.core.platform import QoS
 
-    cores = machine_cores if machine_cores is not None else float(os.cpu_count() or 1)
     if backend == "synthetic":
         from scheduler.problems import problem_by_name
 
@@ -173,13 +182,8 @@ def _setup(
             raise click.BadParameter(str(exc.args[0]), param_hint="'--workflow'") from None
         if qos_s is not None:
             problem = replace(problem, qos_target_s=qos_s, _cache={})
-        workflow = problem.workflow()
-        return (
-            ProblemEvaluator(problem, seed=seed),
-            problem.space(),
-            workflow,
-            problem.qos_target_s,
-            [],
+        return SizingTarget(
+            problem.workflow(), problem.space(), ProblemEvaluator(problem, seed=seed)
         )
 
     from testbed.core.stack import load_stack
@@ -191,15 +195,21 @@ def _setup(
         workflow = replace(workflow, qos=QoS(target_s=qos_s, percentile=workflow.qos.percentile))
     stack = load_stack(stack_path)
     specs = [stack[f] for f in workflow.functions]
+    cores = machine_cores if machine_cores is not None else float(os.cpu_count() or 1)
     need = {s.name: s.requests.memory_mb or 128 for s in specs}
     space = SearchSpace.for_functions(workflow.functions, machine_cores=cores, memory_need_mb=need)
-    from testbed.backends import connect
-
     if backend == "sim":
-        platform: Any = connect("sim", seed=seed, workflows=catalog)
-        for spec in specs:
-            platform.deploy(spec)
-        evaluator: Any = SimEvaluator(
+        platform = app.open_platform("sim", seed=seed, workflows=catalog)
+    else:
+        options: dict[str, Any] = {"state_dir": str(app.home)}
+        if workflows_dir:
+            options["workflows_dir"] = workflows_dir
+        platform = app.open_platform(backend, **options)
+    for spec in specs:
+        platform.deploy(spec)
+    evaluator: Evaluator
+    if backend == "sim":
+        evaluator = SimEvaluator(
             platform,
             workflow,
             rate_rps=rate_rps,
@@ -207,34 +217,24 @@ def _setup(
             replicas=replicas,
             seed=seed,
         )
-        return evaluator, space, workflow, workflow.qos.target_s, [platform.close]
-    options: dict[str, Any] = {"state_dir": str(app.home)}
-    if workflows_dir:
-        options["workflows_dir"] = workflows_dir
-    platform = connect("local", **options)
-    try:
-        for spec in specs:
-            platform.deploy(spec)
+    else:
         from functions.workloads import make_payload
 
         try:
             payload = make_payload(workflow.name, random.Random(seed))
         except KeyError:
             payload = b""
-    except BaseException:
-        platform.close()
-        raise
-    evaluator = LiveEvaluator(
-        platform,
-        workflow,
-        rate_rps=rate_rps,
-        requests=requests,
-        replicas=replicas,
-        payload=payload,
-        seed=seed,
-        name="local",
-    )
-    return evaluator, space, workflow, workflow.qos.target_s, [platform.close]
+        evaluator = LiveEvaluator(
+            platform,
+            workflow,
+            rate_rps=rate_rps,
+            requests=requests,
+            replicas=replicas,
+            payload=payload,
+            seed=seed,
+            name=backend,
+        )
+    return SizingTarget(workflow, space, evaluator)
 
 
 def _run_with_progress(

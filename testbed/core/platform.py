@@ -28,6 +28,7 @@ __all__ = [
     "Stage",
     "Workflow",
     "WorkflowMix",
+    "decode_output",
 ]
 
 ReplicaState = Literal["starting", "ready", "stopping", "failed", "oom-killed"]
@@ -320,6 +321,44 @@ class Workflow:
     @property
     def sinks(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.stages if not self.successors(s.name))
+
+    def stage_input(self, stage: Stage, body: bytes, outputs: Mapping[str, bytes]) -> bytes:
+        """What ``stage`` receives: the one rule every platform and in-process runner uses.
+
+        Args:
+            stage: a stage of this workflow.
+            body: the invocation's request body.
+            outputs: raw outputs of the stages that already ran, by stage name.
+
+        Returns:
+            ``body`` for a root stage, the predecessor's output for a stage with one, and a
+            JSON object ``{predecessor: output}`` for a join (outputs decoded as JSON, or kept
+            as text when they are not JSON).
+        """
+        if not stage.after:
+            return body
+        if len(stage.after) == 1:
+            return outputs[stage.after[0]]
+        import json
+
+        return json.dumps({dep: decode_output(outputs[dep]) for dep in stage.after}).encode()
+
+    def result(self, outputs: Mapping[str, bytes]) -> object:
+        """The workflow's output: its single sink's output, or ``{sink name: output}``."""
+        sinks = self.sinks
+        if len(sinks) == 1:
+            return decode_output(outputs[sinks[0]])
+        return {s: decode_output(outputs[s]) for s in sinks}
+
+
+def decode_output(raw: bytes) -> object:
+    """A stage's raw output as JSON, or as text when it is not JSON."""
+    import json
+
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw.decode(errors="replace")
 
 
 @dataclass(frozen=True)

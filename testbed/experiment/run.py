@@ -120,8 +120,8 @@ def prepare(spec: ExperimentSpec) -> Prepared:
         for name in mix.weights:
             workflows[name] = catalog.get(name)
     needed = list(dict.fromkeys(f for wf in workflows.values() for f in wf.functions))
-    if spec.backend == "sim":
-        return Prepared(spec, workflows, (), catalog)
+    if spec.backend == "sim" and not spec.stack.is_file():
+        return Prepared(spec, workflows, (), catalog)  # default specs per simulated function
     stack = load_stack(spec.stack)
     missing = [f for f in needed if f not in stack.functions]
     if missing:
@@ -159,10 +159,12 @@ def _clean_deploy(platform: Platform, specs: tuple[FunctionSpec, ...]) -> None:
 
 
 def _gateway_url(platform: Platform) -> str:
-    url = getattr(platform, "url", None) or getattr(platform, "base_url", None)
-    if not url:
-        raise RunError(f"{type(platform).__name__} exposes no gateway URL for the load generator")
-    return str(url).rstrip("/")
+    """The HTTP gateway the load generator sends to: live platforms are gateway clients."""
+    from testbed.backends.openfaas import OpenFaaSPlatform
+
+    if not isinstance(platform, OpenFaaSPlatform):
+        raise RunError(f"{type(platform).__name__} is not an HTTP gateway the load can target")
+    return platform.url
 
 
 def _die_with_parent() -> None:
@@ -380,22 +382,34 @@ def _run_live(
 
 
 def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: RunWriter) -> int:
-    """One simulated run, delegated to the simulator's whole-run helper."""
-    try:
-        from testbed.sim.experiment import run_sim  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError("backend 'sim' is not available in this build yet") from None
-    result = run_sim(
-        spec=prep.spec,
-        policy=pol,
-        seed=seed,
-        trace=trace,
-        workflows=prep.workflows,
-        results_dir=writer.path,
+    """One simulated run into ``writer.path``; returns the number of requests recorded."""
+    from scheduler.registry import create_policy
+    from testbed.experiment.simulate import build_sim, default_specs, sim_facts, simulate
+
+    spec = prep.spec
+    sim = build_sim(spec.backend_options, seed=seed, workflows=prep.catalog)
+    specs = prep.function_specs or tuple(default_specs(sim, trace.arrivals_s))
+    for function in specs:
+        sim.deploy(function)
+    started = time.perf_counter()
+    results = simulate(
+        sim,
+        trace,
+        create_policy(pol.name, pol.params),
+        tick_s=spec.tick_s,
+        until_s=spec.duration_s or None,
+        decisions_path=writer.path / DECISIONS_FILE,
+        policy_name=pol.label,
     )
-    meta = dict(result) if isinstance(result, Mapping) else {}
-    writer.write_meta(**meta)
-    return int(meta.get("requests", 0))
+    results.write(writer.path)
+    requests = len(results.requests)
+    writer.write_meta(
+        t0=0.0,
+        clock="simulated",
+        requests=requests,
+        sim={**sim_facts(sim, results, wall_s=time.perf_counter() - started), "seed": seed},
+    )
+    return requests
 
 
 def run_experiment(

@@ -329,14 +329,7 @@ class Gateway:
             try:
                 if failed:
                     return
-                if not stage.after:
-                    payload = body
-                elif len(stage.after) == 1:
-                    payload = outputs[stage.after[0]]
-                else:
-                    payload = json.dumps(
-                        {dep: _as_json(outputs[dep]) for dep in stage.after}
-                    ).encode()
+                payload = workflow.stage_input(stage, body, outputs)
                 result = await self.call(stage.function, payload)
                 results[stage.name] = result
                 outputs[stage.name] = result.body
@@ -378,12 +371,7 @@ class Gateway:
             )
         else:
             status = 200
-            sinks = workflow.sinks
-            response["output"] = (
-                _as_json(outputs[sinks[0]])
-                if len(sinks) == 1
-                else {s: _as_json(outputs[s]) for s in sinks}
-            )
+            response["output"] = workflow.result(outputs)
         key = (name, status)
         self.workflow_counts[key] = self.workflow_counts.get(key, 0) + 1
         return status, response
@@ -416,13 +404,6 @@ def spec_from_json(data: Mapping[str, Any]) -> FunctionSpec:
         requests=Limits.from_openfaas(data.get("requests") or None),
         max_inflight=int(data.get("max_inflight", 1)),
     )
-
-
-def _as_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return raw.decode(errors="replace")
 
 
 def _error_body(message: str) -> bytes:

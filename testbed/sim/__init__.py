@@ -3,7 +3,7 @@
 It is calibrated from profiles measured on a real backend (``aquatope profile``) and runs
 day-long traces in seconds, in simulated time, with the same policies and daemon as live runs::
 
-    from testbed.sim import SimPlatform, run_experiment
+    from testbed.sim import SimPlatform
     sim = SimPlatform(seed=1, workflows=load_workflows())   # shipped reference profile
     sim.deploy(spec); sim.run_trace({"ml-pipeline": times}, until_s=600, on_tick=daemon_tick)
 
@@ -23,7 +23,6 @@ __all__ = [
     "SimResults",
     "default_profile_path",
     "load_profile",
-    "run_experiment",
     "save_profile",
 ]
 
@@ -37,12 +36,10 @@ _LAZY = {
     "SimClock": "testbed.sim.platform",
     "SimPlatform": "testbed.sim.platform",
     "SimResults": "testbed.sim.platform",
-    "run_experiment": "testbed.sim.experiment",
 }
 
 if TYPE_CHECKING:
     from testbed.sim.distributions import Distribution
-    from testbed.sim.experiment import run_experiment
     from testbed.sim.platform import SimClock, SimPlatform, SimResults
     from testbed.sim.profile import (
         FunctionProfile,

@@ -745,7 +745,7 @@ class Engine:
 
     def scale(self, name: str, replicas: int) -> None:
         fn = self._fn(name)
-        fn.target = int(replicas)
+        fn.target = fn.spec.scale_bounds.clamp(int(replicas))  # as the gateway's pool does
         self._reconcile(fn)
 
     def set_limits(self, name: str, limits: Limits) -> None:

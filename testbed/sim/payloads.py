@@ -7,7 +7,6 @@ payloads from ``functions.workloads``, with the gateway's data-passing rules.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable
 from typing import Any
@@ -18,20 +17,16 @@ __all__ = ["function_payloads"]
 
 
 def _stage_inputs(workflow: Workflow, handlers: dict[str, Any], body: bytes) -> dict[str, bytes]:
-    from functions.inprocess import call
+    """The body each function of ``workflow`` receives (its first stage's) for one invocation."""
+    from functions.inprocess import run_workflow
 
-    outputs: dict[str, bytes] = {}
     inputs: dict[str, bytes] = {}
-    for stage in workflow.topological_order():
-        if not stage.after:
-            stage_body = body
-        elif len(stage.after) == 1:
-            stage_body = outputs[stage.after[0]]
-        else:
-            stage_body = json.dumps({d: json.loads(outputs[d]) for d in stage.after}).encode()
-        inputs.setdefault(stage.function, stage_body)
-        response = call(handlers[stage.function], stage_body)
-        outputs[stage.name] = response.body
+    run_workflow(
+        workflow,
+        handlers,
+        body,
+        on_stage_input=lambda stage, stage_body: inputs.setdefault(stage.function, stage_body),
+    )
     return inputs
 
 

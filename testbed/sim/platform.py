@@ -252,6 +252,7 @@ class SimPlatform:
         """Run until no call is queued or running (at most ``max_s``, default the timeout)."""
         engine = self._engine
         limit = engine.now + (max_s if max_s is not None else engine.invoke_timeout_s * 2)
+        engine.run_until(engine.now)  # requests submitted for now arrive first
         while engine.busy():
             t = engine.next_event_s()
             if t > limit or math.isinf(t):
@@ -331,7 +332,7 @@ class SimPlatform:
         """Set the target replicas; extra replicas go starting/idle first, busy ones drain."""
         self._check_open()
         if replicas < 0:
-            raise DeployError(f"{name}: replicas must be >= 0, got {replicas}")
+            raise ConfigError(f"{name}: replicas must be >= 0, got {replicas}")
         self._engine.scale(name, replicas)
 
     def set_limits(self, name: str, limits: Limits) -> None:

@@ -1,11 +1,17 @@
 """The Platform contract: every backend behaves the same for the calls the scheduler makes.
 
-Parametrised over backends; the docker case is marked ``docker`` (CI starts the engine).
+Parametrised over backends: the live gateway with process replicas (``local``) and with
+containers (``docker``, marked ``docker``; CI starts the engine), and the simulator (``sim``),
+which every scheduling figure relies on. Time passes on its own for live backends; the
+simulator's clock is advanced by the harness instead. One semantic differs on purpose: the
+simulator runs no handler code, so response bodies are simulated (checked only live).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,27 +20,85 @@ from testbed.backends import connect
 from testbed.core.config import Limits
 from testbed.core.errors import ConfigError, FunctionNotFound
 from testbed.core.platform import FunctionSpec, Platform
+from testbed.sim.distributions import Distribution
+from testbed.sim.platform import SimPlatform
 from tests.helpers import wait_until
+from tests.sim.sim_helpers import make_profile
 
 BACKENDS = [
     pytest.param("local", id="local"),
     pytest.param("docker", id="docker", marks=[pytest.mark.docker, pytest.mark.slow]),
+    pytest.param("sim", id="sim"),
 ]
+FUNCTION = "contract-echo"
+
+
+@dataclass
+class Harness:
+    """A platform plus how time passes on it and how simultaneous requests are sent."""
+
+    platform: Platform
+    runs_code: bool
+
+    def settle(self, predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
+        """Let time pass until ``predicate()`` holds (simulated time on the simulator)."""
+        if isinstance(self.platform, SimPlatform):
+            sim = self.platform
+            deadline = sim.now + timeout_s
+            while not predicate():
+                assert sim.now < deadline, "condition not reached in simulated time"
+                sim.run_until(sim.now + 0.05)
+            return
+        wait_until(predicate, timeout_s=timeout_s)
+
+    def burst(self, name: str, n: int) -> None:
+        """``n`` requests to ``name`` that arrive together; returns when all are answered."""
+        if isinstance(self.platform, SimPlatform):
+            sim = self.platform
+            for _ in range(n):
+                sim.submit(name, at_s=sim.now)
+            sim.drain()
+            return
+        barrier = threading.Barrier(n)
+        answers: list[bool] = []
+
+        def send() -> None:
+            barrier.wait()
+            answers.append(self.platform.invoke(name, b"burst").ok)
+
+        threads = [threading.Thread(target=send) for _ in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert answers == [True] * n
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def platform(
+def harness(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Platform]:
+) -> Iterator[Harness]:
+    if request.param == "sim":
+        profile = make_profile(
+            [FUNCTION], service=Distribution.constant(0.01), cold=Distribution.constant(0.4)
+        )
+        with SimPlatform(profile, seed=0, workflows=()) as sim:
+            yield Harness(sim, runs_code=False)
+        return
     home = tmp_path_factory.mktemp(f"contract-{request.param}")
     with connect(request.param, state_dir=home) as p:
-        yield p
+        yield Harness(p, runs_code=True)
+
+
+@pytest.fixture(scope="module")
+def platform(harness: Harness) -> Platform:
+    return harness.platform
 
 
 @pytest.fixture(scope="module")
 def echo_spec(handler_dirs: dict[str, Path]) -> FunctionSpec:
     return FunctionSpec(
-        name="contract-echo",
+        name=FUNCTION,
         image="aquatope/contract-echo:latest",
         handler=str(handler_dirs["echo"]),
         labels={"com.openfaas.scale.min": "0", "com.openfaas.scale.max": "3"},
@@ -52,23 +116,41 @@ def test_deploy_list_status(platform: Platform, echo_spec: FunctionSpec) -> None
     assert status.spec.scale_bounds.max == 3
 
 
-def test_invoke_cold_then_warm(platform: Platform, echo_spec: FunctionSpec) -> None:
+def test_invoke_cold_then_warm(
+    harness: Harness, platform: Platform, echo_spec: FunctionSpec
+) -> None:
     platform.scale(echo_spec.name, replicas=0)
-    wait_until(lambda: not platform.status(echo_spec.name).replicas, timeout_s=30)
+    harness.settle(lambda: not platform.status(echo_spec.name).replicas, timeout_s=30)
     first = platform.invoke(echo_spec.name, b"ping")
     assert first.ok and first.cold_start
-    assert first.json()["body"] == "ping"  # type: ignore[index]
+    if harness.runs_code:
+        assert first.json()["body"] == "ping"  # type: ignore[index]
     second = platform.invoke(echo_spec.name, b"pong")
     assert second.ok and not second.cold_start
 
 
-def test_scale_up_down_and_clamp(platform: Platform, echo_spec: FunctionSpec) -> None:
+def test_burst_from_zero_counts_every_request_cold(
+    harness: Harness, platform: Platform, echo_spec: FunctionSpec
+) -> None:
+    """A request is cold when it arrives with no ready replica, even while one is starting."""
+    platform.scale(echo_spec.name, replicas=0)
+    harness.settle(lambda: not platform.status(echo_spec.name).replicas, timeout_s=30)
+    before = platform.metrics().functions[echo_spec.name].cold_starts
+    harness.burst(echo_spec.name, 4)
+    after = platform.metrics().functions[echo_spec.name]
+    assert after.cold_starts - before == 4
+    assert after.replicas_ready >= 1
+
+
+def test_scale_up_down_and_clamp(
+    harness: Harness, platform: Platform, echo_spec: FunctionSpec
+) -> None:
     platform.scale(echo_spec.name, replicas=2)
-    wait_until(lambda: platform.status(echo_spec.name).replicas_ready == 2, timeout_s=60)
+    harness.settle(lambda: platform.status(echo_spec.name).replicas_ready == 2, timeout_s=60)
     platform.scale(echo_spec.name, replicas=10)
     assert platform.status(echo_spec.name).target_replicas == 3
     platform.scale(echo_spec.name, replicas=1)
-    wait_until(lambda: platform.status(echo_spec.name).replicas_ready == 1, timeout_s=30)
+    harness.settle(lambda: platform.status(echo_spec.name).replicas_ready == 1, timeout_s=30)
 
 
 def test_set_limits_live(platform: Platform, echo_spec: FunctionSpec) -> None:

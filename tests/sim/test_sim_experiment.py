@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from scheduler.policies.keepalive import KeepAlivePolicy
 from testbed.core.workflows import load_workflows
 from testbed.experiment.results import REQUESTS_COLUMNS, STAGES_COLUMNS, TIMELINE_COLUMNS
+from testbed.experiment.simulate import run_simulation
 from testbed.sim.distributions import Distribution
-from testbed.sim.experiment import run_experiment
 from tests.sim.sim_helpers import make_profile
 
 
@@ -22,7 +22,7 @@ def test_keepalive_daemon_in_sim_time(tmp_path: Path) -> None:
     profile = make_profile(
         ["f"], service=Distribution.constant(0.2), cold=Distribution.constant(1.0)
     )
-    results = run_experiment(
+    results = run_simulation(
         {"profile": profile},
         None,
         {"f": [5.0, 5.5, 30.0]},
@@ -61,7 +61,7 @@ def test_shipped_workflows_and_mix_in_the_sim(tmp_path: Path) -> None:
         "ml-pipeline": np.sort(rng.uniform(0, 120, 60)),
         "social-network": np.sort(rng.uniform(0, 120, 200)),
     }
-    results = run_experiment(
+    results = run_simulation(
         None, load_workflows(), trace, "always-on", tick_s=1.0, seed=3, results_dir=tmp_path
     )
     req = results.requests
