@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-
-import testbed
 
 __all__ = [
     "APP_DIR",
@@ -53,7 +52,10 @@ CMD ["python3", "-m", "testbed.runner", "--handler", "{app_dir}", "--function", 
 
 
 def _package_root() -> Path:
-    return Path(testbed.__file__).resolve().parent
+    """The ``testbed`` package directory (found without importing the package's root)."""
+    spec = importlib.util.find_spec("testbed")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 def _module_path(root: Path, dotted: str) -> Path | None:
