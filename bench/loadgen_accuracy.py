@@ -59,7 +59,7 @@ def _children_cpu_s() -> float:
 def _open_loop(
     url: str, rate: float, seconds: float, out: Path, spin_s: float = 0.0
 ) -> dict[str, Any]:
-    from loadgen import replay_in_child
+    from loadgen import ReplayOptions, replay_in_child
     from loadgen.plan import plan
     from loadgen.trace import Trace
 
@@ -70,8 +70,7 @@ def _open_loop(
         plan(trace, ["function:noop"]),
         url,
         out,
-        late_after_s=LATE_S,
-        spin_s=spin_s,
+        ReplayOptions(late_after_s=LATE_S, spin_s=spin_s),
         wall_timeout_s=seconds * 6,
     )
     cpu_s = _children_cpu_s() - cpu0

@@ -8,6 +8,7 @@ their own.
 from __future__ import annotations
 
 from loadgen.child import replay_in_child
+from loadgen.options import ReplayOptions
 from loadgen.plan import Plan, plan
 from loadgen.run import Progress, ReplayResult, replay, serve_web
 from loadgen.schedule import Schedule, build_schedule, map_functions
@@ -28,6 +29,7 @@ __all__ = [
     "MinuteCounts",
     "Plan",
     "Progress",
+    "ReplayOptions",
     "ReplayResult",
     "Schedule",
     "Trace",

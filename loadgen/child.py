@@ -15,26 +15,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from loadgen.options import DEFAULT_REPLAY_OPTIONS, ReplayOptions
 from loadgen.plan import Plan
 from loadgen.run import ReplayResult
-from loadgen.trace import Trace
 from testbed.core.errors import TestbedError
 
 __all__ = ["replay_in_child"]
 
 
 def replay_in_child(
-    trace: Trace | Plan,
+    plan_: Plan,
     target_url: str,
     results_dir: str | Path,
+    options: ReplayOptions = DEFAULT_REPLAY_OPTIONS,
     *,
     wall_timeout_s: float | None = None,
-    **options: Any,
 ) -> ReplayResult:
-    """:func:`loadgen.replay` in a child process; same arguments except ``on_progress``.
+    """:func:`loadgen.replay` in a child process (progress is not reported across processes).
 
     Args:
-        trace, target_url, results_dir, **options: as for :func:`loadgen.replay`.
+        plan_, target_url, results_dir, options: as for :func:`loadgen.replay`.
         wall_timeout_s: kill the child after this long (default: no limit).
 
     Returns:
@@ -43,12 +43,10 @@ def replay_in_child(
     Raises:
         TestbedError: the child failed (its last stderr lines are in the message).
     """
-    if "on_progress" in options:
-        raise TypeError("on_progress cannot cross processes")
     out = Path(results_dir)
     out.mkdir(parents=True, exist_ok=True)
     args_path = out / ".replay-args.pickle"
-    args_path.write_bytes(pickle.dumps((trace, target_url, str(out), options)))
+    args_path.write_bytes(pickle.dumps((plan_, target_url, str(out), options)))
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "loadgen.child", str(args_path)],
@@ -73,9 +71,9 @@ def _main(argv: list[str]) -> int:
     from loadgen.run import replay
     from testbed.core.errors import ConfigError
 
-    trace, url, out, options = pickle.loads(Path(argv[0]).read_bytes())
+    the_plan, url, out, options = pickle.loads(Path(argv[0]).read_bytes())
     try:
-        replay(trace, url, out, **options)
+        replay(the_plan, url, out, options)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -38,22 +38,25 @@ REQUEST_COLUMNS = tuple(REQUESTS_COLUMNS)
 STAGE_COLUMNS = tuple(STAGES_COLUMNS)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RequestRecord:
     """One request as the sender saw it (times in seconds from ``t0``).
 
-    ``stages`` holds the gateway's stage dicts with Unix times, converted when written.
+    Built when the request is due; the sender fills in ``sent_s``, ``end_s``, ``status``,
+    ``cold_start`` and ``stages`` as the answer comes (NaN and 0 until then: a request never
+    sent keeps ``sent_s`` NaN and status 0). ``stages`` holds the gateway's stage dicts with
+    Unix times, converted when written.
     """
 
     request_id: int
     workflow: str
     kind: str
     intended_s: float
-    sent_s: float
-    end_s: float
-    status: int
-    cold_start: bool
     qos_target_s: float
+    sent_s: float = math.nan
+    end_s: float = math.nan
+    status: int = 0
+    cold_start: bool = False
     error: str = ""
     stages: tuple[dict[str, Any], ...] = ()
 

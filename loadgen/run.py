@@ -13,23 +13,23 @@ import math
 import resource
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from loadgen.options import DEFAULT_REPLAY_OPTIONS, ReplayOptions
 from loadgen.payloads import PayloadPool
-from loadgen.plan import Plan, plan
+from loadgen.plan import Plan
 from loadgen.record import Recorder
 from loadgen.schedule import Schedule
-from loadgen.trace import Trace
 from testbed.core.atomic import atomic_write_json
 from testbed.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from testbed.core.workflows import WorkflowCatalog
+    pass
 
 __all__ = ["Progress", "ReplayResult", "replay", "serve_web"]
 
@@ -177,79 +177,41 @@ def _dispatch(
 
 
 def replay(
-    trace: Trace | Plan,
+    plan_: Plan,
     target_url: str,
     results_dir: str | Path,
+    options: ReplayOptions = DEFAULT_REPLAY_OPTIONS,
     *,
-    workflows: Sequence[str] = (),
-    catalog: WorkflowCatalog | None = None,
-    top: int | None = None,
-    compress: float = 1.0,
-    rate_scale: float = 1.0,
-    duration_s: float | None = None,
-    seed: int = 0,
-    max_in_flight: int = 2000,
-    timeout_s: float = 60.0,
-    drain_s: float | None = None,
-    late_after_s: float = 0.01,
-    start_at_unix_s: float | None = None,
-    flush_every_s: float = 5.0,
-    locust_csv: bool = True,
-    spin_s: float = 0.0,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> ReplayResult:
-    """Replay a trace open-loop against a gateway and write the results directory.
+    """Replay a planned trace open-loop against a gateway and write the results directory.
 
     Requests leave at their intended times whatever the responses do (no coordinated
     omission): a dispatcher greenlet spawns one greenlet per request at its time. Writes
     ``requests.csv`` and ``stages.csv`` (docs/results.md), ``loadgen.json`` (the
-    :class:`ReplayResult`) and, with ``locust_csv``, Locust's ``locust_stats.csv`` etc.
+    :class:`ReplayResult`) and, with ``options.locust_csv``, Locust's ``locust_stats.csv`` etc.
 
     Args:
-        trace: a trace (planned with the arguments below) or a ready :class:`Plan`.
+        plan_: what to send and when (:func:`loadgen.plan.plan` of a trace).
         target_url: gateway base URL, e.g. ``http://127.0.0.1:8080``.
         results_dir: output directory (created).
-        workflows: targets for a trace (workflow, mix or ``function:NAME``).
-        catalog, top, compress, rate_scale, duration_s, seed: see :func:`loadgen.plan.plan`.
-        max_in_flight: cap on concurrent requests (and pooled connections); beyond it
-            requests are dropped and recorded as such.
-        timeout_s: per-request network timeout.
-        drain_s: how long to wait for responses after the last send (default ``timeout_s``).
-        late_after_s: lateness above which a send counts as late.
-        start_at_unix_s: wait until this Unix time and use it as ``t0`` (default: now).
-        flush_every_s: period of partial-file flushes.
-        locust_csv: also write Locust's CSV statistics (``locust_*.csv``).
-        spin_s: busy-wait this long before each send time instead of sleeping (more
-            punctual, costs CPU; 0 sleeps only).
+        options: how to send (:class:`ReplayOptions`).
         on_progress: called about twice a second with a :class:`Progress`.
 
     Returns:
         A :class:`ReplayResult`.
 
     Raises:
-        ConfigError: bad arguments (unknown workflows, bad factors, unwritable directory).
+        ConfigError: an unwritable results directory.
     """
     import gevent
     from gevent.pool import Pool
 
     from loadgen.users import OpenLoopSender
 
-    if isinstance(trace, Plan):
-        plan_ = trace
-    else:
-        plan_ = plan(
-            trace,
-            list(workflows),
-            catalog=catalog,
-            top=top,
-            compress=compress,
-            rate_scale=rate_scale,
-            duration_s=duration_s,
-            seed=seed,
-        )
     schedule = plan_.schedule
-    if max_in_flight < 1 or timeout_s <= 0 or not 0 <= spin_s < 1:
-        raise ConfigError("need max_in_flight >= 1, timeout_s > 0 and 0 <= spin_s < 1")
+    max_in_flight, timeout_s, spin_s = options.max_in_flight, options.timeout_s, options.spin_s
+    late_after_s, drain_s = options.late_after_s, options.drain_s
     out = Path(results_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -258,13 +220,13 @@ def replay(
     _raise_fd_limit(max_in_flight + 256)
 
     env = _environment([])
-    payloads = PayloadPool(schedule.targets, seed=seed)
+    payloads = PayloadPool(schedule.targets, seed=options.seed)
     # everything loaded so far lives for the whole run: keep it out of the collector's
     # full scans, which otherwise stall the dispatcher for milliseconds
     gc.collect()
     gc.freeze()
-    if start_at_unix_s is not None:
-        delay = start_at_unix_s - time.time()
+    if options.start_at_unix_s is not None:
+        delay = options.start_at_unix_s - time.time()
         if delay > 0:
             gevent.sleep(delay)
     t0_unix = time.time()
@@ -280,11 +242,11 @@ def replay(
     )
     pool = Pool(max_in_flight)
     counter = [0]
-    csv_writer = _locust_csv(env, out / "locust") if locust_csv else None
+    csv_writer = _locust_csv(env, out / "locust") if options.locust_csv else None
 
     def flusher() -> None:
         while True:
-            gevent.sleep(flush_every_s)
+            gevent.sleep(options.flush_every_s)
             while recorder.pending:  # small chunks: sending greenlets run in between
                 recorder.flush(max_rows=200)
                 gevent.sleep(0)

@@ -66,7 +66,11 @@ def _send(
 ) -> None:
     """POST one request, timing it ourselves; the request event carries the record."""
     rec = RequestRecord(
-        request_id, name, kind, intended_s, math.nan, math.nan, 0, False, qos_target_s
+        request_id=request_id,
+        workflow=name,
+        kind=kind,
+        intended_s=intended_s,
+        qos_target_s=qos_target_s,
     )
     path = path_for(name, kind)
     try:
@@ -180,15 +184,12 @@ class OpenLoopSender:
         """Record a request that was never sent (e.g. the in-flight cap was reached)."""
         now = self.clock()
         rec = RequestRecord(
-            request_id,
-            name,
-            kind,
-            intended_s,
-            math.nan,
-            now,
-            0,
-            False,
-            qos_target_s,
+            request_id=request_id,
+            workflow=name,
+            kind=kind,
+            intended_s=intended_s,
+            qos_target_s=qos_target_s,
+            end_s=now,
             error=f"dropped: {reason}",
         )
         _fire_failure(self.session, rec, path_for(name, kind))

@@ -259,6 +259,7 @@ def _headless(
     from rich.console import Console
     from rich.live import Live
 
+    from loadgen.options import ReplayOptions
     from loadgen.run import replay
 
     console = Console(stderr=True)
@@ -270,14 +271,14 @@ def _headless(
     )
     with Live(console=console, auto_refresh=False, transient=False) as live:
         try:
+            options = ReplayOptions(
+                seed=seed, max_in_flight=max_in_flight, timeout_s=timeout_s, spin_s=spin_s
+            )
             result = replay(
                 the_plan,
                 url,
                 output,
-                seed=seed,
-                max_in_flight=max_in_flight,
-                timeout_s=timeout_s,
-                spin_s=spin_s,
+                options,
                 on_progress=lambda p: live.update(_render(p), refresh=True),
             )
         except ConfigError as exc:

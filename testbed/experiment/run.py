@@ -99,11 +99,13 @@ def prepare(spec: ExperimentSpec) -> Prepared:
         ConfigError: an unknown workflow/mix, a function missing from the stack, or an
             unknown policy or parameter (naming ``policies.N``).
     """
+    from loadgen.options import ReplayOptions
     from scheduler.registry import create_policy
     from testbed.core.stack import load_stack
     from testbed.core.workflows import load_workflows
 
     where = str(spec.source or spec.name)
+    ReplayOptions.from_mapping({"drain_s": spec.drain_s, **spec.loadgen}, where=f"{where}: loadgen")
     for i, pol in enumerate(spec.policies):
         try:
             create_policy(pol.name, pol.params)
@@ -213,6 +215,7 @@ def _replay_child(
     os.dup2(log_fd, 2)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
+    from loadgen.options import ReplayOptions
     from loadgen.plan import plan
     from loadgen.run import replay
     from testbed.core.workflows import load_workflows
@@ -230,10 +233,8 @@ def _replay_child(
         the_plan,
         url,
         run_dir,
-        seed=seed,
-        start_at_unix_s=t0_unix_s,
+        ReplayOptions.from_mapping(options).replace(seed=seed, start_at_unix_s=t0_unix_s),
         on_progress=report,
-        **dict(options),
     )
 
 

@@ -11,15 +11,15 @@ from loadgen.record import CONTEXT_KEY, REQUEST_COLUMNS, STAGE_COLUMNS, Recorder
 
 def _rec(i: int, *, status: int = 200, stages: tuple = ()) -> RequestRecord:  # type: ignore[type-arg]
     return RequestRecord(
-        i,
-        "wf",
-        "workflow",
-        i * 0.1,
-        i * 0.1 + 0.002,
-        i * 0.1 + 0.05,
-        status,
-        False,
-        2.0,
+        request_id=i,
+        workflow="wf",
+        kind="workflow",
+        intended_s=i * 0.1,
+        qos_target_s=2.0,
+        sent_s=i * 0.1 + 0.002,
+        end_s=i * 0.1 + 0.05,
+        status=status,
+        cold_start=False,
         stages=stages,
     )
 

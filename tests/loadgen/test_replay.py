@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadgen import replay_in_child
+from loadgen import ReplayOptions, replay_in_child
 from loadgen.plan import plan
 from loadgen.trace import Trace
 from testbed.core.platform import QoS, Stage, Workflow
@@ -78,7 +78,9 @@ def test_open_loop_does_not_wait_for_slow_responses(slow_gateway: str, tmp_path:
 def test_in_flight_cap_drops_and_records(slow_gateway: str, tmp_path: Path) -> None:
     trace = Trace({"f": np.linspace(0, 0.4, 20, endpoint=False)}, 0.5)
     the_plan = plan(trace, ["function:noop"])
-    result = replay_in_child(the_plan, slow_gateway, tmp_path, max_in_flight=5, wall_timeout_s=60)
+    result = replay_in_child(
+        the_plan, slow_gateway, tmp_path, ReplayOptions(max_in_flight=5), wall_timeout_s=60
+    )
     assert result.ok == 5 and result.dropped == 15 and result.sent == 5
     rows = _rows(tmp_path / "requests.csv")
     dropped = [r for r in rows if r["error"].startswith("dropped")]
@@ -89,7 +91,11 @@ def test_request_timeout_is_honoured(slow_gateway: str, tmp_path: Path) -> None:
     # the server takes 0.5 s; with a 0.2 s timeout every request is a recorded timeout
     trace = Trace({"f": np.linspace(0, 0.2, 4, endpoint=False)}, 0.5)
     result = replay_in_child(
-        plan(trace, ["function:noop"]), slow_gateway, tmp_path, timeout_s=0.2, wall_timeout_s=60
+        plan(trace, ["function:noop"]),
+        slow_gateway,
+        tmp_path,
+        ReplayOptions(timeout_s=0.2),
+        wall_timeout_s=60,
     )
     assert result.ok == 0
     rows = _rows(tmp_path / "requests.csv")
@@ -108,7 +114,7 @@ def test_unreachable_gateway_counts_errors(tmp_path: Path) -> None:
         plan(trace, ["function:noop"]),
         f"http://127.0.0.1:{port}",
         tmp_path,
-        timeout_s=5,
+        ReplayOptions(timeout_s=5),
         wall_timeout_s=60,
     )
     assert result.errors == 5 and result.ok == 0
