@@ -244,44 +244,11 @@ def replay(
     counter = [0]
     csv_writer = _locust_csv(env, out / "locust") if options.locust_csv else None
 
-    def flusher() -> None:
-        while True:
-            gevent.sleep(options.flush_every_s)
-            while recorder.pending:  # small chunks: sending greenlets run in between
-                recorder.flush(max_rows=200)
-                gevent.sleep(0)
-
-    def reporter() -> None:
-        last_n, last_t = 0, clock()
-        while True:
-            gevent.sleep(0.5)
-            now = clock()
-            live = recorder.live()
-            rate = (counter[0] - last_n) / max(now - last_t, 1e-9)
-            last_n, last_t = counter[0], now
-            if on_progress is not None:  # always true; narrows the type
-                try:
-                    on_progress(
-                        Progress(
-                            now,
-                            schedule.duration_s,
-                            len(schedule),
-                            counter[0],
-                            live.completed,
-                            live.errors,
-                            live.dropped,
-                            live.late,
-                            rate,
-                            live.p95_latency_s,
-                            live.p99_lateness_s,
-                        )
-                    )
-                except Exception:
-                    log.exception("progress callback failed")
-
-    helpers = [gevent.spawn(flusher)]
+    helpers = [gevent.spawn(_flush_forever, recorder, options.flush_every_s)]
     if on_progress is not None:
-        helpers.append(gevent.spawn(reporter))
+        helpers.append(
+            gevent.spawn(_report_forever, recorder, schedule, clock, counter, on_progress)
+        )
     cancelled = 0
     try:
         dispatcher = gevent.spawn(_dispatch, schedule, plan_, sender, pool, clock, counter, spin_s)
@@ -298,6 +265,54 @@ def replay(
     result = _summarize(recorder, schedule, t0_unix, end, cancelled, late_after_s)
     _write_json(out / "loadgen.json", asdict(result))
     return result
+
+
+def _flush_forever(recorder: Recorder, every_s: float) -> None:
+    """Greenlet: write recorded rows every ``every_s``, in small chunks between sends."""
+    import gevent
+
+    while True:
+        gevent.sleep(every_s)
+        while recorder.pending:
+            recorder.flush(max_rows=200)
+            gevent.sleep(0)
+
+
+def _report_forever(
+    recorder: Recorder,
+    schedule: Schedule,
+    clock: Callable[[], float],
+    counter: list[int],
+    on_progress: Callable[[Progress], None],
+) -> None:
+    """Greenlet: call ``on_progress`` twice a second; a failing callback is logged, not fatal."""
+    import gevent
+
+    last_n, last_t = 0, clock()
+    while True:
+        gevent.sleep(0.5)
+        now = clock()
+        live = recorder.live()
+        rate = (counter[0] - last_n) / max(now - last_t, 1e-9)
+        last_n, last_t = counter[0], now
+        try:
+            on_progress(
+                Progress(
+                    now,
+                    schedule.duration_s,
+                    len(schedule),
+                    counter[0],
+                    live.completed,
+                    live.errors,
+                    live.dropped,
+                    live.late,
+                    rate,
+                    live.p95_latency_s,
+                    live.p99_lateness_s,
+                )
+            )
+        except Exception:
+            log.exception("progress callback failed")
 
 
 def _summarize(

@@ -36,7 +36,7 @@ def compare(dirs: tuple[Path, ...], baseline: str | None, json_path: Path | None
     """Compare experiment results: each policy's figures with 95% CIs and ratios to a baseline."""
     from rich.console import Console
 
-    from testbed.experiment.results import atomic_write_text
+    from testbed.core.atomic import atomic_write_text
     from testbed.report.compare import compare_runs, load_metrics
     from testbed.report.tables import comparison_table
 

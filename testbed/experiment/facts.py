@@ -52,7 +52,7 @@ def _memory_gib() -> float | None:
     try:
         import psutil
 
-        return round(psutil.virtual_memory().total / 2**30, 2)
+        return round(float(psutil.virtual_memory().total) / 2**30, 2)
     except ImportError:
         return None
 

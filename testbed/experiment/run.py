@@ -49,6 +49,8 @@ from testbed.experiment.sampler import TimelineSampler
 from testbed.experiment.spec import ExperimentSpec, PolicySpec
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
     from loadgen.trace import Trace
     from testbed.core.platform import FunctionSpec, Platform, Workflow
 
@@ -280,6 +282,44 @@ class _DaemonThread:
 ProgressFn = Callable[[str, float, str], None]
 
 
+def _await_replay(
+    child: BaseProcess,
+    run_dir: Path,
+    *,
+    label: str,
+    t0_unix_s: float,
+    deadline_unix_s: float,
+    on_progress: ProgressFn,
+) -> None:
+    """Wait for the replay child, reporting progress; it is stopped if it outlives the deadline.
+
+    Raises:
+        RunError: the child ran past the deadline, failed, or wrote no requests file.
+    """
+    status = "replaying"
+    try:
+        while child.is_alive():
+            child.join(0.5)
+            status = _read_progress(run_dir) or status
+            on_progress(label, max(0.0, time.time() - t0_unix_s), status)
+            if time.time() > deadline_unix_s:
+                raise RunError(
+                    f"load generator still running {SHUTDOWN_MARGIN_S:g} s "
+                    "after the trace and drain ended"
+                )
+    finally:
+        if child.is_alive():
+            child.terminate()
+            child.join(10)
+    (run_dir / PROGRESS_FILE).unlink(missing_ok=True)
+    if child.exitcode != 0:
+        raise RunError(
+            f"load generator exited with code {child.exitcode} (see {run_dir / LOADGEN_LOG})"
+        )
+    if not (run_dir / REQUESTS_FILE).is_file():
+        raise RunError(f"load generator wrote no {REQUESTS_FILE}")
+
+
 def _run_live(
     prep: Prepared,
     pol: PolicySpec,
@@ -338,33 +378,18 @@ def _run_live(
         child.start()
         runner.start()
         sampler.start()
-        deadline = t0 + spec.duration_s + spec.drain_s + SHUTDOWN_MARGIN_S
-        status = "replaying"
         try:
-            while child.is_alive():
-                child.join(0.5)
-                status = _read_progress(run_dir) or status
-                on_progress(pol.label, max(0.0, time.time() - t0), status)
-                if time.time() > deadline:
-                    child.terminate()
-                    child.join(10)
-                    raise RunError(
-                        f"load generator still running {SHUTDOWN_MARGIN_S:g} s "
-                        "after the trace and drain ended"
-                    )
+            _await_replay(
+                child,
+                run_dir,
+                label=pol.label,
+                t0_unix_s=t0,
+                deadline_unix_s=t0 + spec.duration_s + spec.drain_s + SHUTDOWN_MARGIN_S,
+                on_progress=on_progress,
+            )
         finally:
-            if child.is_alive():
-                child.terminate()
-                child.join(10)
             runner.stop()
             sampler.stop()
-        (run_dir / PROGRESS_FILE).unlink(missing_ok=True)
-        if child.exitcode != 0:
-            raise RunError(
-                f"load generator exited with code {child.exitcode} (see {run_dir / LOADGEN_LOG})"
-            )
-        if not (run_dir / REQUESTS_FILE).is_file():
-            raise RunError(f"load generator wrote no {REQUESTS_FILE}")
         with (run_dir / REQUESTS_FILE).open() as handle:
             requests = max(0, sum(1 for _ in handle) - 1)
         writer.write_meta(

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-from testbed.core.platform import Workflow
+from testbed.core.platform import Stage, Workflow
 
 __all__ = ["function_payloads"]
 
@@ -21,12 +21,11 @@ def _stage_inputs(workflow: Workflow, handlers: dict[str, Any], body: bytes) -> 
     from functions.inprocess import run_workflow
 
     inputs: dict[str, bytes] = {}
-    run_workflow(
-        workflow,
-        handlers,
-        body,
-        on_stage_input=lambda stage, stage_body: inputs.setdefault(stage.function, stage_body),
-    )
+
+    def keep_first(stage: Stage, stage_body: bytes) -> None:
+        inputs.setdefault(stage.function, stage_body)
+
+    run_workflow(workflow, handlers, body, on_stage_input=keep_first)
     return inputs
 
 
