@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RESULTS ?= results
 
-.PHONY: help venv demo test test-fast lint bench testbed-up testbed-down system-deps clean
+.PHONY: help venv demo evaluate test test-fast lint bench testbed-up testbed-down system-deps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ demo: $(STAMP) ## compare schedulers on a bursty trace on the local backend (no 
 	$(BIN)/aquatope experiment run experiments/demo.yaml -o $(RESULTS)/demo
 	$(BIN)/aquatope compare $(RESULTS)/demo
 	$(BIN)/aquatope report $(RESULTS)/demo -o $(RESULTS)/demo/report.html
+
+evaluate: $(STAMP) ## the headline comparison on the simulator (all policies x traces x seeds) -> docs/RESULTS.md
+	$(BIN)/aquatope evaluate experiments/evaluation.yaml -o $(RESULTS)/evaluation --results-md docs/RESULTS.md $(EVALUATE_ARGS)
 
 system-deps: ## install Chromium (report rendering test) and start a Docker engine, when root
 	bash scripts/ensure-system-deps.sh

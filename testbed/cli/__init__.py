@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("testbed.cli.report:report", "Write an HTML report with plots."),
     "configure": ("testbed.cli.configure:configure", "Optimise per-function CPU/memory for QoS."),
     "profile": ("testbed.cli.profile:profile", "Measure service/cold-start profiles for the sim."),
+    "evaluate": (
+        "testbed.cli.evaluate:evaluate",
+        "Run the headline evaluation grid and write docs/RESULTS.md.",
+    ),
 }
 
 CONTEXT_SETTINGS = {"auto_envvar_prefix": "AQUATOPE", "help_option_names": ["-h", "--help"]}

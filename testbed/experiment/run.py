@@ -54,7 +54,15 @@ if TYPE_CHECKING:
     from loadgen.trace import Trace
     from testbed.core.platform import FunctionSpec, Platform, Workflow
 
-__all__ = ["ExperimentResult", "RunError", "RunOutcome", "prepare", "run_experiment"]
+__all__ = [
+    "ExperimentResult",
+    "Prepared",
+    "RunError",
+    "RunOutcome",
+    "prepare",
+    "run_experiment",
+    "run_one",
+]
 
 log = logging.getLogger(__name__)
 
@@ -466,28 +474,59 @@ def run_experiment(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "experiment.yaml", yaml.safe_dump(dict(spec.raw), sort_keys=False))
-    progress = on_progress or (lambda label, elapsed, status: None)
     outcomes: list[RunOutcome] = []
     for seed in spec.seeds:
         trace = build_trace(spec.trace, spec.workflows, seed=seed, duration_s=spec.duration_s)
-        for index, pol in enumerate(spec.policies):
-            writer = RunWriter(out, pol.label, seed, _base_meta(spec, pol, index))
-            writer.start()
-            writer.write_meta(
-                trace={"source": trace.source, "requests": trace.total, "by_target": trace.counts()}
-            )
-            try:
-                if spec.backend == "sim":
-                    requests = _run_sim(prep, pol, seed, trace, writer)
-                else:
-                    requests = _run_live(prep, pol, seed, trace, writer, progress)
-            except BaseException as exc:
-                writer.fail(f"{type(exc).__name__}: {exc}")
-                if isinstance(exc, (TestbedError, OSError)) and not isinstance(exc, ConfigError):
-                    raise RunError(f"run {pol.label} seed {seed} failed: {exc}") from exc
-                raise
-            outcome = RunOutcome(pol.label, seed, writer.finish(), requests)
+        for index in range(len(spec.policies)):
+            outcome = run_one(prep, out, index, seed, trace=trace, on_progress=on_progress)
             outcomes.append(outcome)
             if on_run_done is not None:
                 on_run_done(outcome)
     return ExperimentResult(out, tuple(outcomes))
+
+
+def run_one(
+    prep: Prepared,
+    out_dir: Path,
+    policy_index: int,
+    seed: int,
+    *,
+    trace: Trace | None = None,
+    on_progress: ProgressFn | None = None,
+) -> RunOutcome:
+    """One run (policy ``policy_index`` of the spec, one seed) into ``out_dir/<label>/seed-<seed>``.
+
+    Args:
+        prep: the prepared experiment (:func:`prepare`).
+        out_dir: the experiment's results root.
+        policy_index: which of ``prep.spec.policies``.
+        seed: the trace seed.
+        trace: the seed's arrivals when the caller built them already (else built here).
+        on_progress: ``(label, elapsed_s, status)`` callback, about twice a second.
+
+    Raises:
+        RunError: the run failed (its directory is left incomplete).
+    """
+    from testbed.experiment.workload import build_trace
+
+    spec = prep.spec
+    pol = spec.policies[policy_index]
+    if trace is None:
+        trace = build_trace(spec.trace, spec.workflows, seed=seed, duration_s=spec.duration_s)
+    writer = RunWriter(out_dir, pol.label, seed, _base_meta(spec, pol, policy_index))
+    writer.start()
+    writer.write_meta(
+        trace={"source": trace.source, "requests": trace.total, "by_target": trace.counts()}
+    )
+    try:
+        if spec.backend == "sim":
+            requests = _run_sim(prep, pol, seed, trace, writer)
+        else:
+            progress = on_progress or (lambda label, elapsed, status: None)
+            requests = _run_live(prep, pol, seed, trace, writer, progress)
+    except BaseException as exc:
+        writer.fail(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, (TestbedError, OSError)) and not isinstance(exc, ConfigError):
+            raise RunError(f"run {pol.label} seed {seed} failed: {exc}") from exc
+        raise
+    return RunOutcome(pol.label, seed, writer.finish(), requests)

@@ -43,6 +43,8 @@ class CostBreakdown:
         cpu_core_s / memory_gib_s: reserved by every replica alive.
         idle_cpu_core_s / idle_memory_gib_s: the part reserved by ready replicas with no work
             (``idle_memory_gib_s`` is the wasted memory time).
+        replica_s / idle_replica_s: replica-seconds alive, and of those ready with no work
+            (the x-axis of every pre-warming frontier).
         invocations: function calls charged per request in the Lambda model.
         window_s: length of the charged window.
         by_function: per-function ``{"cpu_core_s", "memory_gib_s", "idle_memory_gib_s"}``.
@@ -52,6 +54,8 @@ class CostBreakdown:
     memory_gib_s: float = 0.0
     idle_cpu_core_s: float = 0.0
     idle_memory_gib_s: float = 0.0
+    replica_s: float = 0.0
+    idle_replica_s: float = 0.0
     invocations: int = 0
     window_s: float = 0.0
     by_function: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -145,6 +149,8 @@ def compute_cost(
             "memory_gib_s": alive * gib * dt,
             "idle_cpu_core_s": idle * cpu * dt,
             "idle_memory_gib_s": idle * gib * dt,
+            "replica_s": alive * dt,
+            "idle_replica_s": idle * dt,
         }
     )
     per_fn = parts.groupby("function", sort=True, observed=True).sum()
@@ -154,6 +160,8 @@ def compute_cost(
         memory_gib_s=float(totals["memory_gib_s"]),
         idle_cpu_core_s=float(totals["idle_cpu_core_s"]),
         idle_memory_gib_s=float(totals["idle_memory_gib_s"]),
+        replica_s=float(totals["replica_s"]),
+        idle_replica_s=float(totals["idle_replica_s"]),
         invocations=int(invocations),
         window_s=max(0.0, end_s - start_s),
         by_function={

@@ -49,6 +49,9 @@ def test_cost_charges_idle_replicas(crafted_run: Path) -> None:
     # idle: f1 one ready replica without work the whole 10 s, f2 its replica for 8 s
     assert c.idle_memory_gib_s == pytest.approx(10.0 + 4.0)
     assert m.wasted_memory_gib_s == pytest.approx(14.0)
+    # replica-seconds: f1 1 x 5 s + 3 x 5 s, f2 1 x 8 s; idle: f1's idle replica 10 s, f2's 8 s
+    assert c.replica_s == pytest.approx(20.0 + 8.0)
+    assert c.idle_replica_s == pytest.approx(10.0 + 8.0)
     assert c.invocations == 6
     assert c.decoupled_usd == pytest.approx(24 * 0.000024 + 24 * 0.0000025)
     assert c.lambda_usd == pytest.approx(24 * 0.0000166667 + 6 * 0.20 / 1e6)

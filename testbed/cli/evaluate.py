@@ -1,0 +1,180 @@
+"""``aquatope evaluate``: the headline comparison, every policy × trace kind × seed, on the sim.
+
+Runs the grid of an evaluation file in parallel worker processes (resuming a grid that was
+interrupted), then summarises it into a Markdown page with tables, intervals, frontier plots
+and the paper's two claims as measured (``testbed.report.evaluation``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from testbed.core.errors import TestbedError
+
+if TYPE_CHECKING:
+    from testbed.experiment.evaluation import CellResult, EvaluationSpec
+
+__all__ = ["evaluate"]
+
+DEFAULT_CONFIG = "experiments/evaluation.yaml"
+
+
+@click.command()
+@click.argument("config", required=False, default=DEFAULT_CONFIG, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default="results/evaluation",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the runs go (an interrupted grid resumes here).",
+)
+@click.option(
+    "--results-md",
+    default="docs/RESULTS.md",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The Markdown summary to (re)write.",
+)
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Override the seed count.")
+@click.option("--trace", "traces", multiple=True, help="Only this trace (repeatable).")
+@click.option("--policy", "families", multiple=True, help="Only this policy label (repeatable).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: the core count).",
+)
+@click.option("--summarise-only", is_flag=True, help="Skip running; summarise what is there.")
+def evaluate(
+    config: str,
+    out_dir: Path,
+    results_md: Path,
+    seeds: int | None,
+    traces: tuple[str, ...],
+    families: tuple[str, ...],
+    jobs: int | None,
+    summarise_only: bool,
+) -> None:
+    """Run the evaluation grid in CONFIG and write its summary (tables, plots, claims)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from testbed.experiment.evaluation import load_evaluation, run_evaluation
+
+    console = Console(stderr=True)
+    try:
+        spec = load_evaluation(
+            config, seeds=seeds, traces=traces or None, families=families or None
+        )
+        failures: list[str] = []
+        if not summarise_only:
+            with Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task("evaluating", total=None)
+
+                def done(result: CellResult, n: int, total: int) -> None:
+                    cell = result.cell
+                    if result.error:
+                        failures.append(
+                            f"{cell.trace}/{cell.label}/seed-{cell.seed}: {result.error}"
+                        )
+                        progress.console.print(f"[red]failed[/red] {failures[-1]}")
+                    progress.update(
+                        task, total=total, completed=n, description=f"{cell.trace} {cell.label}"
+                    )
+
+                run_evaluation(spec, out_dir, jobs=jobs, on_cell_done=done)
+        command = _command_line(config, out_dir, results_md, seeds, traces, families)
+        written = summarise_into(spec, out_dir, results_md, command=command)
+    except TestbedError as exc:
+        raise click.ClickException(str(exc)) from None
+    console.print(f"wrote {results_md} and {len(written)} figures")
+    if failures:
+        raise click.ClickException(f"{len(failures)} run(s) failed; first: {failures[0]}")
+
+
+def _command_line(
+    config: str,
+    out_dir: Path,
+    results_md: Path,
+    seeds: int | None,
+    traces: tuple[str, ...],
+    families: tuple[str, ...],
+) -> str:
+    """The command that reproduces this evaluation (printed at the top of the summary)."""
+    words = ["aquatope", "evaluate", config, "-o", str(out_dir), "--results-md", str(results_md)]
+    if seeds is not None:
+        words += ["--seeds", str(seeds)]
+    for trace in traces:
+        words += ["--trace", trace]
+    for family in families:
+        words += ["--policy", family]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def summarise_into(
+    spec: EvaluationSpec, out_dir: Path, results_md: Path, *, command: str
+) -> list[Path]:
+    """Summarise the runs of ``spec`` under ``out_dir`` into ``results_md``."""
+    from testbed.experiment.results import find_runs
+    from testbed.report.compare import load_metrics
+    from testbed.report.evaluation import summarise, write_results_markdown
+
+    runs = {}
+    for trace in spec.experiments:
+        root = out_dir / trace
+        runs[trace] = load_metrics(find_runs([root])) if root.is_dir() else []
+    percentile = _qos_percentile(spec)
+    summary = summarise(
+        runs, families=spec.families, knobs=dict(spec.knobs), qos_percentile=percentile
+    )
+    exp = next(iter(spec.experiments.values()))
+    preamble = (f"{spec.description.strip()}\n\n" if spec.description else "") + (
+        f"Backend `{exp.backend}`, workflows {', '.join(exp.workflows)}, "
+        f"{exp.duration_s / 60:g} trace minutes per run of which the first "
+        f"{exp.warmup_s / 60:g} train the policies and are not scored, "
+        f"{len(spec.seeds)} seeds per point, {os.cpu_count()} cores. "
+        f"Raw runs: `{out_dir}`. Simulator fidelity against live runs: docs/simulator.md."
+    )
+    return write_results_markdown(
+        summary,
+        results_md,
+        title=f"Results: {spec.name}",
+        command=command,
+        preamble=preamble,
+    )
+
+
+def _qos_percentile(spec: EvaluationSpec) -> float:
+    """The QoS percentile of the evaluated workflows (the strictest when they differ)."""
+    from testbed.core.workflows import load_workflows
+
+    exp = next(iter(spec.experiments.values()))
+    catalog = load_workflows(exp.workflows_dir)
+    percentiles = [
+        catalog.get(name).qos.percentile
+        for target in exp.workflows
+        for name in catalog.resolve(target).weights
+    ]
+    return max(percentiles, default=95.0)

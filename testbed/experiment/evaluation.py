@@ -1,0 +1,327 @@
+"""The headline evaluation: every policy (knobs swept) × every trace kind × many seeds.
+
+An evaluation file names a shared ``base`` experiment (backend, workflows, duration, the
+training period as ``warmup_s``), the ``traces`` to compare on, the ``policies`` (each with
+an optional ``sweep`` of one parameter, expanded into one label per value) and the number
+of ``seeds``. It expands into one :class:`~testbed.experiment.spec.ExperimentSpec` per trace
+kind, whose runs are *cells* ``(trace, policy label, seed)``. Cells run in parallel worker
+processes, each written atomically by the one experiment runner (:func:`run_one`); a cell
+whose run directory is complete is skipped, so an interrupted grid resumes where it stopped.
+
+Layout of the output directory::
+
+    OUT/evaluation.yaml                 the evaluation as run
+    OUT/<trace>/<label>/seed-<n>/       one run (docs/results.md)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from testbed.core.atomic import atomic_write_text
+from testbed.core.errors import ConfigError
+from testbed.core.names import check_name
+from testbed.experiment.spec import ExperimentSpec, parse_spec
+
+__all__ = [
+    "Cell",
+    "CellResult",
+    "EvaluationSpec",
+    "load_evaluation",
+    "parse_evaluation",
+    "run_evaluation",
+    "sweep_label",
+]
+
+
+class _Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    sweep: dict[str, list[Any]] = Field(default_factory=dict, max_length=1)
+
+
+class _Evaluation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    base: dict[str, Any]
+    traces: dict[str, dict[str, Any]] = Field(min_length=1)
+    policies: list[_Policy] = Field(min_length=1)
+    seeds: int = Field(default=10, ge=1)
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """A validated evaluation: one experiment per trace kind, sharing policies and seeds.
+
+    Attributes:
+        name: the evaluation's name.
+        experiments: trace name → the experiment run on it (policies already expanded).
+        families: label → the family (the policy's label before the sweep) it belongs to.
+        knobs: label → ``(parameter, value)`` for swept labels.
+        source: the file it came from.
+        raw: the parsed YAML.
+    """
+
+    name: str
+    description: str
+    experiments: Mapping[str, ExperimentSpec]
+    families: Mapping[str, str]
+    knobs: Mapping[str, tuple[str, Any]]
+    source: Path | None
+    raw: Mapping[str, Any]
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return next(iter(self.experiments.values())).seeds
+
+
+def sweep_label(family: str, param: str, value: Any) -> str:
+    """The label (a directory name) of one point of a swept policy.
+
+    ``("keep-alive", "window_s", 60)`` gives ``keep-alive-window-s-60`` and a decimal point
+    becomes ``p`` (``idle-weight-0p01``).
+    """
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    slug = f"{param}-{text}".replace("_", "-").replace(".", "p").replace("+", "").lower()
+    return f"{family}-{slug}"
+
+
+def parse_evaluation(raw: Any, *, source: Path | None = None) -> EvaluationSpec:
+    """Validate an evaluation mapping (paths resolve against ``source``'s directory).
+
+    Raises:
+        ConfigError: ``"<file>: <field>: <problem>"`` for the first problem found.
+    """
+    where = str(source) if source else "evaluation"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: an evaluation is a mapping (name, base, traces, policies)")
+    try:
+        ev = _Evaluation.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field_name = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{where}: {field_name}: {first['msg']}") from None
+    check_name(ev.name, what=f"{where}: name")
+    policies: list[dict[str, Any]] = []
+    families: dict[str, str] = {}
+    knobs: dict[str, tuple[str, Any]] = {}
+    for i, pol in enumerate(ev.policies):
+        family = pol.label or pol.name
+        if not pol.sweep:
+            policies.append({"name": pol.name, "label": family, "params": dict(pol.params)})
+            families[family] = family
+            continue
+        ((param, values),) = pol.sweep.items()
+        if not values:
+            raise ConfigError(f"{where}: policies.{i}.sweep.{param}: give at least one value")
+        for value in values:
+            label = sweep_label(family, param, value)
+            params = {**pol.params, param: value}
+            policies.append({"name": pol.name, "label": label, "params": params})
+            families[label] = family
+            knobs[label] = (param, value)
+    experiments: dict[str, ExperimentSpec] = {}
+    for trace_name, trace in ev.traces.items():
+        check_name(trace_name, what=f"{where}: traces.{trace_name}")
+        body = {
+            **ev.base,
+            "name": f"{ev.name}-{trace_name}",
+            "trace": trace,
+            "policies": policies,
+            "seeds": list(range(ev.seeds)),
+        }
+        try:
+            experiments[trace_name] = parse_spec(body, source=source)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in traces.{trace_name})") from None
+    return EvaluationSpec(
+        name=ev.name,
+        description=ev.description,
+        experiments=experiments,
+        families=families,
+        knobs=knobs,
+        source=source,
+        raw=raw,
+    )
+
+
+def load_evaluation(
+    path: str | Path,
+    *,
+    seeds: int | None = None,
+    traces: Sequence[str] | None = None,
+    families: Sequence[str] | None = None,
+) -> EvaluationSpec:
+    """Read an evaluation file, optionally narrowed (fewer seeds, some traces or families).
+
+    Raises:
+        ConfigError: a missing or invalid file, or a filter that names nothing in it.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such evaluation file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if isinstance(raw, dict):
+        raw = dict(raw)
+        if seeds is not None:
+            raw["seeds"] = seeds
+        if traces:
+            unknown = sorted(set(traces) - set(raw.get("traces") or {}))
+            if unknown:
+                raise ConfigError(f"{path}: no trace(s) {', '.join(unknown)}")
+            raw["traces"] = {k: v for k, v in raw["traces"].items() if k in traces}
+        if families:
+            kept = [
+                p
+                for p in raw.get("policies") or []
+                if isinstance(p, dict) and (p.get("label") or p.get("name")) in families
+            ]
+            if not kept:
+                raise ConfigError(f"{path}: no policy labelled {', '.join(families)}")
+            raw["policies"] = kept
+    return parse_evaluation(raw, source=path.resolve())
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    trace: str
+    policy_index: int
+    label: str
+    seed: int
+
+    def run_dir(self, out_dir: Path) -> Path:
+        return out_dir / self.trace / self.label / f"seed-{self.seed}"
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """What became of a cell: ``ran`` false when a complete run was already there."""
+
+    cell: Cell
+    ran: bool
+    error: str | None = None
+
+
+def cells(spec: EvaluationSpec) -> Iterator[Cell]:
+    """Every cell, seed-major so a partial grid already covers every policy and trace."""
+    for seed in spec.seeds:
+        for trace, exp in spec.experiments.items():
+            for index, pol in enumerate(exp.policies):
+                yield Cell(trace, index, pol.label, seed)
+
+
+def is_complete(run_dir: Path) -> bool:
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("complete"))
+
+
+@functools.lru_cache(maxsize=16)
+def _prepared(source: str | None, raw_json: str, trace: str) -> Any:
+    from testbed.experiment.run import prepare
+
+    spec = parse_evaluation(json.loads(raw_json), source=Path(source) if source else None)
+    return prepare(spec.experiments[trace])
+
+
+def _run_cell(source: str | None, raw_json: str, cell: Cell, out_dir: str) -> CellResult:
+    """Worker entry: one cell, in a process of its own (torch threads kept to one)."""
+    from testbed.experiment.run import run_one
+
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    prep = _prepared(source, raw_json, cell.trace)
+    try:
+        run_one(prep, Path(out_dir) / cell.trace, cell.policy_index, cell.seed)
+    except Exception as exc:  # reported per cell; the grid goes on
+        return CellResult(cell, ran=True, error=f"{type(exc).__name__}: {exc}")
+    return CellResult(cell, ran=True)
+
+
+def run_evaluation(
+    spec: EvaluationSpec,
+    out_dir: str | Path,
+    *,
+    jobs: int | None = None,
+    on_cell_done: Callable[[CellResult, int, int], None] | None = None,
+) -> list[CellResult]:
+    """Run every cell not yet complete, ``jobs`` at a time (default: the core count).
+
+    Args:
+        spec: the evaluation.
+        out_dir: where runs go (``<trace>/<label>/seed-<n>``); may hold an earlier partial grid.
+        jobs: worker processes.
+        on_cell_done: ``(result, done, total)`` after each cell, skipped ones included.
+
+    Returns:
+        One result per cell, in completion order.
+
+    Raises:
+        ConfigError: a bad spec (before anything runs: each trace's experiment is prepared).
+    """
+    from testbed.experiment.run import prepare
+
+    for exp in spec.experiments.values():
+        prepare(exp)  # fail on a bad policy or workflow before any worker starts
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "evaluation.yaml", yaml.safe_dump(dict(spec.raw), sort_keys=False))
+    todo: list[Cell] = []
+    results: list[CellResult] = []
+    all_cells = list(cells(spec))
+    total = len(all_cells)
+    for cell in all_cells:
+        if is_complete(cell.run_dir(out)):
+            results.append(CellResult(cell, ran=False))
+            if on_cell_done is not None:
+                on_cell_done(results[-1], len(results), total)
+        else:
+            todo.append(cell)
+    if not todo:
+        return results
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    source = str(spec.source) if spec.source else None
+    raw_json = json.dumps(dict(spec.raw), default=str)
+    context = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: set[Future[CellResult]] = set()
+        queue = iter(todo)
+        for cell in queue:
+            pending.add(pool.submit(_run_cell, source, raw_json, cell, str(out)))
+            if len(pending) >= workers * 2:
+                break
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                results.append(future.result())
+                if on_cell_done is not None:
+                    on_cell_done(results[-1], len(results), total)
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.add(pool.submit(_run_cell, source, raw_json, nxt, str(out)))
+    return results

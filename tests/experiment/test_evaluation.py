@@ -1,0 +1,118 @@
+"""The evaluation grid on the simulator: sweeps expand, cells resume, the summary is honest."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from testbed.core.errors import ConfigError
+from testbed.experiment.evaluation import cells, load_evaluation, run_evaluation, sweep_label
+from testbed.report.evaluation import bootstrap_ratio
+
+REPO = Path(__file__).resolve().parents[2]
+
+GRID = f"""
+name: tiny
+description: a two-seed grid for the tests
+seeds: 2
+base:
+  backend: sim
+  stack: {REPO / "stack.yml"}
+  workflows: [social-network]
+  duration_s: 360
+  warmup_s: 60
+traces:
+  bursty:
+    kind: bursty
+    minutes: 6
+    options: {{rate_per_min: 20, on_min: 0.5, off_min: 1.5}}
+policies:
+  - name: always-on
+  - name: keep-alive
+    sweep: {{window_s: [2, 120]}}
+"""
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> Path:
+    path = tmp_path / "evaluation.yaml"
+    path.write_text(GRID)
+    return path
+
+
+def test_sweeps_expand_into_labels_and_cells(grid: Path) -> None:
+    spec = load_evaluation(grid)
+    labels = [p.label for p in spec.experiments["bursty"].policies]
+    assert labels == ["always-on", "keep-alive-window-s-2", "keep-alive-window-s-120"]
+    assert spec.families[sweep_label("keep-alive", "window_s", 2)] == "keep-alive"
+    assert (
+        sweep_label("aquatope-prewarm", "idle_weight", 0.01) == "aquatope-prewarm-idle-weight-0p01"
+    )
+    assert spec.knobs["keep-alive-window-s-120"] == ("window_s", 120)
+    assert len(list(cells(spec))) == 3 * 2
+    assert load_evaluation(grid, seeds=1, families=["keep-alive"]).seeds == (0,)
+    with pytest.raises(ConfigError, match="no trace"):
+        load_evaluation(grid, traces=["nope"])
+
+
+def test_bad_evaluation_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(GRID.replace("seeds: 2", "seeds: 0"))
+    with pytest.raises(ConfigError, match="seeds"):
+        load_evaluation(path)
+    path.write_text(GRID.replace("name: keep-alive", "name: no-such-policy"))
+    with pytest.raises(ConfigError, match="no-such-policy"):
+        run_evaluation(load_evaluation(path), tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_grid_runs_resumes_and_summarises(grid: Path, tmp_path: Path) -> None:
+    from testbed.cli import cli
+
+    out = tmp_path / "out"
+    spec = load_evaluation(grid)
+    first = run_evaluation(spec, out, jobs=2)
+    assert len(first) == 6 and all(r.ran and r.error is None for r in first)
+    again = run_evaluation(spec, out, jobs=2)
+    assert not any(r.ran for r in again)  # everything was complete
+    shutil.rmtree(out / "bursty" / "always-on" / "seed-1")
+    third = run_evaluation(spec, out, jobs=2)
+    assert [(r.cell.label, r.cell.seed) for r in third if r.ran] == [("always-on", 1)]
+
+    md = tmp_path / "RESULTS.md"
+    result = CliRunner().invoke(
+        cli,
+        ["evaluate", str(grid), "-o", str(out), "--results-md", str(md), "--summarise-only"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    text = md.read_text()
+    assert "## bursty" in text and "keep-alive-window-s-120" in text
+    assert "The paper's claims, measured" in text
+    assert (tmp_path / "RESULTS" / "bursty-cold-vs-idle.png").stat().st_size > 10_000
+
+    from testbed.experiment.results import find_runs
+    from testbed.report.compare import load_metrics
+    from testbed.report.evaluation import summarise
+
+    runs = load_metrics(find_runs([out / "bursty"]))
+    summary = summarise({"bursty": runs}, families=spec.families, knobs=dict(spec.knobs))
+    points = {p.label: p for p in summary.traces["bursty"]}
+    short, long = points["keep-alive-window-s-2"], points["keep-alive-window-s-120"]
+    # a short keep-alive window idles less and starts cold more often than a long one
+    assert short.mean("idle_replica_s") < long.mean("idle_replica_s")
+    assert short.mean("cold_start_pct") > long.mean("cold_start_pct")
+    assert short.estimates["cold_start_pct"].n == 2
+
+
+def test_bootstrap_ratio_of_means_with_paired_interval() -> None:
+    ratio, low, high = bootstrap_ratio({0: 4.0, 1: 8.0, 2: 6.0}, {0: 2.0, 1: 4.0, 2: 3.0})
+    assert ratio == pytest.approx(2.0)
+    assert low == pytest.approx(2.0) and high == pytest.approx(2.0)  # every seed is exactly 2x
+    ratio, low, high = bootstrap_ratio({0: 1.0, 1: 3.0}, {0: 1.0, 1: 1.0})
+    assert ratio == pytest.approx(2.0) and low < 2.0 < high
+    ratio, _, _ = bootstrap_ratio({0: 2.0}, {0: 0.0}, floor=1.0)
+    assert ratio == pytest.approx(3.0)
