@@ -33,6 +33,7 @@ from testbed.gateway.auth import check_basic_auth, ensure_password
 from testbed.gateway.core import Gateway
 from testbed.gateway.metrics import GatewayCollector, render_metrics
 from testbed.gateway.models import parse_delete, parse_deploy, parse_scale, status_json
+from testbed.gateway.openapi import openapi_document
 from testbed.gateway.runtimes import create_runtime
 
 __all__ = ["build_app", "main", "serve"]
@@ -214,6 +215,9 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
             ]
         )
 
+    async def openapi(request: web.Request) -> web.Response:
+        return _json(openapi_document(version=VERSION))
+
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(
             body=render_metrics(collector),
@@ -230,6 +234,7 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
     app.router.add_post("/system/scale-function/{name}", scale)
     app.router.add_post("/system/limits/{name}", limits)
     app.router.add_get("/system/workflows", workflows)
+    app.router.add_get("/system/openapi.json", openapi)
     app.router.add_route("*", "/function/{name}", invoke)
     app.router.add_route("*", "/function/{name}/{tail:.*}", invoke)
     app.router.add_post("/async-function/{name}", invoke_async)

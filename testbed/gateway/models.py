@@ -13,9 +13,11 @@ from testbed.core.platform import FunctionSpec, FunctionStatus
 
 __all__ = [
     "HANDLER_ANNOTATION",
+    "deploy_schema",
     "parse_delete",
     "parse_deploy",
     "parse_scale",
+    "resources_schema",
     "status_json",
 ]
 
@@ -52,6 +54,34 @@ class _Scale(BaseModel):
 class _Delete(BaseModel):
     model_config = ConfigDict(extra="allow")
     functionName: str
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` references inlined (OpenAPI 3.0 has no $defs)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.rsplit("/", 1)[1]])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
+def deploy_schema() -> dict[str, Any]:
+    """JSON schema of an OpenFaaS deploy body, as validated here."""
+    return _inline(_Deploy.model_json_schema())
+
+
+def resources_schema() -> dict[str, Any]:
+    """JSON schema of a limits body (``{"cpu": "0.5", "memory": "256Mi"}``)."""
+    return _inline(_Resources.model_json_schema())
 
 
 def _first_error(exc: ValidationError) -> str:
