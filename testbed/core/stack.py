@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from testbed.core.config import DEFAULT_MAX_INFLIGHT, Limits
 from testbed.core.errors import ConfigError
 from testbed.core.platform import FunctionSpec
+from testbed.core.yamlfile import read_yaml
 
 __all__ = ["Stack", "load_stack"]
 
@@ -112,14 +112,7 @@ def load_stack(path: str | Path) -> Stack:
         ConfigError: one line naming the file and the offending field.
     """
     path = Path(path)
-    try:
-        raw: Any = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such stack file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw: Any = read_yaml(path, what="stack file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a stack file is a mapping with a 'functions' key")
     try:

@@ -17,12 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from testbed.core.errors import ConfigError
 from testbed.core.names import check_name
 from testbed.core.platform import QoS, Stage, Workflow, WorkflowMix
+from testbed.core.yamlfile import read_yaml
 
 __all__ = ["WorkflowCatalog", "default_workflows_dir", "load_workflows"]
 
@@ -87,12 +87,7 @@ def default_workflows_dir() -> Path:
 
 
 def _load_one(path: Path) -> Workflow | WorkflowMix:
-    try:
-        raw: Any = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw: Any = read_yaml(path, what="workflow file")
     try:
         parsed = _WorkflowFile.model_validate(raw)
     except ValidationError as exc:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from testbed.core.atomic import atomic_write_text
 from testbed.core.errors import ConfigError
 from testbed.core.names import check_name
+from testbed.core.yamlfile import read_yaml
 from testbed.experiment.spec import ExperimentSpec, parse_spec
 
 __all__ = [
@@ -172,12 +173,7 @@ def load_evaluation(
         ConfigError: a missing or invalid file, or a filter that names nothing in it.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such evaluation file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw = read_yaml(path, what="evaluation file")
     if isinstance(raw, dict):
         raw = dict(raw)
         if seeds is not None:

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from testbed.core.errors import ConfigError
 from testbed.core.names import check_name
+from testbed.core.yamlfile import read_yaml_with_node
 
 __all__ = ["ExperimentSpec", "PolicySpec", "TraceSpec", "load_spec", "parse_spec"]
 
@@ -297,15 +298,5 @@ def load_spec(path: str | Path) -> ExperimentSpec:
             message names the file, line and field).
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such experiment file") from None
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        raise ConfigError(f"{path}:{at} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw, node = read_yaml_with_node(path, what="experiment file")
     return parse_spec(raw, source=path.resolve(), node=node)
