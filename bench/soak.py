@@ -330,13 +330,13 @@ def main() -> int:
                 "detail": f.detail,
             }
             for f in soak.faults
-        ],  # fmt: skip
+        ],
         "gateway_rss_growth": round(growth_gateway_1, 4),
         "gateway_rss_mb": [
             round(rss_start / 2**20, 1),
             round(rss_before_restart / 2**20, 1),
             round(rss_end / 2**20, 1),
-        ],  # fmt: skip
+        ],
     }
     print(json.dumps(report))
     return 0 if report["lost"] == 0 and not unattributed else 1
