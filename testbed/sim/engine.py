@@ -16,6 +16,10 @@ Semantics follow the gateway's (testbed/gateway):
   serves a call: the call fails with 502, the replica is reported ``oom-killed`` and the
   gateway starts a replacement if the target needs one;
 * a call still queued ``invoke_timeout_s`` after it arrived fails with 504;
+* the host has ``host_cores`` cores (default: the profile's machine): every running call
+  needs ``min(1, CPU limit)`` core and every starting replica one core (spawn and imports
+  are CPU-bound); a call or a start that begins while the host is oversubscribed is
+  stretched by ``demand / host_cores`` (processor sharing, evaluated when it begins);
 * a workflow runs its DAG: root stages get the request, a stage starts when all stages it
   runs ``after`` finished (fan-out and joins); the first failing stage fails the workflow.
 
@@ -42,7 +46,7 @@ from testbed.sim.distributions import Sampler
 from testbed.sim.profile import FunctionProfile, Profile
 from testbed.sim.records import Recorder
 
-__all__ = ["PROFILE_ANNOTATION", "Engine", "derive_rng"]
+__all__ = ["PROFILE_ANNOTATION", "Engine", "derive_rng", "profile_host_cores"]
 
 PROFILE_ANNOTATION = "aquatope.sim/profile"
 
@@ -68,6 +72,7 @@ def derive_rng(seed: int, *key: str) -> np.random.Generator:
 
 class _Replica:
     __slots__ = (
+        "cpu_demand",
         "fn",
         "id",
         "inflight",
@@ -87,6 +92,7 @@ class _Replica:
         self.startup_s: float | None = None
         self.inflight = 0
         self.last_used_s = now
+        self.cpu_demand = 0.0  # cores this replica holds while it starts
 
 
 class _Call:
@@ -95,6 +101,7 @@ class _Call:
     __slots__ = (
         "arrive_s",
         "cold",
+        "cpu_demand",
         "end_s",
         "error",
         "fn",
@@ -120,6 +127,7 @@ class _Call:
         self.status = 0
         self.error = ""
         self.end_s = 0.0
+        self.cpu_demand = 0.0
 
 
 class _Invocation:
@@ -176,6 +184,7 @@ class _Fn:
         "completed",
         "conc",
         "cpu_cores",
+        "cpu_demand",
         "dead",
         "draining",
         "duration_sum",
@@ -250,6 +259,8 @@ class _Fn:
         self.cpu_cores = float(
             cpu if cpu is not None else spec.requests.cpu_cores or _DEFAULT_CPU_CORES
         )
+        # a single-threaded handler uses at most one core; a CPU limit caps it lower
+        self.cpu_demand = min(1.0, float(cpu)) if cpu is not None else 1.0
         self.memory_mb = float(
             mem if mem is not None else spec.requests.memory_mb or _DEFAULT_MEMORY_MB
         )
@@ -264,6 +275,12 @@ class Engine:
         seed: seed of every random stream (service, cold start, overhead, mixes).
         invoke_timeout_s: a call queued this long fails with 504 (the gateway's timeout).
         start_s: the clock's initial time.
+        host_cores: cores of the simulated host shared by all replicas (see the module
+            docstring); None takes the profile machine's ``cpu_count`` (unlimited when the
+            profile does not say), ``math.inf`` turns contention off.
+
+    Raises:
+        ConfigError: ``host_cores`` is not positive.
     """
 
     def __init__(
@@ -273,8 +290,15 @@ class Engine:
         seed: int = 0,
         invoke_timeout_s: float = DEFAULT_INVOKE_TIMEOUT_S,
         start_s: float = 0.0,
+        host_cores: float | None = None,
     ) -> None:
         self.profile = profile
+        if host_cores is None:
+            host_cores = profile_host_cores(profile)
+        if not float(host_cores) > 0:
+            raise ConfigError(f"host_cores must be positive, got {host_cores}")
+        self.host_cores = float(host_cores)
+        self.cpu_busy = 0.0  # cores demanded now: running calls and starting replicas
         self.seed = int(seed)
         self.invoke_timeout_s = float(invoke_timeout_s)
         self.now = float(start_s)
@@ -540,6 +564,10 @@ class Engine:
         service = fn.svc.draw() * fn.svc_factor
         if k > 1:
             service *= fn.conc[k] if k < len(fn.conc) else fn.profile.concurrency_factor(k)
+        call.cpu_demand = fn.cpu_demand
+        self.cpu_busy += fn.cpu_demand
+        if self.cpu_busy > self.host_cores:
+            service *= self.cpu_busy / self.host_cores
         if not fn.fits:
             call.oom = True
         self._push(t + service, _EV_DONE, r, call)
@@ -548,6 +576,7 @@ class Engine:
 
     def _on_done(self, r: _Replica, call: _Call, t: float) -> None:
         fn = call.fn
+        self.cpu_busy -= call.cpu_demand
         r.inflight -= 1
         r.last_used_s = t
         fn.running -= 1
@@ -676,6 +705,7 @@ class Engine:
     # ---------------------------------------------------------------- replicas
 
     def _on_ready(self, r: _Replica, t: float) -> None:
+        self._release_start_cpu(r)  # a replica retired while starting ran its start-up too
         if r.state != STARTING:
             return
         fn = r.fn
@@ -688,6 +718,10 @@ class Engine:
         queue = fn.queue
         while queue and r.inflight < fn.max_inflight:
             self._start(queue.popleft(), r, t)
+
+    def _release_start_cpu(self, r: _Replica) -> None:
+        self.cpu_busy -= r.cpu_demand
+        r.cpu_demand = 0.0
 
     def _kill(self, r: _Replica, state: int) -> None:
         fn = r.fn
@@ -722,7 +756,12 @@ class Engine:
                 r = _Replica(fn, f"{fn.name}-{fn.next_replica}", now)
                 fn.replicas.append(r)
                 fn.starting += 1
-                self._push(now + fn.cold.draw() * fn.cold_factor, _EV_READY, r)
+                r.cpu_demand = 1.0
+                self.cpu_busy += 1.0
+                startup = fn.cold.draw() * fn.cold_factor
+                if self.cpu_busy > self.host_cores:
+                    startup *= self.cpu_busy / self.host_cores
+                self._push(now + startup, _EV_READY, r)
             fn.ver += 1
         elif alive > want:
             starting = [r for r in reversed(fn.replicas) if r.state == STARTING]
@@ -779,6 +818,13 @@ class Engine:
         while self._removed:
             fn = self._removed.pop()
             rec.add_timeline(t, fn.code, 0, 0, 0, 0, fn.cpu_cores, fn.memory_mb)
+
+
+def profile_host_cores(profile: Profile) -> float:
+    """Cores of the machine a profile was measured on (``math.inf`` when it does not say)."""
+    machine = profile.provenance.get("machine")
+    cores = machine.get("cpu_count") if isinstance(machine, Mapping) else None
+    return float(cores) if isinstance(cores, (int, float)) and cores > 0 else _INF
 
 
 def normalise_arrivals(arrivals: object) -> Iterable[tuple[str, np.ndarray]]:
