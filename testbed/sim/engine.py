@@ -15,7 +15,8 @@ Semantics follow the gateway's (testbed/gateway):
 * a replica whose memory limit is below the function's measured peak is OOM-killed while it
   serves a call: the call fails with 502, the replica is reported ``oom-killed`` and the
   gateway starts a replacement if the target needs one;
-* a call still queued ``invoke_timeout_s`` after it arrived fails with 504;
+* a call still queued ``queue_timeout_s`` after it arrived fails with 504 (the gateway's
+  ``cold_start_timeout_s``, 60 s, bounds a wait for a replica: ``FunctionPool.acquire``);
 * the host has ``host_cores`` cores (default: the profile's machine): every running call
   needs ``min(1, CPU limit)`` core and every starting replica one core (spawn and imports
   are CPU-bound); a call or a start that begins while the host is oversubscribed is
@@ -39,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from testbed.core.config import DEFAULT_INVOKE_TIMEOUT_S, Limits
+from testbed.core.config import DEFAULT_COLD_START_TIMEOUT_S, DEFAULT_INVOKE_TIMEOUT_S, Limits
 from testbed.core.errors import ConfigError, FunctionNotFound
 from testbed.core.platform import FunctionSpec, Workflow, WorkflowMix
 from testbed.sim.distributions import Sampler
@@ -273,7 +274,9 @@ class Engine:
     Args:
         profile: measured behaviour to sample from.
         seed: seed of every random stream (service, cold start, overhead, mixes).
-        invoke_timeout_s: a call queued this long fails with 504 (the gateway's timeout).
+        invoke_timeout_s: the gateway's whole-call timeout (bounds ``drain`` and ``invoke``).
+        queue_timeout_s: a call queued this long fails with 504; default: the gateway's
+            ``cold_start_timeout_s`` (60 s), or ``invoke_timeout_s`` when that is shorter.
         start_s: the clock's initial time.
         host_cores: cores of the simulated host shared by all replicas (see the module
             docstring); None takes the profile machine's ``cpu_count`` (unlimited when the
@@ -291,6 +294,7 @@ class Engine:
         invoke_timeout_s: float = DEFAULT_INVOKE_TIMEOUT_S,
         start_s: float = 0.0,
         host_cores: float | None = None,
+        queue_timeout_s: float | None = None,
     ) -> None:
         self.profile = profile
         if host_cores is None:
@@ -301,6 +305,11 @@ class Engine:
         self.cpu_busy = 0.0  # cores demanded now: running calls and starting replicas
         self.seed = int(seed)
         self.invoke_timeout_s = float(invoke_timeout_s)
+        self.queue_timeout_s = float(
+            queue_timeout_s
+            if queue_timeout_s is not None
+            else min(DEFAULT_COLD_START_TIMEOUT_S, self.invoke_timeout_s)
+        )
         self.now = float(start_s)
         self.rec = Recorder()
         self.functions: dict[str, _Fn] = {}
@@ -540,7 +549,7 @@ class Engine:
                 if not call.cold:
                     call.cold = True
                     fn.cold_starts += 1
-        self._push(call.arrive_s + self.invoke_timeout_s, _EV_TIMEOUT, call)
+        self._push(call.arrive_s + self.queue_timeout_s, _EV_TIMEOUT, call)
 
     @staticmethod
     def _pick(fn: _Fn) -> _Replica | None:
