@@ -208,6 +208,36 @@ def same_order(rows: dict[str, Any], metric: str) -> bool:
     return True
 
 
+def markdown(results: dict[str, Any]) -> list[str]:
+    """The docs table: per trace and policy, each metric live → sim, rel. error [95 % CI]."""
+    head = {
+        "qos_violation_pct": "QoS viol. %",
+        "cold_start_pct": "cold starts %",
+        "p95_s": "p95 s",
+        "p99_s": "p99 s",
+        "cost_usd": "cost $",
+    }
+    lines = [
+        "| trace | policy | " + " | ".join(head.values()) + " |",
+        "| --- | --- |" + " --- |" * len(head),
+    ]
+    for trace, block in results.items():
+        for policy, row in block["policies"].items():
+            cells = []
+            for m in head:
+                f = row[m]
+                ci = f" [{f['ci_lo']:+.0%}, {f['ci_hi']:+.0%}]" if math.isfinite(f["ci_lo"]) else ""
+                mark = "" if f["meets_target"] else " ✗"
+                cells.append(f"{f['live']:.3g} → {f['sim']:.3g} ({f['rel_err']:+.0%}{ci}){mark}")
+            lines.append(f"| {trace} | {policy} | " + " | ".join(cells) + " |")
+        same = [m for m, o in block["ranking"].items() if o["identical"]]
+        lines.append(
+            f"| {trace} | ranking same on | {', '.join(head[m] for m in same) or 'none'} |"
+            + " |" * (len(head) - 1)
+        )
+    return lines
+
+
 def profile_first(args: argparse.Namespace, out: Path) -> str:
     """Measure the workflows' functions on the local backend now (same machine state)."""
     from testbed.backends import connect
@@ -301,6 +331,7 @@ def main() -> None:
         for m, o in order.items():
             print(f"{trace:>7} ranking by {m}: {'same' if o['identical'] else 'DIFFERENT'}")
         results[trace] = {"policies": rows, "ranking": order}
+    print("\n".join(markdown(results)))
     print(
         json.dumps(
             {
