@@ -19,8 +19,9 @@ Semantics follow the gateway's (testbed/gateway):
   ``cold_start_timeout_s``, 60 s, bounds a wait for a replica: ``FunctionPool.acquire``);
 * the host has ``host_cores`` cores (default: the profile's machine): every running call
   needs ``min(1, CPU limit)`` core and every starting replica one core (spawn and imports
-  are CPU-bound); a call or a start that begins while the host is oversubscribed is
-  stretched by ``demand / host_cores`` (processor sharing, evaluated when it begins);
+  are CPU-bound); while the demand exceeds the cores, every call and start progresses at
+  ``host_cores / demand`` of its speed (processor sharing, exact: a global virtual clock
+  advances at that rate and each job ends when it has received its profile duration);
 * a workflow runs its DAG: root stages get the request, a stage starts when all stages it
   runs ``after`` finished (fan-out and joins); the first failing stage fails the workflow.
 
@@ -55,7 +56,8 @@ PROFILE_ANNOTATION = "aquatope.sim/profile"
 STARTING, READY, STOPPING, GONE, OOM = 0, 1, 2, 3, 4
 STATE_NAMES = {STARTING: "starting", READY: "ready", STOPPING: "stopping", OOM: "oom-killed"}
 # event kinds
-_EV_READY, _EV_DONE, _EV_STAGE_DONE, _EV_ARRIVE, _EV_TIMEOUT = 0, 1, 2, 3, 4
+_EV_READY, _EV_DONE, _EV_STAGE_DONE, _EV_ARRIVE, _EV_TIMEOUT, _EV_CPU = 0, 1, 2, 3, 4, 5
+_V_EPS = 1e-12  # virtual-time slack when collecting finished CPU jobs
 # call states
 _QUEUED, _RUNNING, _FINISHED = 0, 1, 2
 _INF = math.inf
@@ -73,7 +75,6 @@ def derive_rng(seed: int, *key: str) -> np.random.Generator:
 
 class _Replica:
     __slots__ = (
-        "cpu_demand",
         "fn",
         "id",
         "inflight",
@@ -93,7 +94,6 @@ class _Replica:
         self.startup_s: float | None = None
         self.inflight = 0
         self.last_used_s = now
-        self.cpu_demand = 0.0  # cores this replica holds while it starts
 
 
 class _Call:
@@ -102,7 +102,6 @@ class _Call:
     __slots__ = (
         "arrive_s",
         "cold",
-        "cpu_demand",
         "end_s",
         "error",
         "fn",
@@ -128,7 +127,6 @@ class _Call:
         self.status = 0
         self.error = ""
         self.end_s = 0.0
-        self.cpu_demand = 0.0
 
 
 class _Invocation:
@@ -302,7 +300,14 @@ class Engine:
         if not float(host_cores) > 0:
             raise ConfigError(f"host_cores must be positive, got {host_cores}")
         self.host_cores = float(host_cores)
+        # processor sharing (only when the host's cores are finite)
+        self._ps = math.isfinite(self.host_cores)
         self.cpu_busy = 0.0  # cores demanded now: running calls and starting replicas
+        self._v = 0.0  # virtual time: seconds of full-speed work every job has received
+        self._v_at = float(start_s)
+        self._rate = 1.0
+        self._cpu_jobs: list[tuple[float, int, int, Any, Any, float]] = []
+        self._cpu_gen = 0
         self.seed = int(seed)
         self.invoke_timeout_s = float(invoke_timeout_s)
         self.queue_timeout_s = float(
@@ -471,6 +476,8 @@ class Engine:
                     self._on_stage_done(a)
                 elif ev == _EV_ARRIVE:
                     self._arrive(targets[a], b, t)
+                elif ev == _EV_CPU:
+                    self._on_cpu(a)
                 else:
                     self._on_timeout(a, t)
             else:
@@ -573,19 +580,59 @@ class Engine:
         service = fn.svc.draw() * fn.svc_factor
         if k > 1:
             service *= fn.conc[k] if k < len(fn.conc) else fn.profile.concurrency_factor(k)
-        call.cpu_demand = fn.cpu_demand
-        self.cpu_busy += fn.cpu_demand
-        if self.cpu_busy > self.host_cores:
-            service *= self.cpu_busy / self.host_cores
         if not fn.fits:
             call.oom = True
-        self._push(t + service, _EV_DONE, r, call)
+        if self._ps:
+            self._cpu_job(service, fn.cpu_demand, _EV_DONE, r, call)
+        else:
+            self._push(t + service, _EV_DONE, r, call)
+
+    # ------------------------------------------------------ processor sharing
+
+    def _cpu_job(self, work_s: float, cores: float, ev: int, a: Any, b: Any) -> None:
+        """Start a job needing ``work_s`` seconds at full speed on ``cores`` of the host."""
+        self._advance_v()
+        self.cpu_busy += cores
+        heapq.heappush(self._cpu_jobs, (self._v + work_s, next(self._seq), ev, a, b, cores))
+        self._retime()
+
+    def _advance_v(self) -> None:
+        self._v += (self.now - self._v_at) * self._rate
+        self._v_at = self.now
+
+    def _retime(self) -> None:
+        """After the demand changed: new rate, and one event for the next job to finish."""
+        busy = self.cpu_busy
+        self._rate = 1.0 if busy <= self.host_cores else self.host_cores / busy
+        self._cpu_gen += 1
+        if self._cpu_jobs:
+            left = max(0.0, self._cpu_jobs[0][0] - self._v)
+            self._push(self.now + left / self._rate, _EV_CPU, self._cpu_gen)
+
+    def _on_cpu(self, gen: int) -> None:
+        if gen != self._cpu_gen:
+            return  # superseded by a later change of the demand
+        self._advance_v()
+        jobs = self._cpu_jobs
+        done = []
+        while jobs and jobs[0][0] <= self._v + _V_EPS:
+            done.append(heapq.heappop(jobs))
+        for _, _, _, _, _, cores in done:
+            self.cpu_busy -= cores
+        if not jobs:
+            self.cpu_busy = 0.0  # no float drift carried into the next busy period
+        self._retime()
+        t = self.now
+        for _, _, ev, a, b, _ in done:
+            if ev == _EV_DONE:
+                self._on_done(a, b, t)
+            else:
+                self._on_ready(a, t)
 
     # ------------------------------------------------------------- completions
 
     def _on_done(self, r: _Replica, call: _Call, t: float) -> None:
         fn = call.fn
-        self.cpu_busy -= call.cpu_demand
         r.inflight -= 1
         r.last_used_s = t
         fn.running -= 1
@@ -714,8 +761,7 @@ class Engine:
     # ---------------------------------------------------------------- replicas
 
     def _on_ready(self, r: _Replica, t: float) -> None:
-        self._release_start_cpu(r)  # a replica retired while starting ran its start-up too
-        if r.state != STARTING:
+        if r.state != STARTING:  # retired while starting (its start-up still used the CPU)
             return
         fn = r.fn
         r.state = READY
@@ -727,10 +773,6 @@ class Engine:
         queue = fn.queue
         while queue and r.inflight < fn.max_inflight:
             self._start(queue.popleft(), r, t)
-
-    def _release_start_cpu(self, r: _Replica) -> None:
-        self.cpu_busy -= r.cpu_demand
-        r.cpu_demand = 0.0
 
     def _kill(self, r: _Replica, state: int) -> None:
         fn = r.fn
@@ -765,12 +807,11 @@ class Engine:
                 r = _Replica(fn, f"{fn.name}-{fn.next_replica}", now)
                 fn.replicas.append(r)
                 fn.starting += 1
-                r.cpu_demand = 1.0
-                self.cpu_busy += 1.0
                 startup = fn.cold.draw() * fn.cold_factor
-                if self.cpu_busy > self.host_cores:
-                    startup *= self.cpu_busy / self.host_cores
-                self._push(now + startup, _EV_READY, r)
+                if self._ps:
+                    self._cpu_job(startup, 1.0, _EV_READY, r, None)
+                else:
+                    self._push(now + startup, _EV_READY, r)
             fn.ver += 1
         elif alive > want:
             starting = [r for r in reversed(fn.replicas) if r.state == STARTING]

@@ -45,10 +45,8 @@ def test_calls_within_the_host_cores_run_at_full_speed() -> None:
 
 def test_calls_beyond_the_host_cores_are_stretched() -> None:
     sim = SimPlatform(_profile(), seed=0, workflows=(), host_cores=2)
-    # 4 single-threaded calls on 2 cores: the 3rd and 4th begin on an oversubscribed host
-    assert _burst_latencies(sim, 4, replicas=4, limits=Limits()) == pytest.approx(
-        [1.0, 1.0, 1.5, 2.0]
-    )
+    # 4 single-threaded calls of 1 s on 2 cores share them: each runs at half speed
+    assert _burst_latencies(sim, 4, replicas=4, limits=Limits()) == pytest.approx([2.0] * 4)
     unlimited = SimPlatform(_profile(), seed=0, workflows=(), host_cores=math.inf)
     assert _burst_latencies(unlimited, 4, replicas=4, limits=Limits()) == pytest.approx([1.0] * 4)
 
@@ -65,10 +63,24 @@ def test_starting_replicas_share_the_host() -> None:
     sim.deploy(FunctionSpec(name="f"))
     sim.scale("f", replicas=4)  # four process starts at once on two cores
     startups = sorted(r.startup_s or 0.0 for r in _ready(sim, 4))
-    assert startups == pytest.approx([2.0, 2.0, 3.0, 4.0])
+    assert startups == pytest.approx([4.0] * 4)
     sim.scale("f", replicas=0)
     sim.scale("f", replicas=1)  # alone on the host again: the profile's time
     assert [r.startup_s for r in _ready(sim, 1)] == pytest.approx([2.0])
+
+
+def test_processor_sharing_follows_the_demand_as_it_changes() -> None:
+    sim = SimPlatform(_profile(), seed=0, workflows=(), host_cores=1)
+    sim.deploy(FunctionSpec(name="f", max_inflight=1))
+    sim.scale("f", replicas=2)
+    sim.run_until(10.0)
+    sim.submit("f", at_s=10.0)
+    sim.submit("f", at_s=10.5)  # from 10.5 both share one core
+    sim.drain()
+    rows = sim.results().requests.sort_values("intended_s")
+    # first: 0.5 s alone, then its last 0.5 s at half speed -> ends at 11.5;
+    # second: 0.5 s of work by 11.5, its last 0.5 s alone -> ends at 12.0
+    assert rows["end_s"].tolist() == pytest.approx([11.5, 12.0])
 
 
 def test_host_cores_default_to_the_profile_machine() -> None:
