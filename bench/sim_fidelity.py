@@ -1,18 +1,23 @@
-"""Simulator fidelity: the same trace and policies run live (local backend) and in the sim.
+"""Simulator fidelity: identical traces and policies run live (local backend) and in the sim.
 
-Both sides go through the experiment runner (``testbed.experiment.run.run_experiment``) with
-one config that differs only in ``backend``, and both are scored by the one metrics module
-(``testbed.report.metrics.compute_metrics``): p50/p95 end-to-end, cold starts and cost
-(decoupled pricing) side by side, with the sim/live ratio. The issue's targets: p95 and cold
-starts within 10%, cost within 5%.
+For every trace × policy × seed the experiment runner (``testbed.experiment.run``) runs one
+config twice, differing only in ``backend`` (``local``, then ``sim``); both are scored by the
+one metrics module (``testbed.report``): QoS violations, cold starts, p95, p99 (after the
+warm-up) and decoupled cost (over the live timeline's span, on both). Per metric it reports
+the sim's relative error ``(sim - live) / live`` with a 95 % bootstrap interval (requests of
+both runs resampled together; cost: over seeds), whether it meets the issue's target (QoS and
+cold starts ±10 % relative or ±0.5 points below 5 %, p95/p99 ±15 %, cost ±5 %) and, per trace,
+whether the policy ranking by each metric is the same on both sides.
 
 Usage::
 
-    .venv/bin/python bench/sim_fidelity.py [--minutes 5] [--workflow ml-pipeline]
-        [--profile DIR_OR_FILE] [-o OUT]
+    .venv/bin/python bench/sim_fidelity.py [--duration-s 45] [--seeds 1] \
+        [--traces bursty,flash] \
+        [--policies always-on,keep-alive,hybrid-histogram,aquatope-prewarm] \
+        [--profile DIR_OR_FILE | --profile-first] [--live-dir OUT/live] [-o OUT]
 
-``--minutes`` is the live duration per policy (two policies run, so the live part takes about
-twice that plus start-up). Prints lines, then one JSON object on the last line.
+``--profile-first`` measures a profile of the workflows' functions on the local backend right
+before the live runs (same machine state). Prints lines, then one JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -20,76 +25,221 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 
-POLICIES = [
-    {"name": "always-on"},
-    {"name": "keep-alive", "label": "keepalive-10s", "params": {"window_s": 10.0}},
-]
+# The demo's trace (experiments/demo.yaml) and a flash crowd, both 8x compressed.
+TRACES: dict[str, dict[str, Any]] = {
+    "bursty": {
+        "kind": "bursty",
+        "minutes": 8,
+        "compress": 8,
+        "options": {"rate_per_min": 8, "on_min": 1.5, "off_min": 1.5},
+    },
+    "flash": {
+        "kind": "flash-crowd",
+        "minutes": 8,
+        "compress": 8,
+        "options": {"rate_per_min": 4, "surge": 5, "start_minute": 2, "decay_min": 1.5},
+    },
+}
+# Time constants scaled for traces played 8x faster than real time.
+POLICIES: dict[str, dict[str, Any]] = {
+    "always-on": {"name": "always-on"},
+    "keep-alive": {"name": "keep-alive", "params": {"window_s": 7.5}},
+    "hybrid-histogram": {"name": "hybrid-histogram", "params": {"range_s": 900.0, "bin_s": 2.0}},
+    "aquatope-prewarm": {"name": "aquatope-prewarm", "params": {"step_s": 2.0}},
+}
+METRICS = ("qos_violation_pct", "cold_start_pct", "p95_s", "p99_s", "cost_usd")
+TOLERANCE = {"p95_s": 0.15, "p99_s": 0.15, "cost_usd": 0.05}
+BOOTSTRAP = 1000
 
 
-def config(backend: str, minutes: float, workflow: str, profile: str | None) -> dict[str, Any]:
+def config(args: argparse.Namespace, backend: str, trace: str) -> dict[str, Any]:
+    """One experiment config; only ``backend`` (and the sim's profile) differ."""
     cfg: dict[str, Any] = {
-        "name": f"fidelity-{backend}",
+        "name": f"fidelity-{trace}-{backend}",
         "backend": backend,
         "stack": str(REPO / "stack.yml"),
-        "workflows": [workflow],
-        "trace": {
-            "kind": "bursty",
-            "minutes": int(max(1, math.ceil(minutes))),
-            "options": {"rate_per_min": 20, "on_min": 0.5, "off_min": 1.5},
-        },
-        "duration_s": minutes * 60.0,
-        "warmup_s": 10.0,
-        "drain_s": 20.0,
-        "seeds": [1],
+        "workflows": args.workflows.split(","),
+        "trace": TRACES[trace],
+        "duration_s": args.duration_s,
+        "warmup_s": args.warmup_s,
+        "drain_s": 10.0,
+        "settle_s": args.settle_s,
+        "seeds": args.seed_list,
         "tick_s": 1.0,
-        "policies": POLICIES,
+        "sample_s": 0.5,
+        "loadgen": {"timeout_s": 30, "locust_csv": False},
+        "policies": [{**POLICIES[p], "label": p} for p in args.policy_list],
     }
-    if backend == "sim" and profile:
-        cfg["backend_options"] = {"profile": profile}
+    if backend == "sim":
+        options: dict[str, Any] = {}
+        if args.profile:
+            options["profile"] = args.profile
+        if args.host_cores:
+            options["host_cores"] = args.host_cores
+        if options:
+            cfg["backend_options"] = options
     return cfg
 
 
-def run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Run the config; return its runs (loaded) and the wall time."""
-    from testbed.experiment.results import find_runs, load_run
+def run(cfg: dict[str, Any], out: Path) -> dict[tuple[str, int], Any]:
+    """Run a config; its runs loaded, keyed by (policy label, seed)."""
     from testbed.experiment.run import run_experiment
     from testbed.experiment.spec import parse_spec
 
-    spec = parse_spec(cfg)
-    started = time.perf_counter()
-    run_experiment(spec, out)
-    wall = time.perf_counter() - started
-    return {"wall_s": wall, "runs": {load_run(d).label: load_run(d) for d in find_runs([out])}}
+    run_experiment(parse_spec(cfg), out)
+    return load_runs(out)
 
 
-def figures(run: Any, end_s: float) -> dict[str, float]:
-    """p50/p95, cold starts and cost of one run, cost over [warm-up, end_s]."""
-    from testbed.report.cost import compute_cost
-    from testbed.report.metrics import compute_metrics, measured_requests
+def load_runs(out: Path) -> dict[tuple[str, int], Any]:
+    from testbed.experiment.results import find_runs, load_run
 
-    m = compute_metrics(run)
-    req = measured_requests(run)
-    cost = compute_cost(run.timeline, start_s=run.warmup_s, end_s=end_s, invocations=len(req))
+    runs = {}
+    for d in find_runs([out]):
+        r = load_run(d)
+        runs[(r.label, r.seed)] = r
+    return runs
+
+
+def request_figures(req: Any) -> dict[str, float]:
+    """QoS violations, cold starts (both %), p95 and p99 (s) of scored requests."""
+    from testbed.report.metrics import violation_mask
+
+    if len(req) == 0:
+        return dict.fromkeys(METRICS[:4], math.nan)
+    lat = req["latency_s"].to_numpy(dtype=float)
     return {
-        "requests": m.requests,
-        "p50_s": m.latency_s.get("p50", math.nan),
-        "p95_s": m.latency_s.get("p95", math.nan),
-        "cold_starts": int(req["cold_start"].sum()),
-        "cost_usd": cost.decoupled_usd,
+        "qos_violation_pct": 100.0 * float(np.mean(violation_mask(req))),
+        "cold_start_pct": 100.0 * float(req["cold_start"].mean()),
+        "p95_s": float(np.quantile(lat, 0.95)),
+        "p99_s": float(np.quantile(lat, 0.99)),
     }
 
 
-def profile_first(workflow: str, out: Path) -> str:
-    """Measure the workflow's functions on the local backend now (same machine state)."""
-    import os
+def cost_usd(run: Any, end_s: float, requests: int) -> float:
+    from testbed.report.cost import compute_cost
 
+    cost = compute_cost(run.timeline, start_s=run.warmup_s, end_s=end_s, invocations=requests)
+    return float(cost.decoupled_usd)
+
+
+def rel_err(sim: float, live: float) -> float:
+    if not live:
+        return 0.0 if sim == live else math.inf
+    return (sim - live) / live
+
+
+def meets(metric: str, sim: float, live: float) -> bool:
+    """The issue's targets (percentages: ±10 % relative, or ±0.5 points below 5 %)."""
+    if metric in TOLERANCE:
+        return abs(rel_err(sim, live)) <= TOLERANCE[metric]
+    if live < 5.0:
+        return abs(sim - live) <= 0.5
+    return abs(rel_err(sim, live)) <= 0.10
+
+
+def compare(
+    pairs: list[tuple[Any, Any]], rng: np.random.Generator
+) -> dict[str, dict[str, float | bool]]:
+    """Pooled figures over seeds for one (trace, policy), with bootstrap intervals."""
+    from testbed.report.metrics import measured_requests
+
+    live_req = [measured_requests(a) for a, _ in pairs]
+    sim_req = [measured_requests(b) for _, b in pairs]
+    import pandas as pd
+
+    lv_all, sv_all = pd.concat(live_req), pd.concat(sim_req)
+    live, sim = request_figures(lv_all), request_figures(sv_all)
+    boot: dict[str, list[float]] = {m: [] for m in METRICS[:4]}
+    for _ in range(BOOTSTRAP):
+        a = lv_all.iloc[rng.integers(0, len(lv_all), len(lv_all))]
+        b = sv_all.iloc[rng.integers(0, len(sv_all), len(sv_all))]
+        fa, fb = request_figures(a), request_figures(b)
+        for m in boot:
+            boot[m].append(rel_err(fb[m], fa[m]))
+    costs = []
+    for (a, b), ra in zip(pairs, live_req, strict=True):
+        end_s = float(a.timeline["t_s"].max())  # the live sampler stops with the replay
+        costs.append((cost_usd(a, end_s, len(ra)), cost_usd(b, end_s, len(ra))))
+    live["cost_usd"] = float(np.mean([c[0] for c in costs]))
+    sim["cost_usd"] = float(np.mean([c[1] for c in costs]))
+    cost_errs = [rel_err(s, v) for v, s in costs]
+    out: dict[str, dict[str, float | bool]] = {}
+    for m in METRICS:
+        errs = np.asarray(boot.get(m, cost_errs), dtype=float)
+        errs = errs[np.isfinite(errs)]
+        lo, hi = np.quantile(errs, [0.025, 0.975]) if len(errs) > 1 else (math.nan, math.nan)
+        out[m] = {
+            "live": live[m],
+            "sim": sim[m],
+            "rel_err": rel_err(sim[m], live[m]),
+            "ci_lo": float(lo),
+            "ci_hi": float(hi),
+            "meets_target": meets(m, sim[m], live[m]),
+        }
+    out["requests"] = {"live": float(len(lv_all)), "sim": float(len(sv_all))}
+    return out
+
+
+def ranking(rows: dict[str, Any], metric: str, side: str) -> list[str]:
+    """Policies ordered by ``metric`` (ties broken by name, equal values share a rank)."""
+    values = {p: round(float(r[metric][side]), 6) for p, r in rows.items()}
+    return [f"{p}={values[p]:g}" for p in sorted(values, key=lambda p: (values[p], p))]
+
+
+def same_order(rows: dict[str, Any], metric: str) -> bool:
+    """Whether sim and live rank the policies alike (pairwise: no strict order reversed)."""
+    names = sorted(rows)
+    for i, p in enumerate(names):
+        for q in names[i + 1 :]:
+            lv = np.sign(rows[p][metric]["live"] - rows[q][metric]["live"])
+            sv = np.sign(rows[p][metric]["sim"] - rows[q][metric]["sim"])
+            if lv != sv:
+                return False
+    return True
+
+
+def markdown(results: dict[str, Any]) -> list[str]:
+    """The docs table: per trace and policy, each metric live → sim, rel. error [95 % CI]."""
+    head = {
+        "qos_violation_pct": "QoS viol. %",
+        "cold_start_pct": "cold starts %",
+        "p95_s": "p95 s",
+        "p99_s": "p99 s",
+        "cost_usd": "cost $",
+    }
+    lines = [
+        "| trace | policy | " + " | ".join(head.values()) + " |",
+        "| --- | --- |" + " --- |" * len(head),
+    ]
+    for trace, block in results.items():
+        for policy, row in block["policies"].items():
+            cells = []
+            for m in head:
+                f = row[m]
+                ci = f" [{f['ci_lo']:+.0%}, {f['ci_hi']:+.0%}]" if math.isfinite(f["ci_lo"]) else ""
+                mark = "" if f["meets_target"] else " ✗"
+                cells.append(f"{f['live']:.3g} → {f['sim']:.3g} ({f['rel_err']:+.0%}{ci}){mark}")
+            lines.append(f"| {trace} | {policy} | " + " | ".join(cells) + " |")
+        same = [m for m, o in block["ranking"].items() if o["identical"]]
+        lines.append(
+            f"| {trace} | ranking same on | {', '.join(head[m] for m in same) or 'none'} |"
+            + " |" * (len(head) - 1)
+        )
+    return lines
+
+
+def profile_first(args: argparse.Namespace, out: Path) -> str:
+    """Measure the workflows' functions on the local backend now (same machine state)."""
     from testbed.backends import connect
     from testbed.core.stack import load_stack
     from testbed.core.workflows import load_workflows
@@ -98,7 +248,11 @@ def profile_first(workflow: str, out: Path) -> str:
     from testbed.sim.profiler import ProfileSettings, profile_functions
 
     catalog = load_workflows()
-    names = list(catalog.get(workflow).functions)
+    names: list[str] = []
+    for target in args.workflows.split(","):
+        for wf in catalog.resolve(target).weights:
+            names.extend(catalog.get(wf).functions)
+    names = list(dict.fromkeys(names))
     stack = load_stack(REPO / "stack.yml")
     home = out / ".home"
     home.mkdir(parents=True, exist_ok=True)
@@ -110,7 +264,7 @@ def profile_first(workflow: str, out: Path) -> str:
             platform,
             [stack[n] for n in names],
             payloads,
-            settings=ProfileSettings(n_service=30, n_cold=5),
+            settings=ProfileSettings(n_service=20, n_cold=5, cpu_levels=(1.0,)),
             provenance={"method": "bench/sim_fidelity.py --profile-first", "backend": "local"},
             log=print,
         )
@@ -120,55 +274,76 @@ def profile_first(workflow: str, out: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--workflow", default="ml-pipeline")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--duration-s", type=float, default=45.0)
+    parser.add_argument("--warmup-s", type=float, default=5.0)
+    parser.add_argument("--settle-s", type=float, default=20.0)
+    parser.add_argument("--seeds", default="1", help="comma-separated trace/sim seeds")
+    parser.add_argument("--traces", default="bursty,flash", help=f"of {', '.join(TRACES)}")
+    parser.add_argument("--policies", default=",".join(POLICIES), help=f"of {', '.join(POLICIES)}")
+    parser.add_argument("--workflows", default="ml-pipeline,social-network")
     parser.add_argument("--profile", default=None, help="sim profile (default: shipped)")
-    parser.add_argument(
-        "--profile-first", action="store_true", help="measure a fresh profile before the runs"
-    )
+    parser.add_argument("--profile-first", action="store_true", help="measure a profile first")
+    parser.add_argument("--host-cores", type=float, default=None, help="sim host cores")
+    parser.add_argument("--live-dir", default=None, help="reuse live runs (an earlier OUT/live)")
     parser.add_argument("-o", "--out", default=None)
-    parser.add_argument(
-        "--live-dir", default=None, help="reuse the live runs of an earlier run (its OUT/live)"
-    )
     args = parser.parse_args()
+    args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.policy_list = [p for p in args.policies.split(",") if p]
+    unknown = [p for p in args.policy_list if p not in POLICIES] + [
+        t for t in args.traces.split(",") if t not in TRACES
+    ]
+    if unknown:
+        parser.error(f"unknown policy or trace: {', '.join(unknown)}")
     root = Path(args.out or tempfile.mkdtemp(prefix="sim-fidelity-"))
+    load = os.getloadavg()
     if args.profile_first:
-        args.profile = profile_first(args.workflow, root / "profile")
+        args.profile = profile_first(args, root / "profile")
         print(f"profile: {args.profile}")
-    if args.live_dir:
-        from testbed.experiment.results import find_runs, load_run
-
-        runs = {load_run(d).label: load_run(d) for d in find_runs([args.live_dir])}
-        live_runs: dict[str, Any] = {"wall_s": math.nan, "runs": runs}
-    else:
-        live_runs = run(config("local", args.minutes, args.workflow, None), root / "live")
-    sim_runs = run(config("sim", args.minutes, args.workflow, args.profile), root / "sim")
-    rows: dict[str, Any] = {}
-    for label, live_run in live_runs["runs"].items():
-        sim_run = sim_runs["runs"][label]
-        # the live sampler stops when the replay ends: score both over the live timeline's span
-        end_s = float(live_run.timeline["t_s"].max())
-        a, b = figures(live_run, end_s), figures(sim_run, end_s)
-        a["wall_s"], b["wall_s"] = live_runs["wall_s"], sim_runs["wall_s"]
-        row: dict[str, Any] = {}
-        for key in ("p50_s", "p95_s", "cold_starts", "cost_usd"):
-            lv, sv = a.get(key, math.nan), b.get(key, math.nan)
-            ratio = sv / lv if lv else math.nan
-            row[key] = {"live": lv, "sim": sv, "sim_over_live": ratio}
-            print(f"{label:>14} {key:>11}: live {lv:.6g}  sim {sv:.6g}  ratio {ratio:.3f}")
-        row["requests"] = {"live": a["requests"], "sim": b.get("requests")}
-        row["wall_s"] = {"live": a["wall_s"], "sim": b.get("wall_s")}
-        rows[label] = row
+    rng = np.random.default_rng(0)
+    results: dict[str, Any] = {}
+    started = time.perf_counter()
+    for trace in args.traces.split(","):
+        if args.live_dir:
+            live = load_runs(Path(args.live_dir) / trace)
+        else:
+            live = run(config(args, "local", trace), root / "live" / trace)
+        sim = run(config(args, "sim", trace), root / "sim" / trace)
+        rows: dict[str, Any] = {}
+        for policy in args.policy_list:
+            pairs = [(live[(policy, s)], sim[(policy, s)]) for s in args.seed_list]
+            rows[policy] = compare(pairs, rng)
+            for m in METRICS:
+                f = rows[policy][m]
+                print(
+                    f"{trace:>7} {policy:>17} {m:>17}: live {f['live']:.4g} sim {f['sim']:.4g} "
+                    f"rel.err {f['rel_err']:+.2f} [{f['ci_lo']:+.2f}, {f['ci_hi']:+.2f}]"
+                    f"{'' if f['meets_target'] else '  (target missed)'}"
+                )
+        order = {
+            m: {
+                "identical": same_order(rows, m),
+                "live": ranking(rows, m, "live"),
+                "sim": ranking(rows, m, "sim"),
+            }
+            for m in METRICS
+        }
+        for m, o in order.items():
+            print(f"{trace:>7} ranking by {m}: {'same' if o['identical'] else 'DIFFERENT'}")
+        results[trace] = {"policies": rows, "ranking": order}
+    print("\n".join(markdown(results)))
     print(
         json.dumps(
             {
-                "live_dir": args.live_dir or str(root / "live"),
-                "minutes_per_policy": args.minutes,
-                "workflow": args.workflow,
-                "profile": args.profile or "shipped reference",
-                "results": rows,
                 "dir": str(root),
+                "profile": args.profile or "shipped reference",
+                "host_cores": args.host_cores or "profile machine",
+                "seeds": args.seed_list,
+                "duration_s": args.duration_s,
+                "loadavg_at_start": [round(x, 2) for x in load],
+                "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+                "wall_s": round(time.perf_counter() - started, 1),
+                "results": results,
             }
         )
     )

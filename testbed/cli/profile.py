@@ -20,6 +20,24 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
     return values
 
 
+def _busy_warning(conditions: dict[str, object]) -> str:
+    """A line when the machine was loaded (load per core above 1) while profiling."""
+    worst = 0.0
+    cores = 0
+    for when in ("start", "end"):
+        facts = conditions.get(when)
+        if not isinstance(facts, dict) or not facts.get("loadavg") or not facts.get("cpu_count"):
+            continue
+        cores = int(facts["cpu_count"])
+        worst = max(worst, float(facts["loadavg"][0]) / cores)
+    if worst <= 1.0:
+        return ""
+    return (
+        f"the machine was loaded while profiling ({worst:.2f} runnable per core on {cores} "
+        "cores): the profile's times carry that load; simulate only runs at a similar load"
+    )
+
+
 @click.command("profile")
 @click.option(
     "--backend",
@@ -48,7 +66,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 @click.option(
     "--cold",
     "n_cold",
-    default=5,
+    default=8,
     show_default=True,
     type=click.IntRange(1),
     help="Cold starts per function.",
@@ -137,16 +155,27 @@ def profile(
             platform.close()
     except TestbedError as exc:
         raise click.ClickException(str(exc)) from None
+    from testbed.sim.conditions import condition_warnings
+
+    conditions = result.provenance.get("conditions") or {}
+    busy = _busy_warning(conditions)
+    if busy:
+        click.echo(f"warning: {busy}", err=True)
     if merge and (out / "profile.json").is_file():
         from testbed.sim.profile import Profile, load_profile
 
-        old = load_profile(out / "profile.json")
+        old = load_profile(out / "profile.json", check_conditions=False)
+        now = conditions.get("start") or None
+        for line in condition_warnings(old.provenance, now):
+            click.echo(f"warning: the functions kept by --merge: {line}", err=True)
         kept = {k: v for k, v in old.functions.items() if k not in result.functions}
         provenance = dict(result.provenance)
         if kept:
             provenance["merged"] = {
                 "functions": sorted(kept),
-                "from": {k: old.provenance.get(k) for k in ("date", "method", "machine")},
+                "from": {
+                    k: old.provenance.get(k) for k in ("date", "method", "machine", "conditions")
+                },
             }
         result = Profile({**kept, **result.functions}, result.gateway_overhead_s, provenance)
     path = save_profile(result, out / "profile.json")

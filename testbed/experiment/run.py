@@ -421,7 +421,11 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
     from testbed.experiment.simulate import build_sim, default_specs, sim_facts, simulate
 
     spec = prep.spec
-    sim = build_sim(spec.backend_options, seed=seed, workflows=prep.catalog)
+    # As live (_run_live): the daemon runs on the deployed functions max(START_DELAY_S,
+    # settle_s) before the traffic's t0 = 0, so policies warm up the same way.
+    lead_s = max(START_DELAY_S, spec.settle_s)
+    options = {**dict(spec.backend_options), "start_s": -lead_s}
+    sim = build_sim(options, seed=seed, workflows=prep.catalog)
     specs = prep.function_specs or tuple(default_specs(sim, trace.arrivals_s))
     for function in specs:
         sim.deploy(function)
@@ -434,6 +438,7 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
         until_s=spec.duration_s or None,
         decisions_path=writer.path / DECISIONS_FILE,
         policy_name=pol.label,
+        t0_s=0.0,
     )
     results.write(writer.path)
     requests = len(results.requests)

@@ -59,6 +59,7 @@ def simulate(
     until_s: float | None = None,
     decisions_path: Path | None = None,
     policy_name: str = "",
+    t0_s: float | None = None,
 ) -> SimResults:
     """Replay ``arrivals`` on ``sim`` with ``policy`` deciding every ``tick_s`` simulated seconds.
 
@@ -70,6 +71,8 @@ def simulate(
         until_s: end of the run (default: the last arrival, rounded up to a tick).
         decisions_path: where the daemon logs its decisions (None: not logged).
         policy_name: the name written in the decision log.
+        t0_s: time the decision log's ``t_s`` is relative to (default: the clock now); a
+            run whose daemon starts before the traffic (``settle_s``) passes 0, as live.
 
     Returns:
         The run's rows as DataFrames.
@@ -88,7 +91,7 @@ def simulate(
             workflows=sim.workflows,
             decisions_path=decisions_path,
             policy_name=policy_name or getattr(policy, "name", "") or type(policy).__name__,
-            t0_s=sim.now,
+            t0_s=sim.now if t0_s is None else t0_s,
         )
 
         def on_tick(_now_s: float) -> None:

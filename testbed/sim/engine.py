@@ -15,7 +15,13 @@ Semantics follow the gateway's (testbed/gateway):
 * a replica whose memory limit is below the function's measured peak is OOM-killed while it
   serves a call: the call fails with 502, the replica is reported ``oom-killed`` and the
   gateway starts a replacement if the target needs one;
-* a call still queued ``invoke_timeout_s`` after it arrived fails with 504;
+* a call still queued ``queue_timeout_s`` after it arrived fails with 504 (the gateway's
+  ``cold_start_timeout_s``, 60 s, bounds a wait for a replica: ``FunctionPool.acquire``);
+* the host has ``host_cores`` cores (default: the profile's machine): every running call
+  needs ``min(1, CPU limit)`` core and every starting replica one core (spawn and imports
+  are CPU-bound); while the demand exceeds the cores, every call and start progresses at
+  ``host_cores / demand`` of its speed (processor sharing, exact: a global virtual clock
+  advances at that rate and each job ends when it has received its profile duration);
 * a workflow runs its DAG: root stages get the request, a stage starts when all stages it
   runs ``after`` finished (fan-out and joins); the first failing stage fails the workflow.
 
@@ -35,14 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from testbed.core.config import DEFAULT_INVOKE_TIMEOUT_S, Limits
+from testbed.core.config import DEFAULT_COLD_START_TIMEOUT_S, DEFAULT_INVOKE_TIMEOUT_S, Limits
 from testbed.core.errors import ConfigError, FunctionNotFound
 from testbed.core.platform import FunctionSpec, Workflow, WorkflowMix
 from testbed.sim.distributions import Sampler
 from testbed.sim.profile import FunctionProfile, Profile
 from testbed.sim.records import Recorder
 
-__all__ = ["PROFILE_ANNOTATION", "Engine", "derive_rng"]
+__all__ = ["PROFILE_ANNOTATION", "Engine", "derive_rng", "profile_host_cores"]
 
 PROFILE_ANNOTATION = "aquatope.sim/profile"
 
@@ -50,7 +56,8 @@ PROFILE_ANNOTATION = "aquatope.sim/profile"
 STARTING, READY, STOPPING, GONE, OOM = 0, 1, 2, 3, 4
 STATE_NAMES = {STARTING: "starting", READY: "ready", STOPPING: "stopping", OOM: "oom-killed"}
 # event kinds
-_EV_READY, _EV_DONE, _EV_STAGE_DONE, _EV_ARRIVE, _EV_TIMEOUT = 0, 1, 2, 3, 4
+_EV_READY, _EV_DONE, _EV_STAGE_DONE, _EV_ARRIVE, _EV_TIMEOUT, _EV_CPU = 0, 1, 2, 3, 4, 5
+_V_EPS = 1e-12  # virtual-time slack when collecting finished CPU jobs
 # call states
 _QUEUED, _RUNNING, _FINISHED = 0, 1, 2
 _INF = math.inf
@@ -176,6 +183,7 @@ class _Fn:
         "completed",
         "conc",
         "cpu_cores",
+        "cpu_demand",
         "dead",
         "draining",
         "duration_sum",
@@ -250,6 +258,8 @@ class _Fn:
         self.cpu_cores = float(
             cpu if cpu is not None else spec.requests.cpu_cores or _DEFAULT_CPU_CORES
         )
+        # a single-threaded handler uses at most one core; a CPU limit caps it lower
+        self.cpu_demand = min(1.0, float(cpu)) if cpu is not None else 1.0
         self.memory_mb = float(
             mem if mem is not None else spec.requests.memory_mb or _DEFAULT_MEMORY_MB
         )
@@ -262,8 +272,16 @@ class Engine:
     Args:
         profile: measured behaviour to sample from.
         seed: seed of every random stream (service, cold start, overhead, mixes).
-        invoke_timeout_s: a call queued this long fails with 504 (the gateway's timeout).
+        invoke_timeout_s: the gateway's whole-call timeout (bounds ``drain`` and ``invoke``).
+        queue_timeout_s: a call queued this long fails with 504; default: the gateway's
+            ``cold_start_timeout_s`` (60 s), or ``invoke_timeout_s`` when that is shorter.
         start_s: the clock's initial time.
+        host_cores: cores of the simulated host shared by all replicas (see the module
+            docstring); None takes the profile machine's ``cpu_count`` (unlimited when the
+            profile does not say), ``math.inf`` turns contention off.
+
+    Raises:
+        ConfigError: ``host_cores`` is not positive.
     """
 
     def __init__(
@@ -273,10 +291,30 @@ class Engine:
         seed: int = 0,
         invoke_timeout_s: float = DEFAULT_INVOKE_TIMEOUT_S,
         start_s: float = 0.0,
+        host_cores: float | None = None,
+        queue_timeout_s: float | None = None,
     ) -> None:
         self.profile = profile
+        if host_cores is None:
+            host_cores = profile_host_cores(profile)
+        if not float(host_cores) > 0:
+            raise ConfigError(f"host_cores must be positive, got {host_cores}")
+        self.host_cores = float(host_cores)
+        # processor sharing (only when the host's cores are finite)
+        self._ps = math.isfinite(self.host_cores)
+        self.cpu_busy = 0.0  # cores demanded now: running calls and starting replicas
+        self._v = 0.0  # virtual time: seconds of full-speed work every job has received
+        self._v_at = float(start_s)
+        self._rate = 1.0
+        self._cpu_jobs: list[tuple[float, int, int, Any, Any, float]] = []
+        self._cpu_gen = 0
         self.seed = int(seed)
         self.invoke_timeout_s = float(invoke_timeout_s)
+        self.queue_timeout_s = float(
+            queue_timeout_s
+            if queue_timeout_s is not None
+            else min(DEFAULT_COLD_START_TIMEOUT_S, self.invoke_timeout_s)
+        )
         self.now = float(start_s)
         self.rec = Recorder()
         self.functions: dict[str, _Fn] = {}
@@ -438,6 +476,8 @@ class Engine:
                     self._on_stage_done(a)
                 elif ev == _EV_ARRIVE:
                     self._arrive(targets[a], b, t)
+                elif ev == _EV_CPU:
+                    self._on_cpu(a)
                 else:
                     self._on_timeout(a, t)
             else:
@@ -516,7 +556,7 @@ class Engine:
                 if not call.cold:
                     call.cold = True
                     fn.cold_starts += 1
-        self._push(call.arrive_s + self.invoke_timeout_s, _EV_TIMEOUT, call)
+        self._push(call.arrive_s + self.queue_timeout_s, _EV_TIMEOUT, call)
 
     @staticmethod
     def _pick(fn: _Fn) -> _Replica | None:
@@ -542,7 +582,52 @@ class Engine:
             service *= fn.conc[k] if k < len(fn.conc) else fn.profile.concurrency_factor(k)
         if not fn.fits:
             call.oom = True
-        self._push(t + service, _EV_DONE, r, call)
+        if self._ps:
+            self._cpu_job(service, fn.cpu_demand, _EV_DONE, r, call)
+        else:
+            self._push(t + service, _EV_DONE, r, call)
+
+    # ------------------------------------------------------ processor sharing
+
+    def _cpu_job(self, work_s: float, cores: float, ev: int, a: Any, b: Any) -> None:
+        """Start a job needing ``work_s`` seconds at full speed on ``cores`` of the host."""
+        self._advance_v()
+        self.cpu_busy += cores
+        heapq.heappush(self._cpu_jobs, (self._v + work_s, next(self._seq), ev, a, b, cores))
+        self._retime()
+
+    def _advance_v(self) -> None:
+        self._v += (self.now - self._v_at) * self._rate
+        self._v_at = self.now
+
+    def _retime(self) -> None:
+        """After the demand changed: new rate, and one event for the next job to finish."""
+        busy = self.cpu_busy
+        self._rate = 1.0 if busy <= self.host_cores else self.host_cores / busy
+        self._cpu_gen += 1
+        if self._cpu_jobs:
+            left = max(0.0, self._cpu_jobs[0][0] - self._v)
+            self._push(self.now + left / self._rate, _EV_CPU, self._cpu_gen)
+
+    def _on_cpu(self, gen: int) -> None:
+        if gen != self._cpu_gen:
+            return  # superseded by a later change of the demand
+        self._advance_v()
+        jobs = self._cpu_jobs
+        done = []
+        while jobs and jobs[0][0] <= self._v + _V_EPS:
+            done.append(heapq.heappop(jobs))
+        for _, _, _, _, _, cores in done:
+            self.cpu_busy -= cores
+        if not jobs:
+            self.cpu_busy = 0.0  # no float drift carried into the next busy period
+        self._retime()
+        t = self.now
+        for _, _, ev, a, b, _ in done:
+            if ev == _EV_DONE:
+                self._on_done(a, b, t)
+            else:
+                self._on_ready(a, t)
 
     # ------------------------------------------------------------- completions
 
@@ -676,7 +761,7 @@ class Engine:
     # ---------------------------------------------------------------- replicas
 
     def _on_ready(self, r: _Replica, t: float) -> None:
-        if r.state != STARTING:
+        if r.state != STARTING:  # retired while starting (its start-up still used the CPU)
             return
         fn = r.fn
         r.state = READY
@@ -722,7 +807,11 @@ class Engine:
                 r = _Replica(fn, f"{fn.name}-{fn.next_replica}", now)
                 fn.replicas.append(r)
                 fn.starting += 1
-                self._push(now + fn.cold.draw() * fn.cold_factor, _EV_READY, r)
+                startup = fn.cold.draw() * fn.cold_factor
+                if self._ps:
+                    self._cpu_job(startup, 1.0, _EV_READY, r, None)
+                else:
+                    self._push(now + startup, _EV_READY, r)
             fn.ver += 1
         elif alive > want:
             starting = [r for r in reversed(fn.replicas) if r.state == STARTING]
@@ -779,6 +868,13 @@ class Engine:
         while self._removed:
             fn = self._removed.pop()
             rec.add_timeline(t, fn.code, 0, 0, 0, 0, fn.cpu_cores, fn.memory_mb)
+
+
+def profile_host_cores(profile: Profile) -> float:
+    """Cores of the machine a profile was measured on (``math.inf`` when it does not say)."""
+    machine = profile.provenance.get("machine")
+    cores = machine.get("cpu_count") if isinstance(machine, Mapping) else None
+    return float(cores) if isinstance(cores, (int, float)) and cores > 0 else _INF
 
 
 def normalise_arrivals(arrivals: object) -> Iterable[tuple[str, np.ndarray]]:

@@ -95,8 +95,12 @@ class SimPlatform:
         function_profiles: profile entry to use for a function whose name is not in the
             profile (``{"fn-17": "image-processing"}``); the ``aquatope.sim/profile``
             annotation of a spec does the same.
-        invoke_timeout_s: calls queued longer than this fail with 504.
+        invoke_timeout_s: the gateway's whole-call timeout (bounds ``drain`` and ``invoke``).
+        queue_timeout_s: calls queued longer than this fail with 504 (default: the gateway's
+            ``cold_start_timeout_s``, 60 s, or ``invoke_timeout_s`` when shorter).
         start_s: initial simulated time.
+        host_cores: cores shared by all replicas (CPU contention); None takes the profile
+            machine's ``cpu_count``, ``math.inf`` (or ``"unlimited"``) turns contention off.
     """
 
     def __init__(
@@ -108,12 +112,23 @@ class SimPlatform:
         function_profiles: Mapping[str, str] | None = None,
         invoke_timeout_s: float = DEFAULT_INVOKE_TIMEOUT_S,
         start_s: float = 0.0,
+        host_cores: float | str | None = None,
+        queue_timeout_s: float | None = None,
     ) -> None:
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
         self.seed = seed
         self.function_profiles = dict(function_profiles or {})
+        if host_cores == "unlimited":
+            host_cores = math.inf
+        if isinstance(host_cores, str):
+            raise ConfigError(f"host_cores must be a number or 'unlimited', got {host_cores!r}")
         self._engine = Engine(
-            self.profile, seed=seed, invoke_timeout_s=invoke_timeout_s, start_s=start_s
+            self.profile,
+            seed=seed,
+            invoke_timeout_s=invoke_timeout_s,
+            start_s=start_s,
+            host_cores=host_cores,
+            queue_timeout_s=queue_timeout_s,
         )
         self.clock = SimClock(self._engine)
         self._workflow_defs: dict[str, Workflow] = {}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ __all__ = [
 ]
 
 PROFILE_SCHEMA = "aquatope-sim-profile/1"
+
+log = logging.getLogger("aquatope.sim")
+_checked: set[str] = set()  # profile files whose conditions were already compared (per process)
 
 ScalingTable = tuple[tuple[float, float], ...]
 
@@ -255,11 +259,13 @@ def default_profile_path() -> Path:
     return Path(__file__).resolve().parent / "profiles" / "reference.json"
 
 
-def load_profile(path: str | Path | None = None) -> Profile:
+def load_profile(path: str | Path | None = None, *, check_conditions: bool = True) -> Profile:
     """Load a profile file, or the shipped reference profile when ``path`` is None.
 
     A directory is accepted too: its ``profile.json`` is read (what ``aquatope profile -o DIR``
-    writes).
+    writes). With ``check_conditions``, the first load of a file in a process logs a warning
+    (logger ``aquatope.sim``) for each way the machine and load it was measured under differ
+    from this machine now (:func:`testbed.sim.conditions.condition_warnings`).
 
     Raises:
         ConfigError: missing file, invalid JSON, or a bad field (the message names it).
@@ -275,7 +281,14 @@ def load_profile(path: str | Path | None = None) -> Profile:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
-    return Profile.from_json(raw, source=str(path))
+    profile = Profile.from_json(raw, source=str(path))
+    if check_conditions and str(path) not in _checked:
+        from testbed.sim.conditions import condition_warnings
+
+        _checked.add(str(path))
+        for line in condition_warnings(profile.provenance):
+            log.warning("%s: %s", path, line)
+    return profile
 
 
 def save_profile(profile: Profile, path: str | Path) -> Path:

@@ -36,10 +36,17 @@ from typing import Any
 from testbed.core.config import Limits
 from testbed.core.errors import PlatformError
 from testbed.core.platform import FunctionSpec, InvokeResult, Platform
+from testbed.sim.conditions import current_conditions
 from testbed.sim.distributions import Distribution
 from testbed.sim.profile import FunctionProfile, Profile
 
-__all__ = ["ProfileSettings", "machine_facts", "measure_peak_rss_mb", "profile_functions"]
+__all__ = [
+    "ProfileSettings",
+    "machine_facts",
+    "measure_peak_rss_mb",
+    "profile_functions",
+    "trim_outliers",
+]
 
 Log = Callable[[str], None]
 
@@ -52,6 +59,8 @@ class ProfileSettings:
         n_service: warm calls at the reference and at each level (in rounds of 5,
             interleaved across levels).
         n_cold: cold starts per function.
+        outlier_iqr: samples above ``q3 + outlier_iqr * IQR`` (a stall of the shared host,
+            not the function) are dropped from service and cold-start samples; 0 keeps all.
         cpu_levels: CPU limits (cores) to measure service time under.
         concurrency_levels: concurrent calls per replica to measure (1 is the reference).
         warmup: calls discarded after each change.
@@ -59,11 +68,12 @@ class ProfileSettings:
     """
 
     n_service: int = 30
-    n_cold: int = 5
+    n_cold: int = 8
     cpu_levels: tuple[float, ...] = (0.25, 0.5, 1.0)
     concurrency_levels: tuple[int, ...] = (1, 2, 4)
     warmup: int = 10
     ready_timeout_s: float = 60.0
+    outlier_iqr: float = 3.0
 
 
 def machine_facts() -> dict[str, Any]:
@@ -112,6 +122,28 @@ def _wait(platform: Platform, name: str, ok: Callable[[Any], bool], timeout_s: f
             clock.sleep_until(now() + 0.05)
         else:
             time.sleep(0.05)
+
+
+def trim_outliers(values: Sequence[float], iqr_k: float) -> tuple[list[float], int]:
+    """Drop samples above ``q3 + iqr_k * IQR`` (Tukey's far-out fence).
+
+    Args:
+        values: measured durations.
+        iqr_k: fence width in interquartile ranges; ``<= 0`` keeps everything.
+
+    Returns:
+        The kept samples (in their order) and how many were dropped. Fewer than 4 samples, or
+        a fence that would drop more than a fifth of them, keeps everything.
+    """
+    kept = list(values)
+    if iqr_k <= 0 or len(kept) < 4:
+        return kept, 0
+    q1, _, q3 = statistics.quantiles(kept, n=4, method="inclusive")
+    fence = q3 + iqr_k * (q3 - q1)
+    trimmed = [v for v in kept if v <= fence]
+    if len(kept) - len(trimmed) > len(kept) // 5:
+        return kept, 0
+    return trimmed, len(kept) - len(trimmed)
 
 
 def _median(values: Sequence[float]) -> float:
@@ -218,7 +250,9 @@ def _profile_one(
         for k in conc_levels:
             by_k[k].extend(caller.concurrent(k, max(1, per_round // k)))
     platform.set_limits(name, Limits(memory_mb=memory))
-    service = by_cpu[None]
+    service, dropped = trim_outliers(by_cpu[None], settings.outlier_iqr)
+    if dropped:
+        notes["service_outliers_dropped"] = dropped
     ref_median = _median(service)
     log(f"{name}: service p50 {ref_median * 1000:.2f} ms over {len(service)} calls")
     # A limit or a neighbour call cannot make a call faster: factors below 1 are noise.
@@ -242,6 +276,9 @@ def _profile_one(
             if r.ready_at is not None and r.state == "ready"
         ]
         cold.append(min(startup) if startup else max(0.0, _gateway_s(result) - ref_median))
+    cold, dropped = trim_outliers(cold, settings.outlier_iqr)
+    if dropped:
+        notes["cold_start_outliers_dropped"] = dropped
     log(f"{name}: cold start p50 {_median(cold):.3f} s over {len(cold)}")
     platform.remove(name)
 
@@ -316,6 +353,7 @@ def profile_functions(
             and named under ``provenance.failed``).
     """
     settings = settings or ProfileSettings()
+    conditions_start = current_conditions()
     functions: dict[str, FunctionProfile] = {}
     overhead: list[float] = []
     notes: dict[str, Any] = {}
@@ -344,6 +382,7 @@ def profile_functions(
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
         "settings": dataclasses.asdict(settings),
+        "conditions": {"start": conditions_start, "end": current_conditions()},
         **dict(provenance or {}),
     }
     if notes:

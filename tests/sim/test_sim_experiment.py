@@ -116,3 +116,46 @@ def test_profile_cli_rejects_bad_levels(tmp_path: Path) -> None:
         cli, ["profile", "-o", str(tmp_path), "--cpu-levels", "fast"], catch_exceptions=False
     )
     assert result.exit_code == 2 and "--cpu-levels" in result.output
+
+
+@pytest.mark.parametrize(("settle_s", "cold_expected"), [(0.0, True), (12.0, False)])
+def test_sim_runs_the_daemon_settle_s_before_the_traffic_as_live(
+    tmp_path: Path, settle_s: float, cold_expected: bool
+) -> None:
+    """Live runs start the daemon max(3 s, settle_s) before t0; the sim does the same."""
+    from testbed.experiment.results import find_runs, load_run
+    from testbed.experiment.run import run_experiment as run_config
+    from testbed.experiment.spec import parse_spec
+    from testbed.sim.profile import save_profile
+
+    repo = Path(__file__).resolve().parents[2]
+    functions = load_workflows().get("ml-pipeline").functions
+    profile = make_profile(
+        functions, service=Distribution.constant(0.01), cold=Distribution.constant(5.0)
+    )
+    path = save_profile(profile, tmp_path / "profile.json")
+    spec = parse_spec(
+        {
+            "name": "settle",
+            "backend": "sim",
+            "backend_options": {"profile": str(path), "host_cores": "unlimited"},
+            "stack": str(repo / "stack.yml"),
+            "workflows": ["ml-pipeline"],
+            "trace": {
+                "kind": "bursty",
+                "minutes": 1,
+                "options": {"rate_per_min": 60, "off_rate_ratio": 1.0},
+            },
+            "duration_s": 20,
+            "warmup_s": 0,
+            "settle_s": settle_s,
+            "seeds": [1],
+            "policies": [{"name": "always-on"}],
+        }
+    )
+    run_config(spec, tmp_path / "out")
+    run = load_run(find_runs([tmp_path / "out"])[0])
+    first = run.requests.sort_values("intended_s").iloc[0]
+    assert bool(first["cold_start"]) is cold_expected
+    ticks = [json.loads(x)["t_s"] for x in (run.path / "decisions.jsonl").read_text().splitlines()]
+    assert min(ticks) == pytest.approx(-max(3.0, settle_s) + 1.0)  # first tick, before t0

@@ -161,6 +161,26 @@ def test_queued_call_times_out_with_504() -> None:
     assert rows["error"].iloc[1] == "timeout"
 
 
+def test_queue_timeout_is_the_gateways_cold_start_timeout() -> None:
+    """The gateway fails a call that waited ``cold_start_timeout_s`` (60 s) for a replica."""
+    from testbed.core.config import DEFAULT_COLD_START_TIMEOUT_S, GatewayConfig
+
+    assert GatewayConfig().cold_start_timeout_s == DEFAULT_COLD_START_TIMEOUT_S == 60.0
+    profile = make_profile(["f"], service=Distribution.constant(100.0))
+    sim = SimPlatform(profile)  # invoke_timeout_s stays 120 s
+    sim.deploy(FunctionSpec(name="f"))
+    sim.scale("f", replicas=1)
+    sim.run_until(2.0)
+    sim.submit("f", at_s=2.0)
+    sim.submit("f", at_s=2.5)
+    sim.run_until(200.0)
+    rows = sim.results().requests.sort_values("intended_s")
+    assert rows["status"].tolist() == [200, 504]
+    assert rows["end_s"].iloc[1] == pytest.approx(62.5)
+    longer = SimPlatform(profile, queue_timeout_s=90.0)
+    assert longer._engine.queue_timeout_s == 90.0
+
+
 def _dag_sim() -> SimPlatform:
     def fp(service_s: float) -> FunctionProfile:
         return FunctionProfile(
