@@ -69,7 +69,10 @@ class App:
         """A client of the gateway (ours or a real OpenFaaS)."""
         from testbed.backends.openfaas import OpenFaaSPlatform
 
-        return OpenFaaSPlatform(self.gateway_url, password=self.password())
+        info = self.running_gateway() or {}
+        # a real OpenFaaS gateway serves /metrics on its own port, recorded by `aquatope up`
+        metrics_url = info.get("metrics_url") if info.get("url") == self.gateway_url else None
+        return OpenFaaSPlatform(self.gateway_url, password=self.password(), metrics_url=metrics_url)
 
 
 pass_app = click.make_pass_decorator(App)

@@ -32,7 +32,13 @@ from testbed.core.errors import ConfigError, FunctionNotFound, PlatformError
 from testbed.gateway.auth import check_basic_auth, ensure_password
 from testbed.gateway.core import Gateway
 from testbed.gateway.metrics import GatewayCollector, render_metrics
-from testbed.gateway.models import parse_delete, parse_deploy, parse_scale, status_json
+from testbed.gateway.models import (
+    NAMESPACE,
+    parse_delete,
+    parse_deploy,
+    parse_scale,
+    status_json,
+)
 from testbed.gateway.runtimes import create_runtime
 
 __all__ = ["build_app", "main", "serve"]
@@ -86,8 +92,15 @@ def _auth_middleware(password: str) -> Callable[..., Awaitable[web.StreamRespons
     return middleware
 
 
-def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) -> web.Application:
-    """The aiohttp application serving ``gateway``."""
+def build_app(
+    gateway: Gateway, *, password: str, functions_dir: Path | None, provider: bool = False
+) -> web.Application:
+    """The aiohttp application serving ``gateway``.
+
+    Args:
+        provider: serve as the faas-provider behind a real OpenFaaS gateway (``/system/info``
+            answers the provider's own ``ProviderInfo`` instead of the gateway's info).
+    """
     app = web.Application(middlewares=[_auth_middleware(password)], client_max_size=64 * 2**20)
     app[GATEWAY_KEY] = gateway
     collector = GatewayCollector(lambda: gateway.pools, lambda: gateway.workflow_counts)
@@ -97,6 +110,14 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
         return web.Response(text="OK")
 
     async def info(request: web.Request) -> web.Response:
+        if provider:
+            return _json(
+                {
+                    "provider": "aquatope-testbed",
+                    "orchestration": gateway.runtime.name,
+                    "version": {"release": VERSION, "sha": ""},
+                }
+            )
         return _json(
             {
                 "provider": {
@@ -110,7 +131,13 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
         )
 
     async def list_functions(request: web.Request) -> web.Response:
-        return _json([status_json(gateway.status(name)) for name in sorted(gateway.pools)])
+        return _json([_status(name) for name in sorted(gateway.pools)])
+
+    def _status(name: str) -> dict[str, Any]:
+        return status_json(gateway.status(name), created_at_s=gateway.created_at_s.get(name))
+
+    async def namespaces(request: web.Request) -> web.Response:
+        return _json([NAMESPACE])
 
     async def deploy(request: web.Request) -> web.Response:
         spec = parse_deploy(await _body_json(request), functions_dir=functions_dir)
@@ -122,7 +149,7 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
         return web.Response(status=202)
 
     async def function_status(request: web.Request) -> web.Response:
-        return _json(status_json(gateway.status(request.match_info["name"])))
+        return _json(_status(request.match_info["name"]))
 
     async def scale(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -149,7 +176,8 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
             headers=request.headers,
         )
         headers = dict(result.headers)
-        headers["X-Cold-Start"] = "true" if result.cold_start else "false"
+        cold = result.cold_start or (provider and _waited_for_start(gateway, name, request))
+        headers["X-Cold-Start"] = "true" if cold else "false"
         headers["X-Duration-Seconds"] = f"{result.end_s - result.start_s:.6f}"
         headers["X-Start-Time"] = str(int(result.start_s * 1e9))
         return web.Response(body=result.body, status=result.status, headers=headers)
@@ -223,6 +251,7 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/system/info", info)
     app.router.add_get("/system/functions", list_functions)
+    app.router.add_get("/system/namespaces", namespaces)
     app.router.add_post("/system/functions", deploy)
     app.router.add_put("/system/functions", deploy)
     app.router.add_delete("/system/functions", delete)
@@ -238,6 +267,18 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
     return app
 
 
+def _waited_for_start(gateway: Gateway, name: str, request: web.Request) -> bool:
+    """Behind a real OpenFaaS gateway, which scales from zero before forwarding: the request
+    was a cold start when it reached that gateway (its ``X-Start-Time``, Unix ns) before any
+    of the function's ready replicas was ready."""
+    try:
+        arrived_s = int(request.headers.get("X-Start-Time", "")) / 1e9
+        ready = [r.ready_at for r in gateway.status(name).replicas if r.ready_at is not None]
+    except (ValueError, FunctionNotFound):
+        return False
+    return bool(ready) and arrived_s < min(ready)
+
+
 def _check_callback(url: str) -> None:
     """Callbacks go to loopback only: the gateway must not be a proxy to other hosts."""
     host = urlsplit(url).hostname or ""
@@ -249,7 +290,12 @@ def _check_callback(url: str) -> None:
         raise ConfigError(f"X-Callback-Url: only loopback callbacks are allowed, got {host!r}")
 
 
-async def serve(config: GatewayConfig, *, announce: Callable[[str], None] | None = None) -> None:
+async def serve(
+    config: GatewayConfig,
+    *,
+    announce: Callable[[str], None] | None = None,
+    provider: bool = False,
+) -> None:
     """Run a gateway until SIGTERM/SIGINT; replicas are stopped on the way out."""
     from testbed.core.workflows import load_workflows
 
@@ -264,7 +310,7 @@ async def serve(config: GatewayConfig, *, announce: Callable[[str], None] | None
         from testbed.core.workflows import default_workflows_dir
 
         functions_dir = default_workflows_dir().parent
-    app = build_app(gateway, password=password, functions_dir=functions_dir)
+    app = build_app(gateway, password=password, functions_dir=functions_dir, provider=provider)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
@@ -294,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", default=None)
     parser.add_argument("--workflows-dir", default=None)
     parser.add_argument("--cold-start-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--provider", action="store_true", help="serve as the provider of an OpenFaaS gateway"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -314,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("gateway listening on %s (backend %s) at %s", url, config.backend, time.ctime())
 
     try:
-        asyncio.run(serve(config, announce=announce))
+        asyncio.run(serve(config, announce=announce, provider=args.provider))
     except PlatformError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1

@@ -75,6 +75,7 @@ class Gateway:
         self.workflows = dict(workflows)
         self.pools: dict[str, FunctionPool] = {}
         self.workflow_counts: dict[tuple[str, int], int] = {}
+        self.created_at_s: dict[str, float] = {}  # deploy time per function (``createdAt``)
         self.started_at = time.time()
         self._session: aiohttp.ClientSession | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -86,7 +87,11 @@ class Gateway:
 
     def _save_state(self) -> None:
         state = {
-            name: {"spec": spec_to_json(pool.spec), "target": pool.target}
+            name: {
+                "spec": spec_to_json(pool.spec),
+                "target": pool.target,
+                "created_at_s": self.created_at_s.get(name),
+            }
             for name, pool in self.pools.items()
         }
         atomic_write_json(self.state_path, state, indent=None)
@@ -110,6 +115,7 @@ class Gateway:
             pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
             pool.target = spec.scale_bounds.clamp(int(entry.get("target", 0)))
             self.pools[name] = pool
+            self.created_at_s[name] = float(entry.get("created_at_s") or time.time())
         adopted = 0
         for handle in await self.runtime.adopt_leftovers():
             owner = self.pools.get(handle.function)
@@ -181,6 +187,7 @@ class Gateway:
                 raise FunctionNotFound(spec.name)
             pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
             self.pools[spec.name] = pool
+            self.created_at_s[spec.name] = time.time()
             pool.reconcile()
             self._save_state()
             return
@@ -212,6 +219,7 @@ class Gateway:
         pool = self.pools.pop(name, None)
         if pool is None:
             raise FunctionNotFound(name)
+        self.created_at_s.pop(name, None)
         await pool.close()
         self._save_state()
 
