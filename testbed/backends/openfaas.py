@@ -336,7 +336,22 @@ class OpenFaaSPlatform:
         with _translate(self.url):
             response = self._client.get(f"{self.metrics_url}/metrics")
         self._raise_for(response)
-        return parse_metrics(response.text, at_s=time.time())
+        snapshot = parse_metrics(response.text, at_s=time.time())
+        if self.metrics_url == self.url:
+            return snapshot
+        # A real OpenFaaS gateway refreshes its replica gauge only every few seconds: take the
+        # replica counts from the function listing instead.
+        from dataclasses import replace
+
+        functions = dict(snapshot.functions)
+        for status in self.list():
+            if status.name in functions:
+                functions[status.name] = replace(
+                    functions[status.name],
+                    replicas_ready=status.replicas_ready,
+                    replicas_starting=status.replicas_starting,
+                )
+        return replace(snapshot, functions=functions)
 
     def workflows(self) -> builtins.list[dict[str, Any]]:
         """Workflows the testbed gateway knows (testbed extension)."""

@@ -105,6 +105,7 @@ def build_app(
     app[GATEWAY_KEY] = gateway
     collector = GatewayCollector(lambda: gateway.pools, lambda: gateway.workflow_counts)
     background: set[asyncio.Task[Any]] = set()
+    woken: set[str] = set()  # provider mode: functions just scaled from zero
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="OK")
@@ -154,6 +155,10 @@ def build_app(
     async def scale(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         replicas = parse_scale(await _body_json(request), name)
+        if provider and replicas > 0 and not gateway.status(name).replicas:
+            # A real OpenFaaS gateway scales from zero and waits before it forwards, so the
+            # request reaches us warm: remember that the next one was a cold start.
+            woken.add(name)
         gateway.scale(name, replicas)
         return web.Response(status=202)
 
@@ -176,7 +181,10 @@ def build_app(
             headers=request.headers,
         )
         headers = dict(result.headers)
-        cold = result.cold_start or (provider and _waited_for_start(gateway, name, request))
+        cold = result.cold_start
+        if name in woken:  # the first request served after a scale from zero waited for it
+            woken.discard(name)
+            cold = cold or result.status < 500
         headers["X-Cold-Start"] = "true" if cold else "false"
         headers["X-Duration-Seconds"] = f"{result.end_s - result.start_s:.6f}"
         headers["X-Start-Time"] = str(int(result.start_s * 1e9))
@@ -265,18 +273,6 @@ def build_app(
     app.router.add_post("/workflow/{name}", workflow)
     app.router.add_get("/metrics", metrics)
     return app
-
-
-def _waited_for_start(gateway: Gateway, name: str, request: web.Request) -> bool:
-    """Behind a real OpenFaaS gateway, which scales from zero before forwarding: the request
-    was a cold start when it reached that gateway (its ``X-Start-Time``, Unix ns) before any
-    of the function's ready replicas was ready."""
-    try:
-        arrived_s = int(request.headers.get("X-Start-Time", "")) / 1e9
-        ready = [r.ready_at for r in gateway.status(name).replicas if r.ready_at is not None]
-    except (ValueError, FunctionNotFound):
-        return False
-    return bool(ready) and arrived_s < min(ready)
 
 
 def _check_callback(url: str) -> None:

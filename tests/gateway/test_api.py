@@ -157,10 +157,9 @@ def test_bad_scale_bodies(gateway) -> None:
     assert r.status_code == 400 and "replicas" in r.text
 
 
-
 def test_scale_path_names_the_function(gateway) -> None:
     """OpenFaaS documents 200/202/404/500 for scale: a differing serviceName is not a 400."""
-    platform, admin, _ = gateway
+    _, admin, _ = gateway
     r = admin.post("/system/scale-function/echo", json={"serviceName": "other", "replicas": 2})
     assert r.status_code == 202
     assert admin.get("/system/function/echo").json()["replicas"] == 2
