@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the test suite uses: Chromium (renders the HTML report), a Docker engine
 # (tests marked `docker`), and for the OpenFaaS CE stack (tests marked `openfaas`) Go 1.19 (builds
-# the OpenFaaS gateway from its source archive), Prometheus and AlertManager.
+# the OpenFaaS gateway from its source archive), Prometheus and AlertManager; shellcheck (the
+# k3d script test).
 # Idempotent and fast when present; installs only as root with apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ missing=()
 [ -x /usr/lib/go-1.19/bin/go ] || missing+=(golang-1.19-go)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "ensure-system-deps: installing ${missing[*]} with apt-get"
