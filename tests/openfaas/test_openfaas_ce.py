@@ -62,10 +62,12 @@ def stack_home(
         " com.openfaas.scale.factor: '50'}\n"
         f"  sleepy:\n    lang: python3-http\n    handler: {handler_dirs['echo']}\n"
         "    labels: {com.openfaas.scale.min: '0', com.openfaas.scale.max: '2'}\n"
+        f"  idle:\n    lang: python3-http\n    handler: {handler_dirs['echo']}\n"
+        "    labels: {com.openfaas.scale.min: '0', com.openfaas.scale.max: '2'}\n"
     )
     up = _aquatope("up", "--platform", "openfaas", "--port", "0", "--stack", str(stack), home=home)
     assert up.returncode == 0, up.stderr + up.stdout
-    assert "deployed 2 functions" in up.stdout
+    assert "deployed 3 functions" in up.stdout
     yield home
     _aquatope("down", home=home)
 
@@ -92,7 +94,7 @@ def test_the_gateway_is_real_openfaas_on_loopback(
         ui = anon.get("/ui/", auth=("admin", password))
         assert ui.status_code == 200 and "OpenFaaS" in ui.text
     listed = {s.name: s for s in client.list()}
-    assert set(listed) == {"busy", "sleepy"}
+    assert set(listed) == {"busy", "sleepy", "idle"}
 
 
 def test_scale_from_zero_through_the_gateway(stack_home: Path) -> None:
@@ -148,6 +150,26 @@ def test_limits_change_live_through_put(stack_home: Path, client: OpenFaaSPlatfo
     assert client.invoke("busy", b"after").ok
 
 
+def test_the_daemon_drives_the_stack(stack_home: Path, client: OpenFaaSPlatform) -> None:
+    """`openfaas-ce` only observes (the idle function stays at zero); `always-on` keeps one
+    replica of every function, scaling through the real gateway's /system/scale-function."""
+    decisions = stack_home / "decisions.jsonl"
+    observe = _aquatope(
+        "scheduler", "run", "--policy", "openfaas-ce", "--duration", "3", "--decisions",
+        str(decisions), "-q", home=stack_home,
+    )  # fmt: skip
+    assert observe.returncode == 0, observe.stderr
+    ticks = [json.loads(line) for line in decisions.read_text().splitlines()]
+    assert len(ticks) >= 2
+    assert client.status("idle").target_replicas == 0
+    act = _aquatope(
+        "scheduler", "run", "--policy", "always-on", "--duration", "3", "-q", home=stack_home
+    )  # fmt: skip
+    assert act.returncode == 0, act.stderr
+    assert client.status("idle").target_replicas == 1
+    wait_until(lambda: client.status("idle").replicas_ready == 1, timeout_s=30)
+
+
 def _port_open(url: str) -> bool:
     parts = urlsplit(url)
     with socket.socket() as sock:
@@ -162,7 +184,7 @@ def test_down_leaves_nothing_behind(stack_home: Path) -> None:
     record = json.loads((stack_home / STATE_FILE).read_text())
     replicas = json.loads((stack_home / "local-replicas.json").read_text())
     replica_pids = [int(r["pid"]) for r in replicas.values()]
-    assert len(replica_pids) >= 4  # busy x3 (scaled up), sleepy x1
+    assert len(replica_pids) >= 5  # busy x3 (scaled up), sleepy x1, idle x1
     down = _aquatope("down", home=stack_home)
     assert down.returncode == 0, down.stderr
     assert not (stack_home / STATE_FILE).exists()
