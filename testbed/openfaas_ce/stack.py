@@ -66,7 +66,9 @@ class StackOptions:
     Args:
         home: state directory (password, logs, configs); ``$AQUATOPE_HOME`` by default.
         port: host port of the gateway API on 127.0.0.1 (0: any free port).
-        backend: our provider's replica runtime (``local``).
+        backend: our provider's replica runtime: ``local`` processes or ``docker`` containers
+            (the gateway container then joins the replicas' network, so the provider in its
+            namespace reaches them).
         rules: alert and scrape timing.
         timeout_s: gateway read/write/upstream timeout.
         cold_start_timeout_s: our provider's cold start limit.
@@ -82,11 +84,8 @@ class StackOptions:
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
-        if self.backend != "local":
-            raise ConfigError(
-                f"backend {self.backend!r}: the OpenFaaS stack runs our provider with local "
-                "replicas (docker replicas are not reachable from its namespace yet)"
-            )
+        if self.backend not in ("local", "docker"):
+            raise ConfigError(f"backend must be 'local' or 'docker', got {self.backend!r}")
 
 
 @dataclass(frozen=True)
@@ -243,6 +242,7 @@ def start_stack(options: StackOptions) -> OpenFaaSStack:
     stack = OpenFaaSStack(url="", metrics_url="", container=name, pids={}, home=home)
     atomic_write_json(home / STATE_FILE, stack.to_json())
     try:
+        network = _replica_network(client, home) if options.backend == "docker" else None
         with engine_errors("starting the OpenFaaS gateway container"):
             container = client.containers.run(
                 image,
@@ -255,6 +255,7 @@ def start_stack(options: StackOptions) -> OpenFaaSStack:
                     "8082/tcp": ("127.0.0.1", None),
                 },
                 volumes={str(secrets): {"bind": SECRETS_IN_CONTAINER, "mode": "ro"}},
+                network=network,
             )
             container.reload()
             netns = f"/proc/{int(container.attrs['State']['Pid'])}/ns/net"
@@ -329,6 +330,33 @@ def start_stack(options: StackOptions) -> OpenFaaSStack:
     return stack
 
 
+def _replica_network(client: Any, home: Path) -> str:
+    """The docker runtime's network for a provider on ``home``, created here (with the
+    runtime's labels, so ``remove_all`` removes it) for the gateway container to join."""
+    import docker.errors
+
+    from testbed.gateway.runtimes.docker import gateway_id_for
+    from testbed.gateway.runtimes.images.engine import (
+        LABEL_GATEWAY,
+        LABEL_MANAGED,
+        LABEL_ROLE,
+        engine_errors,
+    )
+
+    gid = gateway_id_for(home)
+    name = f"aquatope-{gid}"
+    with engine_errors("creating the replicas' network"):
+        try:
+            client.networks.get(name)
+        except docker.errors.NotFound:
+            client.networks.create(
+                name,
+                driver="bridge",
+                labels={LABEL_MANAGED: "1", LABEL_GATEWAY: gid, LABEL_ROLE: "network"},
+            )
+    return name
+
+
 def running_stack(home: Path) -> OpenFaaSStack | None:
     """The stack recorded in ``home``, or ``None``."""
     try:
@@ -388,5 +416,8 @@ def stop_stack(home: Path, *, timeout_s: float = STOP_TIMEOUT_S) -> bool:
                         container.remove(force=True)
     finally:
         client.close()
+    from testbed.gateway.runtimes.docker import remove_all
+
+    remove_all(home)  # docker replicas and their network, when the provider used them
     (home / STATE_FILE).unlink(missing_ok=True)
     return True
