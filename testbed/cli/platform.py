@@ -181,7 +181,8 @@ def _up_openfaas(app: App, backend: str, stack_path: str, port: int, no_deploy: 
     app.gateway_url_option = stack.url
     deployed = [] if no_deploy else _deploy_stack(app, stack_path)
     click.echo(f"OpenFaaS gateway: {stack.url} (UI: {stack.url}/ui/, metrics: {stack.metrics_url})")
-    click.echo(f"provider: ours, replicas as {backend} processes (pid {stack.pids['provider']})")
+    kind = "Docker containers" if backend == "docker" else "local processes"
+    click.echo(f"provider: ours, replicas as {kind} (pid {stack.pids['provider']})")
     if deployed:
         click.echo(f"deployed {len(deployed)} functions: {', '.join(deployed)}")
     click.echo(
