@@ -32,13 +32,7 @@ from testbed.core.errors import ConfigError, FunctionNotFound, PlatformError
 from testbed.gateway.auth import check_basic_auth, ensure_password
 from testbed.gateway.core import Gateway
 from testbed.gateway.metrics import GatewayCollector, render_metrics
-from testbed.gateway.models import (
-    NAMESPACE,
-    parse_delete,
-    parse_deploy,
-    parse_scale,
-    status_json,
-)
+from testbed.gateway.models import NAMESPACE, parse_delete, parse_deploy, parse_scale, status_json
 from testbed.gateway.runtimes import create_runtime
 
 __all__ = ["build_app", "main", "serve"]

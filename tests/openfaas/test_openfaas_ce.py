@@ -150,6 +150,22 @@ def test_limits_change_live_through_put(stack_home: Path, client: OpenFaaSPlatfo
     assert client.invoke("busy", b"after").ok
 
 
+def test_connect_openfaas_finds_the_recorded_stack(
+    stack_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`backend: openfaas` with no options: URL, password and metrics port from `up`."""
+    from testbed.backends import connect
+
+    monkeypatch.setenv("AQUATOPE_HOME", str(stack_home))
+    monkeypatch.delenv("OPENFAAS_PASSWORD", raising=False)
+    info = json.loads((stack_home / "gateway.json").read_text())
+    with connect("openfaas") as platform:
+        assert isinstance(platform, OpenFaaSPlatform)
+        assert (platform.url, platform.metrics_url) == (info["url"], info["metrics_url"])
+        platform.invoke("busy", b"counted")
+        assert platform.metrics().functions["busy"].completed >= 1
+
+
 def test_the_daemon_drives_the_stack(stack_home: Path, client: OpenFaaSPlatform) -> None:
     """`openfaas-ce` only observes (the idle function stays at zero); `always-on` keeps one
     replica of every function, scaling through the real gateway's /system/scale-function."""
