@@ -135,12 +135,15 @@ class OpenFaaSStack:
         stop_stack(self.home)
 
 
+_PACKAGES = {"nsenter": "util-linux"}  # Debian package of a tool, when not its own name
+
+
 def _which(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         raise BackendUnavailable(
-            f"{name} not found; install it: apt-get install -y {name.split('-')[0]}"
-            + (" prometheus-alertmanager" if "alertmanager" in name else "")
+            f"{name} not found; install it: apt-get install -y {_PACKAGES.get(name, name)} "
+            "(or run scripts/ensure-system-deps.sh as root)"
         )
     return path
 
@@ -213,7 +216,9 @@ def start_stack(options: StackOptions) -> OpenFaaSStack:
 
     home = options.home
     if (home / STATE_FILE).exists():
-        raise ConfigError(f"an OpenFaaS stack is recorded in {home / STATE_FILE}; stop it first")
+        raise ConfigError(
+            f"an OpenFaaS stack is recorded in {home / STATE_FILE}; `aquatope down` first"
+        )
     if os.geteuid() != 0:
         raise BackendUnavailable("the OpenFaaS stack needs root (nsenter into its namespace)")
     tools = {name: _which(binary) for name, binary in _BINARIES.items()}

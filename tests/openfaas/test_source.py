@@ -60,3 +60,19 @@ def test_a_failing_build_quotes_the_compiler(
     with pytest.raises(BackendUnavailable, match="undefined: undefinedThing"):
         build_gateway(archive)
     assert not list((tmp_path / "cache" / "openfaas-gateway").glob("*/gateway"))
+
+
+def test_missing_tools_are_named_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from testbed.openfaas_ce import StackOptions, start_stack
+    from testbed.openfaas_ce.stack import STATE_FILE
+
+    if os.geteuid() != 0:
+        pytest.skip("start_stack checks for root first")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no prometheus, no alertmanager, no nsenter
+    with pytest.raises(BackendUnavailable, match=r"prometheus not found.*apt-get install"):
+        start_stack(StackOptions(home=tmp_path))
+    assert not (tmp_path / STATE_FILE).exists()
