@@ -27,6 +27,7 @@ from testbed.core.errors import (
     PlatformError,
 )
 from testbed.core.platform import FunctionSpec, FunctionStatus, Workflow
+from testbed.gateway.dag import run_dag
 from testbed.gateway.pool import FunctionPool
 from testbed.gateway.runtimes.base import ExitStatus, ReplicaHandle, ReplicaRuntime
 
@@ -324,74 +325,7 @@ class Gateway:
         except KeyError:
             known = ", ".join(sorted(self.workflows)) or "none"
             return 404, {"error": f"workflow {name!r} not found (known: {known})"}
-        start = time.time()
-        outputs: dict[str, bytes] = {}
-        results: dict[str, CallResult] = {}
-        done: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in workflow.stages}
-        failed: list[str] = []
-
-        async def run_stage(stage_name: str) -> None:
-            stage = next(s for s in workflow.stages if s.name == stage_name)
-            for dep in stage.after:
-                await done[dep].wait()
-            try:
-                if failed:
-                    return
-                if not stage.after:
-                    payload = body
-                elif len(stage.after) == 1:
-                    payload = outputs[stage.after[0]]
-                else:
-                    payload = json.dumps(
-                        {dep: _as_json(outputs[dep]) for dep in stage.after}
-                    ).encode()
-                result = await self.call(stage.function, payload)
-                results[stage.name] = result
-                outputs[stage.name] = result.body
-                if result.status >= 400:
-                    failed.append(stage.name)
-            finally:
-                done[stage_name].set()
-
-        await asyncio.gather(*(run_stage(s.name) for s in workflow.stages))
-        end = time.time()
-        stages = [
-            {
-                "stage": s.name,
-                "function": s.function,
-                "start_s": results[s.name].start_s,
-                "end_s": results[s.name].end_s,
-                "duration_s": results[s.name].end_s - results[s.name].start_s,
-                "cold_start": results[s.name].cold_start,
-                "status": results[s.name].status,
-            }
-            for s in workflow.topological_order()
-            if s.name in results
-        ]
-        cold_stages = sum(1 for s in stages if s["cold_start"])
-        response: dict[str, Any] = {
-            "workflow": name,
-            "start_s": start,
-            "end_s": end,
-            "duration_s": end - start,
-            "cold_start": cold_stages > 0,
-            "cold_stages": cold_stages,
-            "stages": stages,
-        }
-        if failed:
-            first = results[failed[0]]
-            status = first.status
-            response["error"] = f"stage {failed[0]!r} failed with {first.status}: " + (
-                first.error or first.body.decode(errors="replace")[:300]
-            )
-        else:
-            status = 200
-            sinks = workflow.sinks
-            response["output"] = (
-                _as_json(outputs[sinks[0]])
-                if len(sinks) == 1
-                else {s: _as_json(outputs[s]) for s in sinks}
-            )
+        status, response = await run_dag(workflow, body, self.call)
         key = (name, status)
         self.workflow_counts[key] = self.workflow_counts.get(key, 0) + 1
         return status, response
@@ -424,13 +358,6 @@ def spec_from_json(data: Mapping[str, Any]) -> FunctionSpec:
         requests=Limits.from_openfaas(data.get("requests") or None),
         max_inflight=int(data.get("max_inflight", 1)),
     )
-
-
-def _as_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return raw.decode(errors="replace")
 
 
 def _error_body(message: str) -> bytes:
