@@ -21,7 +21,8 @@ def connect(backend: str = "local", **options: Any) -> Platform:
       Options: ``state_dir``, ``workflows_dir``, ``port``, ``cold_start_timeout_s``.
     - ``"openfaas"``: a client of an existing gateway (ours or a real OpenFaaS). Options:
       ``url``, ``password``, ``username``, ``metrics_url``; those not given come from the
-      gateway ``aquatope up`` recorded in ``$AQUATOPE_HOME`` (``$OPENFAAS_PASSWORD`` first).
+      gateway ``aquatope up`` recorded in ``$AQUATOPE_HOME`` (``$OPENFAAS_PASSWORD`` first;
+      for ``--platform openfaas`` the URL of its workflow front, which serves ``/workflow``).
     - ``"sim"``: the in-memory simulator; options go to ``SimPlatform``.
 
     Raises:
@@ -57,7 +58,8 @@ def connect(backend: str = "local", **options: Any) -> Platform:
         from testbed.backends.openfaas import OpenFaaSPlatform
 
         recorded = _running_gateway()
-        if str(options.get("url", recorded.get("url"))).rstrip("/") == recorded.get("url"):
+        urls = recorded.pop("urls", ())
+        if "url" not in options or str(options["url"]).rstrip("/") in urls:
             options = {**recorded, **options}
         if "url" not in options:
             raise ConfigError(
@@ -72,7 +74,8 @@ def connect(backend: str = "local", **options: Any) -> Platform:
 
 
 def _running_gateway() -> dict[str, Any]:
-    """url, metrics_url and password of the gateway `aquatope up` recorded, if any."""
+    """url (and every recorded url), metrics_url and password of the gateway `aquatope up`
+    recorded, if any."""
     import json
     import os
 
@@ -84,7 +87,10 @@ def _running_gateway() -> dict[str, Any]:
         info = json.loads((home / "gateway.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    out: dict[str, Any] = {"url": str(info["url"])} if info.get("url") else {}
+    if not info.get("url"):
+        return {}
+    urls = tuple(str(u) for u in (info.get("workflow_url"), info["url"]) if u)
+    out: dict[str, Any] = {"url": urls[0], "urls": urls}
     if info.get("metrics_url"):
         out["metrics_url"] = str(info["metrics_url"])
     password = os.environ.get("OPENFAAS_PASSWORD") or read_password(home)

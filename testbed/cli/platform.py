@@ -176,11 +176,13 @@ def _up_openfaas(app: App, backend: str, stack_path: str, port: int, no_deploy: 
             "backend": backend,
             "platform": "openfaas",
             "metrics_url": stack.metrics_url,
+            "workflow_url": stack.workflow_url,
         },
     )
     app.gateway_url_option = stack.url
     deployed = [] if no_deploy else _deploy_stack(app, stack_path)
     click.echo(f"OpenFaaS gateway: {stack.url} (UI: {stack.url}/ui/, metrics: {stack.metrics_url})")
+    click.echo(f"workflows: {stack.workflow_url}/workflow/NAME (ours; stages via the gateway)")
     kind = "Docker containers" if backend == "docker" else "local processes"
     click.echo(f"provider: ours, replicas as {kind} (pid {stack.pids['provider']})")
     if deployed:

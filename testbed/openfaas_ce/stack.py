@@ -24,7 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class StackOptions:
         rules: alert and scrape timing.
         timeout_s: gateway read/write/upstream timeout.
         cold_start_timeout_s: our provider's cold start limit.
+        workflows_dir: workflows the front serves (default: the shipped ones).
     """
 
     home: Path
@@ -80,6 +81,7 @@ class StackOptions:
     rules: AlertRules = field(default_factory=AlertRules)
     timeout_s: float = 125.0
     cold_start_timeout_s: float = 60.0
+    workflows_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -96,7 +98,9 @@ class OpenFaaSStack:
         url: the OpenFaaS gateway on the host's loopback.
         metrics_url: its Prometheus metrics port on the host's loopback.
         container: the gateway container's name.
-        pids: host pids of ``provider``, ``prometheus`` and ``alertmanager``.
+        pids: host pids of ``provider``, ``prometheus``, ``alertmanager`` and ``front``.
+        workflow_url: our workflow front (``/workflow/{name}`` with every stage through the
+            OpenFaaS gateway; other paths passed to it), on the host's loopback.
     """
 
     url: str
@@ -104,6 +108,7 @@ class OpenFaaSStack:
     container: str
     pids: dict[str, int]
     home: Path
+    workflow_url: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +117,7 @@ class OpenFaaSStack:
             "container": self.container,
             "pids": dict(self.pids),
             "home": str(self.home),
+            "workflow_url": self.workflow_url,
         }
 
     @classmethod
@@ -122,6 +128,7 @@ class OpenFaaSStack:
             container=str(data["container"]),
             pids={str(k): int(v) for k, v in dict(data["pids"]).items()},
             home=Path(data["home"]),
+            workflow_url=str(data.get("workflow_url") or ""),
         )
 
     def __enter__(self) -> OpenFaaSStack:
@@ -186,6 +193,40 @@ def _wait_ready(url: str, auth: tuple[str, str], procs: dict[str, int], logs: Pa
             last = type(exc).__name__
         time.sleep(0.2)
     raise BackendUnavailable(f"openfaas gateway at {url} not ready in {START_TIMEOUT_S:g}s: {last}")
+
+
+def _start_front(upstream: str, workflows_dir: Path | None, log_path: Path) -> tuple[int, str]:
+    """Start the workflow front on the host's loopback; returns (pid, url)."""
+    import selectors
+    import sys
+
+    cmd = [sys.executable, "-m", "testbed.openfaas_ce.front", "--upstream", upstream]
+    if workflows_dir is not None:
+        cmd += ["--workflows-dir", str(workflows_dir)]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    assert proc.stdout is not None
+    line = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if sel.select(timeout=START_TIMEOUT_S):
+            line = proc.stdout.readline()
+    proc.stdout.close()
+    try:
+        url = str(json.loads(line)["url"])
+    except (ValueError, KeyError, TypeError):
+        proc.kill()
+        proc.wait()
+        raise BackendUnavailable(
+            f"openfaas stack: the workflow front did not start; see {log_path}"
+        ) from None
+    return proc.pid, url
 
 
 def _alive(pid: int) -> bool:
@@ -327,6 +368,10 @@ def start_stack(options: StackOptions) -> OpenFaaSStack:
         stack.pids["alertmanager"] = alertmanager.pid
         atomic_write_json(home / STATE_FILE, stack.to_json())
         _wait_ready(url, (ADMIN_USER, password), stack.pids, logs)
+        front_pid, front_url = _start_front(url, options.workflows_dir, logs / "front.log")
+        stack.pids["front"] = front_pid
+        stack = replace(stack, workflow_url=front_url)
+        atomic_write_json(home / STATE_FILE, stack.to_json())
     except BaseException:
         stop_stack(home)
         raise
@@ -378,7 +423,7 @@ def _ours(pid: int, needle: str) -> bool:
 
 
 def _terminate(pids: dict[str, int], timeout_s: float) -> None:
-    needles = {"provider": "testbed.gateway", **_BINARIES}
+    needles = {"provider": "testbed.gateway", "front": "testbed.openfaas_ce.front", **_BINARIES}
     live = [p for n, p in pids.items() if _alive(p) and _ours(p, needles.get(n, n))]
     for pid in live:
         os.kill(pid, signal.SIGTERM)
