@@ -153,7 +153,8 @@ def test_limits_change_live_through_put(stack_home: Path, client: OpenFaaSPlatfo
 def test_connect_openfaas_finds_the_recorded_stack(
     stack_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`backend: openfaas` with no options: URL, password and metrics port from `up`."""
+    """`backend: openfaas` with no options: the workflow front's URL, the password and the
+    metrics port from `up`."""
     from testbed.backends import connect
 
     monkeypatch.setenv("AQUATOPE_HOME", str(stack_home))
@@ -161,7 +162,7 @@ def test_connect_openfaas_finds_the_recorded_stack(
     info = json.loads((stack_home / "gateway.json").read_text())
     with connect("openfaas") as platform:
         assert isinstance(platform, OpenFaaSPlatform)
-        assert (platform.url, platform.metrics_url) == (info["url"], info["metrics_url"])
+        assert (platform.url, platform.metrics_url) == (info["workflow_url"], info["metrics_url"])
         platform.invoke("busy", b"counted")
         assert platform.metrics().functions["busy"].completed >= 1
 
@@ -213,4 +214,6 @@ def test_down_leaves_nothing_behind(stack_home: Path) -> None:
         client.close()
     assert record["container"] not in names
     assert not [n for n in names if n.startswith(CONTAINER_PREFIX) and str(stack_home) in n]
-    assert not _port_open(record["url"]) and not _port_open(record["metrics_url"])
+    assert set(record["pids"]) == {"provider", "prometheus", "alertmanager", "front"}
+    for url in (record["url"], record["metrics_url"], record["workflow_url"]):
+        assert not _port_open(url), url
