@@ -7,6 +7,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RESULTS ?= results
+PLATFORM ?= testbed
 
 .PHONY: help venv demo evaluate test test-fast lint bench testbed-up testbed-down system-deps clean
 
@@ -47,10 +48,17 @@ lint: $(STAMP) ## ruff check, format check and mypy
 bench: $(STAMP) ## run every benchmark (prints one JSON object per script)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
-testbed-up: $(STAMP) ## build images and start the gateway with Docker replicas
+testbed-up: $(STAMP) ## start the testbed (PLATFORM=testbed|openfaas|k3d; testbed: Docker replicas)
+ifeq ($(PLATFORM),k3d)
+	bash scripts/k3d-up.sh
+else ifeq ($(PLATFORM),openfaas)
+	bash scripts/ensure-system-deps.sh
+	$(BIN)/aquatope up --platform openfaas
+else
 	bash scripts/ensure-docker.sh
 	$(BIN)/aquatope build
 	$(BIN)/aquatope up --backend docker
+endif
 
 testbed-down: $(STAMP) ## stop the gateway and remove its containers
 	$(BIN)/aquatope down

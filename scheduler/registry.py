@@ -31,6 +31,7 @@ _REGISTRY: dict[str, PolicyInfo] = {}
 # Modules that register policies on import; loaded lazily so `import scheduler` stays light.
 _POLICY_MODULES = (
     "scheduler.policies.always_on",
+    "scheduler.policies.openfaas_ce",
     "scheduler.policies.keepalive",
     "scheduler.policies.kpa",
     "scheduler.policies.hybrid_histogram",

@@ -46,7 +46,9 @@ ALLOWED: dict[str, set[str]] = {
     },
     "testbed.gateway": {"testbed", "testbed.core", "testbed.runner"},
     "testbed.sim": {"testbed.core", "functions"},
-    "testbed.backends": {"testbed.core", "testbed.gateway", "testbed.sim"},
+    # the real OpenFaaS CE control plane, our gateway as its provider
+    "testbed.openfaas_ce": {"testbed.core", "testbed.gateway"},
+    "testbed.backends": {"testbed.core", "testbed.gateway", "testbed.sim", "testbed.openfaas_ce"},
     "testbed": {"testbed.core", "testbed.backends"},
     "testbed.report": {"testbed.core", "testbed.experiment.results"},
     # composition roots: they wire everything together

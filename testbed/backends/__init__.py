@@ -20,7 +20,9 @@ def connect(backend: str = "local", **options: Any) -> Platform:
       (replicas as processes or containers); closing the platform stops it and its replicas.
       Options: ``state_dir``, ``workflows_dir``, ``port``, ``cold_start_timeout_s``.
     - ``"openfaas"``: a client of an existing gateway (ours or a real OpenFaaS). Options:
-      ``url``, ``password``, ``username``.
+      ``url``, ``password``, ``username``, ``metrics_url``; those not given come from the
+      gateway ``aquatope up`` recorded in ``$AQUATOPE_HOME`` (``$OPENFAAS_PASSWORD`` first;
+      for ``--platform openfaas`` the URL of its workflow front, which serves ``/workflow``).
     - ``"sim"``: the in-memory simulator; options go to ``SimPlatform``.
 
     Raises:
@@ -55,11 +57,43 @@ def connect(backend: str = "local", **options: Any) -> Platform:
     if backend == "openfaas":
         from testbed.backends.openfaas import OpenFaaSPlatform
 
+        recorded = _running_gateway()
+        urls = recorded.pop("urls", ())
+        if "url" not in options or str(options["url"]).rstrip("/") in urls:
+            options = {**recorded, **options}
         if "url" not in options:
-            raise ConfigError("connect('openfaas') needs url=...")
+            raise ConfigError(
+                "connect('openfaas') needs url=... (or a gateway started by `aquatope up`)"
+            )
         return OpenFaaSPlatform(options.pop("url"), **options)
     if backend == "sim":
         from testbed.backends.sim import SimPlatform
 
         return SimPlatform(**options)
     raise ConfigError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+def _running_gateway() -> dict[str, Any]:
+    """url (and every recorded url), metrics_url and password of the gateway `aquatope up`
+    recorded, if any."""
+    import json
+    import os
+
+    from testbed.core.config import aquatope_home
+    from testbed.gateway.auth import read_password
+
+    home = aquatope_home()
+    try:
+        info = json.loads((home / "gateway.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    if not info.get("url"):
+        return {}
+    urls = tuple(str(u) for u in (info.get("workflow_url"), info["url"]) if u)
+    out: dict[str, Any] = {"url": urls[0], "urls": urls}
+    if info.get("metrics_url"):
+        out["metrics_url"] = str(info["metrics_url"])
+    password = os.environ.get("OPENFAAS_PASSWORD") or read_password(home)
+    if password:
+        out["password"] = password
+    return out

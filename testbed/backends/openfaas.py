@@ -140,6 +140,7 @@ def parse_metrics(text: str, at_s: float) -> MetricsSnapshot:
             fn = sample.labels.get("function_name")
             if fn is None:
                 continue
+            fn = fn.split(".", 1)[0]  # a real OpenFaaS gateway labels ``name.namespace``
             metric = sample.name
             if metric == "gateway_function_invocation_total":
                 add(fn, "completed", sample.value)
@@ -188,6 +189,12 @@ class OpenFaaSPlatform:
         password: basic-auth password.
         timeout_s: default timeout for management calls.
         invoke_timeout_s: default timeout for invocations.
+        metrics_url: where ``/metrics`` is served when not on ``url`` (a real OpenFaaS
+            gateway serves it on its own port, 8082).
+
+    Limits through a real OpenFaaS gateway: it has no live-limits route, so
+    :meth:`set_limits` redeploys with ``PUT /system/functions``; behind it our provider applies
+    a limits-only update live (cgroups, no restart), where faas-netes would restart the pods.
     """
 
     def __init__(
@@ -198,8 +205,10 @@ class OpenFaaSPlatform:
         password: str | None = None,
         timeout_s: float = 30.0,
         invoke_timeout_s: float = 120.0,
+        metrics_url: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.metrics_url = (metrics_url or url).rstrip("/")
         self.invoke_timeout_s = invoke_timeout_s
         auth = httpx.BasicAuth(username, password) if password is not None else None
         self._client = httpx.Client(
@@ -325,9 +334,24 @@ class OpenFaaSPlatform:
 
     def metrics(self) -> MetricsSnapshot:
         with _translate(self.url):
-            response = self._client.get("/metrics")
+            response = self._client.get(f"{self.metrics_url}/metrics")
         self._raise_for(response)
-        return parse_metrics(response.text, at_s=time.time())
+        snapshot = parse_metrics(response.text, at_s=time.time())
+        if self.metrics_url == self.url:
+            return snapshot
+        # A real OpenFaaS gateway refreshes its replica gauge only every few seconds: take the
+        # replica counts from the function listing instead.
+        from dataclasses import replace
+
+        functions = dict(snapshot.functions)
+        for status in self.list():
+            if status.name in functions:
+                functions[status.name] = replace(
+                    functions[status.name],
+                    replicas_ready=status.replicas_ready,
+                    replicas_starting=status.replicas_starting,
+                )
+        return replace(snapshot, functions=functions)
 
     def workflows(self) -> builtins.list[dict[str, Any]]:
         """Workflows the testbed gateway knows (testbed extension)."""

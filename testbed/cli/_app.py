@@ -70,7 +70,10 @@ class App:
         """A client of the gateway (ours or a real OpenFaaS)."""
         from testbed.backends.openfaas import OpenFaaSPlatform
 
-        return OpenFaaSPlatform(self.gateway_url, password=self.password())
+        info = self.running_gateway() or {}
+        # a real OpenFaaS gateway serves /metrics on its own port, recorded by `aquatope up`
+        metrics_url = info.get("metrics_url") if info.get("url") == self.gateway_url else None
+        return OpenFaaSPlatform(self.gateway_url, password=self.password(), metrics_url=metrics_url)
 
     def open_platform(self, backend: str, **options: Any) -> Platform:
         """A platform from the one factory (``testbed.connect``), closed with the command.

@@ -88,6 +88,15 @@ def _deploy_stack(app: App, stack_path: str, names: tuple[str, ...] = ()) -> lis
     show_default=True,
     help="Run replicas as local processes or as Docker containers.",
 )
+@click.option(
+    "--platform",
+    "platform_name",
+    type=click.Choice(["testbed", "openfaas"]),
+    default="testbed",
+    show_default=True,
+    help="testbed: our gateway; openfaas: the real OpenFaaS gateway, Prometheus and "
+    "AlertManager in front of our provider (Docker, root; see docs/openfaas.md).",
+)
 @_stack_option
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to bind.")
 @click.option(
@@ -99,7 +108,15 @@ def _deploy_stack(app: App, stack_path: str, names: tuple[str, ...] = ()) -> lis
 )
 @click.option("--no-deploy", is_flag=True, help="Start the gateway without deploying the stack.")
 @pass_app
-def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy: bool) -> None:
+def up(
+    app: App,
+    backend: str,
+    platform_name: str,
+    stack_path: str,
+    host: str,
+    port: int,
+    no_deploy: bool,
+) -> None:
     """Start the gateway in the background and deploy the stack."""
     from testbed.gateway.launch import start_gateway
     from testbed.gateway.runtimes.local import kill_recorded_replicas
@@ -118,6 +135,9 @@ def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy:
         leftovers = kill_recorded_replicas(app.home)
         if leftovers:
             click.echo(f"cleaned up {leftovers} replica process(es) left by an earlier crash")
+        if platform_name == "openfaas":
+            _up_openfaas(app, backend, stack_path, port, no_deploy)
+            return
         if backend == "docker":
             from testbed.gateway.runtimes.docker import ensure_engine
 
@@ -144,6 +164,35 @@ def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy:
     click.echo(f"logs: {gateway.log_path}")
 
 
+def _up_openfaas(app: App, backend: str, stack_path: str, port: int, no_deploy: bool) -> None:
+    from testbed.openfaas_ce import StackOptions, start_stack
+
+    stack = start_stack(StackOptions(home=app.home, port=port, backend=backend))
+    atomic_write_json(
+        app.gateway_file,
+        {
+            "pid": stack.pids["provider"],
+            "url": stack.url,
+            "backend": backend,
+            "platform": "openfaas",
+            "metrics_url": stack.metrics_url,
+            "workflow_url": stack.workflow_url,
+        },
+    )
+    app.gateway_url_option = stack.url
+    deployed = [] if no_deploy else _deploy_stack(app, stack_path)
+    click.echo(f"OpenFaaS gateway: {stack.url} (UI: {stack.url}/ui/, metrics: {stack.metrics_url})")
+    click.echo(f"workflows: {stack.workflow_url}/workflow/NAME (ours; stages via the gateway)")
+    kind = "Docker containers" if backend == "docker" else "local processes"
+    click.echo(f"provider: ours, replicas as {kind} (pid {stack.pids['provider']})")
+    if deployed:
+        click.echo(f"deployed {len(deployed)} functions: {', '.join(deployed)}")
+    click.echo(
+        f"user: admin, password: `aquatope password` (stored in {app.home}/basic-auth-password)"
+    )
+    click.echo(f"logs: {app.home / 'logs'}")
+
+
 @click.command()
 @click.option(
     "--timeout",
@@ -157,8 +206,14 @@ def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy:
 def down(app: App, timeout_s: float) -> None:
     """Stop the gateway started by `aquatope up`, and every replica it started."""
     from testbed.gateway.runtimes.local import kill_recorded_replicas
+    from testbed.openfaas_ce import running_stack, stop_stack
 
     info = app.running_gateway()
+    stack = running_stack(app.home)
+    if stack is not None:
+        with _errors():
+            stop_stack(app.home, timeout_s=timeout_s)
+        click.echo(f"stopped OpenFaaS gateway {stack.url}, Prometheus, AlertManager, provider")
     if not info:
         click.echo("no gateway recorded; nothing to stop")
     else:

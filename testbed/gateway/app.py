@@ -32,7 +32,7 @@ from testbed.core.errors import ConfigError, FunctionNotFound, PlatformError
 from testbed.gateway.auth import check_basic_auth, ensure_password
 from testbed.gateway.core import Gateway
 from testbed.gateway.metrics import GatewayCollector, render_metrics
-from testbed.gateway.models import parse_delete, parse_deploy, parse_scale, status_json
+from testbed.gateway.models import NAMESPACE, parse_delete, parse_deploy, parse_scale, status_json
 from testbed.gateway.openapi import openapi_document
 from testbed.gateway.runtimes import create_runtime
 
@@ -87,17 +87,33 @@ def _auth_middleware(password: str) -> Callable[..., Awaitable[web.StreamRespons
     return middleware
 
 
-def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) -> web.Application:
-    """The aiohttp application serving ``gateway``."""
+def build_app(
+    gateway: Gateway, *, password: str, functions_dir: Path | None, provider: bool = False
+) -> web.Application:
+    """The aiohttp application serving ``gateway``.
+
+    Args:
+        provider: serve as the faas-provider behind a real OpenFaaS gateway (``/system/info``
+            answers the provider's own ``ProviderInfo`` instead of the gateway's info).
+    """
     app = web.Application(middlewares=[_auth_middleware(password)], client_max_size=64 * 2**20)
     app[GATEWAY_KEY] = gateway
     collector = GatewayCollector(lambda: gateway.pools, lambda: gateway.workflow_counts)
     background: set[asyncio.Task[Any]] = set()
+    woken: set[str] = set()  # provider mode: functions just scaled from zero
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="OK")
 
     async def info(request: web.Request) -> web.Response:
+        if provider:
+            return _json(
+                {
+                    "provider": "aquatope-testbed",
+                    "orchestration": gateway.runtime.name,
+                    "version": {"release": VERSION, "sha": ""},
+                }
+            )
         return _json(
             {
                 "provider": {
@@ -111,7 +127,13 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
         )
 
     async def list_functions(request: web.Request) -> web.Response:
-        return _json([status_json(gateway.status(name)) for name in sorted(gateway.pools)])
+        return _json([_status(name) for name in sorted(gateway.pools)])
+
+    def _status(name: str) -> dict[str, Any]:
+        return status_json(gateway.status(name), created_at_s=gateway.created_at_s.get(name))
+
+    async def namespaces(request: web.Request) -> web.Response:
+        return _json([NAMESPACE])
 
     async def deploy(request: web.Request) -> web.Response:
         spec = parse_deploy(await _body_json(request), functions_dir=functions_dir)
@@ -123,11 +145,15 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
         return web.Response(status=202)
 
     async def function_status(request: web.Request) -> web.Response:
-        return _json(status_json(gateway.status(request.match_info["name"])))
+        return _json(_status(request.match_info["name"]))
 
     async def scale(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         replicas = parse_scale(await _body_json(request), name)
+        if provider and replicas > 0 and not gateway.status(name).replicas:
+            # A real OpenFaaS gateway scales from zero and waits before it forwards, so the
+            # request reaches us warm: remember that the next one was a cold start.
+            woken.add(name)
         gateway.scale(name, replicas)
         return web.Response(status=202)
 
@@ -150,7 +176,11 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
             headers=request.headers,
         )
         headers = dict(result.headers)
-        headers["X-Cold-Start"] = "true" if result.cold_start else "false"
+        cold = result.cold_start
+        if name in woken:  # the first request served after a scale from zero waited for it
+            woken.discard(name)
+            cold = cold or result.status < 500
+        headers["X-Cold-Start"] = "true" if cold else "false"
         headers["X-Duration-Seconds"] = f"{result.end_s - result.start_s:.6f}"
         headers["X-Start-Time"] = str(int(result.start_s * 1e9))
         return web.Response(body=result.body, status=result.status, headers=headers)
@@ -227,6 +257,7 @@ def build_app(gateway: Gateway, *, password: str, functions_dir: Path | None) ->
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/system/info", info)
     app.router.add_get("/system/functions", list_functions)
+    app.router.add_get("/system/namespaces", namespaces)
     app.router.add_post("/system/functions", deploy)
     app.router.add_put("/system/functions", deploy)
     app.router.add_delete("/system/functions", delete)
@@ -254,7 +285,12 @@ def _check_callback(url: str) -> None:
         raise ConfigError(f"X-Callback-Url: only loopback callbacks are allowed, got {host!r}")
 
 
-async def serve(config: GatewayConfig, *, announce: Callable[[str], None] | None = None) -> None:
+async def serve(
+    config: GatewayConfig,
+    *,
+    announce: Callable[[str], None] | None = None,
+    provider: bool = False,
+) -> None:
     """Run a gateway until SIGTERM/SIGINT; replicas are stopped on the way out."""
     from testbed.core.workflows import load_workflows
 
@@ -269,7 +305,7 @@ async def serve(config: GatewayConfig, *, announce: Callable[[str], None] | None
         from testbed.core.workflows import default_workflows_dir
 
         functions_dir = default_workflows_dir().parent
-    app = build_app(gateway, password=password, functions_dir=functions_dir)
+    app = build_app(gateway, password=password, functions_dir=functions_dir, provider=provider)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
@@ -299,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", default=None)
     parser.add_argument("--workflows-dir", default=None)
     parser.add_argument("--cold-start-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--provider", action="store_true", help="serve as the provider of an OpenFaaS gateway"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -319,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("gateway listening on %s (backend %s) at %s", url, config.backend, time.ctime())
 
     try:
-        asyncio.run(serve(config, announce=announce))
+        asyncio.run(serve(config, announce=announce, provider=args.provider))
     except PlatformError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1

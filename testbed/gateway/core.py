@@ -27,6 +27,7 @@ from testbed.core.errors import (
     PlatformError,
 )
 from testbed.core.platform import FunctionSpec, FunctionStatus, Workflow
+from testbed.gateway.dag import run_dag
 from testbed.gateway.pool import FunctionPool
 from testbed.gateway.runtimes.base import ExitStatus, ReplicaHandle, ReplicaRuntime
 
@@ -75,6 +76,7 @@ class Gateway:
         self.workflows = dict(workflows)
         self.pools: dict[str, FunctionPool] = {}
         self.workflow_counts: dict[tuple[str, int], int] = {}
+        self.created_at_s: dict[str, float] = {}  # deploy time per function (``createdAt``)
         self.started_at = time.time()
         self._session: aiohttp.ClientSession | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -86,7 +88,11 @@ class Gateway:
 
     def _save_state(self) -> None:
         state = {
-            name: {"spec": spec_to_json(pool.spec), "target": pool.target}
+            name: {
+                "spec": spec_to_json(pool.spec),
+                "target": pool.target,
+                "created_at_s": self.created_at_s.get(name),
+            }
             for name, pool in self.pools.items()
         }
         atomic_write_json(self.state_path, state, indent=None)
@@ -110,6 +116,7 @@ class Gateway:
             pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
             pool.target = spec.scale_bounds.clamp(int(entry.get("target", 0)))
             self.pools[name] = pool
+            self.created_at_s[name] = float(entry.get("created_at_s") or time.time())
         adopted = 0
         for handle in await self.runtime.adopt_leftovers():
             owner = self.pools.get(handle.function)
@@ -181,6 +188,7 @@ class Gateway:
                 raise FunctionNotFound(spec.name)
             pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
             self.pools[spec.name] = pool
+            self.created_at_s[spec.name] = time.time()
             pool.reconcile()
             self._save_state()
             return
@@ -212,6 +220,7 @@ class Gateway:
         pool = self.pools.pop(name, None)
         if pool is None:
             raise FunctionNotFound(name)
+        self.created_at_s.pop(name, None)
         await pool.close()
         self._save_state()
 
@@ -316,62 +325,7 @@ class Gateway:
         except KeyError:
             known = ", ".join(sorted(self.workflows)) or "none"
             return 404, {"error": f"workflow {name!r} not found (known: {known})"}
-        start = time.time()
-        outputs: dict[str, bytes] = {}
-        results: dict[str, CallResult] = {}
-        done: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in workflow.stages}
-        failed: list[str] = []
-
-        async def run_stage(stage_name: str) -> None:
-            stage = next(s for s in workflow.stages if s.name == stage_name)
-            for dep in stage.after:
-                await done[dep].wait()
-            try:
-                if failed:
-                    return
-                payload = workflow.stage_input(stage, body, outputs)
-                result = await self.call(stage.function, payload)
-                results[stage.name] = result
-                outputs[stage.name] = result.body
-                if result.status >= 400:
-                    failed.append(stage.name)
-            finally:
-                done[stage_name].set()
-
-        await asyncio.gather(*(run_stage(s.name) for s in workflow.stages))
-        end = time.time()
-        stages = [
-            {
-                "stage": s.name,
-                "function": s.function,
-                "start_s": results[s.name].start_s,
-                "end_s": results[s.name].end_s,
-                "duration_s": results[s.name].end_s - results[s.name].start_s,
-                "cold_start": results[s.name].cold_start,
-                "status": results[s.name].status,
-            }
-            for s in workflow.topological_order()
-            if s.name in results
-        ]
-        cold_stages = sum(1 for s in stages if s["cold_start"])
-        response: dict[str, Any] = {
-            "workflow": name,
-            "start_s": start,
-            "end_s": end,
-            "duration_s": end - start,
-            "cold_start": cold_stages > 0,
-            "cold_stages": cold_stages,
-            "stages": stages,
-        }
-        if failed:
-            first = results[failed[0]]
-            status = first.status
-            response["error"] = f"stage {failed[0]!r} failed with {first.status}: " + (
-                first.error or first.body.decode(errors="replace")[:300]
-            )
-        else:
-            status = 200
-            response["output"] = workflow.result(outputs)
+        status, response = await run_dag(workflow, body, self.call)
         key = (name, status)
         self.workflow_counts[key] = self.workflow_counts.get(key, 0) + 1
         return status, response

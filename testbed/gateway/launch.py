@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from testbed.core.config import DEFAULT_HOST, aquatope_home
@@ -54,21 +55,27 @@ def start_gateway(
     workflows_dir: Path | None = None,
     detach: bool = False,
     cold_start_timeout_s: float | None = None,
+    provider: bool = False,
+    command_prefix: Sequence[str] = (),
 ) -> GatewayProcess:
     """Launch ``python -m testbed.gateway`` and wait until it listens.
 
     Args:
         port: 0 lets the kernel pick a free port.
         detach: start a new session so the gateway outlives this process (``aquatope up``).
+        provider: run as the faas-provider behind a real OpenFaaS gateway (``--provider``).
+        command_prefix: run the command through this, e.g. ``nsenter --net=...``.
 
     Raises:
         BackendUnavailable: the gateway exited or did not announce itself in time.
     """
     state_dir = state_dir or aquatope_home()
     state_dir.mkdir(parents=True, exist_ok=True)
-    log_path = state_dir / "logs" / f"gateway-{backend}.log"
+    role = "provider" if provider else "gateway"
+    log_path = state_dir / "logs" / f"{role}-{backend}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
+        *command_prefix,
         sys.executable,
         "-m",
         "testbed.gateway",
@@ -85,6 +92,8 @@ def start_gateway(
         cmd += ["--workflows-dir", str(workflows_dir)]
     if cold_start_timeout_s is not None:
         cmd += ["--cold-start-timeout", str(cold_start_timeout_s)]
+    if provider:
+        cmd.append("--provider")
     env = dict(os.environ, PYTHONUNBUFFERED="1", AQUATOPE_HOME=str(state_dir))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(

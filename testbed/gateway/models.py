@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from testbed.core.platform import FunctionSpec, FunctionStatus
 
 __all__ = [
     "HANDLER_ANNOTATION",
+    "NAMESPACE",
     "deploy_schema",
     "parse_delete",
     "parse_deploy",
@@ -22,6 +24,7 @@ __all__ = [
 ]
 
 HANDLER_ANNOTATION = "com.aquatope.handler"
+NAMESPACE = "openfaas-fn"  # the one namespace this provider serves
 
 
 class _Resources(BaseModel):
@@ -148,13 +151,12 @@ def parse_deploy(body: Any, *, functions_dir: Path | None) -> FunctionSpec:
 
 
 def parse_scale(body: Any, name: str) -> int:
-    """Replicas from a scale body; ``serviceName`` must match the path when given."""
+    """Replicas from a scale body; the function is the one named by the path."""
     try:
         model = _Scale.model_validate(_object(body))
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
-    if model.serviceName and model.serviceName != name:
-        raise ConfigError(f"serviceName: {model.serviceName!r} does not match path {name!r}")
+    # The path names the function (as in faas-netes); a differing serviceName is ignored.
     return model.replicas
 
 
@@ -165,13 +167,24 @@ def parse_delete(body: Any) -> str:
         raise ConfigError(_first_error(exc)) from None
 
 
-def status_json(status: FunctionStatus) -> dict[str, Any]:
-    """OpenFaaS FunctionStatus JSON, with the testbed's extras under ``aquatope``."""
+def rfc3339(at_s: float) -> str:
+    """Unix seconds as the RFC 3339 UTC text Go's ``time.Time`` reads, e.g. ``createdAt``."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(at_s, UTC).isoformat().replace("+00:00", "Z")
+
+
+def status_json(status: FunctionStatus, *, created_at_s: float | None = None) -> dict[str, Any]:
+    """OpenFaaS FunctionStatus JSON, with the testbed's extras under ``aquatope``.
+
+    Args:
+        created_at_s: when the function was deployed (Unix seconds), sent as ``createdAt``.
+    """
     spec = status.spec
-    return {
+    out = {
         "name": status.name,
         "image": spec.image,
-        "namespace": "openfaas-fn",
+        "namespace": NAMESPACE,
         "invocationCount": status.invocation_count,
         "replicas": status.target_replicas,
         "availableReplicas": status.replicas_ready,
@@ -203,3 +216,6 @@ def status_json(status: FunctionStatus) -> dict[str, Any]:
             ],
         },
     }
+    if created_at_s is not None:
+        out["createdAt"] = rfc3339(created_at_s)
+    return out

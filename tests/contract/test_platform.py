@@ -2,9 +2,13 @@
 
 Parametrised over backends: the live gateway with process replicas (``local``) and with
 containers (``docker``, marked ``docker``; CI starts the engine), and the simulator (``sim``),
-which every scheduling figure relies on. Time passes on its own for live backends; the
-simulator's clock is advanced by the harness instead. One semantic differs on purpose: the
-simulator runs no handler code, so response bodies are simulated (checked only live).
+which every scheduling figure relies on, and ``openfaas-ce``, every call through the real
+OpenFaaS gateway, Prometheus and AlertManager in front of our provider (marked ``openfaas``;
+``.ci/run`` installs what it needs). Time passes on its own for live backends; the
+simulator's clock is advanced by the harness instead. Semantics that differ on purpose: the
+simulator runs no handler code, so response bodies are simulated (checked only live); OpenFaaS
+CE raises a scale to zero to one (zero is its Pro idler's job), so the harness reaches zero
+replicas there by redeploying with ``scale.min`` 0.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ BACKENDS = [
     pytest.param("local", id="local"),
     pytest.param("docker", id="docker", marks=[pytest.mark.docker, pytest.mark.slow]),
     pytest.param("sim", id="sim"),
+    pytest.param(
+        "openfaas-ce",
+        id="openfaas-ce",
+        marks=[pytest.mark.openfaas, pytest.mark.docker, pytest.mark.slow],
+    ),
 ]
 FUNCTION = "contract-echo"
 
@@ -50,6 +59,14 @@ class Harness:
                 sim.run_until(sim.now + 0.05)
             return
         wait_until(predicate, timeout_s=timeout_s)
+
+    def scale_to_zero(self, spec: FunctionSpec) -> None:
+        """No replica left (a redeploy where the platform keeps one, as OpenFaaS CE does)."""
+        self.platform.scale(spec.name, replicas=0)
+        if self.platform.status(spec.name).target_replicas > 0:
+            self.platform.remove(spec.name)
+            self.platform.deploy(spec)
+        self.settle(lambda: not self.platform.status(spec.name).replicas, timeout_s=30)
 
     def burst(self, name: str, n: int) -> None:
         """``n`` requests to ``name`` that arrive together; returns when all are answered."""
@@ -86,6 +103,12 @@ def harness(
             yield Harness(sim, runs_code=False)
         return
     home = tmp_path_factory.mktemp(f"contract-{request.param}")
+    if request.param == "openfaas-ce":
+        from tests.openfaas.stackhelp import openfaas_platform
+
+        with openfaas_platform(home) as ce:
+            yield Harness(ce, runs_code=True)
+        return
     with connect(request.param, state_dir=home) as p:
         yield Harness(p, runs_code=True)
 
@@ -119,8 +142,7 @@ def test_deploy_list_status(platform: Platform, echo_spec: FunctionSpec) -> None
 def test_invoke_cold_then_warm(
     harness: Harness, platform: Platform, echo_spec: FunctionSpec
 ) -> None:
-    platform.scale(echo_spec.name, replicas=0)
-    harness.settle(lambda: not platform.status(echo_spec.name).replicas, timeout_s=30)
+    harness.scale_to_zero(echo_spec)
     first = platform.invoke(echo_spec.name, b"ping")
     assert first.ok and first.cold_start
     if harness.runs_code:
@@ -133,8 +155,7 @@ def test_burst_from_zero_counts_every_request_cold(
     harness: Harness, platform: Platform, echo_spec: FunctionSpec
 ) -> None:
     """A request is cold when it arrives with no ready replica, even while one is starting."""
-    platform.scale(echo_spec.name, replicas=0)
-    harness.settle(lambda: not platform.status(echo_spec.name).replicas, timeout_s=30)
+    harness.scale_to_zero(echo_spec)
     before = platform.metrics().functions[echo_spec.name].cold_starts
     harness.burst(echo_spec.name, 4)
     after = platform.metrics().functions[echo_spec.name]

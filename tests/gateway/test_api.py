@@ -155,8 +155,27 @@ def test_bad_scale_bodies(gateway) -> None:
     _, admin, _ = gateway
     r = admin.post("/system/scale-function/echo", json={"replicas": -1})
     assert r.status_code == 400 and "replicas" in r.text
-    r = admin.post("/system/scale-function/echo", json={"serviceName": "other", "replicas": 1})
-    assert r.status_code == 400 and "serviceName" in r.text
+
+
+def test_scale_path_names_the_function(gateway) -> None:
+    """OpenFaaS documents 200/202/404/500 for scale: a differing serviceName is not a 400."""
+    _, admin, _ = gateway
+    r = admin.post("/system/scale-function/echo", json={"serviceName": "other", "replicas": 2})
+    assert r.status_code == 202
+    assert admin.get("/system/function/echo").json()["replicas"] == 2
+    admin.post("/system/scale-function/echo", json={"serviceName": "echo", "replicas": 1})
+
+
+def test_listing_has_created_at_and_namespaces(gateway) -> None:
+    from datetime import datetime
+
+    _, admin, _ = gateway
+    listed = {f["name"]: f for f in admin.get("/system/functions").json()}
+    created = datetime.fromisoformat(listed["echo"]["createdAt"].replace("Z", "+00:00"))
+    assert abs(created.timestamp() - time.time()) < 3600
+    assert admin.get("/system/function/echo").json()["createdAt"] == listed["echo"]["createdAt"]
+    assert admin.get("/system/namespaces").json() == ["openfaas-fn"]
+    assert admin.get("/system/info").json()["provider"]["provider"] == "aquatope-testbed"
 
 
 def test_cold_then_warm_invocation_with_path_and_query(gateway) -> None:

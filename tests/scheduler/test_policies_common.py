@@ -12,6 +12,7 @@ from scheduler.registry import available_policies, create_policy
 
 BASELINES = ["always-on", "keep-alive", "keepalive-openwhisk", "keepalive-knative", "knative-kpa"]
 BASELINES.append("hybrid-histogram")
+BASELINES.append("openfaas-ce")
 
 
 def _random_run(seed: int, n_ticks: int) -> list[Observation]:
@@ -68,3 +69,13 @@ def test_decisions_cover_every_function_within_bounds(name: str) -> None:
         for fd in decision.functions.values():
             assert fd.replicas is None or 0 <= fd.replicas <= 20
             assert fd.reason
+
+
+def test_openfaas_ce_only_observes() -> None:
+    policy = create_policy("openfaas-ce")
+    for obs in _random_run(2, 30):
+        decision = policy.decide(obs)
+        assert decision.valid and set(decision.functions) == set(obs.functions)
+        for name, fn in decision.functions.items():
+            assert fn.replicas is None and fn.limits is None
+            assert f"target {obs.functions[name].target_replicas}" in fn.reason
