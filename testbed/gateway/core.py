@@ -421,7 +421,7 @@ def spec_from_json(data: Mapping[str, Any]) -> FunctionSpec:
 def _as_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return raw.decode(errors="replace")
 
 

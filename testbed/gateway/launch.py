@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from testbed.core.config import DEFAULT_HOST, aquatope_home
@@ -54,12 +55,14 @@ def start_gateway(
     workflows_dir: Path | None = None,
     detach: bool = False,
     cold_start_timeout_s: float | None = None,
+    extra_args: Sequence[str] = (),
 ) -> GatewayProcess:
     """Launch ``python -m testbed.gateway`` and wait until it listens.
 
     Args:
         port: 0 lets the kernel pick a free port.
         detach: start a new session so the gateway outlives this process (``aquatope up``).
+        extra_args: more ``python -m testbed.gateway`` flags (e.g. ``--max-body-mb 8``).
 
     Raises:
         BackendUnavailable: the gateway exited or did not announce itself in time.
@@ -85,6 +88,7 @@ def start_gateway(
         cmd += ["--workflows-dir", str(workflows_dir)]
     if cold_start_timeout_s is not None:
         cmd += ["--cold-start-timeout", str(cold_start_timeout_s)]
+    cmd += list(extra_args)
     env = dict(os.environ, PYTHONUNBUFFERED="1", AQUATOPE_HOME=str(state_dir))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(

@@ -320,20 +320,20 @@ class FunctionPool:
         self.limits = limits
         enforced = True
         details: list[str] = []
-        applied: list[ReplicaHandle] = []
+        touched: list[ReplicaHandle] = []
         try:
             for replica in list(self.replicas.values()):
                 if replica.handle is None:
                     continue  # starting replicas pick up self.limits when ready
+                touched.append(replica.handle)  # a refusal may leave one file half-written
                 outcome = await self.runtime.apply_limits(replica.handle, limits)
-                applied.append(replica.handle)
                 enforced &= outcome.enforced
                 if outcome.detail:
                     details.append(outcome.detail)
-        except TestbedError:
+        except BaseException:
             self.limits = previous
-            for handle in applied:
-                with contextlib.suppress(TestbedError):
+            for handle in touched:
+                with contextlib.suppress(Exception):
                     await self.runtime.apply_limits(handle, previous)
             raise
         self.limits_enforced = enforced and self.limits_enforced
