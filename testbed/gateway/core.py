@@ -46,6 +46,7 @@ _HOP_BY_HOP = {
     "authorization",
 }
 _MONITOR_INTERVAL_S = 0.5
+_DELIVERY_ATTEMPTS = 3  # tries to deliver a request that no replica received
 
 
 @dataclass(frozen=True)
@@ -200,12 +201,10 @@ class Gateway:
             existing.set_target(existing.target)
             self._save_state()
             return
-        target = existing.target
-        await existing.close()
         pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
-        pool.started, pool.completed = existing.started, existing.completed
+        pool.target = spec.scale_bounds.clamp(existing.target)
         self.pools[spec.name] = pool
-        pool.set_target(target)
+        existing.hand_over(pool)  # queued requests and counters move; old replicas drain
         self._save_state()
 
     async def remove(self, name: str) -> None:
@@ -260,40 +259,70 @@ class Gateway:
             pool = self.pool(name)
         except FunctionNotFound as exc:
             return CallResult(404, _error_body(str(exc)), {}, False, start, time.time(), str(exc))
-        try:
-            replica, cold = await pool.acquire(self.config.cold_start_timeout_s)
-        except InvocationError as exc:
-            pool.record(504, time.time() - start)
-            return CallResult(504, _error_body(str(exc)), {}, True, start, time.time(), str(exc))
-        except PlatformError as exc:
-            pool.record(503, time.time() - start)
-            return CallResult(503, _error_body(str(exc)), {}, True, start, time.time(), str(exc))
-        pool.active += 1
-        assert replica.handle is not None and self._session is not None
-        url = replica.handle.address + path + (f"?{query}" if query else "")
-        forward = {k: v for k, v in (headers or {}).items() if k.lower() not in _HOP_BY_HOP}
-        error = ""
-        try:
-            async with self._session.request(method, url, data=body, headers=forward) as resp:
-                out = await resp.read()
-                status = resp.status
-                out_headers = {
-                    k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP
-                }
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            exit_status = await self._exit_status_soon(replica.handle)
-            error = (
-                f"{name}: replica {replica.id} {exit_status.detail}"
-                if exit_status
-                else f"{name}: replica {replica.id} failed: {type(exc).__name__} {exc}".strip()
-            )
-            status, out, out_headers = 502, _error_body(error), {}
-        finally:
-            pool.active -= 1
-            pool.release(replica)
+        cold = False
+        failure = ""
+        for _attempt in range(_DELIVERY_ATTEMPTS):
+            pool = self.pools.get(name, pool)  # an update may have replaced it
+            try:
+                replica, cold_now = await pool.acquire(self.config.cold_start_timeout_s)
+            except InvocationError as exc:
+                return self._finish(name, pool, 504, _error_body(str(exc)), {}, True, start, exc)
+            except PlatformError as exc:
+                return self._finish(name, pool, 503, _error_body(str(exc)), {}, True, start, exc)
+            cold = cold or cold_now
+            owner = replica.pool or pool
+            owner.active += 1
+            assert replica.handle is not None and self._session is not None
+            url = replica.handle.address + path + (f"?{query}" if query else "")
+            forward = {k: v for k, v in (headers or {}).items() if k.lower() not in _HOP_BY_HOP}
+            sent_at = time.monotonic()
+            try:
+                async with self._session.request(method, url, data=body, headers=forward) as resp:
+                    out = await resp.read()
+                    out_headers = {
+                        k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP
+                    }
+                    return self._finish(name, pool, resp.status, out, out_headers, cold, start)
+            except aiohttp.ClientConnectorError as exc:
+                # nothing was delivered: the replica is dead or deaf; retry elsewhere
+                owner.replica_gone(replica, ExitStatus(False, f"refused a connection ({exc})"))
+                failure = f"{name}: replica {replica.id} refused the connection"
+                continue
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                exit_status = await self._exit_status_soon(replica.handle)
+                if exit_status is not None:
+                    owner.replica_gone(replica, exit_status)
+                    if replica.gone_at is not None and replica.gone_at <= sent_at:
+                        failure = f"{name}: replica {replica.id} {exit_status.detail}"
+                        continue  # it was dead before this request was sent
+                    error = (
+                        f"{name}: replica {replica.id} {exit_status.detail} while handling "
+                        "the request"
+                    )
+                else:
+                    error = f"{name}: replica {replica.id} failed: {type(exc).__name__} {exc}"
+                return self._finish(name, pool, 502, _error_body(error), {}, cold, start, error)
+            finally:
+                owner.active -= 1
+                owner.release(replica)
+        error = f"{failure}; gave up after {_DELIVERY_ATTEMPTS} attempts"
+        return self._finish(name, pool, 502, _error_body(error), {}, cold, start, error)
+
+    def _finish(
+        self,
+        name: str,
+        pool: FunctionPool,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        cold: bool,
+        start: float,
+        error: object = "",
+    ) -> CallResult:
+        """Count a finished call on the function's current pool (it may have been replaced)."""
         end = time.time()
-        pool.record(status, end - start)
-        return CallResult(status, out, out_headers, cold, start, end, error)
+        self.pools.get(name, pool).record(status, end - start)
+        return CallResult(status, body, headers, cold, start, end, str(error))
 
     async def _exit_status_soon(
         self, handle: ReplicaHandle, wait_s: float = 1.0

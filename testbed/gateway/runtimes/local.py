@@ -28,6 +28,7 @@ from testbed.gateway.runtimes.cgroups import CgroupTree, detect
 __all__ = ["LocalRuntime", "kill_recorded_replicas"]
 
 READY_TIMEOUT_S = 120.0
+_EXITS_KEPT = 256
 
 
 def _child_setup(cgroup_procs: list[str]) -> None:
@@ -36,6 +37,13 @@ def _child_setup(cgroup_procs: list[str]) -> None:
         with open(path, "w") as fh:
             fh.write(str(os.getpid()))
     die_with_parent(signal.SIGKILL)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _pids_file(state_dir: Path) -> Path:
@@ -64,6 +72,32 @@ def kill_recorded_replicas(state_dir: Path | None = None) -> int:
     return killed
 
 
+async def _wait_pidfd(pid: int) -> int | None:
+    """Wait for ``pid`` to exit through a pidfd; its exit code, or ``None`` if unknown."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        return None  # already reaped: the caller asks asyncio
+    if info is None:
+        return None
+    return -info.si_status if info.si_code in _KILLED_CODES else info.si_status
+
+
+_KILLED_CODES = (os.CLD_KILLED, os.CLD_DUMPED)
+
+
 class LocalRuntime(ReplicaRuntime):
     """Replicas as local processes, limited with cgroups when possible."""
 
@@ -77,6 +111,7 @@ class LocalRuntime(ReplicaRuntime):
         self.cgroups: CgroupTree | None = detect(f"aquatope-{os.getpid()}") if use_cgroups else None
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._recorded: dict[str, dict[str, object]] = {}
+        self._exits: dict[str, ExitStatus] = {}  # recent replicas that died by themselves
 
     @property
     def limits_enforced(self) -> bool:
@@ -161,6 +196,12 @@ class LocalRuntime(ReplicaRuntime):
         )
 
     async def _kill(self, replica_id: str) -> None:
+        proc = self._procs.get(replica_id)
+        if proc is not None and proc.returncode is not None:
+            # it died by itself: keep why, for callers that ask after the clean-up
+            self._exits[replica_id] = self._status_of(replica_id, proc.returncode)
+            while len(self._exits) > _EXITS_KEPT:
+                self._exits.pop(next(iter(self._exits)))
         proc = self._procs.pop(replica_id, None)
         self._recorded.pop(replica_id, None)
         self._record()
@@ -188,13 +229,36 @@ class LocalRuntime(ReplicaRuntime):
     async def exit_status(self, handle: ReplicaHandle) -> ExitStatus | None:
         proc = self._procs.get(handle.replica_id)
         if proc is None:
-            return ExitStatus(False, "stopped")
+            return self._exits.get(handle.replica_id, ExitStatus(False, "stopped"))
         if proc.returncode is None:
             return None
-        oom = self.cgroups is not None and self.cgroups.oom_kills(handle.replica_id) > 0
-        code = proc.returncode
-        detail = "OOM-killed (memory limit too small)" if oom else f"exited with code {code}"
+        return self._status_of(handle.replica_id, proc.returncode)
+
+    def _status_of(self, replica_id: str, code: int) -> ExitStatus:
+        oom = self.cgroups is not None and self.cgroups.oom_kills(replica_id) > 0
+        if oom:
+            detail = "OOM-killed (memory limit too small)"
+        elif code < 0:
+            detail = f"exited with code {code} (killed by {_signal_name(-code)})"
+        else:
+            detail = f"exited with code {code}"
         return ExitStatus(oom, detail)
+
+    async def wait_exit(self, handle: ReplicaHandle) -> ExitStatus:
+        """The process's own exit notification, not a poll.
+
+        A pidfd is readable the moment the process dies, and the event loop sees it in the
+        same batch as the replica's closed sockets, so the gateway stops routing to it before
+        it handles a request that arrived later. The exit code is read without reaping
+        (``waitid`` with ``WNOWAIT``); asyncio's child watcher still reaps.
+        """
+        proc = self._procs.get(handle.replica_id)
+        if proc is None:
+            return self._exits.get(handle.replica_id, ExitStatus(False, "stopped"))
+        code = await _wait_pidfd(proc.pid) if proc.returncode is None else None
+        if code is None:
+            code = await proc.wait()
+        return self._status_of(handle.replica_id, code)
 
     async def close(self) -> None:
         for replica_id in list(self._procs):
