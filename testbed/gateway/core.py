@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import time
@@ -276,6 +277,14 @@ class Gateway:
             url = replica.handle.address + path + (f"?{query}" if query else "")
             forward = {k: v for k, v in (headers or {}).items() if k.lower() not in _HOP_BY_HOP}
             sent_at = time.monotonic()
+            if not self.runtime.is_alive(replica.handle):
+                # dead but not yet noticed: never send to it; deliver to another replica
+                owner.active -= 1
+                owner.release(replica)
+                gone = await self._exit_status_soon(replica.handle)
+                owner.replica_gone(replica, gone or ExitStatus(False, "exited"))
+                failure = f"{name}: replica {replica.id} " + (gone.detail if gone else "exited")
+                continue
             try:
                 async with self._session.request(method, url, data=body, headers=forward) as resp:
                     out = await resp.read()
@@ -285,16 +294,20 @@ class Gateway:
                     return self._finish(name, pool, resp.status, out, out_headers, cold, start)
             except aiohttp.ClientConnectorError as exc:
                 # nothing was delivered: the replica is dead or deaf; retry elsewhere
-                owner.replica_gone(replica, ExitStatus(False, f"refused a connection ({exc})"))
+                gone = await self._exit_status_soon(replica.handle, wait_s=0.2)
+                owner.replica_gone(
+                    replica, gone or ExitStatus(False, f"refused a connection ({exc})")
+                )
                 failure = f"{name}: replica {replica.id} refused the connection"
                 continue
             except (aiohttp.ClientError, TimeoutError) as exc:
                 exit_status = await self._exit_status_soon(replica.handle)
                 if exit_status is not None:
                     owner.replica_gone(replica, exit_status)
-                    if replica.gone_at is not None and replica.gone_at <= sent_at:
+                    dead_before = replica.gone_at is not None and replica.gone_at <= sent_at
+                    if not exit_status.oom_killed and (dead_before or _unread(exc)):
                         failure = f"{name}: replica {replica.id} {exit_status.detail}"
-                        continue  # it was dead before this request was sent
+                        continue  # the request never reached the handler: deliver it elsewhere
                     error = (
                         f"{name}: replica {replica.id} {exit_status.detail} while handling "
                         "the request"
@@ -444,6 +457,19 @@ def spec_from_json(data: Mapping[str, Any]) -> FunctionSpec:
         limits=Limits.from_openfaas(data.get("limits") or None),
         requests=Limits.from_openfaas(data.get("requests") or None),
         max_inflight=int(data.get("max_inflight", 1)),
+    )
+
+
+def _unread(exc: BaseException) -> bool:
+    """A reset or broken pipe: the replica's socket closed with our request unread.
+
+    A replica that read the request and then died closes cleanly (the gateway sees a
+    disconnect); the kernel answers data that reaches a dead process's socket with a reset.
+    An OOM kill is never retried: the request may be what exhausted the memory.
+    """
+    return isinstance(exc, aiohttp.ClientOSError) and exc.errno in (
+        errno.ECONNRESET,
+        errno.EPIPE,
     )
 
 

@@ -332,3 +332,76 @@ def test_no_route_answers_a_5xx_to_malformed_input(gateway) -> None:
     assert any(code == 400 for _, _, code in seen)
     assert admin.get("/system/function/echo").status_code == 200
     admin.post("/system/scale-function/echo", json={"replicas": 1})
+
+
+def test_async_queue_is_bounded_with_429(gateway, handler_dirs) -> None:
+    platform, admin, anon, _ = gateway
+    r = admin.post(
+        "/system/functions",
+        json={
+            "service": "slowburn",
+            "annotations": {"com.aquatope.handler": str(handler_dirs["burn"])},
+            "labels": {"com.openfaas.scale.min": "1", "com.openfaas.scale.max": "1"},
+        },
+    )
+    assert r.status_code == 202, r.text
+    wait_until(lambda: platform.status("slowburn").replicas_ready == 1, timeout_s=60)
+    codes = [
+        anon.post("/async-function/slowburn", json={"n": 400_000}) for _ in range(4)
+    ]  # the gateway was started with --max-async-pending 2
+    assert [r.status_code for r in codes[:2]] == [202, 202]
+    refused = [r for r in codes[2:] if r.status_code == 429]
+    assert refused, [r.status_code for r in codes]
+    assert refused[0].headers["Retry-After"] and "async queue full" in refused[0].text
+    # the queue drains and accepts again
+    wait_until(
+        lambda: anon.post("/async-function/slowburn", json={"n": 1}).status_code == 202,
+        timeout_s=60,
+    )
+
+
+def test_replicas_that_cannot_start_get_503_retry_after_without_a_log_flood(
+    gateway, handler_dirs
+) -> None:
+    _, admin, anon, home = gateway
+    r = admin.post(
+        "/system/functions",
+        json={
+            "service": "kaputt",
+            "annotations": {"com.aquatope.handler": str(handler_dirs["broken"])},
+            "labels": {"com.openfaas.scale.min": "0", "com.openfaas.scale.max": "50"},
+        },
+    )
+    assert r.status_code == 202
+    answers = [anon.post("/function/kaputt", content=b"x") for _ in range(20)]
+    assert {a.status_code for a in answers} == {503}
+    assert all(a.headers.get("Retry-After") for a in answers)
+    assert "this handler fails at import" in answers[0].text
+    r = admin.post("/system/scale-function/kaputt", json={"replicas": 50})
+    assert r.status_code == 202
+    log = (home / "logs" / "gateway-local.log").read_text()
+    failures = log.count("kaputt: replica start failed")
+    assert 1 <= failures <= 3, failures
+    assert "Traceback" not in log
+    admin.request("DELETE", "/system/functions", json={"functionName": "kaputt"})
+
+
+ENV_HANDLER = """
+import os
+
+def handle(event, context):
+    return {"statusCode": 200, "body": sorted(os.environ)}
+"""
+
+
+def test_replicas_do_not_see_the_gateway_home_or_passwords(gateway, tmp_path) -> None:
+    _, admin, anon, _ = gateway
+    (tmp_path / "handler.py").write_text(ENV_HANDLER)
+    r = admin.post(
+        "/system/functions",
+        json={"service": "envdump", "annotations": {"com.aquatope.handler": str(tmp_path)}},
+    )
+    assert r.status_code == 202
+    names = anon.post("/function/envdump", content=b"").json()
+    assert "AQUATOPE_FUNCTION" in names
+    assert not [n for n in names if n in ("AQUATOPE_HOME", "OPENFAAS_PASSWORD", "OPENFAAS_URL")]

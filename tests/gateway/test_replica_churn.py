@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -68,13 +69,19 @@ def _replica_pids(home: Path, function: str) -> set[int]:
     return {int(e["pid"]) for e in recorded.values() if e["function"] == function}
 
 
-def _dead(pid: int) -> bool:
-    """The process has exited (a zombie not yet reaped counts): its sockets are closed."""
+def _kill_and_wait(pid: int) -> None:
+    """SIGKILL ``pid`` and wait until every thread of it has exited (its pidfd is readable).
+
+    A zombie leader in ``/proc`` is not enough: other threads may still hold its sockets.
+    """
+    fd = os.pidfd_open(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        os.kill(pid, signal.SIGKILL)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        assert poller.poll(20_000), f"pid {pid} did not exit after SIGKILL"
+    finally:
+        os.close(fd)
 
 
 def test_sigkilled_replica_leaves_routing_at_once(gateway, handler_dirs) -> None:
@@ -83,8 +90,7 @@ def test_sigkilled_replica_leaves_routing_at_once(gateway, handler_dirs) -> None
     wait_until(lambda: platform.status("twin").replicas_ready == 2, timeout_s=60)
     served = anon.post("/function/twin", content=b"warm").json()["pid"]
     assert served in _replica_pids(home, "twin")
-    os.kill(served, signal.SIGKILL)
-    wait_until(lambda: _dead(served))  # SIGKILL is asynchronous: the process must be gone
+    _kill_and_wait(served)
     answers = [anon.post("/function/twin", content=b"after") for _ in range(30)]
     assert [r.status_code for r in answers] == [200] * 30, [r.text for r in answers[:3]]
     assert served not in {r.json()["pid"] for r in answers}
@@ -101,8 +107,7 @@ def test_request_to_a_replica_killed_while_idle_is_delivered_elsewhere(
     _deploy(admin, "phoenix", handler_dirs["echo"], replicas=1)
     wait_until(lambda: platform.status("phoenix").replicas_ready == 1, timeout_s=60)
     first = anon.post("/function/phoenix", content=b"1").json()["pid"]
-    os.kill(first, signal.SIGKILL)
-    wait_until(lambda: _dead(first))
+    _kill_and_wait(first)
     r = anon.post("/function/phoenix", content=b"2")
     assert r.status_code == 200, r.text
     assert r.json()["pid"] != first

@@ -84,6 +84,14 @@ class ReplicaRuntime(abc.ABC):
     async def exit_status(self, handle: ReplicaHandle) -> ExitStatus | None:
         """``None`` while the replica runs, else why it stopped."""
 
+    def is_alive(self, handle: ReplicaHandle) -> bool:
+        """A cheap synchronous check before each request; ``True`` when unsure.
+
+        Runtimes that can tell in a system call (a child process) override this so that a
+        request is never sent to a replica that has already died.
+        """
+        return True
+
     async def wait_exit(self, handle: ReplicaHandle) -> ExitStatus:
         """Return once the replica is gone, with why: the gateway's exit notification.
 

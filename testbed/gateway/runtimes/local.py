@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from testbed.core.atomic import atomic_write_json
@@ -25,7 +26,7 @@ from testbed.gateway._pdeathsig import die_with_parent
 from testbed.gateway.runtimes.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
 from testbed.gateway.runtimes.cgroups import CgroupTree, detect
 
-__all__ = ["LocalRuntime", "kill_recorded_replicas"]
+__all__ = ["LocalRuntime", "kill_recorded_replicas", "replica_environment"]
 
 READY_TIMEOUT_S = 120.0
 _EXITS_KEPT = 256
@@ -37,6 +38,21 @@ def _child_setup(cgroup_procs: list[str]) -> None:
         with open(path, "w") as fh:
             fh.write(str(os.getpid()))
     die_with_parent(signal.SIGKILL)
+
+
+_PRIVATE_ENV_PREFIXES = ("AQUATOPE_", "OPENFAAS_")
+
+
+def replica_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    """The gateway's environment minus what function code must not see.
+
+    ``AQUATOPE_HOME`` leads to the admin password and ``OPENFAAS_*`` may hold credentials;
+    a replica gets only its own ``AQUATOPE_*`` variables, set after this.
+    """
+    env = {k: v for k, v in parent.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+    if parent.get("AQUATOPE_MODEL_DIR"):
+        env["AQUATOPE_MODEL_DIR"] = parent["AQUATOPE_MODEL_DIR"]
+    return env
 
 
 def _signal_name(number: int) -> str:
@@ -72,10 +88,10 @@ def kill_recorded_replicas(state_dir: Path | None = None) -> int:
     return killed
 
 
-async def _wait_pidfd(pid: int) -> int | None:
-    """Wait for ``pid`` to exit through a pidfd; its exit code, or ``None`` if unknown."""
+async def _wait_pidfd(proc: asyncio.subprocess.Process) -> int | None:
+    """Wait for ``proc`` to exit through a pidfd; its exit code, or ``None`` if not known yet."""
     try:
-        fd = os.pidfd_open(pid)
+        fd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
         return None
     loop = asyncio.get_running_loop()
@@ -86,16 +102,24 @@ async def _wait_pidfd(pid: int) -> int | None:
     finally:
         loop.remove_reader(fd)
         os.close(fd)
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
-    except ChildProcessError:
-        return None  # already reaped: the caller asks asyncio
-    if info is None:
-        return None
-    return -info.si_status if info.si_code in _KILLED_CODES else info.si_status
+    # asyncio's watcher thread may have reaped it already; then its return code is queued
+    return _exit_code_now(proc)
 
 
 _KILLED_CODES = (os.CLD_KILLED, os.CLD_DUMPED)
+
+
+def _exit_code_now(proc: asyncio.subprocess.Process) -> int | None:
+    """The exit code if the process has exited (reaped or not), else ``None``."""
+    if proc.returncode is not None:
+        return proc.returncode
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        return proc.returncode
+    if info is None:
+        return None
+    return -info.si_status if info.si_code in _KILLED_CODES else info.si_status
 
 
 class LocalRuntime(ReplicaRuntime):
@@ -124,7 +148,10 @@ class LocalRuntime(ReplicaRuntime):
         self, spec: FunctionSpec, replica_id: str, limits: Limits
     ) -> ReplicaHandle:
         started_at = time.time()
-        env = dict(os.environ)
+        env = replica_environment(os.environ)
+        # shared function data stays where it was, without pointing at the gateway's home
+        env.setdefault("AQUATOPE_MODEL_DIR", str(self.state_dir / "models"))
+        env.setdefault("SOCIAL_DB", str(self.state_dir / "social" / "social.db"))
         env.update(spec.env)
         threads = max(1, int(limits.cpu_cores or 1))
         env.setdefault("OMP_NUM_THREADS", str(threads))
@@ -197,9 +224,10 @@ class LocalRuntime(ReplicaRuntime):
 
     async def _kill(self, replica_id: str) -> None:
         proc = self._procs.get(replica_id)
-        if proc is not None and proc.returncode is not None:
+        code = _exit_code_now(proc) if proc is not None else None
+        if code is not None:
             # it died by itself: keep why, for callers that ask after the clean-up
-            self._exits[replica_id] = self._status_of(replica_id, proc.returncode)
+            self._exits[replica_id] = self._status_of(replica_id, code)
             while len(self._exits) > _EXITS_KEPT:
                 self._exits.pop(next(iter(self._exits)))
         proc = self._procs.pop(replica_id, None)
@@ -230,9 +258,8 @@ class LocalRuntime(ReplicaRuntime):
         proc = self._procs.get(handle.replica_id)
         if proc is None:
             return self._exits.get(handle.replica_id, ExitStatus(False, "stopped"))
-        if proc.returncode is None:
-            return None
-        return self._status_of(handle.replica_id, proc.returncode)
+        code = _exit_code_now(proc)
+        return None if code is None else self._status_of(handle.replica_id, code)
 
     def _status_of(self, replica_id: str, code: int) -> ExitStatus:
         oom = self.cgroups is not None and self.cgroups.oom_kills(replica_id) > 0
@@ -243,6 +270,16 @@ class LocalRuntime(ReplicaRuntime):
         else:
             detail = f"exited with code {code}"
         return ExitStatus(oom, detail)
+
+    def is_alive(self, handle: ReplicaHandle) -> bool:
+        """One ``waitid`` (no reaping): false once the process has exited, zombie or reaped."""
+        proc = self._procs.get(handle.replica_id)
+        if proc is None or proc.returncode is not None:
+            return False
+        try:
+            return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None
+        except ChildProcessError:
+            return False  # reaped by asyncio's watcher; the return code is on its way
 
     async def wait_exit(self, handle: ReplicaHandle) -> ExitStatus:
         """The process's own exit notification, not a poll.
@@ -255,7 +292,7 @@ class LocalRuntime(ReplicaRuntime):
         proc = self._procs.get(handle.replica_id)
         if proc is None:
             return self._exits.get(handle.replica_id, ExitStatus(False, "stopped"))
-        code = await _wait_pidfd(proc.pid) if proc.returncode is None else None
+        code = await _wait_pidfd(proc) if proc.returncode is None else proc.returncode
         if code is None:
             code = await proc.wait()
         return self._status_of(handle.replica_id, code)
