@@ -118,6 +118,7 @@ def up(app: App, backend: str, stack_path: str, host: str, port: int, no_deploy:
         leftovers = kill_recorded_replicas(app.home)
         if leftovers:
             click.echo(f"cleaned up {leftovers} replica process(es) left by an earlier crash")
+        _remove_stale_cgroups()
         if backend == "docker":
             from testbed.gateway.runtimes.docker import ensure_engine
 
@@ -183,6 +184,15 @@ def down(app: App, timeout_s: float) -> None:
     killed = kill_recorded_replicas(app.home)
     if killed:
         click.echo(f"killed {killed} leftover replica process(es)")
+    _remove_stale_cgroups()
+
+
+def _remove_stale_cgroups() -> None:
+    from testbed.gateway.runtimes.cgroups import remove_stale_groups
+
+    stale = remove_stale_groups()
+    if stale:
+        click.echo(f"removed cgroups of {stale} gateway(s) that did not shut down cleanly")
 
 
 @click.command()

@@ -24,7 +24,7 @@ from testbed.core.errors import DeployError
 from testbed.core.platform import FunctionSpec
 from testbed.gateway._pdeathsig import die_with_parent
 from testbed.gateway.runtimes.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
-from testbed.gateway.runtimes.cgroups import CgroupTree, detect
+from testbed.gateway.runtimes.cgroups import CgroupTree, detect, remove_stale_groups
 
 __all__ = ["LocalRuntime", "kill_recorded_replicas", "replica_environment"]
 
@@ -132,6 +132,8 @@ class LocalRuntime(ReplicaRuntime):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir = self.state_dir / "logs"
         self.logs_dir.mkdir(exist_ok=True)
+        if use_cgroups:
+            remove_stale_groups()  # left by gateways that were killed
         self.cgroups: CgroupTree | None = detect(f"aquatope-{os.getpid()}") if use_cgroups else None
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._recorded: dict[str, dict[str, object]] = {}
