@@ -28,8 +28,8 @@ from testbed.core.errors import (
     PlatformError,
 )
 from testbed.core.platform import FunctionSpec, FunctionStatus, Workflow
-from testbed.gateway.pool import FunctionPool
-from testbed.gateway.runtimes.base import ExitStatus, ReplicaHandle, ReplicaRuntime
+from testbed.gateway.pool import FunctionPool, Replica
+from testbed.gateway.runtimes.base import ExitStatus, ReplicaRuntime
 
 __all__ = ["CallResult", "Gateway"]
 
@@ -281,7 +281,7 @@ class Gateway:
                 # dead but not yet noticed: never send to it; deliver to another replica
                 owner.active -= 1
                 owner.release(replica)
-                gone = await self._exit_status_soon(replica.handle)
+                gone = await self._exit_status_soon(replica)
                 owner.replica_gone(replica, gone or ExitStatus(False, "exited"))
                 failure = f"{name}: replica {replica.id} " + (gone.detail if gone else "exited")
                 continue
@@ -294,14 +294,14 @@ class Gateway:
                     return self._finish(name, pool, resp.status, out, out_headers, cold, start)
             except aiohttp.ClientConnectorError as exc:
                 # nothing was delivered: the replica is dead or deaf; retry elsewhere
-                gone = await self._exit_status_soon(replica.handle, wait_s=0.2)
+                gone = await self._exit_status_soon(replica, wait_s=0.2)
                 owner.replica_gone(
                     replica, gone or ExitStatus(False, f"refused a connection ({exc})")
                 )
                 failure = f"{name}: replica {replica.id} refused the connection"
                 continue
             except (aiohttp.ClientError, TimeoutError) as exc:
-                exit_status = await self._exit_status_soon(replica.handle)
+                exit_status = await self._exit_status_soon(replica)
                 if exit_status is not None:
                     owner.replica_gone(replica, exit_status)
                     dead_before = replica.gone_at is not None and replica.gone_at <= sent_at
@@ -337,13 +337,20 @@ class Gateway:
         self.pools.get(name, pool).record(status, end - start)
         return CallResult(status, body, headers, cold, start, end, str(error))
 
-    async def _exit_status_soon(
-        self, handle: ReplicaHandle, wait_s: float = 1.0
-    ) -> ExitStatus | None:
-        """After a dropped connection, give a dying replica a moment to be reaped."""
+    async def _exit_status_soon(self, replica: Replica, wait_s: float = 1.0) -> ExitStatus | None:
+        """After a dropped connection, give a dying replica a moment to be reaped.
+
+        The pool's exit watcher may have seen the death (and cleaned up) first: its record
+        wins, as the runtime may no longer know the replica.
+        """
+        assert replica.handle is not None
         deadline = time.monotonic() + wait_s
         while True:
-            status = await self.runtime.exit_status(handle)
+            if replica.exit is not None:
+                return replica.exit
+            status = await self.runtime.exit_status(replica.handle)
+            if replica.exit is not None:
+                return replica.exit
             if status is not None or time.monotonic() > deadline:
                 return status
             await asyncio.sleep(0.02)

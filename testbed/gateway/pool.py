@@ -48,6 +48,7 @@ class Replica:
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     pool: FunctionPool | None = field(default=None, repr=False)  # routes its releases
     gone_at: float | None = None  # monotonic time its exit was noticed
+    exit: ExitStatus | None = None  # why it is gone, once noticed
 
     def info(self) -> ReplicaInfo:
         h = self.handle
@@ -230,6 +231,7 @@ class FunctionPool:
         if self.replicas.get(replica.id) is not replica:
             return
         replica.gone_at = time.monotonic()
+        replica.exit = status
         replica.state = "stopping"
         self.replicas.pop(replica.id, None)
         self.last_exit = f"{replica.id}: {status.detail}"
