@@ -1,22 +1,28 @@
 """Gateway overhead: latency added versus calling a replica directly, and max requests/s.
 
 Starts a real gateway (local backend) with the shipped `noop` function on one replica, then
-alternates sequential keep-alive requests straight to the replica and through the gateway
-(same client, same run), and finally drives the gateway with `wrk` (when installed) at
-10 connections for the throughput ceiling.
+alternates sequential keep-alive requests straight to the replica, through the gateway and
+through a plain aiohttp reverse proxy (``bench/_plain_proxy.py``, the same-run reference: what
+any Python proxy costs), and finally drives each with `wrk` (when installed) at 10
+connections for the throughput ceiling.
 
 Usage: python bench/gateway_overhead.py [--requests 3000] [--wrk-seconds 5]
-Targets (issue #3): p50 overhead < 1 ms, p99 < 5 ms.
+Targets (issue #3): p50 overhead < 1 ms, p99 < 5 ms. Issue #16: added p50 <= 0.3 ms and at
+least the plain proxy's req/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import re
 import shutil
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,6 +66,21 @@ def wrk_rps(url: str, seconds: int) -> float | None:
     return float(match.group(1)) if match else None
 
 
+@contextmanager
+def plain_proxy(target: str) -> Iterator[int]:
+    """Run ``bench/_plain_proxy.py`` in front of ``target``; yields its port."""
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("_plain_proxy.py")), "--target", target],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        yield int(json.loads(proc.stdout.readline())["port"])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -77,12 +98,17 @@ def main() -> None:
         g_host, g_port = platform.url.removeprefix("http://").split(":")
         direct: list[float] = []
         gateway: list[float] = []
-        for _ in range(10):  # interleave to share drift and noise
-            direct += timed_posts(r_host, int(r_port), "/", args.requests // 10)
-            gateway += timed_posts(g_host, int(g_port), "/function/noop", args.requests // 10)
-        rps = wrk_rps(f"{platform.url}/function/noop", args.wrk_seconds)
-        direct_rps = wrk_rps(f"{replica.address}/", args.wrk_seconds)
-    d, g = percentiles_ms(direct), percentiles_ms(gateway)
+        proxied: list[float] = []
+        with plain_proxy(replica.address) as proxy_port:
+            timed_posts("127.0.0.1", proxy_port, "/", 50)  # warm its connection pool
+            for _ in range(10):  # interleave to share drift and noise
+                direct += timed_posts(r_host, int(r_port), "/", args.requests // 10)
+                gateway += timed_posts(g_host, int(g_port), "/function/noop", args.requests // 10)
+                proxied += timed_posts("127.0.0.1", proxy_port, "/", args.requests // 10)
+            rps = wrk_rps(f"{platform.url}/function/noop", args.wrk_seconds)
+            proxy_rps = wrk_rps(f"http://127.0.0.1:{proxy_port}/", args.wrk_seconds)
+            direct_rps = wrk_rps(f"{replica.address}/", args.wrk_seconds)
+    d, g, p = percentiles_ms(direct), percentiles_ms(gateway), percentiles_ms(proxied)
     figures = {
         "bench": "gateway_overhead",
         "requests_each": len(direct),
@@ -90,15 +116,19 @@ def main() -> None:
         "gateway_ms": g,
         "overhead_p50_ms": round(g["p50"] - d["p50"], 3),
         "overhead_p99_ms": round(g["p99"] - d["p99"], 3),
+        "plain_proxy_ms": p,
+        "plain_proxy_overhead_p50_ms": round(p["p50"] - d["p50"], 3),
         "gateway_max_rps_wrk_c10": rps,
+        "plain_proxy_max_rps_wrk_c10": proxy_rps,
         "direct_max_rps_wrk_c10": direct_rps,
         "machine": machine(),
     }
     print(f"direct  p50 {d['p50']:.3f} ms  p99 {d['p99']:.3f} ms")
     print(f"gateway p50 {g['p50']:.3f} ms  p99 {g['p99']:.3f} ms")
+    print(f"proxy   p50 {p['p50']:.3f} ms  p99 {p['p99']:.3f} ms  (plain aiohttp reference)")
     print(
         f"overhead p50 {figures['overhead_p50_ms']} ms, p99 {figures['overhead_p99_ms']} ms; "
-        f"gateway max {rps} req/s (replica alone {direct_rps} req/s)"
+        f"gateway max {rps} req/s (plain proxy {proxy_rps}, replica alone {direct_rps} req/s)"
     )
     emit(figures)
 

@@ -41,7 +41,7 @@ def parse_object(body: bytes | str | None) -> dict[str, Any]:
     """Parse a request body that must be a JSON object.
 
     Raises:
-        BadInput: the body is empty, not JSON, or not an object.
+        BadInput: the body is empty, not JSON (or nested too deeply), or not an object.
     """
     if not body:
         raise BadInput("request body must be a JSON object, got an empty body")
@@ -49,6 +49,8 @@ def parse_object(body: bytes | str | None) -> dict[str, Any]:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadInput("request body is JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise BadInput(f"request body must be a JSON object, got {type(value).__name__}")
     return value
@@ -118,6 +120,8 @@ def json_handler(func: Callable[[dict[str, Any]], Any]) -> Handler:
             return ok(func(parse_object(getattr(event, "body", b""))))
         except BadInput as exc:
             return bad_request(str(exc))
+        except RecursionError:
+            return bad_request("request is nested too deeply")
 
     return handle
 

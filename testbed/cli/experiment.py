@@ -34,6 +34,7 @@ def _run(config: Path, out: Path) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from testbed.experiment.results import ResultsLock
     from testbed.experiment.run import RunError, prepare, run_experiment
 
     spec = _load(config)
@@ -71,7 +72,8 @@ def _run(config: Path, out: Path) -> Any:
             progress.advance(overall)
 
         try:
-            return run_experiment(spec, out, on_progress=on_progress, on_run_done=on_done)
+            with ResultsLock(out):
+                return run_experiment(spec, out, on_progress=on_progress, on_run_done=on_done)
         except (ConfigError, RunError) as exc:
             raise click.ClickException(str(exc)) from None
         except TestbedError as exc:

@@ -18,7 +18,8 @@ from testbed.cli._app import App, pass_app
 from testbed.cli.types import CPU, MEMORY
 from testbed.core.atomic import atomic_write_json
 from testbed.core.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, Limits
-from testbed.core.errors import TestbedError
+from testbed.core.errors import ConfigError, TestbedError
+from testbed.core.platform import InvokeResult
 
 __all__ = [
     "deploy",
@@ -135,6 +136,7 @@ def up(
         leftovers = kill_recorded_replicas(app.home)
         if leftovers:
             click.echo(f"cleaned up {leftovers} replica process(es) left by an earlier crash")
+        _remove_stale_cgroups()
         if platform_name == "openfaas":
             _up_openfaas(app, backend, stack_path, port, no_deploy)
             return
@@ -238,6 +240,15 @@ def down(app: App, timeout_s: float) -> None:
     killed = kill_recorded_replicas(app.home)
     if killed:
         click.echo(f"killed {killed} leftover replica process(es)")
+    _remove_stale_cgroups()
+
+
+def _remove_stale_cgroups() -> None:
+    from testbed.gateway.runtimes.cgroups import remove_stale_groups
+
+    stale = remove_stale_groups()
+    if stale:
+        click.echo(f"removed cgroups of {stale} gateway(s) that did not shut down cleanly")
 
 
 @click.command()
@@ -326,24 +337,59 @@ def remove(app: App, name: str) -> None:
 @click.option("--verbose", "-v", is_flag=True, help="Print status, cold start and timings.")
 @pass_app
 def invoke(app: App, name: str, workflow: bool, data: str, timeout_s: float, verbose: bool) -> None:
-    """Invoke function NAME (or, with --workflow, workflow NAME) and print the response."""
+    """Invoke function NAME (or, with --workflow, workflow NAME) and print the response.
+
+    A workflow mix (e.g. ``social-network``) runs each of its workflows once.
+    """
+    targets = _invoke_targets(name, workflow=workflow, data=data)
+    ok = True
+    with _errors(), app.platform() as platform:
+        for target, body in targets:
+            if len(targets) > 1:
+                click.echo(f"{name}: workflow {target}", err=True)
+            result = platform.invoke(target, body, workflow=workflow, timeout_s=timeout_s)
+            _print_result(result, workflow=workflow, verbose=verbose)
+            ok = ok and result.ok
+    if not ok:
+        sys.exit(1)
+
+
+def _invoke_targets(name: str, *, workflow: bool, data: str) -> list[tuple[str, bytes]]:
+    """What ``invoke`` sends: (function or workflow name, body) pairs.
+
+    Raises:
+        click.BadParameter: ``--data @file`` cannot be read.
+        click.ClickException: a mix with ``--data``, or no generated payload for ``name``.
+    """
     if data.startswith("@"):
         try:
-            body = Path(data[1:]).read_bytes()
+            return [(name, Path(data[1:]).read_bytes())]
         except OSError as exc:
             raise click.BadParameter(
                 f"cannot read {data[1:]}: {exc.strerror}", param_hint="--data"
             ) from None
-    elif data == "" and workflow:
-        import random
+    if data != "" or not workflow:
+        return [(name, data.encode())]
+    import random
 
-        from functions.workloads import make_payload
+    from functions.workloads import make_payload
+    from testbed.core.workflows import load_workflows
 
-        body = make_payload(name, random.Random(0))
-    else:
-        body = data.encode()
-    with _errors(), app.platform() as platform:
-        result = platform.invoke(name, body, workflow=workflow, timeout_s=timeout_s)
+    try:
+        mixes = load_workflows().mixes
+    except ConfigError:
+        mixes = {}
+    names = sorted(mixes[name].weights) if name in mixes else [name]
+    rng = random.Random(0)
+    try:
+        return [(target, make_payload(target, rng)) for target in names]
+    except KeyError:
+        raise click.ClickException(
+            f"no generated payload for workflow {name!r}; pass one with --data"
+        ) from None
+
+
+def _print_result(result: InvokeResult, *, workflow: bool, verbose: bool) -> None:
     if verbose or workflow:
         click.echo(
             f"status {result.status_code}, cold start: {str(result.cold_start).lower()}, "
@@ -361,8 +407,6 @@ def invoke(app: App, name: str, workflow: bool, data: str, timeout_s: float, ver
         except (ValueError, AttributeError):
             pass
     click.echo(result.body.decode(errors="replace"))
-    if not result.ok:
-        sys.exit(1)
 
 
 @click.command()

@@ -44,10 +44,19 @@ def compare(dirs: tuple[Path, ...], baseline: str | None, json_path: Path | None
         comp = compare_runs(load_metrics(dirs), baseline=baseline)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    _warn_interrupted(dirs)
     Console(width=max(Console().width, 120)).print(comparison_table(comp))
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(comp.to_dict(), indent=2) + "\n")
         click.echo(f"wrote {json_path}")
+
+
+def _warn_interrupted(dirs: tuple[Path, ...]) -> None:
+    """Name every run left out because it did not finish (never drop a policy silently)."""
+    from testbed.experiment.results import find_interrupted
+
+    for run, why in find_interrupted(dirs):
+        click.echo(f"note: not compared, run did not finish: {run} ({why})", err=True)
 
 
 @click.command()
@@ -70,6 +79,7 @@ def report(dirs: tuple[Path, ...], output: Path, baseline: str | None, title: st
         result = write_report(dirs, output, baseline=baseline, title=title)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    _warn_interrupted(dirs)
     click.echo(f"report: {result.html_path.resolve()}")
     for png in result.png_paths:
         click.echo(f"figure: {png}")

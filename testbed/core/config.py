@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -12,7 +13,10 @@ from testbed.core.errors import ConfigError
 __all__ = [
     "DEFAULT_GATEWAY_PORT",
     "DEFAULT_HOST",
+    "DEFAULT_MAX_ASYNC_PENDING",
+    "DEFAULT_MAX_BODY_MB",
     "DEFAULT_MAX_INFLIGHT",
+    "DEFAULT_MAX_REPLICAS",
     "DEFAULT_SCALE_MAX",
     "GatewayConfig",
     "Limits",
@@ -25,9 +29,13 @@ __all__ = [
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_GATEWAY_PORT = 8080
 DEFAULT_SCALE_MAX = 20
+DEFAULT_MAX_REPLICAS = 64  # platform cap on com.openfaas.scale.max per function
+DEFAULT_MAX_BODY_MB = 32  # request bodies the gateway accepts (function and async routes)
+DEFAULT_MAX_ASYNC_PENDING = 256  # queued /async-function calls before 429
 DEFAULT_MAX_INFLIGHT = 1
 DEFAULT_COLD_START_TIMEOUT_S = 60.0
 DEFAULT_INVOKE_TIMEOUT_S = 120.0
+MAX_MEMORY_MB = 2**40  # a sanity bound for parsing (1 EiB); machines bound it further
 
 _MEMORY_UNITS = {
     "": 1 / (1024 * 1024),
@@ -54,17 +62,21 @@ def parse_memory_mb(value: str | int | float) -> int:
     if isinstance(value, bool):
         raise ConfigError(f"memory must be a quantity like '128M', got {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value > MAX_MEMORY_MB:
+            raise ConfigError(f"memory must be a finite number of MiB, got {value!r}")
         if value <= 0:
             raise ConfigError(f"memory must be positive, got {value!r}")
         return int(value)
     match = _MEMORY_RE.match(str(value))
     if not match:
-        raise ConfigError(f"memory must be a quantity like '128M' or '1Gi', got {value!r}")
+        raise ConfigError(f"memory must be a quantity like '128M' or '1Gi', got {_short(value)}")
     number = float(match.group(1))
     unit = (match.group(2) or "m").lower()
     if unit in ("m", "g"):
         unit += "i"
     mb = number * _MEMORY_UNITS[unit]
+    if not math.isfinite(mb) or mb > MAX_MEMORY_MB:
+        raise ConfigError(f"memory {_short(value)} is too large")
     if mb < 1:
         raise ConfigError(f"memory {value!r} is below 1 MiB")
     return round(mb)
@@ -81,13 +93,21 @@ def parse_cpu(value: str | int | float) -> float:
     text = str(value).strip()
     try:
         cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ConfigError(
-            f"cpu must be a number of cores like '0.5' or '500m', got {value!r}"
+            f"cpu must be a number of cores like '0.5' or '500m', got {_short(value)}"
         ) from None
+    if not math.isfinite(cores):
+        raise ConfigError(f"cpu must be a finite number of cores, got {_short(value)}")
     if not cores > 0:
         raise ConfigError(f"cpu must be positive, got {value!r}")
     return cores
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut so that a hostile value cannot flood an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -103,8 +123,10 @@ class Limits:
     memory_mb: int | None = None
 
     def __post_init__(self) -> None:
-        if self.cpu_cores is not None and not self.cpu_cores > 0:
-            raise ConfigError(f"cpu_cores must be positive, got {self.cpu_cores!r}")
+        if self.cpu_cores is not None and not (
+            self.cpu_cores > 0 and math.isfinite(self.cpu_cores)
+        ):
+            raise ConfigError(f"cpu_cores must be positive and finite, got {self.cpu_cores!r}")
         if self.memory_mb is not None and not self.memory_mb > 0:
             raise ConfigError(f"memory_mb must be positive, got {self.memory_mb!r}")
 
@@ -177,7 +199,13 @@ class GatewayConfig:
     invoke_timeout_s: float = DEFAULT_INVOKE_TIMEOUT_S
     state_dir: Path = field(default_factory=aquatope_home)
     workflows_dir: Path | None = None
+    max_body_mb: int = DEFAULT_MAX_BODY_MB
+    max_replicas: int = DEFAULT_MAX_REPLICAS
+    max_async_pending: int = DEFAULT_MAX_ASYNC_PENDING
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
+        for name in ("max_body_mb", "max_replicas", "max_async_pending"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

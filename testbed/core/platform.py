@@ -357,7 +357,7 @@ def decode_output(raw: bytes) -> object:
 
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return raw.decode(errors="replace")
 
 

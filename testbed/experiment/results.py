@@ -36,6 +36,7 @@ from testbed.core.errors import ConfigError
 
 __all__ = [
     "DECISIONS_FILE",
+    "LOCK_FILE",
     "META_FILE",
     "REQUESTS_COLUMNS",
     "REQUESTS_FILE",
@@ -43,9 +44,11 @@ __all__ = [
     "STAGES_FILE",
     "TIMELINE_COLUMNS",
     "TIMELINE_FILE",
+    "ResultsLock",
     "RunData",
     "RunWriter",
     "TimelineWriter",
+    "find_interrupted",
     "find_runs",
     "load_run",
     "read_meta",
@@ -260,6 +263,78 @@ def find_runs(paths: Iterable[str | Path], *, include_incomplete: bool = False) 
             raise ConfigError(f"{root}: no complete runs (no meta.json with complete=true)")
         found.extend(runs)
     return sorted(dict.fromkeys(found))
+
+
+def find_interrupted(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """Runs under ``paths`` that did not finish: hidden partial directories and runs whose
+    ``meta.json`` says ``complete: false``, with the recorded error (or ``"interrupted"``).
+
+    Readers that skip them (``compare``, ``report``) list them so that a policy never
+    disappears from a table silently. Paths that do not exist are ignored here.
+    """
+    out: list[tuple[Path, str]] = []
+    for raw in paths:
+        root = Path(raw)
+        if not root.is_dir():
+            continue
+        candidates = [root] if (root / META_FILE).is_file() else root.rglob(META_FILE)
+        for meta_path in sorted(candidates):
+            run = meta_path if meta_path.is_dir() else meta_path.parent
+            try:
+                meta = read_meta(run)
+            except ConfigError as exc:
+                out.append((run, str(exc)))
+                continue
+            if not meta.get("complete", False):
+                out.append((run, str(meta.get("error") or "interrupted")))
+    return out
+
+
+LOCK_FILE = ".lock"
+
+
+class ResultsLock:
+    """An exclusive hold on a results directory for one ``experiment run``.
+
+    ``flock`` on ``OUT/.lock`` (holding the owner's pid): released when the holder exits, even
+    by SIGKILL, so a crash never leaves the directory locked.
+
+    Raises:
+        ConfigError: another process holds the directory.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        import fcntl
+
+        self.path = Path(out_dir) / LOCK_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            self._fd = None
+            raise ConfigError(
+                f"{out_dir}: directory in use by another experiment run (pid {holder}); "
+                "wait for it or choose another -o"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def close(self) -> None:
+        """Release the directory. Idempotent."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> ResultsLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class TimelineWriter:

@@ -27,12 +27,30 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from testbed.core.config import GatewayConfig, Limits
-from testbed.core.errors import ConfigError, FunctionNotFound, PlatformError
+from testbed.core.config import (
+    DEFAULT_MAX_ASYNC_PENDING,
+    DEFAULT_MAX_BODY_MB,
+    DEFAULT_MAX_REPLICAS,
+    GatewayConfig,
+)
+from testbed.core.errors import (
+    ConfigError,
+    DeployError,
+    FunctionNotFound,
+    PlatformError,
+    TestbedError,
+)
 from testbed.gateway.auth import check_basic_auth, ensure_password
 from testbed.gateway.core import Gateway
 from testbed.gateway.metrics import GatewayCollector, render_metrics
-from testbed.gateway.models import NAMESPACE, parse_delete, parse_deploy, parse_scale, status_json
+from testbed.gateway.models import (
+    NAMESPACE,
+    parse_delete,
+    parse_deploy,
+    parse_limits,
+    parse_scale,
+    status_json,
+)
 from testbed.gateway.openapi import openapi_document
 from testbed.gateway.runtimes import create_runtime
 
@@ -50,8 +68,11 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.Response(text=message + "\n", status=status, content_type="text/plain")
+def _error(status: int, message: str, *, retry_after_s: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return web.Response(
+        text=message + "\n", status=status, content_type="text/plain", headers=headers
+    )
 
 
 async def _body_json(request: web.Request) -> Any:
@@ -60,29 +81,64 @@ async def _body_json(request: web.Request) -> Any:
         return json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"body: invalid JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigError("body: JSON nested too deeply") from None
 
 
-def _auth_middleware(password: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+RETRY_AFTER_S = 5
+ASYNC_QUEUE_BYTES = 256 * 2**20
+"""Bodies held by queued ``/async-function`` calls before new ones get 429."""
+"""What a 503 from the gateway tells the client to wait before trying again."""
+
+_ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (ConfigError, 400),
+    (FunctionNotFound, 404),
+    (DeployError, 409),
+    (PlatformError, 503),
+)
+"""Testbed errors escaping a route, most specific first (registry, not an if-ladder)."""
+
+
+def _error_response(exc: Exception) -> web.Response:
+    for kind, status in _ERROR_STATUS:
+        if isinstance(exc, kind):
+            return _error(status, str(exc), retry_after_s=RETRY_AFTER_S if status == 503 else None)
+    raise exc
+
+
+def _middleware(password: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Auth for ``/system/*``, testbed errors to 4xx/503, anything else to a logged 500.
+
+    The 500 body is JSON with a request id that is also in the log line with the traceback;
+    the client never sees the traceback.
+    """
+
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path.startswith("/system/") and not check_basic_auth(
-            request.headers.get("Authorization"), password
-        ):
-            return web.Response(
-                status=401,
-                text="Unauthorized: /system/* needs basic auth (user admin)\n",
-                headers={"WWW-Authenticate": 'Basic realm="aquatope"'},
-            )
         try:
+            if request.path.startswith("/system/") and not check_basic_auth(
+                request.headers.get("Authorization"), password
+            ):
+                return web.Response(
+                    status=401,
+                    text="Unauthorized: /system/* needs basic auth (user admin)\n",
+                    headers={"WWW-Authenticate": 'Basic realm="aquatope"'},
+                )
             return await handler(request)
-        except ConfigError as exc:
-            return _error(400, str(exc))
-        except FunctionNotFound as exc:
-            return _error(404, str(exc))
-        except PlatformError as exc:
-            return _error(409 if "already exists" in str(exc) else 500, str(exc))
+        except web.HTTPException:
+            raise  # aiohttp's own 4xx (no route, method, body too large) carry a message
+        except asyncio.CancelledError:
+            raise
+        except TestbedError as exc:
+            return _error_response(exc)
+        except Exception:
+            request_id = uuid.uuid4().hex
+            log.exception(
+                "internal error %s on %s %s", request_id, request.method, request.path[:200]
+            )
+            return _json({"error": "internal error", "request_id": request_id}, status=500)
 
     return middleware
 
@@ -96,10 +152,14 @@ def build_app(
         provider: serve as the faas-provider behind a real OpenFaaS gateway (``/system/info``
             answers the provider's own ``ProviderInfo`` instead of the gateway's info).
     """
-    app = web.Application(middlewares=[_auth_middleware(password)], client_max_size=64 * 2**20)
+    config = gateway.config
+    app = web.Application(
+        middlewares=[_middleware(password)], client_max_size=config.max_body_mb * 2**20
+    )
     app[GATEWAY_KEY] = gateway
     collector = GatewayCollector(lambda: gateway.pools, lambda: gateway.workflow_counts)
     background: set[asyncio.Task[Any]] = set()
+    pending_bytes = [0]  # bodies held by queued async calls
     woken: set[str] = set()  # provider mode: functions just scaled from zero
 
     async def healthz(request: web.Request) -> web.Response:
@@ -136,7 +196,11 @@ def build_app(
         return _json([NAMESPACE])
 
     async def deploy(request: web.Request) -> web.Response:
-        spec = parse_deploy(await _body_json(request), functions_dir=functions_dir)
+        spec = parse_deploy(
+            await _body_json(request),
+            functions_dir=functions_dir,
+            max_replicas=config.max_replicas,
+        )
         await gateway.deploy(spec, update=request.method == "PUT")
         return web.Response(status=202)
 
@@ -161,12 +225,15 @@ def build_app(
         """Testbed extension: ``{"cpu": "0.5", "memory": "256Mi"}`` applied live."""
         name = request.match_info["name"]
         body = await _body_json(request)
-        await gateway.set_limits(name, Limits.from_openfaas(body, where="body"))
+        await gateway.set_limits(name, parse_limits(body, where="body"))
         return web.Response(status=202)
 
     async def invoke(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         tail = request.match_info.get("tail", "")
+        if tail == "_" or tail.startswith("_/"):
+            # the runner's own endpoints (health, startup report) stay private
+            return _error(404, f"/function/{name}/{tail[:100]}: not a function path")
         result = await gateway.call(
             name,
             await request.read(),
@@ -183,6 +250,8 @@ def build_app(
         headers["X-Cold-Start"] = "true" if cold else "false"
         headers["X-Duration-Seconds"] = f"{result.end_s - result.start_s:.6f}"
         headers["X-Start-Time"] = str(int(result.start_s * 1e9))
+        if result.status == 503:
+            headers["Retry-After"] = str(RETRY_AFTER_S)
         return web.Response(body=result.body, status=result.status, headers=headers)
 
     async def invoke_async(request: web.Request) -> web.Response:
@@ -191,11 +260,26 @@ def build_app(
         callback = request.headers.get("X-Callback-Url")
         if callback:
             _check_callback(callback)
+        full = len(background) >= config.max_async_pending or (
+            pending_bytes[0] + (request.content_length or 0) > ASYNC_QUEUE_BYTES
+        )
+        if full:
+            return _error(
+                429,
+                f"async queue full ({len(background)} calls, {pending_bytes[0] >> 20} MiB "
+                f"pending; limits {config.max_async_pending} calls, {ASYNC_QUEUE_BYTES >> 20} "
+                "MiB); retry later",
+                retry_after_s=RETRY_AFTER_S,
+            )
         body = await request.read()
+        pending_bytes[0] += len(body)
         call_id = request.headers.get("X-Call-Id") or str(uuid.uuid4())
 
         async def run() -> None:
-            result = await gateway.call(name, body)
+            try:
+                result = await gateway.call(name, body)
+            finally:
+                pending_bytes[0] -= len(body)
             if callback and gateway._session is not None:
                 headers = {
                     "X-Call-Id": call_id,
@@ -204,8 +288,16 @@ def build_app(
                     "X-Cold-Start": "true" if result.cold_start else "false",
                 }
                 try:
-                    async with gateway._session.post(callback, data=result.body, headers=headers):
-                        pass
+                    # redirects are not followed: the loopback rule holds for the URL checked
+                    async with gateway._session.post(
+                        callback, data=result.body, headers=headers, allow_redirects=False
+                    ) as resp:
+                        if 300 <= resp.status < 400:
+                            log.warning(
+                                "callback for %s answered %d; redirects are not followed",
+                                call_id,
+                                resp.status,
+                            )
                 except Exception as exc:
                     log.warning("callback for %s failed: %s", call_id, exc)
 
@@ -275,14 +367,29 @@ def build_app(
 
 
 def _check_callback(url: str) -> None:
-    """Callbacks go to loopback only: the gateway must not be a proxy to other hosts."""
-    host = urlsplit(url).hostname or ""
+    """Callbacks go to http(s) on loopback only: the gateway must not be a proxy to other hosts.
+
+    Raises:
+        ConfigError: another scheme, another host, or a URL that does not parse.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError("X-Callback-Url: not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(
+            f"X-Callback-Url: only http and https callbacks are allowed, got {parts.scheme[:20]!r}"
+        )
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback:
-        raise ConfigError(f"X-Callback-Url: only loopback callbacks are allowed, got {host!r}")
+        raise ConfigError(
+            f"X-Callback-Url: only loopback callbacks are allowed, got {host[:100]!r}"
+        )
 
 
 async def serve(
@@ -338,20 +445,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--provider", action="store_true", help="serve as the provider of an OpenFaaS gateway"
     )
+    parser.add_argument(
+        "--max-body-mb",
+        type=int,
+        default=DEFAULT_MAX_BODY_MB,
+        help=f"largest request body accepted, MiB (default {DEFAULT_MAX_BODY_MB})",
+    )
+    parser.add_argument(
+        "--max-replicas",
+        type=int,
+        default=DEFAULT_MAX_REPLICAS,
+        help=f"platform cap on com.openfaas.scale.max (default {DEFAULT_MAX_REPLICAS})",
+    )
+    parser.add_argument(
+        "--max-async-pending",
+        type=int,
+        default=DEFAULT_MAX_ASYNC_PENDING,
+        help=f"queued async calls before 429 (default {DEFAULT_MAX_ASYNC_PENDING})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from testbed.core.config import aquatope_home
 
-    config = GatewayConfig(
-        host=args.host,
-        port=args.port,
-        backend=args.backend,
-        state_dir=Path(args.state_dir) if args.state_dir else aquatope_home(),
-        workflows_dir=Path(args.workflows_dir) if args.workflows_dir else None,
-        cold_start_timeout_s=args.cold_start_timeout,
-    )
+    try:
+        config = GatewayConfig(
+            host=args.host,
+            port=args.port,
+            backend=args.backend,
+            state_dir=Path(args.state_dir) if args.state_dir else aquatope_home(),
+            workflows_dir=Path(args.workflows_dir) if args.workflows_dir else None,
+            cold_start_timeout_s=args.cold_start_timeout,
+            max_body_mb=args.max_body_mb,
+            max_replicas=args.max_replicas,
+            max_async_pending=args.max_async_pending,
+        )
+    except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
 
     def announce(url: str) -> None:
         print(json.dumps({"event": "listening", "url": url, "pid": os.getpid()}), flush=True)

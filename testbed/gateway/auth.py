@@ -41,12 +41,18 @@ def ensure_password(home: Path) -> str:
 
 
 def check_basic_auth(header: str | None, password: str) -> bool:
-    """True when ``header`` is ``Basic base64(admin:password)``; constant-time compare."""
+    """True when ``header`` is ``Basic base64(admin:password)``; constant-time compare.
+
+    Credentials are compared as UTF-8 bytes, so non-ASCII ones are simply wrong, never an
+    error.
+    """
     if not header or not header.startswith("Basic "):
         return False
     try:
-        decoded = base64.b64decode(header[6:], validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+        decoded = base64.b64decode(header[6:], validate=True)
+    except (binascii.Error, ValueError):
         return False
-    user, _, given = decoded.partition(":")
-    return hmac.compare_digest(user, ADMIN_USER) & hmac.compare_digest(given, password)
+    user, _, given = decoded.partition(b":")
+    return hmac.compare_digest(user, ADMIN_USER.encode()) & hmac.compare_digest(
+        given, password.encode()
+    )

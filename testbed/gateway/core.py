@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import time
@@ -28,8 +29,8 @@ from testbed.core.errors import (
 )
 from testbed.core.platform import FunctionSpec, FunctionStatus, Workflow
 from testbed.gateway.dag import run_dag
-from testbed.gateway.pool import FunctionPool
-from testbed.gateway.runtimes.base import ExitStatus, ReplicaHandle, ReplicaRuntime
+from testbed.gateway.pool import FunctionPool, Replica
+from testbed.gateway.runtimes.base import ExitStatus, ReplicaRuntime
 
 __all__ = ["CallResult", "Gateway"]
 
@@ -47,6 +48,7 @@ _HOP_BY_HOP = {
     "authorization",
 }
 _MONITOR_INTERVAL_S = 0.5
+_DELIVERY_ATTEMPTS = 3  # tries to deliver a request that no replica received
 
 
 @dataclass(frozen=True)
@@ -208,12 +210,10 @@ class Gateway:
             existing.set_target(existing.target)
             self._save_state()
             return
-        target = existing.target
-        await existing.close()
         pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
-        pool.started, pool.completed = existing.started, existing.completed
+        pool.target = spec.scale_bounds.clamp(existing.target)
         self.pools[spec.name] = pool
-        pool.set_target(target)
+        existing.hand_over(pool)  # queued requests and counters move; old replicas drain
         self._save_state()
 
     async def remove(self, name: str) -> None:
@@ -269,48 +269,97 @@ class Gateway:
             pool = self.pool(name)
         except FunctionNotFound as exc:
             return CallResult(404, _error_body(str(exc)), {}, False, start, time.time(), str(exc))
-        try:
-            replica, cold = await pool.acquire(self.config.cold_start_timeout_s)
-        except InvocationError as exc:
-            pool.record(504, time.time() - start)
-            return CallResult(504, _error_body(str(exc)), {}, True, start, time.time(), str(exc))
-        except PlatformError as exc:
-            pool.record(503, time.time() - start)
-            return CallResult(503, _error_body(str(exc)), {}, True, start, time.time(), str(exc))
-        pool.active += 1
-        assert replica.handle is not None and self._session is not None
-        url = replica.handle.address + path + (f"?{query}" if query else "")
-        forward = {k: v for k, v in (headers or {}).items() if k.lower() not in _HOP_BY_HOP}
-        error = ""
-        try:
-            async with self._session.request(method, url, data=body, headers=forward) as resp:
-                out = await resp.read()
-                status = resp.status
-                out_headers = {
-                    k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP
-                }
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            exit_status = await self._exit_status_soon(replica.handle)
-            error = (
-                f"{name}: replica {replica.id} {exit_status.detail}"
-                if exit_status
-                else f"{name}: replica {replica.id} failed: {type(exc).__name__} {exc}".strip()
-            )
-            status, out, out_headers = 502, _error_body(error), {}
-        finally:
-            pool.active -= 1
-            pool.release(replica)
-        end = time.time()
-        pool.record(status, end - start)
-        return CallResult(status, out, out_headers, cold, start, end, error)
+        cold = False
+        failure = ""
+        for _attempt in range(_DELIVERY_ATTEMPTS):
+            pool = self.pools.get(name, pool)  # an update may have replaced it
+            try:
+                replica, cold_now = await pool.acquire(self.config.cold_start_timeout_s)
+            except InvocationError as exc:
+                return self._finish(name, pool, 504, _error_body(str(exc)), {}, True, start, exc)
+            except PlatformError as exc:
+                return self._finish(name, pool, 503, _error_body(str(exc)), {}, True, start, exc)
+            cold = cold or cold_now
+            owner = replica.pool or pool
+            owner.active += 1
+            assert replica.handle is not None and self._session is not None
+            url = replica.handle.address + path + (f"?{query}" if query else "")
+            forward = {k: v for k, v in (headers or {}).items() if k.lower() not in _HOP_BY_HOP}
+            sent_at = time.monotonic()
+            if not self.runtime.is_alive(replica.handle):
+                # dead but not yet noticed: never send to it; deliver to another replica
+                owner.active -= 1
+                owner.release(replica)
+                gone = await self._exit_status_soon(replica)
+                owner.replica_gone(replica, gone or ExitStatus(False, "exited"))
+                failure = f"{name}: replica {replica.id} " + (gone.detail if gone else "exited")
+                continue
+            try:
+                async with self._session.request(method, url, data=body, headers=forward) as resp:
+                    out = await resp.read()
+                    out_headers = {
+                        k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP
+                    }
+                    return self._finish(name, pool, resp.status, out, out_headers, cold, start)
+            except aiohttp.ClientConnectorError as exc:
+                # nothing was delivered: the replica is dead or deaf; retry elsewhere
+                gone = await self._exit_status_soon(replica, wait_s=0.2)
+                owner.replica_gone(
+                    replica, gone or ExitStatus(False, f"refused a connection ({exc})")
+                )
+                failure = f"{name}: replica {replica.id} refused the connection"
+                continue
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                exit_status = await self._exit_status_soon(replica)
+                if exit_status is not None:
+                    owner.replica_gone(replica, exit_status)
+                    dead_before = replica.gone_at is not None and replica.gone_at <= sent_at
+                    if not exit_status.oom_killed and (dead_before or _unread(exc)):
+                        failure = f"{name}: replica {replica.id} {exit_status.detail}"
+                        continue  # the request never reached the handler: deliver it elsewhere
+                    error = (
+                        f"{name}: replica {replica.id} {exit_status.detail} while handling "
+                        "the request"
+                    )
+                else:
+                    error = f"{name}: replica {replica.id} failed: {type(exc).__name__} {exc}"
+                return self._finish(name, pool, 502, _error_body(error), {}, cold, start, error)
+            finally:
+                owner.active -= 1
+                owner.release(replica)
+        error = f"{failure}; gave up after {_DELIVERY_ATTEMPTS} attempts"
+        return self._finish(name, pool, 502, _error_body(error), {}, cold, start, error)
 
-    async def _exit_status_soon(
-        self, handle: ReplicaHandle, wait_s: float = 1.0
-    ) -> ExitStatus | None:
-        """After a dropped connection, give a dying replica a moment to be reaped."""
+    def _finish(
+        self,
+        name: str,
+        pool: FunctionPool,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        cold: bool,
+        start: float,
+        error: object = "",
+    ) -> CallResult:
+        """Count a finished call on the function's current pool (it may have been replaced)."""
+        end = time.time()
+        self.pools.get(name, pool).record(status, end - start)
+        return CallResult(status, body, headers, cold, start, end, str(error))
+
+    async def _exit_status_soon(self, replica: Replica, wait_s: float = 1.0) -> ExitStatus | None:
+        """After a dropped connection, give a dying replica a moment to be reaped.
+
+        The pool's exit watcher may have seen the death (and cleaned up) first: its record
+        wins, as the runtime may no longer know the replica.
+        """
+        assert replica.handle is not None
         deadline = time.monotonic() + wait_s
         while True:
-            status = await self.runtime.exit_status(handle)
+            if replica.exit is not None:
+                return replica.exit
+            status = await self.runtime.exit_status(replica.handle)
+            if replica.exit is not None:
+                return replica.exit
             if status is not None or time.monotonic() > deadline:
                 return status
             await asyncio.sleep(0.02)
@@ -357,6 +406,19 @@ def spec_from_json(data: Mapping[str, Any]) -> FunctionSpec:
         limits=Limits.from_openfaas(data.get("limits") or None),
         requests=Limits.from_openfaas(data.get("requests") or None),
         max_inflight=int(data.get("max_inflight", 1)),
+    )
+
+
+def _unread(exc: BaseException) -> bool:
+    """A reset or broken pipe: the replica's socket closed with our request unread.
+
+    A replica that read the request and then died closes cleanly (the gateway sees a
+    disconnect); the kernel answers data that reaches a dead process's socket with a reset.
+    An OOM kill is never retried: the request may be what exhausted the memory.
+    """
+    return isinstance(exc, aiohttp.ClientOSError) and exc.errno in (
+        errno.ECONNRESET,
+        errno.EPIPE,
     )
 
 

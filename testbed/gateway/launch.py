@@ -57,6 +57,7 @@ def start_gateway(
     cold_start_timeout_s: float | None = None,
     provider: bool = False,
     command_prefix: Sequence[str] = (),
+    extra_args: Sequence[str] = (),
 ) -> GatewayProcess:
     """Launch ``python -m testbed.gateway`` and wait until it listens.
 
@@ -65,6 +66,7 @@ def start_gateway(
         detach: start a new session so the gateway outlives this process (``aquatope up``).
         provider: run as the faas-provider behind a real OpenFaaS gateway (``--provider``).
         command_prefix: run the command through this, e.g. ``nsenter --net=...``.
+        extra_args: more ``python -m testbed.gateway`` flags (e.g. ``--max-body-mb 8``).
 
     Raises:
         BackendUnavailable: the gateway exited or did not announce itself in time.
@@ -94,6 +96,7 @@ def start_gateway(
         cmd += ["--cold-start-timeout", str(cold_start_timeout_s)]
     if provider:
         cmd.append("--provider")
+    cmd += list(extra_args)
     env = dict(os.environ, PYTHONUNBUFFERED="1", AQUATOPE_HOME=str(state_dir))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
-from testbed.core.config import Limits
+from testbed.core.config import DEFAULT_MAX_REPLICAS, Limits
 from testbed.core.errors import ConfigError
 from testbed.core.platform import FunctionSpec, FunctionStatus
 
 __all__ = [
     "HANDLER_ANNOTATION",
+    "MIN_MEMORY_MB",
     "NAMESPACE",
+    "check_limits",
     "deploy_schema",
+    "machine_cpu_cores",
+    "machine_memory_mb",
     "parse_delete",
     "parse_deploy",
+    "parse_limits",
     "parse_scale",
     "resources_schema",
     "status_json",
@@ -26,11 +40,68 @@ __all__ = [
 HANDLER_ANNOTATION = "com.aquatope.handler"
 NAMESPACE = "openfaas-fn"  # the one namespace this provider serves
 
+MAX_INFLIGHT = 1024
+MIN_MEMORY_MB = 16
+"""The smallest memory limit the gateway accepts: a Python runner needs more to start."""
+
+
+def machine_cpu_cores() -> int:
+    """CPUs this gateway may use (its affinity mask): the most a replica can be given."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def machine_memory_mb() -> int:
+    """Physical memory of the machine in MiB: the most a replica can be given."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError):
+        return 2**20
+
+
+def check_limits(limits: Limits, *, where: str) -> Limits:
+    """Refuse limits this machine cannot honour.
+
+    CPU must lie in (0, machine cores] and memory in [``MIN_MEMORY_MB``, machine memory].
+
+    Raises:
+        ConfigError: one line naming ``where`` and the bound.
+    """
+    cores = machine_cpu_cores()
+    if limits.cpu_cores is not None and limits.cpu_cores > cores:
+        raise ConfigError(f"{where}.cpu: {limits.cpu_cores:g} exceeds this machine's {cores} cores")
+    if limits.cpu_cores is not None and limits.cpu_cores < 0.01:
+        raise ConfigError(f"{where}.cpu: {limits.cpu_cores:g} is below 0.01 cores (10m)")
+    if limits.memory_mb is not None:
+        total = machine_memory_mb()
+        if limits.memory_mb < MIN_MEMORY_MB:
+            raise ConfigError(
+                f"{where}.memory: {limits.memory_mb} MiB is below the {MIN_MEMORY_MB} MiB floor"
+            )
+        if limits.memory_mb > total:
+            raise ConfigError(
+                f"{where}.memory: {limits.memory_mb} MiB exceeds this machine's {total} MiB"
+            )
+    return limits
+
+
+def parse_limits(body: Any, *, where: str) -> Limits:
+    """An OpenFaaS ``{"cpu": .., "memory": ..}`` object checked against this machine.
+
+    Raises:
+        ConfigError: malformed, non-finite or out of the machine's bounds.
+    """
+    if body is not None and not isinstance(body, dict):
+        raise ConfigError(f"{where}: expected an object like {{'cpu': '0.5', 'memory': '128M'}}")
+    return check_limits(Limits.from_openfaas(body, where=where), where=where)
+
 
 class _Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    memory: str | int | None = None
-    cpu: str | int | float | None = None
+    memory: StrictStr | StrictInt | None = None
+    cpu: StrictStr | StrictInt | StrictFloat | None = None
 
 
 class _Deploy(BaseModel):
@@ -99,11 +170,18 @@ def _object(body: Any) -> dict[str, Any]:
     return body
 
 
-def parse_deploy(body: Any, *, functions_dir: Path | None) -> FunctionSpec:
+def parse_deploy(
+    body: Any, *, functions_dir: Path | None, max_replicas: int = DEFAULT_MAX_REPLICAS
+) -> FunctionSpec:
     """Turn an OpenFaaS deploy body into a :class:`FunctionSpec`.
 
     The handler directory comes from the ``com.aquatope.handler`` annotation, else from
     ``functions_dir/<service>``.
+
+    Args:
+        body: the parsed JSON body.
+        functions_dir: where ``<service>/handler.py`` is looked up without the annotation.
+        max_replicas: the platform cap on ``com.openfaas.scale.max``.
 
     Raises:
         ConfigError: one line naming the bad field.
@@ -116,7 +194,7 @@ def parse_deploy(body: Any, *, functions_dir: Path | None) -> FunctionSpec:
 
     check_name(model.service, what="service")
     dump = model.model_dump()
-    limits = Limits.from_openfaas(dump.get("limits"), where="limits")
+    limits = parse_limits(dump.get("limits"), where="limits")
     requests = Limits.from_openfaas(dump.get("requests"), where="requests")
     annotations = dict(model.annotations or {})
     handler = annotations.get(HANDLER_ANNOTATION)
@@ -137,7 +215,9 @@ def parse_deploy(body: Any, *, functions_dir: Path | None) -> FunctionSpec:
         max_inflight = int(env.get("max_inflight", "1"))
     except ValueError:
         raise ConfigError("envVars.max_inflight: must be an integer") from None
-    return FunctionSpec(
+    if not 1 <= max_inflight <= MAX_INFLIGHT:
+        raise ConfigError(f"envVars.max_inflight: must be 1..{MAX_INFLIGHT}, got {max_inflight}")
+    spec = FunctionSpec(
         name=model.service,
         image=model.image,
         handler=handler,
@@ -148,6 +228,12 @@ def parse_deploy(body: Any, *, functions_dir: Path | None) -> FunctionSpec:
         requests=requests,
         max_inflight=max_inflight,
     )
+    if spec.scale_bounds.max > max_replicas:
+        raise ConfigError(
+            f"labels.com.openfaas.scale.max: {spec.scale_bounds.max} exceeds the platform cap "
+            f"of {max_replicas} replicas per function"
+        )
+    return spec
 
 
 def parse_scale(body: Any, name: str) -> int:

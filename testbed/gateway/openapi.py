@@ -44,7 +44,11 @@ def _answers(codes: dict[int, str], *, error_body: bool = True) -> dict[str, Any
 
 
 # answers every /system/* route may give besides its own
-_SYSTEM = {401: "missing or wrong basic auth (user admin)", 413: "body too large"}
+_SYSTEM = {
+    401: "missing or wrong basic auth (user admin)",
+    413: "body too large",
+    503: "the platform cannot act now (see Retry-After)",
+}
 # answers of the invocation routes: the function's own status passes through, and the
 # gateway's own failures are 502 (replica died), 503 (no replica could start), 504 (timeout)
 _INVOKE = {

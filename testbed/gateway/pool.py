@@ -20,14 +20,15 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from testbed.core.config import Limits
-from testbed.core.errors import DeployError, InvocationError, TestbedError
+from testbed.core.errors import DeployError, InvocationError, PlatformError, TestbedError
 from testbed.core.platform import FunctionSpec, ReplicaInfo
-from testbed.gateway.runtimes.base import ReplicaHandle, ReplicaRuntime
+from testbed.gateway.runtimes.base import ExitStatus, ReplicaHandle, ReplicaRuntime
 
 __all__ = ["LATENCY_BUCKETS_S", "FunctionPool", "Replica"]
 
 log = logging.getLogger("aquatope.gateway")
 
+_COUNTERS = ("started", "completed", "errors", "cold_starts", "duration_sum_s", "oom_kills")
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _MAX_START_BACKOFF_S = 30.0
 
@@ -44,6 +45,10 @@ class Replica:
     doomed: bool = False
     last_used: float = 0.0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+    pool: FunctionPool | None = field(default=None, repr=False)  # routes its releases
+    gone_at: float | None = None  # monotonic time its exit was noticed
+    exit: ExitStatus | None = None  # why it is gone, once noticed
 
     def info(self) -> ReplicaInfo:
         h = self.handle
@@ -120,7 +125,13 @@ class FunctionPool:
             want = 1  # never strand queued requests
         alive = [r for r in self.replicas.values() if r.state != "stopping" and not r.doomed]
         if len(alive) < want:
-            for _ in range(want - len(alive)):
+            missing = want - len(alive)
+            if self.start_failures:
+                # replicas do not start: probe with one at a time until one does
+                if self._retry_handle is not None or any(r.state == "starting" for r in alive):
+                    return
+                missing = 1
+            for _ in range(missing):
                 self._start_one()
         elif len(alive) > want:
             excess = len(alive) - want
@@ -146,12 +157,17 @@ class FunctionPool:
             started_at=handle.started_at,
             handle=handle,
             last_used=time.time(),
+            pool=self,
         )
         self.replicas[replica.id] = replica
+        self._watch_exit(replica)
 
     def _start_one(self) -> None:
         replica = Replica(
-            id=f"{self.spec.name}-{uuid.uuid4().hex[:8]}", state="starting", started_at=time.time()
+            id=f"{self.spec.name}-{uuid.uuid4().hex[:8]}",
+            state="starting",
+            started_at=time.time(),
+            pool=self,
         )
         self.replicas[replica.id] = replica
         replica.task = asyncio.get_running_loop().create_task(self._start(replica))
@@ -178,16 +194,66 @@ class FunctionPool:
         if self.limits != limits:
             with contextlib.suppress(TestbedError):
                 await self.runtime.apply_limits(handle, self.limits)
+        if self.start_failures:
+            log.info(
+                "%s: replica %s started after %d failure(s)",
+                self.spec.name,
+                replica.id,
+                self.start_failures,
+            )
         self.start_failures = 0
         replica.state = "ready"
         replica.last_used = time.time()
+        self._watch_exit(replica)
         self._dispatch()
+
+    # ------------------------------------------------------------ exits
+    def _watch_exit(self, replica: Replica) -> None:
+        """Follow the runtime's exit notification so a dead replica leaves routing at once."""
+        replica.watcher = asyncio.get_running_loop().create_task(self._await_exit(replica))
+
+    async def _await_exit(self, replica: Replica) -> None:
+        assert replica.handle is not None
+        try:
+            status = await self.runtime.wait_exit(replica.handle)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: watching replica %s failed", self.spec.name, replica.id)
+            return
+        self.replica_gone(replica, status)
+
+    def replica_gone(self, replica: Replica, status: ExitStatus) -> None:
+        """Take a replica that died (or refuses connections) out of routing and replace it.
+
+        Replicas the pool stopped itself are no longer listed and are ignored.
+        """
+        if self.replicas.get(replica.id) is not replica:
+            return
+        replica.gone_at = time.monotonic()
+        replica.exit = status
+        replica.state = "stopping"
+        self.replicas.pop(replica.id, None)
+        self.last_exit = f"{replica.id}: {status.detail}"
+        if status.oom_killed:
+            self.oom_kills += 1
+        log.warning("%s: replica %s gone: %s", self.spec.name, replica.id, status.detail)
+        if replica.handle is not None:
+            asyncio.get_running_loop().create_task(self._stop_quietly(replica.handle))
+        self.reconcile()
 
     def _start_failed(self, replica: Replica, message: str) -> None:
         self.replicas.pop(replica.id, None)
+        repeated = message == self.last_start_error
         self.last_start_error = message
         self.start_failures += 1
-        log.warning("%s: replica start failed: %s", self.spec.name, message)
+        if not repeated or self.start_failures in (2, 10) or self.start_failures % 100 == 0:
+            log.warning(
+                "%s: replica start failed (%d in a row, backing off): %s",
+                self.spec.name,
+                self.start_failures,
+                message,
+            )
         if not any(r.state == "ready" or r.state == "starting" for r in self.replicas.values()):
             while self.waiters:
                 fut = self.waiters.popleft()
@@ -211,7 +277,8 @@ class FunctionPool:
             self._stop_soon(replica)
 
     def _stop_soon(self, replica: Replica) -> None:
-        self.replicas.pop(replica.id, None)
+        if self.replicas.get(replica.id) is replica:
+            del self.replicas[replica.id]
         if replica.handle is not None:
             asyncio.get_running_loop().create_task(self._stop_quietly(replica.handle))
 
@@ -255,6 +322,8 @@ class FunctionPool:
             InvocationError: no replica became available within ``timeout_s``.
             DeployError: replicas cannot be started at all.
         """
+        if self.closed:
+            raise PlatformError(f"{self.spec.name}: function was removed or replaced")
         self.started += 1
         cold = self.ready == 0
         if cold:
@@ -263,6 +332,12 @@ class FunctionPool:
             replica = self._try_acquire()
             if replica is not None:
                 return replica, False
+        if cold and self.start_failures and self.starting == 0:
+            # replicas are failing to start and the pool is backing off: answer now
+            raise DeployError(
+                f"{self.spec.name}: replicas fail to start ({self.start_failures} in a row): "
+                f"{self.last_start_error}"
+            )
         fut: asyncio.Future[Replica] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
         if cold and self.starting == 0:
@@ -320,43 +395,60 @@ class FunctionPool:
         self.limits = limits
         enforced = True
         details: list[str] = []
-        applied: list[ReplicaHandle] = []
+        touched: list[ReplicaHandle] = []
         try:
             for replica in list(self.replicas.values()):
                 if replica.handle is None:
                     continue  # starting replicas pick up self.limits when ready
+                touched.append(replica.handle)  # a refusal may leave one file half-written
                 outcome = await self.runtime.apply_limits(replica.handle, limits)
-                applied.append(replica.handle)
                 enforced &= outcome.enforced
                 if outcome.detail:
                     details.append(outcome.detail)
-        except TestbedError:
+        except BaseException:
             self.limits = previous
-            for handle in applied:
-                with contextlib.suppress(TestbedError):
+            for handle in touched:
+                with contextlib.suppress(Exception):
                     await self.runtime.apply_limits(handle, previous)
             raise
         self.limits_enforced = enforced and self.limits_enforced
         self.limits_detail = details[0] if details else self.limits_detail
 
     async def check_replicas(self) -> None:
-        """Notice replicas that died (crash, OOM kill), drop them and start replacements."""
-        lost = False
+        """Poll for replicas that died unnoticed (a fallback to the exit notification)."""
         for replica in list(self.replicas.values()):
             if replica.state != "ready" or replica.handle is None:
                 continue
             status = await self.runtime.exit_status(replica.handle)
-            if status is None:
-                continue
-            lost = True
-            self.replicas.pop(replica.id, None)
-            self.last_exit = f"{replica.id}: {status.detail}"
-            if status.oom_killed:
-                self.oom_kills += 1
-            log.warning("%s: replica %s gone: %s", self.spec.name, replica.id, status.detail)
-            await self._stop_quietly(replica.handle)
-        if lost:
-            self.reconcile()
+            if status is not None:
+                self.replica_gone(replica, status)
+
+    def hand_over(self, successor: FunctionPool) -> None:
+        """Retire this pool in favour of ``successor`` (a code-changing update).
+
+        Queued requests move to the successor's queue in their order, the cumulative
+        counters carry over, and this pool's replicas drain: each stops once its in-flight
+        requests are answered.
+        """
+        self.closed = True
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+            self._retry_handle = None
+        for name in _COUNTERS:
+            setattr(successor, name, getattr(self, name))
+        successor.codes = dict(self.codes)
+        successor.buckets = list(self.buckets)
+        successor.waiters.extend(f for f in self.waiters if not f.done())
+        self.waiters.clear()
+        for replica in list(self.replicas.values()):
+            if replica.state == "starting":
+                replica.doomed = True  # _start stops it once it is up
+            else:
+                replica.state = "stopping"
+                if replica.inflight == 0:
+                    self._stop_soon(replica)
+        successor.reconcile()
+        successor._dispatch()
 
     async def close(self) -> None:
         """Stop every replica and fail queued requests."""

@@ -132,3 +132,53 @@ def test_malformed_stack_names_the_field(tmp_path: Path, handler_dirs) -> None:
     result = CliRunner().invoke(cli, ["--home", str(tmp_path), "up", "--stack", str(stack)])
     assert result.exit_code == 1
     assert "functions.echo.limits" in result.output and "cpu" in result.output
+
+
+def test_invoke_workflow_mix_runs_each_workflow_of_the_mix(tmp_path: Path, handler_dirs) -> None:
+    """``invoke --workflow social-network`` (a mix) runs its three workflows, no traceback."""
+    from testbed.backends.openfaas import OpenFaaSPlatform
+    from testbed.core.platform import FunctionSpec
+    from testbed.gateway.auth import ensure_password
+    from testbed.gateway.launch import start_gateway
+
+    workflows = tmp_path / "workflows"
+    workflows.mkdir()
+    for name in ("social-compose-post", "social-read-home", "social-read-user"):
+        (workflows / f"{name}.yaml").write_text(
+            f"name: {name}\nqos: {{percentile: 95, target_s: 5}}\n"
+            "stages:\n  - name: only\n    function: echo\n"
+        )
+    home = tmp_path / "home"
+    password = ensure_password(home)
+    gateway = start_gateway(state_dir=home, workflows_dir=workflows)
+    try:
+        with OpenFaaSPlatform(gateway.url, password=password) as platform:
+            platform.deploy(FunctionSpec(name="echo", handler=str(handler_dirs["echo"])))
+        result = CliRunner().invoke(
+            cli,
+            [
+                "--home",
+                str(home),
+                "--gateway",
+                gateway.url,
+                "invoke",
+                "--workflow",
+                "social-network",
+            ],
+        )
+    finally:
+        gateway.close()
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    for name in ("social-compose-post", "social-read-home", "social-read-user"):
+        assert f"social-network: workflow {name}" in result.output
+    assert result.output.count("status 200") == 3
+
+
+def test_invoke_workflow_without_a_payload_generator_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["--home", str(tmp_path), "invoke", "--workflow", "no-such-workflow"]
+    )
+    assert result.exit_code == 1
+    assert "no generated payload for workflow 'no-such-workflow'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

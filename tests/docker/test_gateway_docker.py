@@ -146,6 +146,30 @@ def test_killed_container_is_detected_and_replaced(
     platform.remove(spec.name)
 
 
+def test_killed_container_leaves_routing_at_once_and_no_request_fails(
+    platform: Platform, probe_spec: FunctionSpec, docker_client: Any
+) -> None:
+    """The engine's die event (not the health poll) takes a killed replica out of routing;
+    requests that find its port closed are delivered to the other replica."""
+    spec = FunctionSpec(
+        name="probe-twin",
+        image=probe_spec.image,
+        handler=probe_spec.handler,
+        labels={"com.openfaas.scale.min": "2", "com.openfaas.scale.max": "2"},
+    )
+    platform.deploy(spec)
+    status = wait_until(lambda: (s := platform.status(spec.name)).replicas_ready == 2 and s)
+    victim = status.replicas[0].container_id
+    container = docker_client.containers.get(victim)
+    container.kill()
+    container.wait(timeout=30)
+    results = [platform.invoke(spec.name, b"{}") for _ in range(30)]
+    assert [r.status_code for r in results] == [200] * 30, results[0].body
+    detail = wait_until(lambda: platform.status(spec.name).last_exit, timeout_s=10)
+    assert "exited with code 137" in detail
+    platform.remove(spec.name)
+
+
 def test_close_leaves_no_container_or_network(
     probe_image: str, probe_spec: FunctionSpec, docker_client: Any, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,20 @@ def test_run_fails_fast_on_bad_policy_or_workflow(
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not out.exists()  # nothing started, nothing written
+
+
+def test_two_runs_into_one_directory_give_one_clear_error(tmp_path: Path) -> None:
+    """A second ``experiment run`` into a directory in use stops with one line, no traceback."""
+    from testbed.experiment.results import LOCK_FILE, ResultsLock
+
+    path = _config(tmp_path, "  - name: always-on\n")
+    out = tmp_path / "out"
+    with ResultsLock(out):
+        assert (out / LOCK_FILE).read_text().strip() == str(os.getpid())
+        result = CliRunner().invoke(cli, ["experiment", "run", str(path), "-o", str(out)])
+        assert result.exit_code == 1
+        assert "directory in use by another experiment run" in result.output
+        assert "Traceback" not in result.output
+        assert not [p for p in out.iterdir() if p.name != LOCK_FILE]  # nothing written
+    with ResultsLock(out):  # released: the next run may go ahead
+        pass

@@ -52,6 +52,15 @@ def test_field_checks_types() -> None:
         parse_object(b"3")
 
 
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 100_000])
+def test_deeply_nested_json_is_a_400_not_a_crash(handlers: dict[str, Any], body: bytes) -> None:
+    with pytest.raises(BadInput, match="nested too deeply"):
+        parse_object(body)
+    response = call(handlers["cpu-burn"], body)
+    assert response.status_code == 400, response.body[:200]
+    assert b"nested too deeply" in response.body
+
+
 @pytest.mark.parametrize("workflow", workloads.WORKFLOWS)
 def test_payloads_are_deterministic_small_json(workflow: str) -> None:
     a = [workloads.make_payload(workflow, random.Random(42)) for _ in range(2)]

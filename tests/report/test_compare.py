@@ -98,3 +98,18 @@ def test_compare_skips_incomplete_and_errors_cleanly(tmp_path: Path, make_run: A
     result = CliRunner().invoke(cli, ["compare", str(empty)])
     assert result.exit_code == 1
     assert "no complete runs" in result.output
+
+
+def test_compare_names_interrupted_runs_instead_of_dropping_them(
+    tmp_path: Path, make_run: Any
+) -> None:
+    root = _experiment(tmp_path / "exp", make_run, {"warm": [0.1]})
+    make_run(
+        root / "cold" / ".seed-0.partial",
+        meta={"label": "cold", "seed": 0, "complete": False, "error": "KeyboardInterrupt: "},
+        requests=["1,wf,workflow,0,0,9,9,200,1,1,1,1.0,"],
+    )
+    result = CliRunner().invoke(cli, ["compare", str(root)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "note: not compared, run did not finish" in result.stderr
+    assert "cold/.seed-0.partial (KeyboardInterrupt" in result.stderr

@@ -9,6 +9,7 @@ backends is the gateway's HTTP API, see ``testbed/backends/openfaas.py``.)
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -16,6 +17,8 @@ from testbed.core.config import Limits
 from testbed.core.platform import FunctionSpec
 
 __all__ = ["ExitStatus", "LimitsOutcome", "ReplicaHandle", "ReplicaRuntime"]
+
+EXIT_POLL_S = 0.25
 
 
 @dataclass
@@ -80,6 +83,26 @@ class ReplicaRuntime(abc.ABC):
     @abc.abstractmethod
     async def exit_status(self, handle: ReplicaHandle) -> ExitStatus | None:
         """``None`` while the replica runs, else why it stopped."""
+
+    def is_alive(self, handle: ReplicaHandle) -> bool:
+        """A cheap synchronous check before each request; ``True`` when unsure.
+
+        Runtimes that can tell in a system call (a child process) override this so that a
+        request is never sent to a replica that has already died.
+        """
+        return True
+
+    async def wait_exit(self, handle: ReplicaHandle) -> ExitStatus:
+        """Return once the replica is gone, with why: the gateway's exit notification.
+
+        Runtimes with an exit event (a child process's wait) override this; the default
+        polls :meth:`exit_status`.
+        """
+        while True:
+            status = await self.exit_status(handle)
+            if status is not None:
+                return status
+            await asyncio.sleep(EXIT_POLL_S)
 
     async def adopt_leftovers(self) -> list[ReplicaHandle]:
         """Replicas left by an earlier gateway of this runtime (docker re-adopts by label).

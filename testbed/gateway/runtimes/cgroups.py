@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.core.config import Limits
 from testbed.core.errors import DeployError
 
-__all__ = ["CgroupTree", "detect"]
+__all__ = ["CgroupTree", "detect", "remove_stale_groups"]
 
 CPU_PERIOD_US = 100_000
 _ROOT = Path("/sys/fs/cgroup")
@@ -165,3 +167,76 @@ def detect(prefix: str = "aquatope") -> CgroupTree | None:
     if _writable_dir(cpu_root) and _writable_dir(mem_root):
         return CgroupTree(1, cpu_root, mem_root)
     return None
+
+
+_OWNER_PREFIX = "aquatope-"
+
+
+def _owner_dead(name: str) -> bool:
+    """``aquatope-<pid>`` whose gateway pid no longer runs (a gateway that crashed)."""
+    suffix = name[len(_OWNER_PREFIX) :]
+    if not name.startswith(_OWNER_PREFIX) or not suffix.isdigit():
+        return False
+    try:
+        os.kill(int(suffix), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _parent_dirs() -> set[Path]:
+    """Where :func:`detect` creates ``aquatope-<pid>`` groups for this process's cgroups."""
+    if (_ROOT / "cgroup.controllers").exists():
+        return {_ROOT / _own_path("").lstrip("/")}
+    return {
+        _ROOT / controller / _own_path(controller).lstrip("/") for controller in ("cpu", "memory")
+    }
+
+
+def _remove_group(group: Path) -> bool:
+    """Kill what is left inside ``group`` (orphaned replicas), then remove it bottom-up."""
+    children = sorted((p for p in group.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+    for cgroup in [*children, group]:
+        with contextlib.suppress(OSError):
+            for pid in (cgroup / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+        for _ in range(100):  # a killed process leaves its group a moment later
+            try:
+                cgroup.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    return False
+                time.sleep(0.01)
+        else:
+            return False
+    return True
+
+
+def remove_stale_groups(parents: set[Path] | None = None) -> int:
+    """Remove ``aquatope-<pid>`` groups (and their replica groups) of gateways that died.
+
+    A gateway removes its groups on a clean shutdown; after a SIGKILL they stay. ``up``,
+    gateway start and ``down`` call this. Groups of a live pid are left alone.
+
+    Args:
+        parents: directories to scan (default: where this process's groups would go).
+
+    Returns:
+        The number of owner groups removed.
+    """
+    removed = 0
+    for parent in parents if parents is not None else _parent_dirs():
+        try:
+            entries = list(parent.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir() and _owner_dead(entry.name) and _remove_group(entry):
+                removed += 1
+    return removed

@@ -30,13 +30,14 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from testbed.core.config import Limits, aquatope_home
-from testbed.core.errors import ConfigError, DeployError, PlatformError
+from testbed.core.errors import BackendUnavailable, ConfigError, DeployError, PlatformError
 from testbed.core.platform import FunctionSpec
 from testbed.gateway.runtimes.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
 from testbed.gateway.runtimes.images.build import image_ref
@@ -195,6 +196,10 @@ class DockerRuntime(ReplicaRuntime):
         self._states_at = 0.0
         self._states_lock = asyncio.Lock()
         self._closed = False
+        # exit notification: one engine event stream, container id -> futures waiting on it
+        self._exit_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._events: Any = None
+        self._events_thread: threading.Thread | None = None
 
     @property
     def limits_enforced(self) -> bool:
@@ -583,6 +588,82 @@ class DockerRuntime(ReplicaRuntime):
         tail = await self._log_tail(handle)
         return ExitStatus(False, f"exited with code {code}{tail}")
 
+    def _start_event_stream(self) -> None:
+        """Follow the engine's ``die`` events of this gateway's containers in one thread."""
+        if self._events_thread is not None:
+            return
+        loop = asyncio.get_running_loop()
+        with engine_errors("subscribe to container events"):
+            self._events = self._client.events(
+                decode=True,
+                filters={
+                    "type": "container",
+                    "event": "die",
+                    "label": f"{LABEL_GATEWAY}={self.gateway_id}",
+                },
+            )
+        stream = self._events
+
+        def follow() -> None:
+            try:
+                for event in stream:
+                    cid = event.get("id") or (event.get("Actor") or {}).get("ID") or ""
+                    loop.call_soon_threadsafe(self._container_died, cid)
+            except Exception as exc:  # the stream ends on close or when the engine goes
+                if not self._closed:
+                    log.warning("docker runtime: event stream ended: %s", exc)
+            finally:
+                if not self._closed:
+                    loop.call_soon_threadsafe(self._event_stream_lost)
+
+        self._events_thread = threading.Thread(target=follow, name="docker-events", daemon=True)
+        self._events_thread.start()
+
+    def _container_died(self, container_id: str) -> None:
+        for fut in self._exit_waiters.pop(container_id, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    def _event_stream_lost(self) -> None:
+        """Wake every waiter; :meth:`wait_exit` falls back to polling."""
+        self._events_thread = None
+        waiters, self._exit_waiters = self._exit_waiters, {}
+        for futures in waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(BackendUnavailable("docker event stream ended"))
+
+    async def wait_exit(self, handle: ReplicaHandle) -> ExitStatus:
+        """The engine's ``die`` event for this container (one stream for all), not a poll.
+
+        Falls back to polling :meth:`exit_status` if the event stream cannot be followed.
+        """
+        cid = handle.container_id or ""
+        while not self._closed:
+            try:
+                self._start_event_stream()
+            except PlatformError:
+                break
+            died: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiters = self._exit_waiters.setdefault(cid, [])
+            waiters.append(died)
+            try:
+                status = await self.exit_status(handle)  # it may have died before we listened
+                if status is not None:
+                    return status
+                await died
+            except BackendUnavailable:
+                break
+            finally:
+                if died in waiters:
+                    waiters.remove(died)
+                if not waiters and self._exit_waiters.get(cid) is waiters:
+                    del self._exit_waiters[cid]
+            status = await self._inspect_exit(handle)
+            if status is not None:
+                return status
+        return await super().wait_exit(handle)
+
     async def exit_status(self, handle: ReplicaHandle) -> ExitStatus | None:
         """``None`` while the container runs, else why it stopped (OOM kill or exit code)."""
         states = await self._container_states()
@@ -664,6 +745,9 @@ class DockerRuntime(ReplicaRuntime):
         if self._closed:
             return
         self._closed = True
+        if self._events is not None:
+            with contextlib.suppress(Exception):
+                self._events.close()
         try:
             self._states_at = 0.0
             states = await self._container_states()

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from testbed.core.atomic import atomic_write_json
@@ -23,11 +24,12 @@ from testbed.core.errors import DeployError
 from testbed.core.platform import FunctionSpec
 from testbed.gateway._pdeathsig import die_with_parent
 from testbed.gateway.runtimes.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
-from testbed.gateway.runtimes.cgroups import CgroupTree, detect
+from testbed.gateway.runtimes.cgroups import CgroupTree, detect, remove_stale_groups
 
-__all__ = ["LocalRuntime", "kill_recorded_replicas"]
+__all__ = ["LocalRuntime", "kill_recorded_replicas", "replica_environment"]
 
 READY_TIMEOUT_S = 120.0
+_EXITS_KEPT = 256
 
 
 def _child_setup(cgroup_procs: list[str]) -> None:
@@ -36,6 +38,28 @@ def _child_setup(cgroup_procs: list[str]) -> None:
         with open(path, "w") as fh:
             fh.write(str(os.getpid()))
     die_with_parent(signal.SIGKILL)
+
+
+_PRIVATE_ENV_PREFIXES = ("AQUATOPE_", "OPENFAAS_")
+
+
+def replica_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    """The gateway's environment minus what function code must not see.
+
+    ``AQUATOPE_HOME`` leads to the admin password and ``OPENFAAS_*`` may hold credentials;
+    a replica gets only its own ``AQUATOPE_*`` variables, set after this.
+    """
+    env = {k: v for k, v in parent.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+    if parent.get("AQUATOPE_MODEL_DIR"):
+        env["AQUATOPE_MODEL_DIR"] = parent["AQUATOPE_MODEL_DIR"]
+    return env
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _pids_file(state_dir: Path) -> Path:
@@ -64,6 +88,45 @@ def kill_recorded_replicas(state_dir: Path | None = None) -> int:
     return killed
 
 
+async def _wait_pidfd(proc: asyncio.subprocess.Process) -> int | None:
+    """Wait for ``proc`` to exit through a pidfd; its exit code, or ``None`` if not known yet."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return None
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    # asyncio's watcher thread may have reaped it already; then its return code is queued
+    return _exit_code_now(proc)
+
+
+_KILLED_CODES = (os.CLD_KILLED, os.CLD_DUMPED)
+
+
+def _exit_code_now(proc: asyncio.subprocess.Process) -> int | None:
+    """The exit code if the process has exited (reaped or not), else ``None``."""
+    if proc.returncode is not None:
+        return proc.returncode
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        return proc.returncode
+    if info is None:
+        return None
+    return -info.si_status if info.si_code in _KILLED_CODES else info.si_status
+
+
 class LocalRuntime(ReplicaRuntime):
     """Replicas as local processes, limited with cgroups when possible."""
 
@@ -74,9 +137,12 @@ class LocalRuntime(ReplicaRuntime):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir = self.state_dir / "logs"
         self.logs_dir.mkdir(exist_ok=True)
+        if use_cgroups:
+            remove_stale_groups()  # left by gateways that were killed
         self.cgroups: CgroupTree | None = detect(f"aquatope-{os.getpid()}") if use_cgroups else None
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._recorded: dict[str, dict[str, object]] = {}
+        self._exits: dict[str, ExitStatus] = {}  # recent replicas that died by themselves
 
     @property
     def limits_enforced(self) -> bool:
@@ -89,7 +155,10 @@ class LocalRuntime(ReplicaRuntime):
         self, spec: FunctionSpec, replica_id: str, limits: Limits
     ) -> ReplicaHandle:
         started_at = time.time()
-        env = dict(os.environ)
+        env = replica_environment(os.environ)
+        # shared function data stays where it was, without pointing at the gateway's home
+        env.setdefault("AQUATOPE_MODEL_DIR", str(self.state_dir / "models"))
+        env.setdefault("SOCIAL_DB", str(self.state_dir / "social" / "social.db"))
         env.update(spec.env)
         threads = max(1, int(limits.cpu_cores or 1))
         env.setdefault("OMP_NUM_THREADS", str(threads))
@@ -161,6 +230,13 @@ class LocalRuntime(ReplicaRuntime):
         )
 
     async def _kill(self, replica_id: str) -> None:
+        proc = self._procs.get(replica_id)
+        code = _exit_code_now(proc) if proc is not None else None
+        if code is not None:
+            # it died by itself: keep why, for callers that ask after the clean-up
+            self._exits[replica_id] = self._status_of(replica_id, code)
+            while len(self._exits) > _EXITS_KEPT:
+                self._exits.pop(next(iter(self._exits)))
         proc = self._procs.pop(replica_id, None)
         self._recorded.pop(replica_id, None)
         self._record()
@@ -188,13 +264,45 @@ class LocalRuntime(ReplicaRuntime):
     async def exit_status(self, handle: ReplicaHandle) -> ExitStatus | None:
         proc = self._procs.get(handle.replica_id)
         if proc is None:
-            return ExitStatus(False, "stopped")
-        if proc.returncode is None:
-            return None
-        oom = self.cgroups is not None and self.cgroups.oom_kills(handle.replica_id) > 0
-        code = proc.returncode
-        detail = "OOM-killed (memory limit too small)" if oom else f"exited with code {code}"
+            return self._exits.get(handle.replica_id, ExitStatus(False, "stopped"))
+        code = _exit_code_now(proc)
+        return None if code is None else self._status_of(handle.replica_id, code)
+
+    def _status_of(self, replica_id: str, code: int) -> ExitStatus:
+        oom = self.cgroups is not None and self.cgroups.oom_kills(replica_id) > 0
+        if oom:
+            detail = "OOM-killed (memory limit too small)"
+        elif code < 0:
+            detail = f"exited with code {code} (killed by {_signal_name(-code)})"
+        else:
+            detail = f"exited with code {code}"
         return ExitStatus(oom, detail)
+
+    def is_alive(self, handle: ReplicaHandle) -> bool:
+        """One ``waitid`` (no reaping): false once the process has exited, zombie or reaped."""
+        proc = self._procs.get(handle.replica_id)
+        if proc is None or proc.returncode is not None:
+            return False
+        try:
+            return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None
+        except ChildProcessError:
+            return False  # reaped by asyncio's watcher; the return code is on its way
+
+    async def wait_exit(self, handle: ReplicaHandle) -> ExitStatus:
+        """The process's own exit notification, not a poll.
+
+        A pidfd is readable the moment the process dies, and the event loop sees it in the
+        same batch as the replica's closed sockets, so the gateway stops routing to it before
+        it handles a request that arrived later. The exit code is read without reaping
+        (``waitid`` with ``WNOWAIT``); asyncio's child watcher still reaps.
+        """
+        proc = self._procs.get(handle.replica_id)
+        if proc is None:
+            return self._exits.get(handle.replica_id, ExitStatus(False, "stopped"))
+        code = await _wait_pidfd(proc) if proc.returncode is None else proc.returncode
+        if code is None:
+            code = await proc.wait()
+        return self._status_of(handle.replica_id, code)
 
     async def close(self) -> None:
         for replica_id in list(self._procs):
