@@ -19,10 +19,11 @@ from 0 to the sum of all costs traces the oracle's frontier (at the top every ar
 served warm). The budget is planned idle; the measured idle adds the hold after each use
 and the tick rounding, the same for every budget.
 
-Per tick and slot: keep the replica while a use is in progress; between uses keep it through
-the gap when the next use is covered and the gap is at most ``lead_s + tick``; otherwise
-start it when the next covered use is at most ``lead_s + tick`` away. Replicas serving or
-queued for requests are never released.
+Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
+stage is called a little after the workflow); between uses keep it through the gap when the
+next use is covered and the gap is at most ``lead_s + tick``; otherwise start it when the
+next covered use is at most ``lead_s + tick`` away. Replicas serving or queued for requests
+are never released (the observed in-flight count is a floor).
 
 Registered as ``oracle`` (``needs_arrivals``: the experiment runner passes the trace).
 """
@@ -38,6 +39,7 @@ import numpy as np
 
 from scheduler.policy import Decision, FunctionDecision, Observation, Policy
 from scheduler.registry import register_policy
+from testbed.core.platform import Workflow
 
 __all__ = ["OraclePolicy", "assign_slots"]
 
@@ -82,6 +84,7 @@ class OraclePolicy(Policy):
         idle_budget_s: planned idle replica-seconds to spend on serving uses warm (the knob).
         lead_s: upper bound of a cold start, seconds (start this long before a use).
         hold_s: seconds one arrival holds its replica.
+        lead_s_by_function: per-function ``lead_s`` (functions not listed use ``lead_s``).
     """
 
     name = "oracle"
@@ -94,9 +97,13 @@ class OraclePolicy(Policy):
         idle_budget_s: float = math.inf,
         lead_s: float = 5.0,
         hold_s: float = 1.0,
+        lead_s_by_function: Mapping[str, float] | None = None,
     ) -> None:
         if not idle_budget_s >= 0 or not lead_s >= 0 or not hold_s > 0:
             raise ValueError("oracle: need idle_budget_s >= 0, lead_s >= 0 and hold_s > 0")
+        self.leads = {str(k): float(v) for k, v in (lead_s_by_function or {}).items()}
+        if any(not v >= 0 for v in self.leads.values()):
+            raise ValueError("oracle: lead_s_by_function values must be >= 0")
         self.idle_budget_s = float(idle_budget_s)
         self.lead_s = float(lead_s)
         self.hold_s = float(hold_s)
@@ -105,17 +112,41 @@ class OraclePolicy(Policy):
         self._slots: dict[str, list[tuple[np.ndarray, np.ndarray]]] | None = None
         self.planned_idle_s = 0.0
 
-    def _build(self, observation: Observation) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    def planned_cost_s(self, workflows: Mapping[str, Workflow], tick_s: float) -> float:
+        """Idle seconds that serving every given arrival warm would plan (the budget's top).
+
+        Args:
+            workflows: the workflows the arrival keys may name.
+            tick_s: the daemon's tick.
+        """
+        slots = self._slots_of(workflows)
+        return float(
+            sum(
+                np.minimum(
+                    np.diff(uses, prepend=-math.inf) - self.hold_s, self._horizon_s(fn, tick_s)
+                ).sum()
+                for fn, fn_slots in slots.items()
+                for uses in fn_slots
+            )
+        )
+
+    def _horizon_s(self, function: str, tick_s: float) -> float:
+        return self.leads.get(function, self.lead_s) + tick_s
+
+    def _slots_of(self, workflows: Mapping[str, Workflow]) -> dict[str, list[np.ndarray]]:
         per_fn: dict[str, list[np.ndarray]] = {}
         for key, times in self._given.items():
-            wf = observation.workflows.get(key)
+            wf = workflows.get(key)
             for fn in wf.functions if wf is not None else (key,):
                 per_fn.setdefault(fn, []).append(times)
-        horizon_s = self.lead_s + observation.tick_s
-        slots = {fn: assign_slots(np.concatenate(p), self.hold_s) for fn, p in per_fn.items()}
+        return {fn: assign_slots(np.concatenate(p), self.hold_s) for fn, p in per_fn.items()}
+
+    def _build(self, observation: Observation) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+        slots = self._slots_of(observation.workflows)
         costs: list[np.ndarray] = []
         starts: list[np.ndarray] = []
-        for fn_slots in slots.values():
+        for fn, fn_slots in slots.items():
+            horizon_s = self._horizon_s(fn, observation.tick_s)
             for uses in fn_slots:
                 gaps = np.diff(uses, prepend=-math.inf) - self.hold_s
                 costs.append(np.minimum(gaps, horizon_s))
@@ -136,12 +167,11 @@ class OraclePolicy(Policy):
         return out
 
     def _keep_slot(
-        self, uses: np.ndarray, covered: np.ndarray, now_s: float, tick_s: float
+        self, uses: np.ndarray, covered: np.ndarray, now_s: float, tick_s: float, horizon_s: float
     ) -> bool:
-        horizon_s = self.lead_s + tick_s
         i = int(np.searchsorted(uses, now_s, side="right"))  # uses[i] is the next use
         prev_end = uses[i - 1] + self.hold_s if i > 0 else -math.inf
-        if prev_end > now_s - tick_s:  # in use during this tick (or finishing in it)
+        if prev_end > now_s and covered[i - 1]:  # a covered use may still be on its way
             return True
         if i >= len(uses) or not covered[i]:
             return False  # nothing ahead, or the next use is served cold
@@ -156,7 +186,8 @@ class OraclePolicy(Policy):
         out: dict[str, FunctionDecision] = {}
         for name, fn in observation.functions.items():
             slots = self._slots.get(name, [])
-            keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, tick_s))
+            horizon_s = self._horizon_s(name, tick_s)
+            keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, tick_s, horizon_s))
             want = math.ceil(keep / max(1, fn.max_inflight))
             floor = math.ceil(fn.inflight / max(1, fn.max_inflight))
             if fn.queued > 0:

@@ -85,8 +85,8 @@ def test_oracle_expands_workflows_and_prewarms_just_in_time() -> None:
 
     assert at(93.0) == {"a": 0, "b": 0, "c": 0}  # 7 s ahead > lead 5 s + tick 1 s
     assert at(94.0) == {"a": 1, "b": 1, "c": 0}
-    assert at(101.0) == {"a": 1, "b": 1, "c": 0}  # held for hold_s after the call
-    assert at(102.0) == {"a": 0, "b": 0, "c": 0}
+    assert at(100.5) == {"a": 1, "b": 1, "c": 0}  # held for hold_s after the call
+    assert at(101.0) == {"a": 0, "b": 0, "c": 0}
 
 
 def test_oracle_never_releases_replicas_serving_or_queued() -> None:
