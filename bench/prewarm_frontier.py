@@ -26,7 +26,7 @@ range: the mean cold-start gap); and cold-start ratios at equal idle (linear int
 along the other curve's lower envelope), per seed then averaged with a 95 % interval.
 
 Usage: ``PYTHONPATH=$PWD .venv/bin/python bench/prewarm_frontier.py [--seeds 3]
-[--minutes 60] [--train-minutes 20] [--kinds timers,bursty] [--jobs 1] [--plot out.png]``.
+[--minutes 40] [--train-minutes 20] [--kinds timers,bursty] [--jobs 1] [--plot out.png]``.
 Prints progress lines, then one JSON line per trace kind (the last line is the last kind).
 """
 
@@ -242,11 +242,13 @@ def at_idle(points: Sequence[tuple[float, float]], idle: float) -> float | None:
 def area_between(
     curve: Sequence[tuple[float, float]], ref: Sequence[tuple[float, float]]
 ) -> tuple[float, float] | None:
-    """(area, mean gap) of ``curve`` above ``ref`` over their common idle range."""
+    """(area, mean gap) of ``curve`` above ``ref`` over ``curve``'s idle range from where
+    ``ref`` starts (``ref`` holds its last value beyond its largest idle: more idle never
+    costs it cold starts)."""
     cx, _ = envelope(curve)
     rx, _ = envelope(ref)
     lo = max(cx[0], rx[0])
-    hi = min(max(x for x, _ in curve), max(x for x, _ in ref))
+    hi = max(x for x, _ in curve)
     if not hi > lo:
         return None
     grid = np.linspace(lo, hi, 257)
@@ -307,13 +309,15 @@ def summarise(kind: str, rows: list[dict[str, Any]], args: argparse.Namespace) -
                 "area": mean_ci(areas),
                 "mean_gap": mean_ci(means),
             }
-    # each policy's cold starts over the oracle's at the policy's idle (oracle interpolated)
+    # each policy's cold starts minus the oracle's at the policy's idle (oracle interpolated)
     vs_oracle: dict[str, list[dict[str, Any]]] = {}
     # each baseline's cold starts at aquatope-prewarm's idle, over aquatope-prewarm's
     vs_aquatope: dict[str, list[dict[str, Any]]] = {}
     for policy in by:
         if REFERENCE in by and policy != REFERENCE:
-            vs_oracle[policy] = _ratios(by[policy], lambda s: curve(REFERENCE, s, "cold_starts"))
+            vs_oracle[policy] = _ratios(
+                by[policy], lambda s: curve(REFERENCE, s, "cold_starts"), excess=True
+            )
         if "aquatope-prewarm" in by and policy not in (REFERENCE, "aquatope-prewarm"):
             vs_aquatope[policy] = _ratios(
                 by["aquatope-prewarm"],
@@ -331,7 +335,7 @@ def summarise(kind: str, rows: list[dict[str, Any]], args: argparse.Namespace) -
         "workflows": list(TARGETS),
         "points": points,
         "gap_to_oracle": gaps,
-        "cold_ratio_to_oracle_at_equal_idle": vs_oracle,
+        "cold_excess_over_oracle_at_equal_idle": vs_oracle,
         "baseline_cold_over_aquatope_at_equal_idle": vs_aquatope,
         "wall_s": round(sum(r["wall_s"] for r in rows), 1),
         "machine": machine(),
@@ -343,10 +347,12 @@ def _ratios(
     other: Any,
     *,
     invert: bool = False,
+    excess: bool = False,
 ) -> list[dict[str, Any]]:
     """Per knob of ``runs``: its cold starts over ``other(seed)``'s envelope at its idle
-    (``invert``: the other's over its), per seed, then mean and 95 % interval. A seed where
-    the other curve never spends that little idle is left out (``n`` says how many stay)."""
+    (``invert``: the other's over its; ``excess``: its minus the other's), per seed, then
+    mean and 95 % interval. A seed where the other curve never spends that little idle is
+    left out (``n`` says how many stay)."""
     out = []
     for key, per_seed in runs.items():
         vals = []
@@ -355,8 +361,11 @@ def _ratios(
             if at is None:
                 continue
             own = float(r["cold_starts"])
-            vals.append(at / max(own, 1.0) if invert else own / max(at, 1.0))
-        out.append({"knob": json.loads(key), "ratio": mean_ci(vals)})
+            if excess:
+                vals.append(own - at)
+            else:
+                vals.append(at / max(own, 1.0) if invert else own / max(at, 1.0))
+        out.append({"knob": json.loads(key), "excess" if excess else "ratio": mean_ci(vals)})
     return out
 
 
@@ -385,40 +394,64 @@ def plot(figures: Mapping[str, dict[str, Any]], path: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--minutes", type=int, default=60, help="scored trace minutes")
+    parser.add_argument("--minutes", type=int, default=40, help="scored trace minutes")
     parser.add_argument("--train-minutes", type=int, default=20, help="unscored, first")
     parser.add_argument("--ramp-minutes", type=int, default=5)
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--policies", default=",".join(SWEEPS))
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--plot", default=None, help="write a PNG of the frontiers here")
+    parser.add_argument("--aquatope-weights", default=None, help="comma-separated idle_weight")
+    parser.add_argument("--save-rows", default=None, help="append each run's row (JSON lines)")
+    parser.add_argument(
+        "--load-rows", action="append", default=[], help="rows of earlier runs to include"
+    )
+    parser.add_argument(
+        "--no-run", action="store_true", help="only summarise the rows of --load-rows"
+    )
     args = parser.parse_args(argv)
+    sweeps = dict(SWEEPS)
+    if args.aquatope_weights:
+        weights = [float(w) for w in args.aquatope_weights.split(",")]
+        sweeps["aquatope-prewarm"] = ("aquatope-prewarm", [{"idle_weight": w} for w in weights])
     kinds = [k for k in args.kinds.split(",") if k]
     policies = [p for p in args.policies.split(",") if p]
     for name in kinds:
         if name not in KINDS:
             parser.error(f"--kinds: unknown kind {name!r}; one of {', '.join(KINDS)}")
     for name in policies:
-        if name not in SWEEPS:
-            parser.error(f"--policies: unknown policy {name!r}; one of {', '.join(SWEEPS)}")
+        if name not in sweeps:
+            parser.error(f"--policies: unknown policy {name!r}; one of {', '.join(sweeps)}")
+    rows: list[dict[str, Any]] = []
+    for path in args.load_rows:
+        with open(path) as handle:
+            rows.extend(json.loads(line) for line in handle if line.strip())
+    done = {
+        (r["kind"], r["policy"], json.dumps(r["knob"], sort_keys=True), r["seed"]) for r in rows
+    }
     jobs = [
-        (kind, SWEEPS[p][0], knob, seed, args.minutes, args.train_minutes, args.ramp_minutes)
+        (kind, sweeps[p][0], knob, seed, args.minutes, args.train_minutes, args.ramp_minutes)
         for kind in kinds
         for p in policies
-        for knob in SWEEPS[p][1]
+        for knob in sweeps[p][1]
         for seed in range(args.seeds)
+        if (kind, sweeps[p][0], json.dumps(knob, sort_keys=True), seed) not in done
+        and not args.no_run
     ]
-    rows: list[dict[str, Any]] = []
+    save = open(args.save_rows, "a") if args.save_rows else None  # noqa: SIM115
     if args.jobs > 1:
         with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
             for r in pool.imap_unordered(run_one, jobs):
                 rows.append(r)
-                _progress(r)
+                _progress(r, save)
     else:
         for job in jobs:
             r = run_one(job)
             rows.append(r)
-            _progress(r)
+            _progress(r, save)
+    if save is not None:
+        save.close()
+    kinds = [k for k in kinds if any(r["kind"] == k for r in rows)]
     figures = {}
     for kind in kinds:
         figures[kind] = summarise(kind, [r for r in rows if r["kind"] == kind], args)
@@ -428,7 +461,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(figures[kind], sort_keys=True))
 
 
-def _progress(r: Mapping[str, Any]) -> None:
+def _progress(r: Mapping[str, Any], save: Any) -> None:
+    if save is not None:
+        save.write(json.dumps(r, sort_keys=True) + "\n")
+        save.flush()
     print(
         f"{r['kind']:10s} {r['policy']:17s} {json.dumps(r['knob']):40s} seed {r['seed']} "
         f"cold {r['cold_starts']:4d} qos {r['qos_violations']:4d} idle "

@@ -5,7 +5,7 @@ completions, requests in the gateway at the end of the tick). Keep-alive as Open
 Lambda implement it expires *each container* on its own, ``window`` after its last use, so
 the policies here rebuild per-replica last-use times from those counts.
 
-Approximation (documented in docs/prewarm.md's baseline section):
+Approximation:
 
 * **replica slots**: replicas are numbered 1, 2, ... and a tick that needed ``u`` replicas
   at once used slots ``1..u``. This is exact for the gateway's and the simulator's routing
