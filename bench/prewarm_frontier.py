@@ -245,6 +245,8 @@ def area_between(
     """(area, mean gap) of ``curve`` above ``ref`` over ``curve``'s idle range from where
     ``ref`` starts (``ref`` holds its last value beyond its largest idle: more idle never
     costs it cold starts)."""
+    if not curve or not ref:
+        return None
     cx, _ = envelope(curve)
     rx, _ = envelope(ref)
     lo = max(cx[0], rx[0])
