@@ -1,4 +1,9 @@
-"""Policy registry: ``@register_policy("name")`` and look-up by name with typed parameters."""
+"""Policy registry: ``@register_policy("name")`` and look-up by name with typed parameters.
+
+A policy class with ``needs_arrivals = True`` (the oracle) takes the trace's arrival times as
+its ``arrivals`` parameter (target name -> times in seconds); :attr:`PolicyInfo.needs_arrivals`
+tells an experiment runner to pass them.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ class PolicyInfo:
     description: str
     parameters: Mapping[str, tuple[type, Any]]
     presets: Mapping[str, Any]
+    needs_arrivals: bool = False
 
 
 _REGISTRY: dict[str, PolicyInfo] = {}
@@ -35,6 +41,8 @@ _POLICY_MODULES = (
     "scheduler.policies.keepalive",
     "scheduler.policies.kpa",
     "scheduler.policies.hybrid_histogram",
+    "scheduler.policies.static_pool",
+    "scheduler.policies.oracle",
     "scheduler.policies.aquatope_prewarm",
     "scheduler.policies.aquatope_config",
     "scheduler.policies.aquatope",
@@ -63,7 +71,8 @@ def register_policy(name: str, **presets: Any) -> Callable[[_P], _P]:
         def factory(**kwargs: Any) -> Policy:
             return cls(**{**presets, **kwargs})
 
-        _REGISTRY[name] = PolicyInfo(name, factory, doc, params, presets)
+        needs = bool(getattr(cls, "needs_arrivals", False))
+        _REGISTRY[name] = PolicyInfo(name, factory, doc, params, presets, needs)
         return cls
 
     return wrap

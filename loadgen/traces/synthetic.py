@@ -6,6 +6,8 @@ Kinds:
   on and off periods; Poisson arrivals at a high rate while on, a low one while off).
 - ``diurnal``: Poisson arrivals with a sinusoidal daily cycle.
 - ``flash-crowd``: a steady rate, then a sudden surge that decays exponentially.
+- ``timers``: strictly periodic timer triggers, each function with its own period (whole
+  minutes) and phase, firing ``calls_per_fire`` calls each time.
 - ``azure-like``: many functions grouped into applications, matching the published shape
   of the Azure Functions 2019 trace (Shahrad et al., ATC'20): heavy-tailed rates over ~8
   orders of magnitude, ~45% of applications invoked at most once per hour and ~81% at most
@@ -194,6 +196,29 @@ def flash_crowd(
     return MinuteCounts(tuple(names), counts.astype(np.int64), info, f"flash-crowd(seed={seed})")
 
 
+def timers(
+    functions: int,
+    minutes: int,
+    seed: int,
+    *,
+    period_min: tuple[int, int] = (2, 10),
+    calls_per_fire: int = 1,
+) -> MinuteCounts:
+    """Periodic timers: function i fires ``calls_per_fire`` calls every ``p_i`` minutes from
+    a phase in ``[0, p_i)``, ``p_i`` drawn uniformly from the inclusive ``period_min`` range."""
+    low, high = period_min
+    if not 1 <= low <= high or calls_per_fire < 1:
+        raise ConfigError("timers: need 1 <= period_min[0] <= period_min[1], calls_per_fire >= 1")
+    rng = np.random.default_rng(seed)
+    names, info = _names(rng, functions, "timer")
+    counts = np.zeros((functions, minutes), dtype=np.int64)
+    for i in range(functions):
+        period = int(rng.integers(low, high + 1))
+        phase = int(rng.integers(0, period))
+        counts[i, phase::period] = calls_per_fire
+    return MinuteCounts(tuple(names), counts, info, f"timers(seed={seed})")
+
+
 def _app_sizes(rng: np.random.Generator, functions: int) -> list[int]:
     shares = np.array([s for _, _, s in AZURE_APP_SIZES])
     sizes: list[int] = []
@@ -300,6 +325,7 @@ KINDS: dict[str, Callable[..., MinuteCounts]] = {
     "diurnal": diurnal,
     "flash-crowd": flash_crowd,
     "azure-like": azure_like,
+    "timers": timers,
 }
 
 
@@ -309,7 +335,7 @@ def synthesize(
     """Generate a synthetic trace.
 
     Args:
-        kind: one of ``bursty``, ``diurnal``, ``flash-crowd``, ``azure-like``.
+        kind: one of ``bursty``, ``diurnal``, ``flash-crowd``, ``azure-like``, ``timers``.
         functions: number of functions (>= 1).
         minutes: length in minutes (>= 1).
         seed: random seed; the same arguments give the same counts.

@@ -22,10 +22,26 @@ of the last execution:
 Idle times are measured at tick resolution: a function is active in a tick when requests
 arrived, completed or are in flight; the IT is the time from the end of its last active tick
 to the end of the tick where it becomes active again.
+
+**Per application**, as published: the paper's unit is the application (all its functions
+are loaded and unloaded together). Here a workflow is an application: its functions share one
+histogram, the application is active when any of them is, and every function's first replica
+follows the application's windows. A function in no workflow is its own application
+(``per_application=false`` makes every function its own).
+
+**Per replica**: further replicas (started for concurrent requests) follow the same windows
+measured from their *own* last use (:mod:`scheduler.policies.slots`), instead of holding the
+peak pool for the whole keep-alive window.
+
+**Training history**: ``history_arrivals`` (target name -> arrival times before the run, on
+the platform clock; a workflow's times count for its application) pre-fills the histograms
+with the gaps longer than one tick, so the policy need not spend its first hours in the
+standard keep-alive fallback, like the days of history the paper's policy learns from.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -33,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler.policies.keepalive import is_active
+from scheduler.policies.slots import SlotTracker
 from scheduler.policy import Decision, FunctionDecision, Observation, Policy
 from scheduler.registry import register_policy
 
@@ -185,6 +202,9 @@ class HybridHistogramPolicy(Policy):
         min_idle_times: minimum in-range ITs for a representative histogram.
         oob_threshold: share of out-of-bound ITs that switches to ARIMA (0.5).
         arima_margin: ARIMA margin (paper: 15 %).
+        per_application: one histogram per workflow (the paper's application); false: per
+            function.
+        history_arrivals: training arrivals, target name -> times (s) before the run.
     """
 
     name = "hybrid-histogram"
@@ -201,6 +221,8 @@ class HybridHistogramPolicy(Policy):
         min_idle_times: int = 5,
         oob_threshold: float = 0.5,
         arima_margin: float = 0.15,
+        per_application: bool = True,
+        history_arrivals: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         if not 0 < bin_s <= range_s:
             raise ValueError("hybrid-histogram: need 0 < bin_s <= range_s")
@@ -220,7 +242,11 @@ class HybridHistogramPolicy(Policy):
         self.min_idle_times = int(min_idle_times)
         self.oob_threshold = float(oob_threshold)
         self.arima_margin = float(arima_margin)
-        self._fns: dict[str, _FnState] = {}
+        self.per_application = bool(per_application)
+        self._history = {str(k): [float(t) for t in v] for k, v in (history_arrivals or {}).items()}
+        self._fns: dict[str, _FnState] = {}  # per application (or function)
+        self._app_of: dict[str, str] = {}
+        self._slots = SlotTracker()
 
     def _new_state(self) -> _FnState:
         return _FnState(IdleTimeHistogram(self.n_bins, self.bin_s))
@@ -243,55 +269,106 @@ class HybridHistogramPolicy(Policy):
         )
 
     def windows(self, name: str) -> Windows:
-        """Current windows of function ``name`` (fixed keep-alive when unknown)."""
-        st = self._fns.get(name)
+        """Current windows of application or function ``name`` (fixed when unknown)."""
+        st = self._fns.get(self._app_of.get(name, name))
         if st is None:
             return Windows("fixed", 0.0, self.range_s)
         if st.windows is None:
             st.windows = self.compute_windows(st.hist)
         return st.windows
 
+    def _apps(self, observation: Observation) -> dict[str, str]:
+        """Function -> application: the first workflow (by name) that calls it, else itself."""
+        app_of = {name: name for name in observation.functions}
+        if self.per_application:
+            for wf_name in sorted(observation.workflows, reverse=True):
+                for fn in observation.workflows[wf_name].functions:
+                    if fn in app_of:
+                        app_of[fn] = wf_name
+        return app_of
+
+    def _train(self, observation: Observation, app_of: Mapping[str, str]) -> None:
+        """Pre-fill the histograms from ``history_arrivals`` (once, on the first tick)."""
+        per_app: dict[str, list[float]] = {}
+        for key, times in self._history.items():
+            wf = observation.workflows.get(key)
+            names = wf.functions if wf is not None else (key,)
+            for app in {app_of.get(n, n) for n in names}:
+                per_app.setdefault(app, []).extend(t for t in times if t <= observation.now_s)
+        for app, times in per_app.items():
+            if not times:
+                continue
+            times.sort()
+            st = self._fns.setdefault(app, self._new_state())
+            for a, b in itertools.pairwise(times):
+                if b - a > observation.tick_s:
+                    st.hist.add(b - a)
+            st.last_end_s = times[-1]
+            st.windows = None
+        self._history = {}
+
     def decide(self, observation: Observation) -> Decision:
         """Unload after an execution, pre-warm and keep alive per the learned windows."""
         now_s = observation.now_s
-        out: dict[str, FunctionDecision] = {}
+        app_of = self._apps(observation)
+        self._app_of = app_of
+        if self._history:
+            self._train(observation, app_of)
+        active_apps: set[str] = set()
+        warm_apps: set[str] = set()
         for name, fn in observation.functions.items():
-            st = self._fns.get(name)
+            if is_active(fn):
+                active_apps.add(app_of[name])
+            elif fn.replicas_ready + fn.replicas_starting > 0:
+                warm_apps.add(app_of[name])
+        for app in set(app_of.values()):
+            st = self._fns.get(app)
             if st is None:
-                st = self._fns[name] = self._new_state()
-                if fn.replicas_ready + fn.replicas_starting > 0 and not is_active(fn):
+                st = self._fns[app] = self._new_state()
+                if app in warm_apps and app not in active_apps:
                     st.last_end_s = now_s  # warm when first seen: the windows start now
-            active = is_active(fn)
+            active = app in active_apps
             if active:
                 if not st.was_active and st.last_end_s is not None:
                     st.hist.add(max(0.0, now_s - st.last_end_s))
                     st.windows = None
                 st.last_end_s = now_s
             st.was_active = active
-            win = self.windows(name)
+        out: dict[str, FunctionDecision] = {}
+        for name, fn in observation.functions.items():
+            app = app_of[name]
+            st = self._fns[app]
+            used = self._slots.observe(fn, now_s, observation.tick_s)
+            win = self.windows(app)
             tag = (
                 f"{win.mode}: pre-warm {win.prewarm_s:.0f}s, "
                 f"keep-alive until {win.keepalive_end_s:.0f}s"
             )
-            if active:
-                out[name] = FunctionDecision(replicas=max(1, fn.target_replicas), reason="active")
-            elif st.last_end_s is None:
-                out[name] = FunctionDecision(replicas=0, reason="never used")
+            if st.last_end_s is None:
+                out[name] = FunctionDecision(replicas=used, reason="never used")
+                continue
+            # replica 1 follows the application's last execution, replica k its own last use
+            lasts = list(self._slots.last_use_s.get(name, ()))
+            lasts = [max(st.last_end_s, lasts[0]) if lasts else st.last_end_s, *lasts[1:]]
+            keep = sum(1 for t in lasts if win.prewarm_s <= now_s - t < win.keepalive_end_s)
+            idle_s = now_s - st.last_end_s
+            if app in active_apps:
+                keep = 1 + sum(
+                    1 for t in lasts[1:] if win.prewarm_s <= now_s - t < win.keepalive_end_s
+                )
+                state = "active"
+            elif idle_s < win.prewarm_s:
+                state = f"idle {idle_s:.0f}s"
+            elif idle_s < win.keepalive_end_s:
+                state = f"warm, idle {idle_s:.0f}s"
             else:
-                idle_s = now_s - st.last_end_s
-                if idle_s < win.prewarm_s:
-                    out[name] = FunctionDecision(replicas=0, reason=f"idle {idle_s:.0f}s; {tag}")
-                elif idle_s < win.keepalive_end_s:
-                    out[name] = FunctionDecision(
-                        replicas=max(1, fn.target_replicas),
-                        reason=f"warm, idle {idle_s:.0f}s; {tag}",
-                    )
-                else:
-                    out[name] = FunctionDecision(
-                        replicas=0, reason=f"expired, idle {idle_s:.0f}s; {tag}"
-                    )
-        for gone in set(self._fns) - set(observation.functions):
+                state = f"expired, idle {idle_s:.0f}s"
+            out[name] = FunctionDecision(
+                replicas=max(keep, used), reason=f"{state}, {keep} replica(s); {tag}"
+            )
+        for gone in set(self._fns) - set(app_of.values()):
             del self._fns[gone]
+        self._slots.forget_except(observation.functions)
         return Decision(functions=out, reason="hybrid histogram")
 
     def state_dict(self) -> dict[str, Any]:
@@ -304,7 +381,9 @@ class HybridHistogramPolicy(Policy):
                     "was_active": st.was_active,
                 }
                 for name, st in self._fns.items()
-            }
+            },
+            "slots": self._slots.state_dict(),
+            "app_of": dict(self._app_of),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -317,3 +396,6 @@ class HybridHistogramPolicy(Policy):
             st.last_end_s = None if last is None else float(last)
             st.was_active = bool(data.get("was_active", False))
             self._fns[str(name)] = st
+        self._slots.load_state_dict(state.get("slots", {}))
+        self._app_of = {str(k): str(v) for k, v in dict(state.get("app_of", {})).items()}
+        self._history = {}

@@ -339,8 +339,8 @@ def _run_live(
     """One live run into ``writer.path``; returns the number of requests recorded."""
     from scheduler.clock import WallClock
     from scheduler.daemon import Daemon
-    from scheduler.registry import create_policy
     from testbed.backends import connect
+    from testbed.experiment.policies import create_run_policy
 
     spec = prep.spec
     run_dir = writer.path
@@ -368,7 +368,13 @@ def _run_live(
         )
         daemon = Daemon(
             platform,
-            create_policy(pol.name, pol.params),
+            create_run_policy(
+                pol.name,
+                pol.params,
+                arrivals_s=trace.arrivals_s,
+                catalog=prep.catalog,
+                offset_s=t0,
+            ),
             clock=WallClock(),
             tick_s=spec.tick_s,
             workflows=prep.workflows,
@@ -417,7 +423,7 @@ def _run_live(
 
 def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: RunWriter) -> int:
     """One simulated run into ``writer.path``; returns the number of requests recorded."""
-    from scheduler.registry import create_policy
+    from testbed.experiment.policies import create_run_policy
     from testbed.experiment.simulate import build_sim, default_specs, sim_facts, simulate
 
     spec = prep.spec
@@ -433,7 +439,7 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
     results = simulate(
         sim,
         trace,
-        create_policy(pol.name, pol.params),
+        create_run_policy(pol.name, pol.params, arrivals_s=trace.arrivals_s, catalog=prep.catalog),
         tick_s=spec.tick_s,
         until_s=spec.duration_s or None,
         decisions_path=writer.path / DECISIONS_FILE,

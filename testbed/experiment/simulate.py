@@ -174,11 +174,16 @@ def run_simulation(
     horizon = until_s if until_s is not None else end_of_trace_s(pairs, tick_s=tick_s)
     policy_name = "none"
     if isinstance(policy, str):
-        from scheduler.registry import create_policy
+        from testbed.experiment.policies import create_run_policy
 
         policy_name = policy
         try:
-            policy = create_policy(policy, dict(policy_params or {}))
+            by_workflow: dict[str, list[Any]] = {}
+            for target, times in pairs.items():
+                concrete = sim.mix_workflows(target) if target in sim.mixes else [target]
+                for name in concrete:
+                    by_workflow.setdefault(name, []).extend(times)
+            policy = create_run_policy(policy, dict(policy_params or {}), arrivals_s=by_workflow)
         except (KeyError, ValueError) as exc:
             raise ConfigError(str(exc).strip("'\"")) from None
     elif policy is not None:

@@ -50,3 +50,25 @@ def test_sim_experiment_end_to_end(tmp_path: Path) -> None:
     assert zero.ratios["wasted_memory_gib_s"].mean < 1.0
     report = write_report([result.out_dir], tmp_path / "report.html")
     assert len(report.png_paths) == 4 and report.html_path.stat().st_size > 50_000
+
+
+def test_the_runner_gives_the_oracle_the_trace(tmp_path: Path) -> None:
+    """An oracle run through the experiment runner knows the arrivals (mixes included)."""
+    config = tmp_path / "oracle.yaml"
+    config.write_text(
+        f"name: oracle\nbackend: sim\nstack: {REPO / 'stack.yml'}\n"
+        "workflows: [ml-pipeline, social-network]\n"
+        "trace: {kind: bursty, minutes: 8, "
+        "options: {rate_per_min: 6, on_min: 1, off_min: 3}}\n"
+        "duration_s: 480\nwarmup_s: 60\nseeds: [3]\n"
+        "policies:\n  - name: keep-alive\n    params: {window_s: 10}\n"
+        "  - name: oracle\n    params: {lead_s: 30}\n"
+    )
+    result = run_experiment(load_spec(config), tmp_path / "out")
+    comp = compare_runs(load_metrics([result.out_dir]))
+    oracle, keepalive = comp.get("oracle"), comp.get("keep-alive")
+    # knowing every arrival, the unbounded oracle starts (almost) nothing cold
+    assert oracle.metrics["cold_start_pct"].mean < 1.0
+    assert keepalive.metrics["cold_start_pct"].mean > 5 * max(
+        oracle.metrics["cold_start_pct"].mean, 0.5
+    )

@@ -125,3 +125,15 @@ def test_azure_like_matches_published_facts(seed: int) -> None:
 def test_azure_like_rate_parameters_span_eight_decades() -> None:
     p = AzureLikeParams()
     assert p.log10_rate_max - p.log10_rate_min == pytest.approx(8.0)
+
+
+def test_timers_fire_on_their_own_period_and_phase() -> None:
+    trace = synthesize("timers", functions=5, minutes=120, seed=4, period_min=(3, 7))
+    assert {i.trigger for i in trace.info.values()} == {"timer"}
+    for row in trace.counts:
+        fires = np.flatnonzero(row)
+        gaps = set(np.diff(fires).tolist())
+        assert len(gaps) == 1 and 3 <= gaps.pop() <= 7
+        assert fires[0] < 7 and set(row[fires].tolist()) == {1}
+    with pytest.raises(ConfigError, match="timers"):
+        synthesize("timers", functions=1, minutes=10, seed=0, period_min=(0, 3))

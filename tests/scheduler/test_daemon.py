@@ -163,7 +163,7 @@ def test_daemon_process_survives_sigkill_and_resumes(
         if proc.poll() is None:
             proc.kill()
     killed = json.loads(state.read_text())  # atomic writes: never a torn file
-    last_active = killed["policy_state"]["last_active_s"]["d-kill"]
+    last_used = killed["policy_state"]["last_use_s"]["d-kill"]  # per replica slot
     assert killed["ticks"] >= before["ticks"]
 
     proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
@@ -172,7 +172,7 @@ def test_daemon_process_survives_sigkill_and_resumes(
             lambda: (s := saved()) and s["ticks"] > killed["ticks"] and s, what="resumed ticks"
         )
         assert resumed["t0_s"] == killed["t0_s"]  # same run clock: t_s keeps counting
-        assert resumed["policy_state"]["last_active_s"]["d-kill"] == last_active
+        assert resumed["policy_state"]["last_use_s"]["d-kill"] == last_used
         # it keeps acting: the 4 s keep-alive since the invocation ends with zero replicas
         wait_for(lambda: platform.status("d-kill").replicas_ready == 0, what="scale to zero")
         proc.send_signal(signal.SIGTERM)

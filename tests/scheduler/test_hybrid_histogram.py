@@ -11,7 +11,10 @@ from scheduler.policies.hybrid_histogram import (
     IdleTimeHistogram,
     arima_next,
 )
-from tests.scheduler.sched_helpers import step
+from scheduler.policy import Observation
+from testbed.core.platform import QoS, Stage, Workflow
+from tests.scheduler.sched_helpers import fobs, step
+from tests.scheduler.sim_scenarios import run_scenario
 
 MIN = 60.0
 
@@ -118,3 +121,76 @@ def test_state_round_trip_through_json() -> None:
         da = step(a, last + k * MIN, tick_s=MIN, replicas_ready=0)
         db = step(b, last + k * MIN, tick_s=MIN, replicas_ready=0)
         assert da == db
+
+
+def test_tail_percentile_99_and_90_give_different_decisions() -> None:
+    """90 % of idle times are 10 min, 10 % are 30 min: the 90th percentile bin is 10, the 99th
+    bin 30, so 20 minutes after an execution only the 99th-percentile policy is warm."""
+    gaps = [30, 30] + [10] * 18
+    p99 = HybridHistogramPolicy(tail_percentile=99.0)
+    p90 = HybridHistogramPolicy(tail_percentile=90.0)
+    last = _train(p99, gaps)
+    assert _train(p90, gaps) == last
+    assert p99.windows("f").keepalive_end_s == pytest.approx(31 * MIN * 1.1)
+    assert p90.windows("f").keepalive_end_s == pytest.approx(11 * MIN * 1.1)
+    assert p99.windows("f").prewarm_s == p90.windows("f").prewarm_s == pytest.approx(540.0)
+    decisions = {}
+    for name, policy in (("p99", p99), ("p90", p90)):
+        decisions[name] = [
+            step(policy, last + k * MIN, tick_s=MIN, replicas_ready=0).functions["f"].replicas
+            for k in range(1, 36)
+        ]
+    assert decisions["p99"][8:34] == [1] * 26  # warm from 9 to 34 minutes
+    assert decisions["p90"][8:12] == [1] * 4  # warm from 9 to 12 minutes only
+    assert decisions["p90"][12:] == [0] * 23
+    assert decisions["p99"][19] == 1 and decisions["p90"][19] == 0  # 20 minutes idle
+
+
+def test_training_history_skips_the_fallback() -> None:
+    history = {"f": [-36000.0 + 600.0 * k for k in range(60)]}  # every 10 min for 10 hours
+    cold = HybridHistogramPolicy()
+    trained = HybridHistogramPolicy(history_arrivals=history)
+    for policy in (cold, trained):
+        step(policy, 0.0, tick_s=MIN, replicas_ready=0)
+    assert cold.windows("f").mode == "fixed"
+    win = trained.windows("f")
+    assert win.mode == "histogram"
+    assert (win.prewarm_s, win.keepalive_end_s) == (pytest.approx(540.0), pytest.approx(726.0))
+    # the last training call was at -600 s: pre-warm at -60 s, so warm at t=60 s
+    assert step(trained, 60.0, tick_s=MIN, replicas_ready=0).functions["f"].replicas == 1
+    assert step(trained, 180.0, tick_s=MIN, replicas_ready=0).functions["f"].replicas == 0
+
+
+def test_one_histogram_per_application() -> None:
+    stages = (Stage("a", "a"), Stage("b", "b", after=("a",)))
+    wf = Workflow(name="w", qos=QoS(target_s=1.0), stages=stages)
+    policy = HybridHistogramPolicy()
+
+    def at(t: float, active: bool) -> dict[str, int | None]:
+        fns = {
+            "a": fobs("a", arrivals=int(active), replicas_ready=0),
+            "b": fobs("b", replicas_ready=0),
+            "c": fobs("c", replicas_ready=0),
+        }
+        o = Observation(now_s=t, tick_s=MIN, functions=fns, workflows={"w": wf})
+        return {n: d.replicas for n, d in policy.decide(o).functions.items()}
+
+    assert at(0.0, True) == {"a": 1, "b": 1, "c": 0}  # the application is loaded as a whole
+    t = 0.0
+    for _ in range(20):  # idle times of 4 minutes (bin 4)
+        at(t + MIN, False)
+        t += 5 * MIN
+        at(t, True)
+    assert policy.windows("a") == policy.windows("b") == policy.windows("w")
+    assert policy.windows("w").mode == "histogram"
+    assert policy.windows("c").mode == "fixed"
+
+
+def test_each_replica_follows_its_own_last_use_in_the_simulator() -> None:
+    """Fixed mode with a 60 s range is keep-alive 60 s: the keep-alive scenario's numbers
+    (3 replicas until 67 s, then 1 until 96 s) instead of the peak pool until 96 s."""
+    policy = HybridHistogramPolicy(range_s=60.0, bin_s=6.0)
+    run = run_scenario(policy, {"f": [0.5, 0.5, 0.5, 30.5]}, 120.0, service_s=5.0)
+    assert [run.alive_at(t) for t in (7, 36, 66)] == [3, 3, 3]
+    assert [run.alive_at(t) for t in (67, 95)] == [1, 1]
+    assert run.alive_at(96) == 0

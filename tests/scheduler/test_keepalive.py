@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from scheduler.policies.keepalive import KeepAlivePolicy
 from scheduler.registry import available_policies, create_policy
 from tests.scheduler.sched_helpers import step
+from tests.scheduler.sim_scenarios import run_scenario
 
 
 def test_presets_and_parameter() -> None:
@@ -62,3 +65,24 @@ def test_state_round_trip_through_json() -> None:
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     assert step(b, 29.0).functions["f"].replicas == 1
     assert step(b, 30.0).functions["f"].replicas == 0
+
+
+def test_each_replica_expires_on_its_own_in_the_simulator() -> None:
+    """Hand-computed: 3 concurrent 5 s requests at 0.5 s, then one at 30.5 s; window 60 s.
+
+    Scale-out on demand starts 3 replicas (ready at 1.5 s, busy until 6.5 s). The tick ending
+    at 7 s sees their completions, so slots 1-3 were last used at 7 s. The request at 30.5 s
+    runs on replica 1 until 35.5 s; its completion is seen at 36 s. Slots 2 and 3 expire at
+    7 + 60 = 67 s, slot 1 at 36 + 60 = 96 s. Holding the peak pool (the old policy) would
+    keep 3 replicas until 96 s.
+    """
+    run = run_scenario(
+        KeepAlivePolicy(window_s=60), {"f": [0.5, 0.5, 0.5, 30.5]}, 120.0, service_s=5.0
+    )
+    assert run.cold_starts == 3
+    assert [run.alive_at(t) for t in (1, 7, 30, 36, 66)] == [3, 3, 3, 3, 3]
+    assert [run.alive_at(t) for t in (67, 80, 95)] == [1, 1, 1]
+    assert [run.alive_at(t) for t in (96, 119)] == [0, 0]
+    # idle replica-s from the 1 s samples (alive - busy): 3 starting at the 1 s sample, none
+    # at 2-6 s (all busy), 3 at each of 7..66 s less replica 1 busy at 31..35 s, 1 at 67..95 s
+    assert run.idle_replica_s == pytest.approx(3 * 1 + (3 * 60 - 5) + 29 * 1)

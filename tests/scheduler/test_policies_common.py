@@ -11,6 +11,7 @@ from scheduler.policy import FunctionObservation, Observation
 from scheduler.registry import available_policies, create_policy
 
 BASELINES = ["always-on", "keep-alive", "keepalive-openwhisk", "keepalive-knative", "knative-kpa"]
+BASELINES += ["keepalive-lambda", "static-pool", "oracle"]
 BASELINES.append("hybrid-histogram")
 BASELINES.append("openfaas-ce")
 

@@ -1,0 +1,198 @@
+"""Oracle: knows every future arrival, keeps exactly the replicas those arrivals need.
+
+A lower bound on cold starts for a given idle budget, for the frontier bench; not a
+deployable policy. It is given the trace's arrival times through its ``arrivals`` option
+(function or workflow name -> times in seconds on the platform clock; a workflow's times
+count for each function it calls) and looks ahead from ``obs.now_s`` only, so it stays pure.
+
+Model. Each arrival holds a replica for ``hold_s`` (service plus the short delay before a
+downstream stage is called). Arrivals of a function are assigned to replica slots by
+interval partitioning (the lowest slot free at the arrival), so slot ``k`` serves exactly
+the arrivals that find ``k - 1`` others in progress. Serving a use of slot ``k`` warm costs
+idle time: the whole gap since the slot's previous use if the replica is kept through it,
+or ``lead_s + tick`` if it is released and started again just in time (``lead_s`` is an
+upper bound of the cold start). The cheaper of the two is the use's *cost*. Every covered
+use saves one cold start, so covering the cheapest uses first, over all functions, is the
+least-cold-starts choice for the idle it spends: the oracle covers uses in order of cost
+(ties by time) while their summed cost stays within ``idle_budget_s``. Sweeping the budget
+from 0 to the sum of all costs traces the oracle's frontier (at the top every arrival is
+served warm). The budget is planned idle; the measured idle adds the hold after each use
+and the tick rounding, the same for every budget.
+
+Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
+stage is called a little after the workflow); between uses keep it through the gap when the
+next use is covered and the gap is at most ``lead_s + tick``; otherwise start it when the
+next covered use is at most ``lead_s + tick`` away. Replicas serving or queued for requests
+are never released (the observed in-flight count is a floor).
+
+Registered as ``oracle`` (``needs_arrivals``: the experiment runner passes the trace).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+import numpy as np
+
+from scheduler.policy import Decision, FunctionDecision, Observation, Policy
+from scheduler.registry import register_policy
+from testbed.core.platform import Workflow
+
+__all__ = ["OraclePolicy", "assign_slots"]
+
+
+def assign_slots(times_s: Sequence[float], hold_s: float) -> list[np.ndarray]:
+    """Interval partitioning: per slot, the sorted start times of the uses it serves.
+
+    Args:
+        times_s: arrival times (any order).
+        hold_s: how long each arrival holds its replica.
+
+    Returns:
+        One array per slot (slot 1 first).
+    """
+    free: list[tuple[float, int]] = []  # (free from, slot)
+    slots: list[list[float]] = []
+    for t in sorted(float(x) for x in times_s):
+        if free and free[0][0] <= t:
+            _, k = heapq.heappop(free)
+            # lowest free slot: pop every free one, keep the lowest index
+            ready = [k]
+            while free and free[0][0] <= t:
+                ready.append(heapq.heappop(free)[1])
+            k = min(ready)
+            for other in ready:
+                if other != k:
+                    heapq.heappush(free, (t, other))
+        else:
+            k = len(slots)
+            slots.append([])
+        slots[k].append(t)
+        heapq.heappush(free, (t + hold_s, k))
+    return [np.asarray(s, dtype=np.float64) for s in slots]
+
+
+@register_policy("oracle")
+class OraclePolicy(Policy):
+    """Keeps the replicas that the known future arrivals need (see the module docstring).
+
+    Args:
+        arrivals: function or workflow name -> arrival times (s, platform clock).
+        idle_budget_s: planned idle replica-seconds to spend on serving uses warm (the knob).
+        lead_s: upper bound of a cold start, seconds (start this long before a use).
+        hold_s: seconds one arrival holds its replica.
+        lead_s_by_function: per-function ``lead_s`` (functions not listed use ``lead_s``).
+    """
+
+    name = "oracle"
+    description = "Oracle bound: knows future arrivals; least cold starts for an idle budget."
+    needs_arrivals: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        arrivals: Mapping[str, Sequence[float]] | None = None,
+        idle_budget_s: float = math.inf,
+        lead_s: float = 5.0,
+        hold_s: float = 1.0,
+        lead_s_by_function: Mapping[str, float] | None = None,
+    ) -> None:
+        if not idle_budget_s >= 0 or not lead_s >= 0 or not hold_s > 0:
+            raise ValueError("oracle: need idle_budget_s >= 0, lead_s >= 0 and hold_s > 0")
+        self.leads = {str(k): float(v) for k, v in (lead_s_by_function or {}).items()}
+        if any(not v >= 0 for v in self.leads.values()):
+            raise ValueError("oracle: lead_s_by_function values must be >= 0")
+        self.idle_budget_s = float(idle_budget_s)
+        self.lead_s = float(lead_s)
+        self.hold_s = float(hold_s)
+        self._given = {str(k): np.asarray(v, dtype=np.float64) for k, v in (arrivals or {}).items()}
+        # per function: per slot (use start times, covered flags)
+        self._slots: dict[str, list[tuple[np.ndarray, np.ndarray]]] | None = None
+        self.planned_idle_s = 0.0
+
+    def planned_cost_s(self, workflows: Mapping[str, Workflow], tick_s: float) -> float:
+        """Idle seconds that serving every given arrival warm would plan (the budget's top).
+
+        Args:
+            workflows: the workflows the arrival keys may name.
+            tick_s: the daemon's tick.
+        """
+        slots = self._slots_of(workflows)
+        return float(
+            sum(
+                np.minimum(
+                    np.diff(uses, prepend=-math.inf) - self.hold_s, self._horizon_s(fn, tick_s)
+                ).sum()
+                for fn, fn_slots in slots.items()
+                for uses in fn_slots
+            )
+        )
+
+    def _horizon_s(self, function: str, tick_s: float) -> float:
+        return self.leads.get(function, self.lead_s) + tick_s
+
+    def _slots_of(self, workflows: Mapping[str, Workflow]) -> dict[str, list[np.ndarray]]:
+        per_fn: dict[str, list[np.ndarray]] = {}
+        for key, times in self._given.items():
+            wf = workflows.get(key)
+            for fn in wf.functions if wf is not None else (key,):
+                per_fn.setdefault(fn, []).append(times)
+        return {fn: assign_slots(np.concatenate(p), self.hold_s) for fn, p in per_fn.items()}
+
+    def _build(self, observation: Observation) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+        slots = self._slots_of(observation.workflows)
+        costs: list[np.ndarray] = []
+        starts: list[np.ndarray] = []
+        for fn, fn_slots in slots.items():
+            horizon_s = self._horizon_s(fn, observation.tick_s)
+            for uses in fn_slots:
+                gaps = np.diff(uses, prepend=-math.inf) - self.hold_s
+                costs.append(np.minimum(gaps, horizon_s))
+                starts.append(uses)
+        flat_cost = np.concatenate(costs) if costs else np.zeros(0)
+        order = np.lexsort((np.concatenate(starts) if starts else np.zeros(0), flat_cost))
+        spent = np.cumsum(flat_cost[order])
+        covered = np.zeros(len(flat_cost), dtype=bool)
+        covered[order[spent <= self.idle_budget_s + 1e-9]] = True
+        self.planned_idle_s = float(flat_cost[covered].sum())
+        out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        pos = 0
+        for fn, fn_slots in slots.items():
+            out[fn] = []
+            for uses in fn_slots:
+                out[fn].append((uses, covered[pos : pos + len(uses)]))
+                pos += len(uses)
+        return out
+
+    def _keep_slot(
+        self, uses: np.ndarray, covered: np.ndarray, now_s: float, tick_s: float, horizon_s: float
+    ) -> bool:
+        i = int(np.searchsorted(uses, now_s, side="right"))  # uses[i] is the next use
+        prev_end = uses[i - 1] + self.hold_s if i > 0 else -math.inf
+        if prev_end > now_s and covered[i - 1]:  # a covered use may still be on its way
+            return True
+        if i >= len(uses) or not covered[i]:
+            return False  # nothing ahead, or the next use is served cold
+        next_s = float(uses[i])
+        return next_s - prev_end <= horizon_s or next_s - now_s <= horizon_s
+
+    def decide(self, observation: Observation) -> Decision:
+        """Replicas for the uses ahead that fit the budget. See the module docstring."""
+        if self._slots is None:
+            self._slots = self._build(observation)
+        now_s, tick_s = observation.now_s, observation.tick_s
+        out: dict[str, FunctionDecision] = {}
+        for name, fn in observation.functions.items():
+            slots = self._slots.get(name, [])
+            horizon_s = self._horizon_s(name, tick_s)
+            keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, tick_s, horizon_s))
+            want = math.ceil(keep / max(1, fn.max_inflight))
+            floor = math.ceil(fn.inflight / max(1, fn.max_inflight))
+            if fn.queued > 0:
+                floor = max(floor, fn.replicas_ready + fn.replicas_starting)
+            out[name] = FunctionDecision(
+                replicas=max(want, floor), reason=f"{keep} slot(s) needed ahead"
+            )
+        return Decision(functions=out, reason=f"oracle idle budget {self.idle_budget_s:g}s")

@@ -1,0 +1,68 @@
+"""Policies for a run, with what some of them are owed: the oracle is given the trace.
+
+A policy class that declares ``needs_arrivals`` (``scheduler.registry.PolicyInfo``) gets the
+run's arrival times as its ``arrivals`` parameter, on the daemon's clock. A mix's arrivals are
+given for every workflow of the mix: the oracle knows *when* a request comes, not which of the
+mix's workflows the platform will draw for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from scheduler.policy import Policy
+    from testbed.core.workflows import WorkflowCatalog
+
+__all__ = ["arrivals_for_policy", "create_run_policy"]
+
+
+def arrivals_for_policy(
+    arrivals_s: Mapping[str, Any], catalog: WorkflowCatalog | None, *, offset_s: float = 0.0
+) -> dict[str, np.ndarray]:
+    """Target → times on the daemon clock, mixes expanded into their workflows.
+
+    Args:
+        arrivals_s: the trace's ``{target: times from its start}``.
+        catalog: resolves mixes (None: targets are taken as they are).
+        offset_s: the daemon-clock time of the trace's start (0 on the simulator, the Unix
+            time of ``t0`` in live runs).
+    """
+    out: dict[str, list[np.ndarray]] = {}
+    for target, times in arrivals_s.items():
+        shifted = np.asarray(times, dtype=np.float64) + offset_s
+        for name in _workflows_of(target, catalog):
+            out.setdefault(name, []).append(shifted)
+    return {name: np.sort(np.concatenate(parts)) for name, parts in out.items()}
+
+
+def _workflows_of(target: str, catalog: WorkflowCatalog | None) -> list[str]:
+    """A mix's workflows, a workflow itself, or a function name as it is."""
+    if catalog is None or (target not in catalog.mixes and target not in catalog.workflows):
+        return [target]
+    return list(catalog.resolve(target).weights)
+
+
+def create_run_policy(
+    name: str,
+    params: Mapping[str, Any],
+    *,
+    arrivals_s: Mapping[str, Any] | None = None,
+    catalog: WorkflowCatalog | None = None,
+    offset_s: float = 0.0,
+) -> Policy:
+    """The registered policy ``name``, given the run's arrivals when it declares it needs them.
+
+    Raises:
+        KeyError / ValueError / TypeError: as ``scheduler.registry.create_policy``.
+    """
+    from scheduler.registry import available_policies, create_policy
+
+    chosen = dict(params)
+    info = available_policies().get(name)
+    if info is not None and info.needs_arrivals and "arrivals" not in chosen:
+        chosen["arrivals"] = arrivals_for_policy(arrivals_s or {}, catalog, offset_s=offset_s)
+    return create_policy(name, chosen)

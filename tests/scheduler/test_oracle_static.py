@@ -1,0 +1,123 @@
+"""oracle and static-pool: the oracle bound holds against every baseline; static pool sanity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scheduler.policies.oracle import OraclePolicy, assign_slots
+from scheduler.policies.static_pool import StaticPoolPolicy
+from scheduler.policy import Observation
+from scheduler.registry import available_policies, create_policy
+from testbed.core.platform import QoS, Stage, Workflow
+from tests.scheduler.sched_helpers import fobs, step
+from tests.scheduler.sim_scenarios import run_scenario
+
+SERVICE_S = 0.5
+COLD_S = 1.5
+UNTIL_S = 900.0
+
+
+def _arrivals() -> list[float]:
+    """Timers every 45 s, three bursts of 12 calls in 20 s, 15 calls at random (seeded)."""
+    rng = np.random.default_rng(3)
+    times = list(np.arange(5.0, UNTIL_S, 45.0))
+    for start in (100.0, 400.0, 650.0):
+        times += list(start + np.sort(rng.uniform(0, 20, 12)))
+    times += list(rng.uniform(0, UNTIL_S, 15))
+    return sorted(float(t) for t in times)
+
+
+def _point(name: str, params: dict) -> tuple[float, int]:
+    run = run_scenario(
+        create_policy(name, params),
+        {"f": _arrivals()},
+        UNTIL_S,
+        service_s=SERVICE_S,
+        cold_start_s=COLD_S,
+    )
+    return run.idle_replica_s, run.cold_starts
+
+
+def _envelope_at(points: list[tuple[float, int]], idle_s: float) -> int:
+    """Fewest cold starts among points spending at most ``idle_s`` (the cheapest point's
+    cold starts when none is that cheap)."""
+    within = [c for i, c in points if i <= idle_s + 1e-9]
+    return min(within) if within else min(points)[1]
+
+
+def test_assign_slots_uses_lowest_free_slot() -> None:
+    slots = assign_slots([0.0, 0.2, 0.4, 2.0, 2.1, 5.0], hold_s=1.0)
+    assert [s.tolist() for s in slots] == [[0.0, 2.0, 5.0], [0.2, 2.1], [0.4]]
+
+
+def test_oracle_is_never_beaten_at_equal_or_smaller_idle() -> None:
+    arrivals = {"f": _arrivals()}
+    oracle = [
+        _point("oracle", {"arrivals": arrivals, "idle_budget_s": b, "lead_s": 2.0})
+        for b in (0.0, 30.0, 60.0, 100.0, 150.0, 1e9)
+    ]
+    assert oracle[-1][1] == 0  # with the whole budget every call is served warm
+    assert [c for _, c in oracle] == sorted((c for _, c in oracle), reverse=True)
+    baselines = (
+        [("keep-alive", {"window_s": w}) for w in (5.0, 10.0, 30.0, 60.0, 300.0)]
+        + [("static-pool", {"replicas": n}) for n in (0, 1, 2)]
+        + [("hybrid-histogram", {}), ("knative-kpa", {})]
+    )
+    for name, params in baselines:
+        idle_s, cold = _point(name, params)
+        assert _envelope_at(oracle, idle_s) <= cold, (name, params, idle_s, cold, oracle)
+
+
+def test_oracle_expands_workflows_and_prewarms_just_in_time() -> None:
+    stages = (Stage("a", "a"), Stage("b", "b", after=("a",)))
+    wf = Workflow(name="w", qos=QoS(target_s=1.0), stages=stages)
+    policy = OraclePolicy(arrivals={"w": [100.0]}, lead_s=5.0, hold_s=1.0)
+
+    def at(t: float) -> dict[str, int | None]:
+        o = Observation(
+            now_s=t,
+            tick_s=1.0,
+            functions={n: fobs(n, replicas_ready=0) for n in ("a", "b", "c")},
+            workflows={"w": wf},
+        )
+        return {n: d.replicas for n, d in policy.decide(o).functions.items()}
+
+    assert at(93.0) == {"a": 0, "b": 0, "c": 0}  # 7 s ahead > lead 5 s + tick 1 s
+    assert at(94.0) == {"a": 1, "b": 1, "c": 0}
+    assert at(100.5) == {"a": 1, "b": 1, "c": 0}  # held for hold_s after the call
+    assert at(101.0) == {"a": 0, "b": 0, "c": 0}
+
+
+def test_oracle_never_releases_replicas_serving_or_queued() -> None:
+    policy = OraclePolicy(arrivals={}, idle_budget_s=0.0)
+    d = step(policy, 10.0, inflight=3, queued=2, replicas_ready=1, replicas_starting=2)
+    assert d.functions["f"].replicas == 3
+
+
+def test_static_pool_holds_n_and_keeps_replicas_for_queued_requests() -> None:
+    assert "replicas" in available_policies()["static-pool"].parameters
+    policy = create_policy("static-pool", {"replicas": "2"})
+    assert isinstance(policy, StaticPoolPolicy) and policy.replicas == 2
+    assert step(policy, 0.0, replicas_ready=0).functions["f"].replicas == 2
+    assert (
+        step(policy, 1.0, arrivals=50, inflight=9, queued=5, replicas_ready=4)
+        .functions["f"]
+        .replicas
+        == 4
+    )
+    assert step(policy, 2.0, replicas_ready=4).functions["f"].replicas == 2
+    with pytest.raises(ValueError, match="static-pool"):
+        StaticPoolPolicy(replicas=-1)
+
+
+def test_static_pool_in_the_simulator_trades_idle_for_cold_starts() -> None:
+    points = [_point("static-pool", {"replicas": n}) for n in (0, 1, 2, 3)]
+    idle = [i for i, _ in points]
+    cold = [c for _, c in points]
+    assert idle == sorted(idle) and cold == sorted(cold, reverse=True)
+    # a pool of n idles about n replicas for the whole run (less the time they serve)
+    for n, (i, _) in enumerate(points):
+        if n:
+            assert n * UNTIL_S * 0.9 < i <= n * UNTIL_S
+    assert cold[3] == 0
