@@ -13,8 +13,10 @@ Semantics follow the gateway's (testbed/gateway):
   limits and for how many calls share the replica; the gateway's own overhead (a profile
   sample) is added to every call's response;
 * a replica whose memory limit is below the function's measured peak is OOM-killed while it
-  serves a call: the call fails with 502, the replica is reported ``oom-killed`` and the
-  gateway starts a replacement if the target needs one;
+  serves a call: the call fails with 502; until the gateway's next health poll (every
+  ``health_poll_s``) the dead replica still counts as ready and calls routed to it fail with
+  502 too; at the poll it is reported ``oom-killed`` and a replacement starts if the target
+  needs one;
 * a call still queued ``queue_timeout_s`` after it arrived fails with 504 (the gateway's
   ``cold_start_timeout_s``, 60 s, bounds a wait for a replica: ``FunctionPool.acquire``);
 * the host has ``host_cores`` cores (default: the profile's machine): every running call
@@ -56,7 +58,10 @@ PROFILE_ANNOTATION = "aquatope.sim/profile"
 STARTING, READY, STOPPING, GONE, OOM = 0, 1, 2, 3, 4
 STATE_NAMES = {STARTING: "starting", READY: "ready", STOPPING: "stopping", OOM: "oom-killed"}
 # event kinds
-_EV_READY, _EV_DONE, _EV_STAGE_DONE, _EV_ARRIVE, _EV_TIMEOUT, _EV_CPU = 0, 1, 2, 3, 4, 5
+_EV_READY, _EV_DONE, _EV_STAGE_DONE, _EV_ARRIVE, _EV_TIMEOUT, _EV_CPU, _EV_POLL = range(7)
+# The gateway's health poll (testbed/gateway/core.py, _MONITOR_INTERVAL_S): a dead replica is
+# noticed, dropped and replaced at the next poll; until then calls routed to it fail (502).
+GATEWAY_HEALTH_POLL_S = 0.5
 _V_EPS = 1e-12  # virtual-time slack when collecting finished CPU jobs
 # call states
 _QUEUED, _RUNNING, _FINISHED = 0, 1, 2
@@ -75,6 +80,7 @@ def derive_rng(seed: int, *key: str) -> np.random.Generator:
 
 class _Replica:
     __slots__ = (
+        "dead",
         "fn",
         "id",
         "inflight",
@@ -94,6 +100,7 @@ class _Replica:
         self.startup_s: float | None = None
         self.inflight = 0
         self.last_used_s = now
+        self.dead = False  # OOM-killed, not yet noticed by the gateway's health poll
 
 
 class _Call:
@@ -275,6 +282,8 @@ class Engine:
         invoke_timeout_s: the gateway's whole-call timeout (bounds ``drain`` and ``invoke``).
         queue_timeout_s: a call queued this long fails with 504; default: the gateway's
             ``cold_start_timeout_s`` (60 s), or ``invoke_timeout_s`` when that is shorter.
+        health_poll_s: period of the gateway's health poll that notices dead replicas (polls
+            at multiples of it); 0 notices them at once.
         start_s: the clock's initial time.
         host_cores: cores of the simulated host shared by all replicas (see the module
             docstring); None takes the profile machine's ``cpu_count`` (unlimited when the
@@ -293,6 +302,7 @@ class Engine:
         start_s: float = 0.0,
         host_cores: float | None = None,
         queue_timeout_s: float | None = None,
+        health_poll_s: float = GATEWAY_HEALTH_POLL_S,
     ) -> None:
         self.profile = profile
         if host_cores is None:
@@ -300,6 +310,9 @@ class Engine:
         if not float(host_cores) > 0:
             raise ConfigError(f"host_cores must be positive, got {host_cores}")
         self.host_cores = float(host_cores)
+        if not float(health_poll_s) >= 0:
+            raise ConfigError(f"health_poll_s must be >= 0, got {health_poll_s}")
+        self.health_poll_s = float(health_poll_s)
         # processor sharing (only when the host's cores are finite)
         self._ps = math.isfinite(self.host_cores)
         self.cpu_busy = 0.0  # cores demanded now: running calls and starting replicas
@@ -478,6 +491,8 @@ class Engine:
                     self._arrive(targets[a], b, t)
                 elif ev == _EV_CPU:
                     self._on_cpu(a)
+                elif ev == _EV_POLL:
+                    self._on_poll(a)
                 else:
                     self._on_timeout(a, t)
             else:
@@ -573,6 +588,11 @@ class Engine:
 
     def _start(self, call: _Call, r: _Replica, t: float) -> None:
         fn = call.fn
+        if r.dead:  # routed to a replica the gateway has not yet noticed is gone
+            call.state = _RUNNING
+            fn.ver += 1
+            self._finish_call(call, t, 502, "oom-killed")
+            return
         r.inflight += 1
         fn.running += 1
         call.state = _RUNNING
@@ -637,9 +657,13 @@ class Engine:
         r.last_used_s = t
         fn.running -= 1
         fn.ver += 1
-        if call.oom and r.state in (READY, STOPPING):
+        if call.oom and r.state == READY and not r.dead and self.health_poll_s > 0:
+            r.dead = True
+            poll = self.health_poll_s
+            self._push((math.floor(t / poll) + 1) * poll, _EV_POLL, r)
+        elif call.oom and r.state in (READY, STOPPING) and not r.dead:
             self._kill(r, OOM)
-        if r.state == OOM:
+        if r.dead or r.state == OOM:
             self._finish_call(call, t, 502, "oom-killed")
         else:
             self._finish_call(call, t, 200, "")
@@ -773,6 +797,10 @@ class Engine:
         queue = fn.queue
         while queue and r.inflight < fn.max_inflight:
             self._start(queue.popleft(), r, t)
+
+    def _on_poll(self, r: _Replica) -> None:
+        if r.state in (READY, STOPPING) and r in r.fn.replicas:
+            self._kill(r, OOM)
 
     def _kill(self, r: _Replica, state: int) -> None:
         fn = r.fn

@@ -31,7 +31,14 @@ from testbed.core.platform import (
     Workflow,
     WorkflowMix,
 )
-from testbed.sim.engine import PROFILE_ANNOTATION, STATE_NAMES, Engine, _Fn, normalise_arrivals
+from testbed.sim.engine import (
+    GATEWAY_HEALTH_POLL_S,
+    PROFILE_ANNOTATION,
+    STATE_NAMES,
+    Engine,
+    _Fn,
+    normalise_arrivals,
+)
 from testbed.sim.profile import Profile, load_profile
 from testbed.sim.records import write_csv_atomic
 
@@ -98,6 +105,8 @@ class SimPlatform:
         invoke_timeout_s: the gateway's whole-call timeout (bounds ``drain`` and ``invoke``).
         queue_timeout_s: calls queued longer than this fail with 504 (default: the gateway's
             ``cold_start_timeout_s``, 60 s, or ``invoke_timeout_s`` when shorter).
+        health_poll_s: the gateway's health-poll period (0.5 s): an OOM-killed replica counts
+            as ready, and takes calls that fail with 502, until the next poll replaces it.
         start_s: initial simulated time.
         host_cores: cores shared by all replicas (CPU contention); None takes the profile
             machine's ``cpu_count``, ``math.inf`` (or ``"unlimited"``) turns contention off.
@@ -114,6 +123,7 @@ class SimPlatform:
         start_s: float = 0.0,
         host_cores: float | str | None = None,
         queue_timeout_s: float | None = None,
+        health_poll_s: float = GATEWAY_HEALTH_POLL_S,
     ) -> None:
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
         self.seed = seed
@@ -129,6 +139,7 @@ class SimPlatform:
             start_s=start_s,
             host_cores=host_cores,
             queue_timeout_s=queue_timeout_s,
+            health_poll_s=health_poll_s,
         )
         self.clock = SimClock(self._engine)
         self._workflow_defs: dict[str, Workflow] = {}

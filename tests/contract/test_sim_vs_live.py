@@ -4,12 +4,14 @@ Each scenario pins a gateway behaviour the simulator must reproduce because the 
 figures depend on it (cold starts, who waits for what, when a replica goes). Outcomes are
 compared as counts and orderings, never as timings: the live side runs on a shared machine.
 The simulator's profile gives the functions fixed times, the live side runs a real CPU-bound
-handler (``burn``).
+handler whose import also burns CPU (as torch's does), so a replica's start outlasts the
+few sends a scenario makes while it starts, even on a loaded machine.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,21 @@ from tests.sim.sim_helpers import make_profile
 FUNCTION = "fid-burn"
 SHORT = json.dumps({"n": 200_000}).encode()  # a call of ~0.1 s here
 LONG = json.dumps({"n": 4_000_000}).encode()  # a call of a few seconds
+SLOW_START_HANDLER = """
+    import hashlib, os
+
+    _digest = b"x"
+    for _ in range(1_500_000):  # a heavy import: about a second of CPU before the replica serves
+        _digest = hashlib.sha256(_digest).digest()
+
+
+    def handle(event, context):
+        n = int((event.json() or {}).get("n", 20000))
+        digest = b"x"
+        for _ in range(n):
+            digest = hashlib.sha256(digest).digest()
+        return {"statusCode": 200, "body": {"pid": os.getpid(), "digest": digest.hex()}}
+"""
 
 
 @dataclass
@@ -119,13 +136,18 @@ def side(
         yield Side(platform)
 
 
-def _spec(handler_dirs: dict[str, Path], *, on_demand: bool) -> FunctionSpec:
+@pytest.fixture(scope="module")
+def slow_start(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("slow-start")
+    (folder / "handler.py").write_text(textwrap.dedent(SLOW_START_HANDLER))
+    return folder
+
+
+def _spec(handler: Path, *, on_demand: bool) -> FunctionSpec:
     labels = {"com.openfaas.scale.min": "0", "com.openfaas.scale.max": "3"}
     if on_demand:
         labels[LABEL_SCALE_ON_DEMAND] = "true"
-    return FunctionSpec(
-        name=FUNCTION, handler=str(handler_dirs["burn"]), labels=labels, max_inflight=1
-    )
+    return FunctionSpec(name=FUNCTION, handler=str(handler), labels=labels, max_inflight=1)
 
 
 def _deploy_at_zero(side: Side, spec: FunctionSpec) -> None:
@@ -139,10 +161,10 @@ def _deploy_at_zero(side: Side, spec: FunctionSpec) -> None:
 
 
 def test_requests_queued_behind_a_starting_replica_are_served_in_arrival_order(
-    side: Side, handler_dirs: dict[str, Path]
+    side: Side, slow_start: Path
 ) -> None:
     """From zero, one replica starts (no scale-out); queued requests take it FIFO, all cold."""
-    _deploy_at_zero(side, _spec(handler_dirs, on_demand=False))
+    _deploy_at_zero(side, _spec(slow_start, on_demand=False))
     for i in range(4):
         side.send(SHORT)
         side.settle(lambda i=i: side.started() == i + 1)  # type: ignore[misc]
@@ -156,10 +178,10 @@ def test_requests_queued_behind_a_starting_replica_are_served_in_arrival_order(
 
 
 def test_scale_on_demand_starts_a_replica_per_queued_request_up_to_max(
-    side: Side, handler_dirs: dict[str, Path]
+    side: Side, slow_start: Path
 ) -> None:
     """``com.aquatope.scale-on-demand``: a burst of 4 from zero starts 3 replicas (max 3)."""
-    _deploy_at_zero(side, _spec(handler_dirs, on_demand=True))
+    _deploy_at_zero(side, _spec(slow_start, on_demand=True))
     side.burst(SHORT, 4)
     done = side.collect()
     assert sorted(i for i, _, _ in done) == [0, 1, 2, 3]
@@ -171,10 +193,10 @@ def test_scale_on_demand_starts_a_replica_per_queued_request_up_to_max(
 
 
 def test_scale_to_zero_drains_a_busy_replica_and_a_new_request_starts_cold(
-    side: Side, handler_dirs: dict[str, Path]
+    side: Side, slow_start: Path
 ) -> None:
     """A replica scaled away mid-call finishes it, takes nothing new, and goes when idle."""
-    _deploy_at_zero(side, _spec(handler_dirs, on_demand=False))
+    _deploy_at_zero(side, _spec(slow_start, on_demand=False))
     platform = side.platform
     platform.scale(FUNCTION, replicas=1)
     side.settle(lambda: platform.status(FUNCTION).replicas_ready == 1)

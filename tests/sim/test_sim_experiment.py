@@ -37,8 +37,9 @@ def test_keepalive_daemon_in_sim_time(tmp_path: Path) -> None:
     assert req["cold_start"].tolist() == [True, True, True]  # 30 s is after the 10 s window
     tl = results.timeline.set_index("t_s")
     alive = tl["replicas_ready"] + tl["replicas_starting"]
-    # alive from the first request until the window has passed, then scaled to zero
-    assert alive.loc[6.0] == 1 and alive.loc[15.0] == 1 and alive.loc[20.0] == 0
+    # the two requests at 5.0 and 5.5 needed two replicas at once (one queued behind the
+    # first's cold start): per-replica keep-alive holds both until the window has passed
+    assert alive.loc[6.0] == 2 and alive.loc[15.0] == 2 and alive.loc[20.0] == 0
     assert alive.loc[31.0] == 1 and alive.loc[50.0] == 0
     decisions = [
         json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()

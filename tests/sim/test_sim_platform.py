@@ -95,12 +95,44 @@ def test_oom_when_memory_limit_below_need() -> None:
     result = sim.invoke("f")
     assert result.status_code == 502 and not result.ok
     assert "oom-killed" in json.loads(result.body)["error"]
+    # as live (tests/gateway/test_local_backend.py waits for it): the gateway's health poll
+    # notices the dead replica within its interval
+    sim.run_until(sim.now + 0.5)
     states = [r.state for r in sim.status("f").replicas]
     assert "oom-killed" in states
     assert sim.metrics().functions["f"].errors == 1
     sim.set_limits("f", Limits(memory_mb=256))
     assert sim.invoke("f").ok
     assert sim.status("f").limits == Limits(memory_mb=256)
+
+
+def test_dead_replica_takes_calls_until_the_health_poll_notices_it() -> None:
+    """Until the gateway's next poll (every 0.5 s) an OOM-killed replica still looks ready."""
+    sim = _sim(memory_mb=200.0)  # service 0.5 s, cold start 1 s
+    sim.deploy(FunctionSpec(name="f", limits=Limits(memory_mb=128)))
+    sim.scale("f", replicas=1)
+    sim.run_until(10.2)
+    for t in (10.2, 10.8, 10.9, 11.2):
+        sim.submit("f", at_s=t)
+    sim.run_until(20.0)
+    rows = sim.results().requests.sort_values("intended_s")
+    # 10.2: OOM-killed at 10.7; 10.8/10.9: routed to the dead replica, 502 at once (not
+    # cold: it still counts as ready); poll at 11.0 drops it and starts a replacement;
+    # 11.2: cold, waits for the replacement (ready 12.0) and is killed again at 12.5
+    assert rows["status"].tolist() == [502, 502, 502, 502]
+    assert rows["end_s"].tolist() == pytest.approx([10.7, 10.8, 10.9, 12.5])
+    assert rows["cold_start"].tolist() == [False, False, False, True]
+    immediate = SimPlatform(sim.profile, health_poll_s=0.0)
+    immediate.deploy(FunctionSpec(name="f", limits=Limits(memory_mb=128)))
+    immediate.scale("f", replicas=1)
+    immediate.run_until(10.2)
+    immediate.submit("f", at_s=10.2)
+    immediate.submit("f", at_s=10.8)
+    immediate.run_until(20.0)
+    assert immediate.results().requests.sort_values("intended_s")["cold_start"].tolist() == [
+        False,
+        True,
+    ]
 
 
 def test_cpu_limit_and_concurrency_scale_service_time() -> None:
