@@ -44,7 +44,7 @@ from testbed.core.platform import Workflow
 __all__ = ["OraclePolicy", "assign_slots"]
 
 
-def assign_slots(times_s: Sequence[float], hold_s: float) -> list[np.ndarray]:
+def assign_slots(times_s: Sequence[float] | np.ndarray, hold_s: float) -> list[np.ndarray]:
     """Interval partitioning: per slot, the sorted start times of the uses it serves.
 
     Args:
