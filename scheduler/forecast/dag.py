@@ -188,11 +188,14 @@ def _shift(path: Any, steps: float) -> Any:
     n = arr.shape[-1]
     whole = int(steps)
     frac = steps - whole
-    idx = np.arange(n)
-    lo = arr[..., np.clip(idx - whole, 0, n - 1)]
-    lo = np.where(idx - whole < 0, arr[..., :1], lo)
+    # delayed by whole steps (holding the first value), then interpolated one step further
+    lo = np.empty_like(arr)
+    k = min(whole, n)
+    lo[..., :k] = arr[..., :1]
+    lo[..., k:] = arr[..., : n - k]
     if frac <= 0:
         return lo
-    hi = arr[..., np.clip(idx - whole - 1, 0, n - 1)]
-    hi = np.where(idx - whole - 1 < 0, arr[..., :1], hi)
+    hi = np.empty_like(lo)
+    hi[..., :1] = lo[..., :1]
+    hi[..., 1:] = lo[..., :-1]
     return (1.0 - frac) * lo + frac * hi

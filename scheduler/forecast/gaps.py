@@ -17,6 +17,7 @@ period within ``window`` firings).
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -45,6 +46,7 @@ class GapModel:
         self.window = int(window)
         self.min_gaps = int(min_gaps)
         self._gaps: deque[float] = deque(maxlen=self.window)
+        self._sorted: list[float] = []  # the same gaps, sorted (hazard by bisection)
         self._last_s: float | None = None
 
     @property
@@ -63,13 +65,22 @@ class GapModel:
         Args:
             now_s: the tick's time (seconds).
             active: whether the tick saw a call or a request in flight.
-            tick_s: tick length (gaps of one tick are back-to-back activity, not gaps).
+            tick_s: tick length (unused: a gap of one tick, back-to-back activity, is a gap
+                too, so a busy function reads as "called again within the next tick").
         """
+        del tick_s  # every gap counts, one tick (back-to-back calls) included
         if not active:
             return
-        if self._last_s is not None and now_s - self._last_s > tick_s * 1.5:
-            self._gaps.append(now_s - self._last_s)
+        if self._last_s is not None and now_s > self._last_s:
+            self._add(now_s - self._last_s)
         self._last_s = now_s
+
+    def _add(self, gap: float) -> None:
+        if len(self._gaps) == self.window:
+            old = self._gaps[0]
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+        self._gaps.append(gap)
+        bisect.insort(self._sorted, gap)
 
     def probability(self, *, now_s: float, horizon_s: float) -> tuple[float, int] | None:
         """Chance of a call within ``horizon_s`` and the number of gaps it rests on.
@@ -85,15 +96,11 @@ class GapModel:
         if self._last_s is None:
             return None
         idle = now_s - self._last_s
-        longer = 0
-        within = 0
-        for g in self._gaps:
-            if g > idle:
-                longer += 1
-                if g <= idle + horizon_s:
-                    within += 1
+        below = bisect.bisect_right(self._sorted, idle)
+        longer = len(self._sorted) - below
         if longer < self.min_gaps:
             return None
+        within = bisect.bisect_right(self._sorted, idle + horizon_s) - below
         return within / longer, longer
 
     def state_dict(self) -> dict[str, Any]:
@@ -103,5 +110,6 @@ class GapModel:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
         self._gaps = deque((float(g) for g in state.get("gaps", [])), maxlen=self.window)
+        self._sorted = sorted(self._gaps)
         last = state.get("last_s")
         self._last_s = None if last is None else float(last)

@@ -80,6 +80,8 @@ _MAX_COLD_S = 60.0  # cap on the lower bound a start in progress puts on the col
 _HEAVY = ("gp", "lstm")  # forecasters whose fit is expensive: refits are rationed
 _GAP_PRIOR = 1.0  # weight (in gaps) of the forecast in the first replica's need
 _FORECAST_LEVELS = (0.5, 0.9, 0.95, 0.99)
+_RATE_GRID = math.log(1.02)  # rates are rounded up to this log grid (need reuse)
+_SIG_STEPS = 96  # steps summarised to tell whether a function's traffic changed since a fit
 
 
 @dataclass
@@ -98,6 +100,7 @@ class _Fn:
     prev_ready: int = 0
     steps_since_fit: int = 1_000_000
     last_fit_s: float | None = None  # when the GP / LSTM hyperparameters were last fitted
+    fit_sig: tuple[float, float] = (0.0, 0.0)  # (mean, std) of the transformed recent window
     seen_s: list[float] = field(default_factory=list)  # level k-1: last time concurrency >= k
     fc_mean: list[float] = field(default_factory=list)
     fc_std: list[float] = field(default_factory=list)
@@ -106,6 +109,7 @@ class _Fn:
     forecaster_kind: str = ""
     paper_upper: list[float] = field(default_factory=list)  # lstm-paper: upper bound per step
     cached: tuple[int, np.ndarray] | None = None  # (horizon, calibrated scenario rows)
+    need_cache: tuple[tuple[Any, ...], tuple[float, ...]] | None = None  # inputs -> need
 
 
 class AquatopePrewarmPolicy(Policy):
@@ -138,6 +142,7 @@ class AquatopePrewarmPolicy(Policy):
         self._dag: DagPropagator | None = None
         self._dag_key: tuple[str, ...] = ()
         self._dag_state: Mapping[str, Any] = {}
+        self._targets: tuple[tuple[str, ...], dict[str, float]] = ((), {})  # strictest QoS
 
     # -- per-function bookkeeping ----------------------------------------------------------------
 
@@ -207,11 +212,22 @@ class AquatopePrewarmPolicy(Policy):
         return max(steps * self.config.step_s, self.config.refit_every_s)
 
     def _fit_due(self, st: _Fn, now_s: float) -> bool:
-        """Whether a GP / LSTM fit is due for this function (first fit or stale)."""
+        """Whether a GP / LSTM fit is due: first fit, or changed data, or too old.
+
+        A refit waits at least the refit interval and then happens only when the recent
+        data moved away from those of the last fit (:func:`_moved`) or the fit is older
+        than ``max_fit_age_s``: a function whose traffic has not changed keeps its
+        hyperparameters and is only re-conditioned.
+        """
         kind = self._wanted_kind(st)
         if kind not in _HEAVY:
             return False
-        return st.last_fit_s is None or now_s - st.last_fit_s >= self._fit_interval_s(kind)
+        if st.last_fit_s is None or st.forecaster_kind != kind:
+            return True
+        age = now_s - st.last_fit_s
+        if age < self._fit_interval_s(kind):
+            return False
+        return age >= self.config.max_fit_age_s or _moved(st.fit_sig, _signature(st.history))
 
     def _model_for(self, st: _Fn, kind: str) -> Forecaster:
         cfg = self.config
@@ -247,6 +263,7 @@ class AquatopePrewarmPolicy(Policy):
                 st.steps_since_fit = 0
                 if kind in _HEAVY:
                     st.last_fit_s = now_s
+                    st.fit_sig = _signature(st.history)
             else:
                 model.update(history, end_s=now_s)
             fc = model.predict(horizon)
@@ -375,10 +392,17 @@ class AquatopePrewarmPolicy(Policy):
 
     def _blocked_cost(self, name: str, obs: Observation, cold_s: float) -> float:
         """Price of an arrival that finds no warm slot (idle replica-seconds)."""
-        targets = [wf.qos.target_s for wf in obs.workflows.values() if name in wf.functions]
+        key = tuple(sorted(obs.workflows))
+        if self._targets[0] != key:
+            strictest: dict[str, float] = {}
+            for wf in obs.workflows.values():
+                for fn in wf.functions:
+                    strictest[fn] = min(strictest.get(fn, math.inf), wf.qos.target_s)
+            self._targets = (key, strictest)
+        target = self._targets[1].get(name)
         share = 1.0
-        if targets and cold_s < min(targets):
-            share = cold_s / min(targets)
+        if target is not None and cold_s < target:
+            share = cold_s / target
         return self.config.miss_price_s * share
 
     def _need(
@@ -398,16 +422,32 @@ class AquatopePrewarmPolicy(Policy):
         per = max(fo.max_inflight, 1)
         if cfg.forecaster == "recent":
             return [1.0 if obs.now_s - t < cfg.recent_window_s else 0.0 for t in st.seen_s]
-        rows = np.asarray(counts.get(name, np.zeros((len(SIZING_LEVELS), steps))))
-        rates = (rows[:, :steps].max(axis=1) / cfg.step_s).tolist()
-        need = replica_need(
-            rates,
-            _WEIGHTS,
-            self._service(st),
-            horizon_s=window_s,
-            max_inflight=per,
-            max_replicas=fo.max_replicas,
-        )
+        rows = counts.get(name)
+        rates: tuple[float, ...] = ()
+        if rows is not None:  # rounded up to a 2 % grid: the need is reused while it holds
+            top = rows[:, :steps].max(axis=1) / cfg.step_s
+            rates = tuple(_round_up(top).tolist())
+        # probabilities below idle / blocked cost decide nothing: stop there (one more kept
+        # so the rule sees where it fails)
+        floor = 0.5 * window_s / max(self._blocked_cost(name, obs, cold_s), _EPS)
+        key = (rates, self._service(st), window_s, per, fo.max_replicas, floor)
+        if st.need_cache is not None and st.need_cache[0] == key:
+            need = list(st.need_cache[1])
+        else:
+            need = (
+                replica_need(
+                    rates,
+                    _WEIGHTS,
+                    self._service(st),
+                    horizon_s=window_s,
+                    max_inflight=per,
+                    max_replicas=fo.max_replicas,
+                    floor=min(floor, 1e-3),
+                )
+                if rates
+                else []
+            )
+            st.need_cache = (key, tuple(need))
         if cfg.gaps:
             hazard = st.gaps.probability(now_s=obs.now_s, horizon_s=window_s + obs.tick_s)
             if hazard is not None:
@@ -559,6 +599,34 @@ class AquatopePrewarmPolicy(Policy):
         self._dag_state = dict(state.get("dag", {}))
         self._dag = None
         self._dag_key = ()
+
+
+def _round_up(rates: np.ndarray) -> np.ndarray:
+    """Rates rounded up to a 2 % logarithmic grid (zero stays zero)."""
+    out = np.zeros_like(rates)
+    pos = rates > 0
+    out[pos] = np.exp(np.ceil(np.log(rates[pos]) / _RATE_GRID) * _RATE_GRID)
+    return out
+
+
+def _signature(history: deque[float]) -> tuple[float, float]:
+    """Mean and spread of the variance-stabilised last :data:`_SIG_STEPS` counts."""
+    tail = list(itertools.islice(history, max(len(history) - _SIG_STEPS, 0), None))
+    if not tail:
+        return (0.0, 0.0)
+    z = 2.0 * np.sqrt(np.asarray(tail, dtype=np.float64) + 0.375)
+    return (float(z.mean()), float(z.std()))
+
+
+def _moved(old: tuple[float, float], new: tuple[float, float]) -> bool:
+    """Whether the data moved enough since a fit to refit (level or spread).
+
+    In the variance-stabilised scale Poisson noise has unit spread: a level shift of more
+    than half a unit, or a spread changed by more than half or double, is a new regime.
+    """
+    level = abs(new[0] - old[0]) > 0.5 * max(old[1], 1.0)
+    spread = not 0.5 <= (new[1] + 0.1) / (old[1] + 0.1) <= 2.0
+    return level or spread
 
 
 def _registry_signature() -> inspect.Signature:

@@ -32,7 +32,9 @@ class PrewarmConfig:
         history_steps: steps of history kept per function.
         min_history_steps: steps before the forecaster replaces the EWMA fallback.
         refit_every_steps: steps between hyperparameter refits (conditioning every step).
-        refit_every_s: a function's GP is refitted at most this often (seconds).
+        refit_every_s: a function's GP is refitted at most this often (seconds), and only
+            when its recent traffic changed since the last fit (level or spread).
+        max_fit_age_s: a fit older than this is redone even if nothing changed (seconds).
         max_fits_per_tick: GP / LSTM fits one tick may run (the most stale first).
         lstm_min_steps: history the LSTM waits for before its first training (the paper
             trains on days; 360 steps of 10 s is an hour).
@@ -65,6 +67,7 @@ class PrewarmConfig:
     min_history_steps: int = 12
     refit_every_steps: int = 6
     refit_every_s: float = 60.0
+    max_fit_age_s: float = 21600.0
     max_fits_per_tick: int = 1
     lstm_min_steps: int = 360
     lstm_epochs: int = 15
@@ -90,7 +93,7 @@ class PrewarmConfig:
         for name in ("step_s", "miss_price_s", "cold_start_s", "service_s", "recent_window_s"):
             if not float(getattr(self, name)) > 0:
                 raise bad(name, "> 0")
-        for name in ("refit_every_s", "start_weight", "max_start_ratio"):
+        for name in ("refit_every_s", "max_fit_age_s", "start_weight", "max_start_ratio"):
             if not float(getattr(self, name)) >= 0:
                 raise bad(name, ">= 0")
         if self.min_history_steps < 4:
