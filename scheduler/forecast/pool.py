@@ -29,6 +29,7 @@ What decides whether a request cold-starts is whether it finds a free warm repli
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -363,28 +364,42 @@ def replica_need(
     if total_w <= 0:
         return []
     service = max(service_s, 1e-6)
-    scen = [(w / total_w, r, r * service) for r, w in merged.items() if r > 0]
-    if not scen:
-        return []
-    # per scenario: pmf(j - 1) and tail T(j) of Poisson(a), advanced level by level
-    pmf = [math.exp(-a) for _, _, a in scen]  # pmf(0)
-    tail = [1.0 - p for p in pmf]  # T(1)
-    level = 1  # j of the replica being evaluated
+    out: list[float] = []
+    for rate, w in merged.items():
+        if rate <= 0:
+            continue
+        one = _need_one(rate, service, float(horizon_s), max_inflight, max_replicas, floor)
+        share = w / total_w
+        for k, p in enumerate(one):
+            if k < len(out):
+                out[k] += share * p
+            else:
+                out.append(share * p)
+    while out and out[-1] < floor:
+        out.pop()
+    return [min(p, 1.0) for p in out]
+
+
+@functools.lru_cache(maxsize=65536)
+def _need_one(
+    rate: float, service_s: float, horizon_s: float, per: int, max_replicas: int, floor: float
+) -> tuple[float, ...]:
+    """:func:`replica_need` for one rate scenario (memoised: rates recur across ticks)."""
+    a = rate * service_s
+    pmf = math.exp(-a)  # pmf(j - 1), starting at j = 1
+    tail = 1.0 - pmf  # T(j)
+    level = 1
     out: list[float] = []
     for _k in range(max_replicas):
-        prob = 0.0
-        for i, (w, r, _a) in enumerate(scen):
-            prob += w * (1.0 - (1.0 - tail[i]) * math.exp(-r * horizon_s * pmf[i]))
-        prob = min(max(prob, 0.0), 1.0)
+        prob = 1.0 - (1.0 - tail) * math.exp(-rate * horizon_s * pmf)
         if prob < floor:
             break
         out.append(prob)
-        for _ in range(max_inflight):  # advance j by max_inflight levels
-            for i, (_w, _r, a) in enumerate(scen):
-                pmf[i] = pmf[i] * a / level
-                tail[i] = max(tail[i] - pmf[i], 0.0)
+        for _ in range(per):
+            pmf = pmf * a / level
+            tail = tail - pmf if tail > pmf else 0.0
             level += 1
-    return out
+    return tuple(out)
 
 
 def replicas_worth_keeping(

@@ -80,7 +80,7 @@ _MAX_COLD_S = 60.0  # cap on the lower bound a start in progress puts on the col
 _HEAVY = ("gp", "lstm")  # forecasters whose fit is expensive: refits are rationed
 _GAP_PRIOR = 1.0  # weight (in gaps) of the forecast in the first replica's need
 _FORECAST_LEVELS = (0.5, 0.9, 0.95, 0.99)
-_RATE_GRID = math.log(1.02)  # rates are rounded up to this log grid (need reuse)
+_RATE_GRID = math.log(1.1)  # rates and times are rounded up to this log grid (need reuse)
 _SIG_STEPS = 96  # steps summarised to tell whether a function's traffic changed since a fit
 
 
@@ -424,13 +424,14 @@ class AquatopePrewarmPolicy(Policy):
             return [1.0 if obs.now_s - t < cfg.recent_window_s else 0.0 for t in st.seen_s]
         rows = counts.get(name)
         rates: tuple[float, ...] = ()
-        if rows is not None:  # rounded up to a 2 % grid: the need is reused while it holds
+        if rows is not None:  # rounded up to a 10 % grid: the need is reused while it holds
             top = rows[:, :steps].max(axis=1) / cfg.step_s
             rates = tuple(_round_up(top).tolist())
         # probabilities below idle / blocked cost decide nothing: stop there (one more kept
         # so the rule sees where it fails)
-        floor = 0.5 * window_s / max(self._blocked_cost(name, obs, cold_s), _EPS)
-        key = (rates, self._service(st), window_s, per, fo.max_replicas, floor)
+        floor = round(0.5 * window_s / max(self._blocked_cost(name, obs, cold_s), _EPS), 4)
+        service_s, reach_s = _round_up(np.array([self._service(st), window_s])).tolist()
+        key = (rates, service_s, reach_s, per, fo.max_replicas, floor)
         if st.need_cache is not None and st.need_cache[0] == key:
             need = list(st.need_cache[1])
         else:
@@ -438,8 +439,8 @@ class AquatopePrewarmPolicy(Policy):
                 replica_need(
                     rates,
                     _WEIGHTS,
-                    self._service(st),
-                    horizon_s=window_s,
+                    service_s,
+                    horizon_s=reach_s,
                     max_inflight=per,
                     max_replicas=fo.max_replicas,
                     floor=min(floor, 1e-3),
@@ -602,7 +603,7 @@ class AquatopePrewarmPolicy(Policy):
 
 
 def _round_up(rates: np.ndarray) -> np.ndarray:
-    """Rates rounded up to a 2 % logarithmic grid (zero stays zero)."""
+    """Rates (or times) rounded up to a 10 % logarithmic grid (zero stays zero)."""
     out = np.zeros_like(rates)
     pos = rates > 0
     out[pos] = np.exp(np.ceil(np.log(rates[pos]) / _RATE_GRID) * _RATE_GRID)
