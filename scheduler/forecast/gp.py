@@ -26,6 +26,8 @@ count in each step. torch and gpytorch are imported lazily, on first use.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Any
 
@@ -214,6 +216,36 @@ class GPForecaster:
             self._params = self._export()
             self._weights = {}
         self._z = y.numpy().copy()
+
+    def fit_rows(self, rows: Sequence[np.ndarray]) -> list[GPForecaster]:
+        """Fit one GP per row, batched: rows of equal (windowed) length share one fit.
+
+        A batch of ``B`` independent GPs costs about one fit (the Adam loop's overhead, not
+        the ``window x window`` algebra, dominates), so functions due together are fitted
+        together.
+
+        Args:
+            rows: 1-D count histories (each at least 4 steps).
+
+        Returns:
+            One fitted single-function forecaster per row (this forecaster's options).
+        """
+        out: list[GPForecaster | None] = [None] * len(rows)
+        groups: dict[int, list[int]] = {}
+        for i, row in enumerate(rows):
+            groups.setdefault(min(len(row), self.window), []).append(i)
+        for length, idx in groups.items():
+            hist = np.stack([np.asarray(rows[i], dtype=np.float64)[-length:] for i in idx])
+            batch = copy.copy(self)
+            batch.fit(hist)
+            for j, i in enumerate(idx):
+                one = copy.copy(batch)
+                one._params = {k: v[j : j + 1].copy() for k, v in batch._params.items()}
+                one._z = batch._z[j : j + 1].copy()
+                one._n_functions = 1
+                one._weights = {}
+                out[i] = one
+        return [f for f in out if f is not None]
 
     def _export(self) -> dict[str, np.ndarray]:
         """Learned hyperparameters as numpy arrays of shape ``(n_functions,)``."""

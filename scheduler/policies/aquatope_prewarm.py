@@ -10,8 +10,10 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
    :class:`~scheduler.forecast.calibrate.ConformalCalibrator` turns mean and spread into
    calibrated quantiles at the 13 :data:`SIZING_LEVELS` (decile midpoints and a finer upper
    tail) that are exactly the rate scenarios the decision uses, so calibration tracks the
-   levels the pool is sized from. Fits are rationed (``max_fits_per_tick``, most stale first,
-   at most once per ``refit_every_s``); other steps only re-condition.
+   levels the pool is sized from. Fits are amortised: a function is refitted at most once per
+   ``refit_every_s`` and only when its traffic changed (or the fit is ``max_fit_age_s`` old);
+   the GPs due in a tick are fitted together in one batched fit; LSTM fits are rationed
+   (``max_fits_per_tick``, most stale first); other steps only re-condition.
 3. **Scenarios** for the look-ahead ``H = cold start + tick`` (a replica dropped now is back
    only after that): each level's largest rate over the steps ``H`` touches, floored by the
    rate seen so far in this step (``reactive``; the first call of a step is not a rate), and
@@ -222,12 +224,14 @@ class AquatopePrewarmPolicy(Policy):
         kind = self._wanted_kind(st)
         if kind not in _HEAVY:
             return False
-        if st.last_fit_s is None or st.forecaster_kind != kind:
+        if st.last_fit_s is None:
             return True
         age = now_s - st.last_fit_s
         if age < self._fit_interval_s(kind):
             return False
-        return age >= self.config.max_fit_age_s or _moved(st.fit_sig, _signature(st.history))
+        if st.forecaster_kind != kind or age >= self.config.max_fit_age_s:
+            return True
+        return _moved(st.fit_sig, _signature(st.history))
 
     def _model_for(self, st: _Fn, kind: str) -> Forecaster:
         cfg = self.config
@@ -243,6 +247,26 @@ class AquatopePrewarmPolicy(Policy):
             st.forecaster_kind = kind
             st.steps_since_fit = 1_000_000
         return st.forecaster
+
+    def _fit_gp_batch(self, names: list[str], now_s: float) -> None:
+        """Fit the GPs of ``names`` together (:meth:`GPForecaster.fit_rows`)."""
+        from scheduler.forecast.gp import GPForecaster
+
+        proto = GPForecaster(
+            step_s=self.config.step_s, levels=_FORECAST_LEVELS, seed=self.config.seed
+        )
+        rows = [np.asarray(self._fns[n].history, dtype=np.float64) for n in names]
+        try:
+            fitted = proto.fit_rows(rows)
+        except (ValueError, RuntimeError):  # numerical trouble: EWMA until the next interval
+            for name in names:
+                self._fns[name].last_fit_s = now_s
+            return
+        for name, model in zip(names, fitted, strict=True):
+            st = self._fns[name]
+            st.forecaster, st.forecaster_kind = model, "gp"
+            st.last_fit_s, st.steps_since_fit = now_s, 0
+            st.fit_sig = _signature(st.history)
 
     def _refresh_forecast(self, st: _Fn, now_s: float, horizon: int, may_fit: bool) -> None:
         kind = self._wanted_kind(st)
@@ -352,7 +376,10 @@ class AquatopePrewarmPolicy(Policy):
         horizon = max(need_steps.values(), default=1)
         due = [n for n in closed if self._fit_due(self._fns[n], obs.now_s)]
         due.sort(key=lambda n: (self._fns[n].last_fit_s is not None, self._fns[n].last_fit_s or 0))
-        fit_now = set(due[: cfg.max_fits_per_tick])
+        gp_due = [n for n in due if self._wanted_kind(self._fns[n]) == "gp"]
+        if gp_due:  # every GP due is fitted in one batched call (about the cost of one)
+            self._fit_gp_batch(gp_due, obs.now_s)
+        fit_now = set([n for n in due if n not in gp_due][: cfg.max_fits_per_tick])
         for name in closed:
             self._refresh_forecast(self._fns[name], obs.now_s, max(horizon, 2), name in fit_now)
 

@@ -35,7 +35,8 @@ class PrewarmConfig:
         refit_every_s: a function's GP is refitted at most this often (seconds), and only
             when its recent traffic changed since the last fit (level or spread).
         max_fit_age_s: a fit older than this is redone even if nothing changed (seconds).
-        max_fits_per_tick: GP / LSTM fits one tick may run (the most stale first).
+        max_fits_per_tick: LSTM fits one tick may run (the most stale first); the GPs due
+            in a tick are fitted together in one batched fit.
         lstm_min_steps: history the LSTM waits for before its first training (the paper
             trains on days; 360 steps of 10 s is an hour).
         lstm_epochs: training epochs of each LSTM fit.
