@@ -344,3 +344,22 @@ def test_cold_start_is_measured_while_replicas_keep_starting() -> None:
         reasons.append(d.functions["f"].reason)
     assert "cold=3.50s" in reasons[3]  # the first start, 3.5 s in progress: a lower bound
     assert 3.5 <= (pol._fns["f"].cold_start_s or 0.0) <= 4.5
+
+
+@pytest.mark.slow  # imports torch and trains the LSTM
+def test_paper_lstm_pool_is_a_selectable_variant() -> None:
+    # the paper's pre-warmer: ceil of the LSTM's upper bound of the count per step, trained
+    # once lstm_min_steps of history exist (EWMA's upper bound before)
+    pol = AquatopePrewarmPolicy(
+        forecaster="lstm-paper", step_s=2.0, lstm_min_steps=68, lstm_epochs=2, max_start_ratio=0
+    )
+    models = []
+    for t in range(1, 181):
+        n = 6 if (t // 20) % 2 else 1
+        f = fobs("f", arrivals=n, completions=n, mean_service_s=0.05, max_replicas=50)
+        d = pol.decide(Observation(now_s=float(t), tick_s=1.0, functions={"f": f}))
+        models.append(d.functions["f"].reason.split()[0])
+    st = pol._fns["f"]
+    assert models[30] == "ewma" and models[-1] == "lstm"
+    assert st.paper_upper  # the pool is ceil(upper count), not the per-replica rule
+    assert d.functions["f"].replicas >= np.ceil(st.paper_upper[0] - 1e-9)
