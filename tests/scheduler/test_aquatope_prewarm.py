@@ -248,13 +248,22 @@ def test_queued_requests_do_not_each_start_a_replica() -> None:
 
 
 def test_replicas_started_for_queued_requests_are_not_cancelled() -> None:
-    # the platform started 3 replicas for 3 queued calls of a function with no history and
-    # a tiny price: the decision keeps them (cancelling would strand the queue)
+    # light traffic, then 5 calls: 3 run on the ready replicas, 2 wait for the 2 replicas the
+    # platform started for them. The decision keeps all 5 (the old sizing said 3 and the
+    # platform cancelled the two starts, stranding the queue), even at a tiny price
     pol = AquatopePrewarmPolicy(forecaster="ewma", miss_price_s=0.01)
-    f = fobs("f", arrivals=3, inflight=3, queued=3, replicas_ready=0, replicas_starting=3)
-    d = pol.decide(Observation(now_s=1.0, tick_s=1.0, functions={"f": f}))
-    assert d.functions["f"].replicas == 3
-    idle = pol.decide(Observation(now_s=2.0, tick_s=1.0, functions={"f": fobs("f")}))
+    for t in range(1, 30):
+        pol.decide(
+            Observation(
+                now_s=float(t),
+                tick_s=1.0,
+                functions={"f": fobs("f", arrivals=1, completions=1, mean_service_s=0.05)},
+            )
+        )
+    f = fobs("f", arrivals=5, inflight=5, queued=2, replicas_ready=3, replicas_starting=2)
+    d = pol.decide(Observation(now_s=30.0, tick_s=1.0, functions={"f": f}))
+    assert d.functions["f"].replicas == 5
+    idle = pol.decide(Observation(now_s=31.0, tick_s=1.0, functions={"f": fobs("f")}))
     assert idle.functions["f"].replicas == 0  # with nothing queued the price decides
 
 
