@@ -82,7 +82,8 @@ _MAX_COLD_S = 60.0  # cap on the lower bound a start in progress puts on the col
 _HEAVY = ("gp", "lstm")  # forecasters whose fit is expensive: refits are rationed
 _GAP_PRIOR = 1.0  # weight (in gaps) of the forecast in the first replica's need
 _FORECAST_LEVELS = (0.5, 0.9, 0.95, 0.99)
-_RATE_GRID = math.log(1.1)  # rates and times are rounded up to this log grid (need reuse)
+_TOL_UP = 1.1  # the need is reused while its inputs stay within 10 % of those it used
+_GRID_STEP = math.log(1.05)  # ... on a 5 % grid, so replica_need's per-scenario memo hits
 _SIG_STEPS = 96  # steps summarised to tell whether a function's traffic changed since a fit
 
 
@@ -111,7 +112,10 @@ class _Fn:
     forecaster_kind: str = ""
     paper_upper: list[float] = field(default_factory=list)  # lstm-paper: upper bound per step
     cached: tuple[int, np.ndarray] | None = None  # (horizon, calibrated scenario rows)
-    need_cache: tuple[tuple[Any, ...], tuple[float, ...]] | None = None  # inputs -> need
+    # (exact inputs, rates, (service, window), need): reused while the inputs stay close
+    need_cache: (
+        tuple[tuple[Any, ...], tuple[float, ...], tuple[float, float], tuple[float, ...]] | None
+    ) = None
 
 
 class AquatopePrewarmPolicy(Policy):
@@ -450,32 +454,38 @@ class AquatopePrewarmPolicy(Policy):
         if cfg.forecaster == "recent":
             return [1.0 if obs.now_s - t < cfg.recent_window_s else 0.0 for t in st.seen_s]
         rows = counts.get(name)
-        rates: tuple[float, ...] = ()
-        if rows is not None:  # rounded up to a 10 % grid: the need is reused while it holds
-            top = rows[:, :steps].max(axis=1) / cfg.step_s
-            rates = tuple(_round_up(top).tolist())
+        raw: tuple[float, ...] = ()
+        if rows is not None:
+            raw = tuple((rows[:, :steps].max(axis=1) / cfg.step_s).tolist())
         # probabilities below idle / blocked cost decide nothing: stop there (one more kept
         # so the rule sees where it fails)
         floor = round(0.5 * window_s / max(self._blocked_cost(name, obs, cold_s), _EPS), 4)
-        service_s, reach_s = _round_up(np.array([self._service(st), window_s])).tolist()
-        key = (rates, service_s, reach_s, per, fo.max_replicas, floor)
-        if st.need_cache is not None and st.need_cache[0] == key:
-            need = list(st.need_cache[1])
+        service_s = self._service(st)
+        exact = (per, fo.max_replicas, floor, len(raw))
+        cached = st.need_cache
+        if (
+            cached is not None
+            and cached[0] == exact
+            and _within(raw, cached[1])
+            and _within((service_s, window_s), cached[2])
+        ):
+            need = list(cached[3])  # inputs within 10 % of those the need was computed for
         else:
+            # inputs rounded up to a 5 % grid, so the per-scenario memo in replica_need hits
             need = (
                 replica_need(
-                    rates,
+                    [_grid_up(r) for r in raw],
                     _WEIGHTS,
-                    service_s,
-                    horizon_s=reach_s,
+                    _grid_up(service_s),
+                    horizon_s=_grid_up(window_s),
                     max_inflight=per,
                     max_replicas=fo.max_replicas,
                     floor=min(floor, 1e-3),
                 )
-                if rates
+                if any(raw)
                 else []
             )
-            st.need_cache = (key, tuple(need))
+            st.need_cache = (exact, raw, (service_s, window_s), tuple(need))
         if cfg.gaps:
             hazard = st.gaps.probability(now_s=obs.now_s, horizon_s=window_s + obs.tick_s)
             if hazard is not None:
@@ -629,12 +639,17 @@ class AquatopePrewarmPolicy(Policy):
         self._dag_key = ()
 
 
-def _round_up(rates: np.ndarray) -> np.ndarray:
-    """Rates (or times) rounded up to a 10 % logarithmic grid (zero stays zero)."""
-    out = np.zeros_like(rates)
-    pos = rates > 0
-    out[pos] = np.exp(np.ceil(np.log(rates[pos]) / _RATE_GRID) * _RATE_GRID)
-    return out
+def _grid_up(value: float) -> float:
+    """``value`` rounded up to a 5 % logarithmic grid (zero stays zero)."""
+    if value <= 0.0:
+        return 0.0
+    return math.exp(math.ceil(math.log(value) / _GRID_STEP - 1e-12) * _GRID_STEP)
+
+
+def _within(values: tuple[float, ...], base: tuple[float, ...]) -> bool:
+    """Whether each value is within 10 % of its base (zero only matches zero)."""
+    slack = _TOL_UP - 1.0
+    return all(abs(v - b) <= slack * b + 1e-12 for v, b in zip(values, base, strict=True))
 
 
 def _signature(history: deque[float]) -> tuple[float, float]:
