@@ -149,14 +149,14 @@ def main() -> None:
             )
     arima_ms = _arima_fit_ms()
     print(f"hybrid-histogram ARIMA refit (100 idle times, once per new IT): {arima_ms:.1f} ms")
-    aquatope = {
-        p: results[p]["100"]["mean_ms"]
+    aquatope = {  # CPU time: on a shared machine the wall time includes other processes
+        p: results[p]["100"]["cpu_mean_ms"]
         for p in policies
         if p.startswith("aquatope") and "100" in results[p]
     }
     aq_ok = all(v < TARGET_MS_AQUATOPE_AT_100 for v in aquatope.values()) if aquatope else None
     print(
-        f"Aquatope mean < {TARGET_MS_AQUATOPE_AT_100:g} ms at 100 functions: "
+        f"Aquatope CPU mean < {TARGET_MS_AQUATOPE_AT_100:g} ms at 100 functions: "
         f"{ {True: 'met', False: 'MISSED', None: 'not measured'}[aq_ok] }"
     )
     at_100 = {
