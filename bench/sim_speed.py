@@ -142,6 +142,12 @@ def run_workflow_day(policy: str, hours: float, rate_per_s: float, seed: int) ->
     wall_s = time.perf_counter() - started
     cpu_s = time.process_time() - cpu0  # on a shared machine wall time includes others' work
     req = res.requests
+    idle = 0.0  # replica-seconds warm or starting but serving nothing
+    for _fn, part in res.timeline.sort_values(["function", "t_s"]).groupby("function"):
+        t = part["t_s"].to_numpy()
+        spare = (part["replicas_ready"] + part["replicas_starting"] - part["busy"]).to_numpy()
+        dt = np.diff(np.append(t, hours * 3600))
+        idle += float(np.sum(np.clip(spare, 0, None) * np.clip(dt, 0, None)))
     return {
         "wall_s": round(wall_s, 2),
         "wall_s_per_day": round(wall_s * 24.0 / hours, 1),
@@ -150,6 +156,7 @@ def run_workflow_day(policy: str, hours: float, rate_per_s: float, seed: int) ->
         "requests": len(req),
         "cold_stages": int(res.stages["cold_start"].sum()),
         "qos_violations": int((req["latency_s"] > req["qos_target_s"]).sum()),
+        "idle_replica_s": round(idle),
     }
 
 
