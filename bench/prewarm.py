@@ -254,14 +254,15 @@ SWEEPS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("knative-kpa", {"scale_to_zero_grace_s": g}) for g in (30.0, 600.0, 1800.0, 10800.0)
     ],
     "aquatope-prewarm": [
-        ("aquatope-prewarm", {**AQUATOPE, "idle_weight": w}) for w in (0.1, 1.0, 10.0)
+        ("aquatope-prewarm", {**AQUATOPE, "miss_price_s": p})
+        for p in (10.0, 60.0, 600.0, 6000.0, 60000.0)
     ],
-    "aquatope-prewarm[qw=0.1]": [
-        ("aquatope-prewarm", {**AQUATOPE, "idle_weight": w, "queue_weight": 0.1})
-        for w in (0.03, 0.3, 3.0)
+    "aquatope-prewarm[paper]": [
+        ("aquatope-prewarm", {**AQUATOPE, "forecaster": "lstm-paper", "paper_level": q})
+        for q in (0.9, 0.95, 0.99)
     ],
 }
-OURS = ("aquatope-prewarm", "aquatope-prewarm[qw=0.1]")
+OURS = ("aquatope-prewarm", "aquatope-prewarm[paper]")
 BASELINES = ("keep-alive", "hybrid-histogram", "knative-kpa")
 
 
@@ -310,7 +311,7 @@ def frontier_eval(kinds: list[str], seeds: list[int], minutes: int) -> dict[str,
                 knob = {
                     k: v
                     for k, v in params.items()
-                    if k in ("window_s", "idle_weight", "queue_weight", "scale_to_zero_grace_s")
+                    if k in ("window_s", "miss_price_s", "paper_level", "scale_to_zero_grace_s")
                 }
                 knob.update(
                     {k: v for k, v in params.items() if k in ("tail_percentile", "range_s")}

@@ -49,9 +49,9 @@ POLICIES: list[tuple[str, str, dict[str, Any]]] = [
     ("always-on", "always-on", {}),
     ("scale-to-zero", "keep-alive", {"window_s": 7.5}),
     (
-        "aquatope (no start cost, no keep-alive)",
+        "aquatope (no start cost, no gap model)",
         "aquatope-prewarm",
-        {"step_s": 2.0, "start_weight": 0.0, "keepalive": False},
+        {"step_s": 2.0, "start_weight": 0.0, "gaps": False},
     ),
     ("aquatope", "aquatope-prewarm", {"step_s": 2.0}),
 ]

@@ -7,7 +7,9 @@ fixes that per function, online, with no assumption on the forecaster:
 1. **Split-conformal scores.** After each step it stores the residual ``s = y - mean`` of the
    one-step-ahead forecast. The calibrated upper ``q``-bound is ``mean + Q(q_eff)``, where
    ``Q`` is the empirical quantile (with the finite-sample ``ceil((n+1) q) / n`` correction)
-   of the last ``window`` residuals. (Residuals normalised by the forecast's spread were
+   of the last ``window`` residuals; a level beyond the sample reads the top residuals as an
+   exponential tail (:func:`score_quantile`), so rare-burst levels stay apart for small ``n``.
+   (Residuals normalised by the forecast's spread were
    tried first: a burst's onset after an idle spell, divided by an idle spell's tiny spread,
    later multiplied by a busy spell's, gave bounds a hundred times too high.)
 2. **Adaptive conformal inference** (Gibbs & Candès, 2021). Each level keeps an effective level
@@ -35,9 +37,46 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ConformalCalibrator"]
+__all__ = ["ConformalCalibrator", "score_quantile"]
 
 _STD_FLOOR = 0.5
+
+
+def score_quantile(scores: np.ndarray, level: float) -> float:
+    """Conformal ``level``-quantile of sorted residuals, with a tail beyond the largest.
+
+    Within the sample the split-conformal rank ``ceil((n + 1) level)`` is used. A level
+    beyond it (``(n + 1) level > n``, e.g. 0.9975 with fewer than 399 residuals) has no order
+    statistic: returning the largest residual there would give every such level the same
+    bound. Instead the top quarter of the residuals (at least 2) is read as an exponential
+    tail above the order statistic just below it, ``u``: with mean excess ``beta`` and
+    exceedance share ``k / (n + 1)``, ``Q(level) = u + beta * ln(k / ((n + 1)(1 - level)))``,
+    never below the largest residual (ties, ``beta = 0``, give the largest).
+
+    Args:
+        scores: residuals sorted ascending (1-D, at least one).
+        level: quantile level; <= 0 and >= 1 give the extremes minus / plus one.
+
+    Returns:
+        The bound's offset from the forecast mean.
+    """
+    n = int(scores.shape[0])
+    if level >= 1.0:
+        return float(scores[-1]) + 1.0
+    if level <= 0.0:
+        return float(scores[0]) - 1.0
+    rank = math.ceil((n + 1) * level)
+    if rank <= n:
+        return float(scores[rank - 1])
+    top = float(scores[-1])
+    k = max(2, n // 4)
+    if n <= k:
+        return top
+    u = float(scores[n - k - 1])
+    beta = float(np.mean(scores[n - k :])) - u
+    if beta <= 0.0:
+        return top
+    return max(top, u + beta * math.log(k / ((n + 1) * (1.0 - level))))
 
 
 class ConformalCalibrator:
@@ -115,14 +154,8 @@ class ConformalCalibrator:
 
     @staticmethod
     def _quantile(pool: deque[float], level: float) -> float:
-        n = len(pool)
-        scores = np.fromiter(pool, dtype=np.float64, count=n)
-        if level >= 1.0:
-            return float(scores.max()) + 1.0
-        if level <= 0.0:
-            return float(scores.min()) - 1.0
-        rank = min(math.ceil((n + 1) * level), n)
-        return float(np.partition(scores, rank - 1)[rank - 1])
+        scores = np.sort(np.fromiter(pool, dtype=np.float64, count=len(pool)))
+        return score_quantile(scores, level)
 
     def upper(self, mean: float | np.ndarray, std: float | np.ndarray, q: float) -> np.ndarray:
         """Calibrated ``q``-quantile of the count for forecasts with this mean and std.
@@ -179,14 +212,8 @@ class ConformalCalibrator:
             if key not in ordered:
                 ordered[key] = np.sort(np.fromiter(pool, dtype=np.float64, count=len(pool)))
             scores = ordered[key]
-            n = scores.shape[0]
             for i, level in enumerate(levels):
-                if level >= 1.0:
-                    out[i, j] = m + float(scores[-1]) + 1.0
-                elif level <= 0.0:
-                    out[i, j] = m + float(scores[0]) - 1.0
-                else:
-                    out[i, j] = m + float(scores[min(math.ceil((n + 1) * level), n) - 1])
+                out[i, j] = m + score_quantile(scores, level)
         return np.maximum(out, 0.0).reshape((len(qs), *mu.shape))
 
     def update(self, *, mean: float, std: float, observed: float) -> None:
@@ -201,8 +228,8 @@ class ConformalCalibrator:
             observed: the count that arrived.
         """
         if len(self._scores) >= self.min_scores:
-            for q in self.levels:
-                bound = float(self.upper(mean, std, q))
+            bounds = self.upper_many(mean, std, self.levels)  # one sort for every level
+            for q, bound in zip(self.levels, bounds.tolist(), strict=True):
                 miss = 1.0 if observed > bound + 1e-9 else 0.0
                 self._misses[q] += int(miss)
                 q_new = self._q_eff[q] + self.gamma * (miss - (1.0 - q))

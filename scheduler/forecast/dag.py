@@ -10,14 +10,16 @@ by the upstream's latency. :class:`DagPropagator` uses that:
   structural weight of the edge is ``1/k`` for a stage joining ``k`` predecessors (one call per
   invocation, however many inputs), the largest over workflows sharing the edge.
 * **Fan-out gain** ``g_d`` is learned online: exponentially decayed sums of ``d``'s observed
-  arrivals over the structural prediction ``sum_u w_ud * arrivals_u`` counted one step late
-  (upstream calls reach ``d`` after the upstream's latency; with a prior of one),
-  so conditional stages (called by a fraction of invocations) and fan-outs (several calls per
-  invocation) are learned from traffic.
+  arrivals over the structural prediction ``sum_u w_ud * arrivals_u``, each upstream's counts
+  delayed by that upstream's latency in (fractional) steps, ``L = s + f``: a step's prediction
+  is ``(1 - f) x[t - s] + f x[t - s - 1]`` (with a prior of one). A latency far below the
+  step counts the upstream's calls in the same step, so a burst's first step is no gain of
+  its own (no one-step lag); conditional stages (called by a fraction of invocations) and
+  fan-outs (several calls per invocation) are learned from traffic.
 * **Propagation** walks functions in DAG order; a function's effective demand is the larger of
   its own forecast and ``g_d * sum_u w_ud * demand_u`` (the upstream's *effective* demand, so a
   burst seen at the entry flows through every stage in one pass), with the upstream path
-  shifted right by its latency in steps.
+  delayed by the same fractional latency (linear interpolation between steps).
 
 Everything works on per-step quantities of any unit (counts, rates, quantiles), as floats or
 1-D numpy arrays over the horizon.
@@ -25,6 +27,7 @@ Everything works on per-step quantities of any unit (counts, rates, quantiles), 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:  # duck-typed at run time: forecast/ imports nothing from test
 __all__ = ["DagPropagator"]
 
 _MAX_GAIN = 50.0
+_LAG_STEPS = 8  # upstream counts kept for the latency-delayed prediction
 
 
 class DagPropagator:
@@ -74,7 +78,7 @@ class DagPropagator:
         self.order = sorted(depth, key=lambda f: (depth[f], f))
         self._observed: dict[str, float] = {f: 0.0 for f in self.edges}
         self._predicted: dict[str, float] = {f: 0.0 for f in self.edges}
-        self._pending: dict[str, float] = {f: 0.0 for f in self.edges}
+        self._recent: dict[str, deque[float]] = {}  # upstream counts, newest last
 
     def upstream(self, function: str) -> dict[str, float]:
         """Structural edge weights into ``function`` (empty for entries and unknowns)."""
@@ -88,31 +92,40 @@ class DagPropagator:
         den = self._predicted[function] + self.prior_calls
         return min(num / den, _MAX_GAIN)
 
-    def observe_step(self, arrivals: Mapping[str, float]) -> None:
-        """Learn the gains from one step's observed arrivals (function -> count)."""
+    def observe_step(
+        self, arrivals: Mapping[str, float], *, latency_steps: Mapping[str, float] | None = None
+    ) -> None:
+        """Learn the gains from one step's observed arrivals (function -> count).
+
+        Args:
+            arrivals: this step's counts per function.
+            latency_steps: upstream function -> its latency in steps (fractional; 0 when
+                missing): its calls of a step reach the downstream that much later.
+        """
+        lat = latency_steps or {}
+        for fn in {u for ups in self.edges.values() for u in ups}:
+            hist = self._recent.setdefault(fn, deque([0.0] * _LAG_STEPS, maxlen=_LAG_STEPS))
+            hist.append(float(arrivals.get(fn, 0.0)))
         for down, ups in self.edges.items():
-            predicted = sum(w * float(arrivals.get(u, 0.0)) for u, w in ups.items())
+            predicted = sum(w * _lagged(self._recent[u], lat.get(u, 0.0)) for u, w in ups.items())
             self._observed[down] = self.decay * self._observed[down] + float(
                 arrivals.get(down, 0.0)
             )
-            # the upstream's calls of this step may reach ``down`` only in the next step: count
-            # them one step late, so a burst just starting upstream does not read as a low gain
-            self._predicted[down] = self.decay * self._predicted[down] + self._pending[down]
-            self._pending[down] = predicted
+            self._predicted[down] = self.decay * self._predicted[down] + predicted
 
     def propagate(
         self,
         demand: Mapping[str, Any],
         *,
-        shift_steps: Mapping[str, int] | None = None,
+        shift_steps: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
         """Effective demand of every function: its own, or what its upstreams will send.
 
         Args:
             demand: function -> own demand (float, or 1-D array over horizon steps); missing
                 functions count as zero.
-            shift_steps: function -> its latency in steps; an upstream's path is delayed by it
-                before feeding downstream (arrays only).
+            shift_steps: function -> its latency in (fractional) steps; an upstream's path
+                is delayed by it before feeding downstream (arrays only).
 
         Returns:
             function -> effective demand, same kind as the inputs (every function in
@@ -140,26 +153,49 @@ class DagPropagator:
         return {
             "observed": dict(self._observed),
             "predicted": dict(self._predicted),
-            "pending": dict(self._pending),
+            "recent": {fn: list(h) for fn, h in self._recent.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output (unknown functions are ignored)."""
-        for key, target in (
-            ("observed", self._observed),
-            ("predicted", self._predicted),
-            ("pending", self._pending),
-        ):
+        for key, target in (("observed", self._observed), ("predicted", self._predicted)):
             for fn, value in state.get(key, {}).items():
                 if fn in target:
                     target[fn] = float(value)
+        for fn, values in state.get("recent", {}).items():
+            self._recent[fn] = deque((float(v) for v in values), maxlen=_LAG_STEPS)
 
 
-def _shift(path: Any, steps: int) -> Any:
-    """Delay a horizon path by ``steps`` (holding its first value); scalars pass through."""
+def _lagged(hist: deque[float], latency_steps: float) -> float:
+    """The count ``latency_steps`` (fractional) before the newest one, interpolated."""
+    lat = min(max(latency_steps, 0.0), _LAG_STEPS - 2.0)
+    s = int(lat)
+    f = lat - s
+    n = len(hist)
+    now = hist[n - 1 - s]
+    before = hist[n - 2 - s]
+    return (1.0 - f) * now + f * before
+
+
+def _shift(path: Any, steps: float) -> Any:
+    """Delay a horizon path by ``steps`` (fractional; interpolated, holding its first value).
+
+    Scalars pass through.
+    """
     if steps <= 0 or np.ndim(path) == 0:
         return path
     arr = np.asarray(path, dtype=np.float64)
-    if steps >= arr.shape[-1]:
-        return np.full_like(arr, arr[..., :1])
-    return np.concatenate([np.repeat(arr[..., :1], steps, axis=-1), arr[..., :-steps]], axis=-1)
+    n = arr.shape[-1]
+    whole = int(steps)
+    frac = steps - whole
+    # delayed by whole steps (holding the first value), then interpolated one step further
+    lo = np.empty_like(arr)
+    k = min(whole, n)
+    lo[..., :k] = arr[..., :1]
+    lo[..., k:] = arr[..., : n - k]
+    if frac <= 0:
+        return lo
+    hi = np.empty_like(lo)
+    hi[..., :1] = lo[..., :1]
+    hi[..., 1:] = lo[..., :-1]
+    return (1.0 - frac) * lo + frac * hi

@@ -26,6 +26,8 @@ count in each step. torch and gpytorch are imported lazily, on first use.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Any
 
@@ -105,6 +107,7 @@ class GPForecaster:
         self.anchor_steps = max(1, int(anchor_steps))
         self._model: Any = None
         self._params: dict[str, np.ndarray] = {}
+        self._weights: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
         self._z = np.zeros((0, 0))
         self._n_steps = 0
         self._n_functions = 0
@@ -211,7 +214,38 @@ class GPForecaster:
             self._n_steps = x.shape[1]
             self._train(self.fit_iters)
             self._params = self._export()
+            self._weights = {}
         self._z = y.numpy().copy()
+
+    def fit_rows(self, rows: Sequence[np.ndarray]) -> list[GPForecaster]:
+        """Fit one GP per row, batched: rows of equal (windowed) length share one fit.
+
+        A batch of ``B`` independent GPs costs about one fit (the Adam loop's overhead, not
+        the ``window x window`` algebra, dominates), so functions due together are fitted
+        together.
+
+        Args:
+            rows: 1-D count histories (each at least 4 steps).
+
+        Returns:
+            One fitted single-function forecaster per row (this forecaster's options).
+        """
+        out: list[GPForecaster | None] = [None] * len(rows)
+        groups: dict[int, list[int]] = {}
+        for i, row in enumerate(rows):
+            groups.setdefault(min(len(row), self.window), []).append(i)
+        for length, idx in groups.items():
+            hist = np.stack([np.asarray(rows[i], dtype=np.float64)[-length:] for i in idx])
+            batch = copy.copy(self)
+            batch.fit(hist)
+            for j, i in enumerate(idx):
+                one = copy.copy(batch)
+                one._params = {k: v[j : j + 1].copy() for k, v in batch._params.items()}
+                one._z = batch._z[j : j + 1].copy()
+                one._n_functions = 1
+                one._weights = {}
+                out[i] = one
+        return [f for f in out if f is not None]
 
     def _export(self) -> dict[str, np.ndarray]:
         """Learned hyperparameters as numpy arrays of shape ``(n_functions,)``."""
@@ -263,23 +297,32 @@ class GPForecaster:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         # exact GP posterior with the learned hyperparameters, in numpy: a Cholesky of
         # window x window per function (GPyTorch's per-call overhead dominated otherwise)
+        # the inputs are step indices 0..n-1 whatever the data, so with fixed hyperparameters
+        # the posterior weights depend only on (n, horizon): computed once per fit and reused
+        # by every re-conditioning (a forecast is then two small products)
         n = self._n_steps
-        x = np.arange(n, dtype=np.float64)
-        xs = np.arange(n, n + horizon, dtype=np.float64)
         mu = np.empty((self._n_functions, horizon))
         sd = np.empty((self._n_functions, horizon))
-        for i in range(self._n_functions):
+        key = (n, horizon)
+        if key not in self._weights:
+            x = np.arange(n, dtype=np.float64)
+            xs = np.arange(n, n + horizon, dtype=np.float64)
+            per_fn = []
+            for i in range(self._n_functions):
+                noise = float(self._params["noise"][i])
+                k = self._kernel(i, x, x) + noise * np.eye(n)
+                factor = cho_factor(k, lower=True, check_finite=False)
+                ks = self._kernel(i, xs, x)
+                w = cho_solve(factor, ks.T, check_finite=False).T  # horizon x n
+                prior = self._params["rbf_scale"][i] + self._params["per_scale"][i]
+                var = prior - np.einsum("hn,hn->h", ks, w) + noise
+                per_fn.append((w, np.sqrt(np.maximum(var, 1e-9))))
+            self._weights = {key: per_fn}  # one shape at a time: the window is full soon
+        for i, (w, s) in enumerate(self._weights[key]):
             z = self._z[i]
             anchor = float(z[-self.anchor_steps :].mean())
-            noise = float(self._params["noise"][i])
-            k = self._kernel(i, x, x) + noise * np.eye(n)
-            factor = cho_factor(k, lower=True, check_finite=False)
-            ks = self._kernel(i, xs, x)
-            mu[i] = anchor + ks @ cho_solve(factor, z - anchor, check_finite=False)
-            v = cho_solve(factor, ks.T, check_finite=False)
-            prior = self._params["rbf_scale"][i] + self._params["per_scale"][i]
-            var = prior - np.einsum("hn,nh->h", ks, v) + noise
-            sd[i] = np.sqrt(np.maximum(var, 1e-9))
+            mu[i] = anchor + w @ (z - anchor)
+            sd[i] = s
 
         def back(z: np.ndarray) -> np.ndarray:
             zc = np.maximum(z, 0.0)

@@ -29,6 +29,7 @@ What decides whether a request cold-starts is whether it finds a free warm repli
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -40,8 +41,11 @@ __all__ = [
     "erlang_b",
     "erlang_c",
     "lookahead_steps",
+    "pool_cost",
+    "replica_need",
     "replicas_for_cost",
     "replicas_for_load",
+    "replicas_worth_keeping",
 ]
 
 DEFAULT_QOS_PERCENTILE = 95.0
@@ -105,6 +109,59 @@ def erlang_c(servers: int, load: float) -> float:
         return 1.0
     b = erlang_b(servers, load)
     return servers * b / (servers - load * (1.0 - b))
+
+
+def pool_cost(
+    replicas: int,
+    rates_per_s: Sequence[float],
+    probs: Sequence[float],
+    service_s: float,
+    *,
+    exposure_s: float,
+    cold_start_s: float,
+    delay_price: float,
+    queue_weight: float = 1.0,
+    max_inflight: int = 1,
+) -> float:
+    """Expected idle replica-seconds plus priced delay of ``replicas`` warm replicas.
+
+    See :func:`replicas_for_cost` for the model. With no replica, the first arrival of the
+    window (probability ``1 - exp(-rate * exposure_s)``) waits a whole cold start and the
+    ``rate * cold_start_s`` arrivals during that start wait the rest of it, half a cold start
+    on average: ``cold_start_s * (1 + rate * cold_start_s / 2)`` request-seconds, and no
+    queueing term on top (that start is the queue).
+
+    Args:
+        replicas: warm replicas ``c`` (>= 0).
+        rates_per_s: rate scenarios (requests per second).
+        probs: their probabilities (summing to 1).
+        service_s: mean service time (seconds).
+        exposure_s: time until the decision can be corrected (seconds).
+        cold_start_s: replica start time (seconds).
+        delay_price: idle replica-seconds one request-second of waiting is worth.
+        queue_weight: weight of queueing delay relative to cold-start delay.
+        max_inflight: concurrent requests one replica accepts.
+
+    Returns:
+        The expected cost in idle replica-seconds.
+    """
+    service = max(service_s, 1e-6)
+    total = 0.0
+    for p, r in zip(probs, rates_per_s, strict=True):
+        a = r * service
+        if r <= 0:
+            total += p * exposure_s * replicas
+        elif replicas == 0:
+            arrives = 1.0 - math.exp(-r * exposure_s)
+            cold_wait = arrives * cold_start_s * (1.0 + r * cold_start_s / 2.0)
+            total += p * delay_price * cold_wait
+        else:
+            n = replicas * max_inflight
+            idle = max(replicas - a * (1.0 - erlang_b(n, a)) / max_inflight, 0.0)
+            queue_s = service / (n - a) if n > a else cold_start_s
+            wait = queue_weight * r * exposure_s * erlang_c(n, a) * min(queue_s, cold_start_s)
+            total += p * (exposure_s * idle + delay_price * wait)
+    return total
 
 
 def replicas_for_cost(
@@ -175,25 +232,18 @@ def replicas_for_cost(
     loads = [r * service for r in rates]
     cap = max_replicas if max_replicas is not None else _MAX_SLOTS // max_inflight
 
-    def queue_wait(n: int, r: float, a: float) -> float:
-        """Request-seconds spent queueing for a slot until the next correction."""
-        queue_s = service / (n - a) if n > a else cold_start_s
-        return queue_weight * r * exposure_s * erlang_c(n, a) * min(queue_s, cold_start_s)
-
     def cost(c: int) -> float:
-        total = start_cost * max(c - current, 0)
-        for p, r, a in zip(probs, rates, loads, strict=True):
-            if r <= 0:
-                total += p * exposure_s * c
-            elif c == 0:  # the first arrival scales from zero: it and those behind it wait
-                arrives = 1.0 - math.exp(-r * exposure_s)
-                cold_wait = arrives * cold_start_s * (1.0 + r * cold_start_s)
-                total += p * delay_price * (cold_wait + queue_wait(max_inflight, r, a))
-            else:
-                n = c * max_inflight
-                idle = max(c - a * (1.0 - erlang_b(n, a)) / max_inflight, 0.0)
-                total += p * (exposure_s * idle + delay_price * queue_wait(n, r, a))
-        return total
+        return start_cost * max(c - current, 0) + pool_cost(
+            c,
+            rates,
+            probs,
+            service,
+            exposure_s=exposure_s,
+            cold_start_s=cold_start_s,
+            delay_price=delay_price,
+            queue_weight=queue_weight,
+            max_inflight=max_inflight,
+        )
 
     best_c, best = 0, cost(0)
     c = 0
@@ -223,8 +273,8 @@ def choose_level(
     *,
     idle_weight: float = DEFAULT_IDLE_WEIGHT,
     default_percentile: float = DEFAULT_QOS_PERCENTILE,
-    floor: float = 0.05,
-    ceiling: float = 0.999,
+    floor: float = 0.0,
+    ceiling: float = 1.0,
 ) -> float:
     """Quantile level for one function from its workflows' QoS and the idle-replica weight.
 
@@ -237,10 +287,11 @@ def choose_level(
         qos_percentiles: QoS percentiles (0-100) of the workflows calling the function.
         idle_weight: relative cost of idle replica-seconds (> 0).
         default_percentile: used when the function serves no known workflow.
-        floor / ceiling: clamp of the result.
+        floor / ceiling: optional clamp of the result (none by default: the whole range
+            of the weight reaches the level).
 
     Returns:
-        A level in [floor, ceiling].
+        A level in [floor, ceiling], strictly inside (0, 1).
     """
     if not idle_weight > 0:
         raise ValueError(f"idle_weight must be positive, got {idle_weight}")
@@ -248,7 +299,7 @@ def choose_level(
     p = (max(pcts) if pcts else default_percentile) / 100.0
     p = min(max(p, 1e-6), 1.0 - 1e-6)
     q = p / (p + idle_weight * (1.0 - p))
-    return min(max(q, floor), ceiling)
+    return min(max(q, floor, 1e-12), ceiling, 1.0 - 1e-12)
 
 
 def lookahead_steps(cold_start_s: float, tick_s: float, step_s: float) -> int:
@@ -265,3 +316,121 @@ def lookahead_steps(cold_start_s: float, tick_s: float, step_s: float) -> int:
     if step_s <= 0:
         raise ValueError(f"step_s must be positive, got {step_s}")
     return max(1, math.ceil((max(cold_start_s, 0.0) + max(tick_s, 0.0)) / step_s))
+
+
+def replica_need(
+    rates_per_s: Sequence[float],
+    weights: Sequence[float],
+    service_s: float,
+    *,
+    horizon_s: float,
+    max_inflight: int = 1,
+    max_replicas: int = 1000,
+    floor: float = 1e-9,
+) -> list[float]:
+    """``P(replica k is needed within horizon_s)`` for ``k = 1, 2, ...`` (non-increasing).
+
+    Replica ``k`` is needed when the concurrency reaches ``j = (k - 1) * max_inflight + 1``.
+    Under each rate scenario ``r`` (probability ``weights[i]``) the concurrency is the
+    M/G/inf occupancy, Poisson with mean ``a = r * service_s``; it is at least ``j`` now with
+    probability ``T(j) = P(N >= j)`` and, if not, an arrival lifts it from ``j - 1`` to ``j``
+    at rate ``r * pi(j - 1)`` (the level's up-crossing rate), so within the horizon::
+
+        P_k(r) = 1 - (1 - T(j)) * exp(-r * horizon_s * pi(j - 1))
+
+    (for ``k = 1``: busy now, or an arrival within the horizon). The result mixes the
+    scenarios and stops at the first ``k`` below ``floor``.
+
+    Args:
+        rates_per_s: rate scenarios (requests per second), >= 0.
+        weights: their probabilities (normalised here).
+        service_s: mean service time (seconds).
+        horizon_s: look-ahead (seconds): a cold start plus one tick.
+        max_inflight: concurrent requests one replica accepts (>= 1).
+        max_replicas: longest list returned.
+        floor: probabilities below it end the list.
+
+    Returns:
+        ``[P_1, P_2, ...]``, each in [0, 1].
+    """
+    if max_inflight < 1:
+        raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
+    merged: dict[float, float] = {}
+    for r, w in zip(rates_per_s, weights, strict=True):
+        if w > 0:
+            rate = max(float(r), 0.0)
+            merged[rate] = merged.get(rate, 0.0) + float(w)
+    total_w = sum(merged.values())
+    if total_w <= 0:
+        return []
+    service = max(service_s, 1e-6)
+    out: list[float] = []
+    for rate, w in merged.items():
+        if rate <= 0:
+            continue
+        one = _need_one(rate, service, float(horizon_s), max_inflight, max_replicas, floor)
+        share = w / total_w
+        for k, p in enumerate(one):
+            if k < len(out):
+                out[k] += share * p
+            else:
+                out.append(share * p)
+    while out and out[-1] < floor:
+        out.pop()
+    return [min(p, 1.0) for p in out]
+
+
+@functools.lru_cache(maxsize=65536)
+def _need_one(
+    rate: float, service_s: float, horizon_s: float, per: int, max_replicas: int, floor: float
+) -> tuple[float, ...]:
+    """:func:`replica_need` for one rate scenario (memoised: rates recur across ticks)."""
+    a = rate * service_s
+    pmf = math.exp(-a)  # pmf(j - 1), starting at j = 1
+    tail = 1.0 - pmf  # T(j)
+    level = 1
+    out: list[float] = []
+    for _k in range(max_replicas):
+        prob = 1.0 - (1.0 - tail) * math.exp(-rate * horizon_s * pmf)
+        if prob < floor:
+            break
+        out.append(prob)
+        for _ in range(per):
+            pmf = pmf * a / level
+            tail = tail - pmf if tail > pmf else 0.0
+            level += 1
+    return tuple(out)
+
+
+def replicas_worth_keeping(
+    need: Sequence[float],
+    *,
+    blocked_cost: float,
+    idle_cost: float,
+    current: int = 0,
+    start_cost: float = 0.0,
+) -> int:
+    """Replicas whose expected saving exceeds their idle cost (the per-replica rule).
+
+    Replica ``k`` is kept (or started) while ``need[k-1] * blocked_cost > idle_cost`` (plus
+    ``start_cost`` for a replica that is not running or starting yet: ``k > current``). As
+    ``need`` does not increase with ``k``, the answer is the first ``k`` that fails, minus one.
+
+    Args:
+        need: ``P(replica k needed within the horizon)``, from :func:`replica_need`.
+        blocked_cost: cost of an arrival that finds no warm slot (idle replica-seconds).
+        idle_cost: cost of one replica kept idle over the horizon (idle replica-seconds).
+        current: replicas running or starting now.
+        start_cost: extra cost of starting a replica (idle replica-seconds).
+
+    Returns:
+        A replica count >= 0.
+    """
+    keep = 0
+    for k, p in enumerate(need, start=1):
+        threshold = idle_cost + (start_cost if k > current else 0.0)
+        if p * blocked_cost > threshold:
+            keep = k
+        else:
+            break
+    return keep

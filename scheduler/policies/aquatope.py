@@ -15,33 +15,20 @@ produce and sizes the pool for it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
-from scheduler.policies.aquatope_prewarm import AquatopePrewarmPolicy
+from scheduler.policies.aquatope_prewarm import AquatopePrewarmPolicy, config_annotations
+from scheduler.policies.prewarm_config import PrewarmConfig
 from scheduler.policy import Decision, FunctionDecision, Observation, Policy
 from scheduler.registry import register_policy
 
-__all__ = ["AquatopePolicy", "compose", "parse_params"]
+__all__ = ["AquatopePolicy", "compose"]
 
 CONFIG_POLICY = "aquatope-config"
-
-
-def parse_params(text: str) -> dict[str, str]:
-    """Parse ``"k=v;k2=v2"`` (``;`` or ``,`` separated) into a dict of strings.
-
-    Raises:
-        ValueError: an item without ``=``.
-    """
-    out: dict[str, str] = {}
-    for item in text.replace(",", ";").split(";"):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"config_params item {item!r} is not key=value")
-        out[key.strip()] = value.strip()
-    return out
+CONFIG_PREFIX = "config_"  # registry parameters passed on to the configurator, prefix removed
 
 
 def compose(prewarm: Decision, config: Decision | None) -> Decision:
@@ -72,9 +59,25 @@ def compose(prewarm: Decision, config: Decision | None) -> Decision:
     return Decision(functions=merged, valid=valid, reason=prewarm.reason or config.reason)
 
 
-@register_policy("aquatope")
 class AquatopePolicy(Policy):
-    """Aquatope: calibrated workflow-aware pre-warming plus online CPU/memory sizing."""
+    """Aquatope: calibrated workflow-aware pre-warming plus online CPU/memory sizing.
+
+    Composed from objects: ``AquatopePolicy(prewarm=AquatopePrewarmPolicy(cfg), config=...)``.
+    Built by name (registry, experiment YAML), the parameters are the fields of
+    :class:`~scheduler.policies.prewarm_config.PrewarmConfig`, ``configure`` (compose
+    ``aquatope-config`` when it is registered) and the configurator's own parameters prefixed
+    with ``config_`` (e.g. ``config_budget``).
+
+    Args:
+        prewarm: the pre-warmer, or its options (default options when omitted).
+        config: the configurator policy (None: built from the registry if ``configure``).
+        configure: compose ``aquatope-config`` when no ``config`` is given.
+        **options: ``PrewarmConfig`` fields (applied to ``prewarm`` when it is a config or
+            omitted) and ``config_*`` parameters of the configurator.
+
+    Raises:
+        ValueError: an unknown option, or options given together with a built pre-warmer.
+    """
 
     name = "aquatope"
     description = (
@@ -83,43 +86,28 @@ class AquatopePolicy(Policy):
 
     def __init__(
         self,
-        forecaster: str = "gp",
-        step_s: float = 10.0,
-        quantile: float = 0.0,
-        idle_weight: float = 1.0,
-        cold_start_s: float = 1.0,
-        dag: bool = True,
-        start_weight: float = 1.0,
-        keepalive: bool = True,
-        max_start_ratio: float = 1.0,
+        *,
+        prewarm: AquatopePrewarmPolicy | PrewarmConfig | None = None,
+        config: Policy | None = None,
         configure: bool = True,
-        config_params: str = "",
-        seed: int = 0,
+        **options: Any,
     ) -> None:
-        """Build the composed policy.
-
-        Args:
-            forecaster / step_s / quantile / idle_weight / cold_start_s / dag / start_weight /
-                keepalive / max_start_ratio / seed: passed to ``aquatope-prewarm``.
-            configure: compose ``aquatope-config`` when it is registered.
-            config_params: ``"k=v;k2=v2"`` parameters for ``aquatope-config``.
-        """
-        self.prewarm = AquatopePrewarmPolicy(
-            forecaster=forecaster,
-            step_s=step_s,
-            quantile=quantile,
-            idle_weight=idle_weight,
-            cold_start_s=cold_start_s,
-            dag=dag,
-            start_weight=start_weight,
-            keepalive=keepalive,
-            max_start_ratio=max_start_ratio,
-            seed=seed,
-        )
-        self.config: Policy | None = None
-        self.config_note = "configurator disabled"
-        if configure:
-            self.config, self.config_note = _build_config(parse_params(config_params))
+        config_opts = {
+            k[len(CONFIG_PREFIX) :]: v for k, v in options.items() if k.startswith(CONFIG_PREFIX)
+        }
+        prewarm_opts = {k: v for k, v in options.items() if not k.startswith(CONFIG_PREFIX)}
+        if isinstance(prewarm, AquatopePrewarmPolicy):
+            if prewarm_opts:
+                raise ValueError("aquatope: pre-warm options given with a built pre-warmer")
+            self.prewarm = prewarm
+        else:
+            self.prewarm = AquatopePrewarmPolicy(prewarm, **prewarm_opts)
+        self.config: Policy | None = config
+        self.config_note = f"{CONFIG_POLICY} given" if config is not None else "disabled"
+        if config is None and configure:
+            self.config, self.config_note = _build_config(config_opts)
+        elif config_opts and config is None:
+            raise ValueError("aquatope: config_* options given with configure=false")
 
     def decide(self, observation: Observation) -> Decision:
         """Pre-warm targets merged with the configurator's limits."""
@@ -148,10 +136,42 @@ class AquatopePolicy(Policy):
             self.config.load_state_dict(state["config"])
 
 
-def _build_config(params: Mapping[str, str]) -> tuple[Policy | None, str]:
+def _build_config(params: Mapping[str, Any]) -> tuple[Policy | None, str]:
     """Instantiate ``aquatope-config`` if registered; else None and why."""
     from scheduler.registry import available_policies, create_policy
 
     if CONFIG_POLICY not in available_policies():
         return None, f"{CONFIG_POLICY} not available"
     return create_policy(CONFIG_POLICY, dict(params)), f"{CONFIG_POLICY} composed"
+
+
+def _registry_signature() -> tuple[inspect.Signature, dict[str, Any]]:
+    """What the registry reads: pre-warm fields, ``configure``, ``config_*`` parameters."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    hints: dict[str, Any] = dict(config_annotations())
+    for f in fields(PrewarmConfig):
+        params.append(inspect.Parameter(f.name, kw, default=f.default, annotation=f.type))
+    params.append(inspect.Parameter("configure", kw, default=True, annotation="bool"))
+    hints["configure"] = "bool"
+    import importlib
+
+    from scheduler.registry import _REGISTRY
+
+    try:  # register the configurator first (whoever imports this module first)
+        importlib.import_module("scheduler.policies.aquatope_config")
+    except ModuleNotFoundError as exc:
+        if exc.name != "scheduler.policies.aquatope_config":
+            raise
+    info = _REGISTRY.get(CONFIG_POLICY)
+    for pname, (kind, default) in info.parameters.items() if info is not None else ():
+        name = CONFIG_PREFIX + pname
+        params.append(inspect.Parameter(name, kw, default=default, annotation=kind))
+        hints[name] = kind
+    return inspect.Signature(params), hints
+
+
+_SIG, _HINTS = _registry_signature()
+AquatopePolicy.__init__.__signature__ = _SIG  # type: ignore[attr-defined]
+AquatopePolicy.__init__.__annotations__ = {**_HINTS, "return": "None"}
+register_policy("aquatope")(AquatopePolicy)

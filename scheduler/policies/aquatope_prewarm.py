@@ -1,78 +1,90 @@
-"""Policy ``aquatope-prewarm``: calibrated Bayesian demand forecasts -> warm replicas.
+"""Policy ``aquatope-prewarm``: per-replica pre-warming from predicted demand.
 
-Each tick (pure; time comes in ``Observation.now_s``):
+Each tick (pure; time comes in ``Observation.now_s``), per function:
 
-1. **History.** Per function, arrivals of the ticks are summed into steps of ``step_s`` seconds
-   and kept in a ring buffer of ``history_steps`` steps (the forecasters' input layout).
-2. **Forecast** at each step boundary: the chosen forecaster (``gp`` by default) conditions on
-   the history (hyperparameters refitted every ``refit_every_steps``), or an EWMA while fewer
-   than ``min_history_steps`` steps exist (works from a minute or two, improves with more).
-3. **Calibrate**: a per-function :class:`~scheduler.forecast.calibrate.ConformalCalibrator`
-   turns the forecast's mean and spread into an upper ``q``-quantile of the count whose
-   empirical coverage tracks ``q``.
-4. **React**: within a step, the arrival rate seen so far is a floor on the demand, so a burst
-   is answered at the next tick, not the next step; requests in flight (running or queued)
-   each keep a slot.
-5. **Propagate** along workflow DAGs (:class:`~scheduler.forecast.dag.DagPropagator`): a
-   downstream function's demand is at least its upstreams' demand times the learned fan-out,
-   so a burst at the entry scales every stage in the same tick.
-6. **Size the pool** (:mod:`scheduler.forecast.pool`): the calibrated predictive distribution
-   of each step's count, sampled at 13 quantiles (decile midpoints and a finer upper tail,
-   weighted by probability), becomes offered loads (rate x measured service time); the pool
-   minimises expected idle replica-seconds plus priced request delay (a cold start with no
-   warm replica, Erlang-C queueing otherwise), a request-second of delay costing
-   ``q / (1 - q)`` idle replica-seconds, over every step until
-   ``now + cold-start time + tick``; ``q`` from the workflows' QoS percentile and
-   ``idle_weight`` unless ``quantile`` is set. Starting a replica is charged too
-   (``start_weight`` x cold-start idle replica-seconds for each replica above those running
-   or starting): a start takes CPU from the replicas serving, and its benefit only comes a
-   cold start later. Requests running hold their slots; queued ones count as demand, not as
-   one replica each.
-7. **Hysteresis.** Scale up at once; scale down one replica per ``tick + cold start`` of lower
-   sizing (a replica dropped sooner could not be back in time). A function whose cold start
-   exceeds its workflows' QoS target keeps its last replica for the ski-rental break-even
-   time ``q / (1 - q) x cold start`` after its last arrival (capped at ``max_keepalive_s``):
-   a cold start there always violates the target. At most ``max(1, ceil(max_start_ratio x
-   ready))`` replicas start at once (starts compete for CPU with each other).
+1. **History.** Arrivals are summed into steps of ``step_s`` seconds (ring buffer of
+   ``history_steps``); the idle gaps between ticks with calls feed a
+   :class:`~scheduler.forecast.gaps.GapModel` (period and phase of timers, sparse calls).
+2. **Forecast** at each step boundary: the forecaster (``gp`` by default; EWMA until
+   ``min_history_steps``) gives each coming step's count; a
+   :class:`~scheduler.forecast.calibrate.ConformalCalibrator` turns mean and spread into
+   calibrated quantiles at the 13 :data:`SIZING_LEVELS` (decile midpoints and a finer upper
+   tail) that are exactly the rate scenarios the decision uses, so calibration tracks the
+   levels the pool is sized from. Fits are amortised: a function is refitted at most once per
+   ``refit_every_s`` and only when its traffic changed (or the fit is ``max_fit_age_s`` old);
+   the GPs due in a tick are fitted together in one batched fit; LSTM fits are rationed
+   (``max_fits_per_tick``, most stale first); other steps only re-condition.
+3. **Scenarios** for the look-ahead ``H = cold start + tick`` (a replica dropped now is back
+   only after that): each level's largest rate over the steps ``H`` touches, floored by the
+   rate seen so far in this step (``reactive``; the first call of a step is not a rate), and
+   propagated along workflow DAGs (:class:`~scheduler.forecast.dag.DagPropagator`, upstream
+   paths delayed by the upstream's fractional latency in steps).
+4. **Need per replica** (:func:`~scheduler.forecast.pool.replica_need`):
+   ``P_k = P(concurrency >= (k-1) m + 1 within H)`` (``m`` requests per replica) from the
+   scenarios. For the first replica the gap model's hazard ``P(call within H | idle so far)``
+   replaces the forecast once it rests on enough gaps (blended with the forecast as one
+   pseudo-gap). Requests in flight upstream are concurrency, not a count per step: ``n``
+   running upstream calls make replicas ``1..ceil(n x gain x min(1, S_d / S_u) / m)`` certain.
+5. **Decide per replica** (:func:`~scheduler.forecast.pool.replicas_worth_keeping`): keep
+   (or start) replica ``k`` while ``P_k x blocked_cost > H`` (plus ``start_weight x cold``
+   for a replica not yet running or starting). ``blocked_cost`` is the price of the QoS miss
+   a cold start causes: ``miss_price_s`` idle replica-seconds when the cold start exceeds the
+   strictest QoS target of the function's workflows, ``miss_price_s x cold / target``
+   otherwise (every cold start counts for a function outside any workflow). One knob,
+   ``miss_price_s``; zero replicas are always a choice.
+6. **Floors.** Replicas serving requests are kept; while requests are queued, every replica
+   running or starting is kept (the platform started them for the queue: cancelling them
+   strands it). At most ``max(1, ceil(max_start_ratio x ready))`` replicas start at once.
 
-Cost per tick: GP / LSTM fits are rationed (at most ``max_fits_per_tick`` per tick, the most
-stale first, and per function at most once per ``refit_every_s``; torch runs them on one
-thread); every other step only re-conditions the model, so a tick costs a few milliseconds.
+**Special cases.** ``forecaster="recent"`` sets ``P_k = 1`` for ``recent_window_s`` after
+concurrency ``k`` was last seen and 0 after; with ``miss_price_s > H + start_weight x cold``
+the rule then keeps each replica exactly ``recent_window_s`` after its last use: fixed
+keep-alive per replica. ``forecaster="lstm-paper"`` is the paper's pre-warmer: ``ceil`` of
+the LSTM's uncalibrated upper ``paper_level`` bound of the count per step, over the steps the
+look-ahead touches (trained, as the paper does, once ``lstm_min_steps`` of history exist).
 
-Cold-start time and service time are measured from the observations (each replica seen
-starting is timed until the ready count rises, a start in progress being a lower bound; mean
-latency of ticks without cold starts, queueing or replicas starting) with ``cold_start_s`` /
-``service_s`` as the defaults until measured.
+Cold-start and service times are measured from the observations (each replica seen starting
+is timed until the ready count rises; latency of ticks without cold starts, queueing or starts)
+with ``cold_start_s`` / ``service_s`` as defaults until measured.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from scheduler.forecast import ConformalCalibrator, Forecaster, make_forecaster
 from scheduler.forecast.dag import DagPropagator
-from scheduler.forecast.pool import choose_level, delay_price_for_level, replicas_for_cost
+from scheduler.forecast.gaps import GapModel
+from scheduler.forecast.pool import replica_need, replicas_worth_keeping
+from scheduler.policies.prewarm_config import PrewarmConfig
 from scheduler.policy import Decision, FunctionDecision, FunctionObservation, Observation, Policy
 from scheduler.registry import register_policy
 
-__all__ = ["AquatopePrewarmPolicy"]
+__all__ = ["SIZING_LEVELS", "AquatopePrewarmPolicy", "PrewarmConfig"]
 
 _EPS = 1e-9
-_LEVELS = (0.5, 0.75, 0.9, 0.95, 0.99)
 # levels at which the predictive distribution of a step's count is sampled (bin midpoints)
 # and their probabilities (bin widths): deciles, then a finer upper tail for rare bursts
 _EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.995, 1.0)
-_GRID = tuple((lo + hi) / 2 for lo, hi in itertools.pairwise(_EDGES))
+SIZING_LEVELS = tuple((lo + hi) / 2 for lo, hi in itertools.pairwise(_EDGES))
 _WEIGHTS = tuple(hi - lo for lo, hi in itertools.pairwise(_EDGES))
+_Z = tuple(NormalDist().inv_cdf(q) for q in SIZING_LEVELS)
 _MAX_COLD_S = 60.0  # cap on the lower bound a start in progress puts on the cold-start time
 _HEAVY = ("gp", "lstm")  # forecasters whose fit is expensive: refits are rationed
+_GAP_PRIOR = 1.0  # weight (in gaps) of the forecast in the first replica's need
+_FORECAST_LEVELS = (0.5, 0.9, 0.95, 0.99)
+_TOL_UP = 1.1  # the need is reused while its inputs stay within 10 % of those it used
+_GRID_STEP = math.log(1.05)  # ... on a 5 % grid, so replica_need's per-scenario memo hits
+_SIG_STEPS = 96  # steps summarised to tell whether a function's traffic changed since a fit
 
 
 @dataclass
@@ -81,6 +93,7 @@ class _Fn:
 
     history: deque[float]
     calibrator: ConformalCalibrator
+    gaps: GapModel = field(default_factory=GapModel)
     step_arrivals: float = 0.0
     step_elapsed_s: float = 0.0
     service_s: float | None = None
@@ -90,134 +103,52 @@ class _Fn:
     prev_ready: int = 0
     steps_since_fit: int = 1_000_000
     last_fit_s: float | None = None  # when the GP / LSTM hyperparameters were last fitted
-    held: int = 0  # last target (hysteresis)
-    below_since_s: float | None = None  # since when the sized pool is below ``held``
-    last_arrival_s: float | None = None
+    fit_sig: tuple[float, float] = (0.0, 0.0)  # (mean, std) of the transformed recent window
+    seen_s: list[float] = field(default_factory=list)  # level k-1: last time concurrency >= k
     fc_mean: list[float] = field(default_factory=list)
     fc_std: list[float] = field(default_factory=list)
     fc_model: str = ""
     forecaster: Forecaster | None = None
     forecaster_kind: str = ""
-    cached: tuple[float, int, np.ndarray] | None = None  # (level, horizon, calibrated paths)
+    paper_upper: list[float] = field(default_factory=list)  # lstm-paper: upper bound per step
+    cached: tuple[int, np.ndarray] | None = None  # (horizon, calibrated scenario rows)
+    # (exact inputs, rates, (service, window), need): reused while the inputs stay close
+    need_cache: (
+        tuple[tuple[Any, ...], tuple[float, ...], tuple[float, float], tuple[float, ...]] | None
+    ) = None
 
 
-@register_policy("aquatope-prewarm")
 class AquatopePrewarmPolicy(Policy):
-    """Calibrated, concurrency-based, workflow-aware pre-warming (improves on Aquatope's)."""
+    """Per-replica pre-warming from calibrated, workflow-aware demand forecasts.
+
+    Args:
+        config: the options (:class:`PrewarmConfig`); default options when omitted.
+        **options: fields of :class:`PrewarmConfig` replacing those of ``config`` (the
+            registry's ``--param`` names).
+
+    Raises:
+        ValueError: an unknown option or a value out of range.
+    """
 
     name = "aquatope-prewarm"
     description = (
-        "Aquatope pre-warming: calibrated GP/LSTM demand forecasts -> Erlang-sized warm pools, "
-        "propagated along workflow DAGs"
+        "Aquatope pre-warming: calibrated GP/LSTM demand forecasts and idle-gap timers -> "
+        "per-replica keep/start decisions priced against QoS misses, along workflow DAGs"
     )
 
-    def __init__(
-        self,
-        forecaster: str = "gp",
-        step_s: float = 10.0,
-        history_steps: int = 720,
-        min_history_steps: int = 12,
-        refit_every_steps: int = 6,
-        quantile: float = 0.0,
-        idle_weight: float = 1.0,
-        cold_start_s: float = 1.0,
-        service_s: float = 0.5,
-        queue_weight: float = 1.0,
-        calibrate: bool = True,
-        reactive: bool = True,
-        dag: bool = True,
-        seed: int = 0,
-        refit_every_s: float = 60.0,
-        max_fits_per_tick: int = 1,
-        start_weight: float = 1.0,
-        keepalive: bool = True,
-        max_keepalive_s: float = 600.0,
-        max_start_ratio: float = 1.0,
-    ) -> None:
-        """Build the policy.
-
-        Args:
-            forecaster: ``gp`` (default), ``lstm`` (the paper's network; needs
-                ``48 + 12 + 8`` steps), ``ewma``, ``last`` or ``seasonal``.
-            step_s: forecast step length in seconds (>= the tick; history unit).
-            history_steps: steps of history kept per function.
-            min_history_steps: steps before the chosen forecaster replaces the EWMA fallback.
-            refit_every_steps: steps between hyperparameter refits (conditioning is every step;
-                the LSTM retrains at most every 360 steps).
-            refit_every_s: a function's GP is refitted at most this often (seconds), whatever
-                ``refit_every_steps`` says.
-            max_fits_per_tick: GP / LSTM fits one tick may run (the rest wait their turn,
-                most stale first, re-conditioning with their last hyperparameters).
-            start_weight: idle replica-seconds charged per second of cold start for each
-                replica started (0 = starts are free).
-            keepalive: keep one replica for a break-even time after the last arrival of a
-                function whose cold start exceeds its QoS target (see the module docstring).
-            max_keepalive_s: cap on that keep-alive time (seconds).
-            max_start_ratio: replicas of one function starting at once are at most
-                ``max(1, ceil(max_start_ratio x ready replicas))`` (starts compete for CPU
-                with each other and the replicas serving); 0 = no limit.
-            quantile: fixed level in (0, 1); 0 derives it from QoS and ``idle_weight``.
-            idle_weight: relative cost of idle replica-seconds (1 = level equals the QoS
-                percentile; larger keeps fewer replicas).
-            cold_start_s: cold-start time assumed until one is measured (seconds).
-            service_s: service time assumed until one is measured (seconds).
-            queue_weight: weight of a second of queueing behind busy replicas relative to a
-                second of cold start (1 = equal; 0 = size only against cold starts).
-            calibrate: conformal calibration of the forecast quantiles.
-            reactive: use the rate seen so far in the current step as a floor.
-            dag: propagate demand along workflow DAGs.
-            seed: seed of the model fits.
-
-        Raises:
-            ValueError: a parameter out of range.
-        """
-        from scheduler.forecast import FORECASTERS
-
-        if forecaster not in FORECASTERS:
-            raise ValueError(f"forecaster must be one of {FORECASTERS}, got {forecaster!r}")
-        if not step_s > 0:
-            raise ValueError(f"step_s must be positive, got {step_s}")
-        if quantile and not 0.0 < quantile < 1.0:
-            raise ValueError(f"quantile must be in (0, 1) or 0, got {quantile}")
-        if not idle_weight > 0:
-            raise ValueError(f"idle_weight must be positive, got {idle_weight}")
-        if min_history_steps < 4 or history_steps < min_history_steps:
-            raise ValueError("need 4 <= min_history_steps <= history_steps")
-        self.forecaster = forecaster
-        self.step_s = float(step_s)
-        self.history_steps = int(history_steps)
-        self.min_history_steps = int(min_history_steps)
-        self.refit_every_steps = max(1, int(refit_every_steps))
-        self.quantile = float(quantile)
-        self.idle_weight = float(idle_weight)
-        self.default_cold_start_s = float(cold_start_s)
-        self.default_service_s = float(service_s)
-        if queue_weight < 0:
-            raise ValueError(f"queue_weight must be >= 0, got {queue_weight}")
-        self.queue_weight = float(queue_weight)
-        self.calibrate = bool(calibrate)
-        self.reactive = bool(reactive)
-        self.dag = bool(dag)
-        self.seed = int(seed)
-        if not refit_every_s >= 0:
-            raise ValueError(f"refit_every_s must be >= 0, got {refit_every_s}")
-        if max_fits_per_tick < 1:
-            raise ValueError(f"max_fits_per_tick must be >= 1, got {max_fits_per_tick}")
-        if not start_weight >= 0:
-            raise ValueError(f"start_weight must be >= 0, got {start_weight}")
-        self.refit_every_s = float(refit_every_s)
-        self.max_fits_per_tick = int(max_fits_per_tick)
-        self.start_weight = float(start_weight)
-        self.keepalive = bool(keepalive)
-        self.max_keepalive_s = float(max_keepalive_s)
-        if not max_start_ratio >= 0:
-            raise ValueError(f"max_start_ratio must be >= 0, got {max_start_ratio}")
-        self.max_start_ratio = float(max_start_ratio)
+    def __init__(self, config: PrewarmConfig | None = None, /, **options: Any) -> None:
+        base = config if config is not None else PrewarmConfig()
+        known = {f.name for f in fields(PrewarmConfig)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"aquatope-prewarm: unknown option(s) {unknown}")
+        self.config = replace(base, **options) if options else base
         self._prepared = False
         self._fns: dict[str, _Fn] = {}
         self._dag: DagPropagator | None = None
         self._dag_key: tuple[str, ...] = ()
         self._dag_state: Mapping[str, Any] = {}
+        self._targets: tuple[tuple[str, ...], dict[str, float]] = ((), {})  # strictest QoS
 
     # -- per-function bookkeeping ----------------------------------------------------------------
 
@@ -225,8 +156,8 @@ class AquatopePrewarmPolicy(Policy):
         st = self._fns.get(name)
         if st is None:
             st = _Fn(
-                history=deque(maxlen=self.history_steps),
-                calibrator=ConformalCalibrator(levels=_LEVELS),
+                history=deque(maxlen=self.config.history_steps),
+                calibrator=ConformalCalibrator(levels=SIZING_LEVELS),
             )
             self._fns[name] = st
         return st
@@ -240,9 +171,8 @@ class AquatopePrewarmPolicy(Policy):
             prev = st.service_s if st.service_s is not None else fo.mean_service_s
             sample = min(fo.mean_service_s, 2.0 * prev)  # one slow tick cannot run away
             st.service_s = (1 - w) * prev + w * sample
-        # cold starts: each replica that appears as starting is timed until it leaves that
-        # state (first in, first out), so a function that keeps starting replicas is measured
-        # (a replica becoming ready ends the oldest start; fewer starting otherwise = cancelled)
+        # each replica seen starting is timed until the ready count rises (FIFO); fewer
+        # starting otherwise = cancelled
         done = min(max(fo.replicas_ready - st.prev_ready, 0), len(st.start_times))
         for _ in range(done):
             sample = max(obs.now_s - st.start_times.popleft(), 0.0)
@@ -259,65 +189,114 @@ class AquatopePrewarmPolicy(Policy):
 
     def _cold(self, st: _Fn, now_s: float) -> float:
         """Cold-start time: measured (or the default), at least the oldest start in progress."""
-        cold = st.cold_start_s if st.cold_start_s is not None else self.default_cold_start_s
+        cold = st.cold_start_s if st.cold_start_s is not None else self.config.cold_start_s
         if st.start_times:  # a stuck start must not stretch the look-ahead without bound
             cold = max(cold, min(now_s - st.start_times[0], _MAX_COLD_S))
         return cold
 
+    def _service(self, st: _Fn) -> float:
+        return st.service_s if st.service_s is not None else self.config.service_s
+
+    # -- forecasting -----------------------------------------------------------------------------
+
     def _wanted_kind(self, st: _Fn) -> str:
+        cfg = self.config
+        kind = cfg.forecaster
+        if kind == "recent":
+            return ""
+        if kind == "lstm-paper":
+            kind = "lstm"
         n = len(st.history)
-        kind = self.forecaster if n >= self.min_history_steps else "ewma"
-        if kind == "lstm" and n < 68:
-            kind = "ewma"
+        if n < cfg.min_history_steps or (kind == "lstm" and n < cfg.lstm_min_steps):
+            return "ewma"
         return kind
 
     def _fit_interval_s(self, kind: str) -> float:
-        steps = self.refit_every_steps if kind != "lstm" else max(self.refit_every_steps, 360)
-        return max(steps * self.step_s, self.refit_every_s)
+        steps = self.config.refit_every_steps
+        if kind == "lstm":
+            steps = max(steps, 360)
+        return max(steps * self.config.step_s, self.config.refit_every_s)
 
     def _fit_due(self, st: _Fn, now_s: float) -> bool:
-        """Whether a GP / LSTM fit is due for this function (first fit or stale)."""
+        """Whether a GP / LSTM fit is due: first fit, or changed data, or too old.
+
+        A refit waits at least the refit interval and then happens only when the recent
+        data moved away from those of the last fit (:func:`_moved`) or the fit is older
+        than ``max_fit_age_s``: a function whose traffic has not changed keeps its
+        hyperparameters and is only re-conditioned.
+        """
         kind = self._wanted_kind(st)
         if kind not in _HEAVY:
             return False
-        return st.last_fit_s is None or now_s - st.last_fit_s >= self._fit_interval_s(kind)
+        if st.last_fit_s is None:
+            return True
+        age = now_s - st.last_fit_s
+        if age < self._fit_interval_s(kind):
+            return False
+        if st.forecaster_kind != kind or age >= self.config.max_fit_age_s:
+            return True
+        return _moved(st.fit_sig, _signature(st.history))
 
-    def _model_for(self, st: _Fn, kind: str) -> tuple[Forecaster, str]:
+    def _model_for(self, st: _Fn, kind: str) -> Forecaster:
+        cfg = self.config
         if st.forecaster is None or st.forecaster_kind != kind:
-            opts: dict[str, Any] = {"step_s": self.step_s, "levels": _LEVELS}
-            if kind in ("gp", "lstm"):
-                opts["seed"] = self.seed
+            opts: dict[str, Any] = {"step_s": cfg.step_s, "levels": _FORECAST_LEVELS}
+            if kind in _HEAVY:
+                opts["seed"] = cfg.seed
+            if kind == "lstm":
+                opts["epochs"] = cfg.lstm_epochs
             if kind == "seasonal":
-                opts["period_steps"] = max(2, round(3600.0 / self.step_s))
+                opts["period_steps"] = max(2, round(3600.0 / cfg.step_s))
             st.forecaster = make_forecaster(kind, **opts)
             st.forecaster_kind = kind
             st.steps_since_fit = 1_000_000
-        return st.forecaster, kind
+        return st.forecaster
+
+    def _fit_gp_batch(self, names: list[str], now_s: float) -> None:
+        """Fit the GPs of ``names`` together (:meth:`GPForecaster.fit_rows`)."""
+        from scheduler.forecast.gp import GPForecaster
+
+        proto = GPForecaster(
+            step_s=self.config.step_s, levels=_FORECAST_LEVELS, seed=self.config.seed
+        )
+        rows = [np.asarray(self._fns[n].history, dtype=np.float64) for n in names]
+        try:
+            fitted = proto.fit_rows(rows)
+        except (ValueError, RuntimeError):  # numerical trouble: EWMA until the next interval
+            for name in names:
+                self._fns[name].last_fit_s = now_s
+            return
+        for name, model in zip(names, fitted, strict=True):
+            st = self._fns[name]
+            st.forecaster, st.forecaster_kind = model, "gp"
+            st.last_fit_s, st.steps_since_fit = now_s, 0
+            st.fit_sig = _signature(st.history)
 
     def _refresh_forecast(self, st: _Fn, now_s: float, horizon: int, may_fit: bool) -> None:
-        history = np.asarray(st.history, dtype=np.float64)[None, :]
         kind = self._wanted_kind(st)
+        if not kind:
+            return
+        history = np.asarray(st.history, dtype=np.float64)[None, :]
         if kind in _HEAVY and st.forecaster_kind != kind and not may_fit:
             kind = "ewma"  # no fit slot this tick: keep the cheap model until its turn
         fresh = st.forecaster is None or st.forecaster_kind != kind
-        model, kind = self._model_for(st, kind)
+        model = self._model_for(st, kind)
         try:
             if kind in _HEAVY:
-                # GP / LSTM fits cost 0.1 s to seconds: at most every refit interval, and only
-                # in this tick's fit budget (the LSTM retrains at most every 360 steps)
                 fit = fresh or (may_fit and self._fit_due(st, now_s))
             else:
-                fit = st.steps_since_fit >= self.refit_every_steps
+                fit = st.steps_since_fit >= self.config.refit_every_steps
             if fit:
                 model.fit(history, end_s=now_s)
                 st.steps_since_fit = 0
                 if kind in _HEAVY:
                     st.last_fit_s = now_s
+                    st.fit_sig = _signature(st.history)
             else:
                 model.update(history, end_s=now_s)
             fc = model.predict(horizon)
         except (ValueError, RuntimeError):  # numerical trouble in a model fit: fall back
-            model = make_forecaster("ewma", step_s=self.step_s, levels=_LEVELS)
+            model = make_forecaster("ewma", step_s=self.config.step_s, levels=_FORECAST_LEVELS)
             model.fit(history)
             fc = model.predict(horizon)
             st.forecaster, st.forecaster_kind, kind = None, "", "ewma"
@@ -326,9 +305,33 @@ class AquatopePrewarmPolicy(Policy):
         st.fc_mean = [float(v) for v in fc.mean[0]]
         st.fc_std = [float(v) for v in fc.std[0]]
         st.fc_model = kind
+        if self.config.forecaster == "lstm-paper":
+            if kind == "lstm":
+                st.paper_upper = [float(v) for v in fc.quantile(self.config.paper_level)[0]]
+            else:  # before the LSTM trains: the same upper bound from the fallback's spread
+                z = NormalDist().inv_cdf(self.config.paper_level)
+                st.paper_upper = [m + z * s for m, s in zip(st.fc_mean, st.fc_std, strict=True)]
+
+    def _scenarios(self, st: _Fn, horizon: int) -> np.ndarray:
+        """Calibrated count quantiles at :data:`SIZING_LEVELS`: ``13 x horizon`` (cached)."""
+        if st.cached is not None and st.cached[0] == horizon:
+            return st.cached[1]
+        rows = np.zeros((len(SIZING_LEVELS), horizon))
+        if st.fc_mean:
+            mean = np.asarray(st.fc_mean, dtype=np.float64)
+            std = np.asarray(st.fc_std, dtype=np.float64)
+            idx = np.minimum(np.arange(horizon), mean.size - 1)
+            if self.config.calibrate and st.calibrator.n_scores >= st.calibrator.min_scores:
+                rows = st.calibrator.upper_many(mean[idx], std[idx], SIZING_LEVELS)
+            else:
+                z = np.asarray(_Z)[:, None]
+                # the forecast's own spread (no floor: a function never called has none)
+                rows = np.maximum(mean[idx][None, :] + z * std[idx][None, :], 0.0)
+        st.cached = (horizon, rows)
+        return rows
 
     def _ensure_dag(self, obs: Observation) -> DagPropagator | None:
-        if not self.dag or not obs.workflows:
+        if not self.config.dag or not obs.workflows:
             return None
         key = tuple(sorted(obs.workflows))
         if self._dag is None or key != self._dag_key:
@@ -338,17 +341,12 @@ class AquatopePrewarmPolicy(Policy):
             self._dag_key = key
         return self._dag
 
-    def _level(self, name: str, obs: Observation) -> float:
-        if self.quantile:
-            return self.quantile
-        pcts = [wf.qos.percentile for wf in obs.workflows.values() if name in wf.functions]
-        return choose_level(pcts, idle_weight=self.idle_weight)
-
     # -- the decision ----------------------------------------------------------------------------
 
     def decide(self, observation: Observation) -> Decision:
         """Target warm replicas per function for this tick (see the module docstring)."""
         obs = observation
+        cfg = self.config
         if not self._prepared:
             self._prepare()
         dag = self._ensure_dag(obs)
@@ -356,204 +354,237 @@ class AquatopePrewarmPolicy(Policy):
         for name, fo in obs.functions.items():
             st = self._fn(name)
             self._observe_timing(st, fo, obs)
+            self._observe_use(st, fo, obs)
             st.step_arrivals += fo.arrivals
-            if fo.arrivals > 0:
-                st.last_arrival_s = obs.now_s
             st.step_elapsed_s += obs.tick_s
-            if st.step_elapsed_s + _EPS >= self.step_s:
+            if st.step_elapsed_s + _EPS >= cfg.step_s:
                 count = st.step_arrivals
-                if self.calibrate and st.fc_mean:
+                if cfg.calibrate and st.fc_mean:
                     st.calibrator.update(mean=st.fc_mean[0], std=st.fc_std[0], observed=count)
                 st.history.append(count)
                 st.cached = None
                 closed[name] = count
                 st.step_arrivals = 0.0
                 st.step_elapsed_s = 0.0
+        latency = {n: self._service(self._fns[n]) / cfg.step_s for n in obs.functions}
         if dag is not None and closed:
-            dag.observe_step(closed)
+            dag.observe_step(closed, latency_steps=latency)
 
-        # how far ahead each function must look: the rest of this step, cold start, next tick
-        need: dict[str, int] = {}
+        # look-ahead per function: the rest of this step, a cold start and the next tick
+        cold = {n: self._cold(self._fns[n], obs.now_s) for n in obs.functions}
+        need_steps: dict[str, int] = {}
         for name in obs.functions:
-            st = self._fns[name]
-            cold = self._cold(st, obs.now_s)
-            rest = self.step_s - st.step_elapsed_s
-            extra = max(0.0, cold + obs.tick_s - rest)
-            need[name] = 1 + math.ceil(extra / self.step_s - _EPS)
-        horizon = max(need.values(), default=1)
-        # a bounded number of expensive fits per tick, the most stale first
-        due = [name for name in closed if self._fit_due(self._fns[name], obs.now_s)]
-        due.sort(
-            key=lambda n: (self._fns[n].last_fit_s is not None, self._fns[n].last_fit_s or 0.0)
-        )
-        fit_now = set(due[: self.max_fits_per_tick])
+            rest = cfg.step_s - self._fns[name].step_elapsed_s
+            extra = max(0.0, cold[name] + obs.tick_s - rest)
+            need_steps[name] = 1 + math.ceil(extra / cfg.step_s - _EPS)
+        horizon = max(need_steps.values(), default=1)
+        due = [n for n in closed if self._fit_due(self._fns[n], obs.now_s)]
+        due.sort(key=lambda n: (self._fns[n].last_fit_s is not None, self._fns[n].last_fit_s or 0))
+        gp_due = [n for n in due if self._wanted_kind(self._fns[n]) == "gp"]
+        if gp_due:  # every GP due is fitted in one batched call (about the cost of one)
+            self._fit_gp_batch(gp_due, obs.now_s)
+        fit_now = set([n for n in due if n not in gp_due][: cfg.max_fits_per_tick])
         for name in closed:
             self._refresh_forecast(self._fns[name], obs.now_s, max(horizon, 2), name in fit_now)
 
-        levels = {name: self._level(name, obs) for name in obs.functions}
-        demand: dict[str, Any] = {}
-        for name, fo in obs.functions.items():
-            st = self._fns[name]
-            demand[name] = self._own_demand(st, fo, levels[name], horizon)
-        shifts: dict[str, int] = {}
-        if dag is not None:
+        counts: dict[str, Any] = {}
+        if cfg.forecaster not in ("recent", "lstm-paper"):
             for name in obs.functions:
-                service = self._service(self._fns[name])
-                shifts[name] = int(service // self.step_s)
-            demand = dag.propagate(demand, shift_steps=shifts)
+                counts[name] = self._own_counts(self._fns[name], horizon)
+            if dag is not None:
+                counts = dag.propagate(counts, shift_steps=latency)
 
         out: dict[str, FunctionDecision] = {}
         for name, fo in obs.functions.items():
-            st = self._fns[name]
-            service = self._service(st)
-            paths = np.asarray(demand.get(name, np.zeros((len(_GRID) + 1, horizon))))
-            paths = paths.reshape(len(_GRID) + 1, -1)[:, : need[name]]
-            cold = self._cold(st, obs.now_s)
-            price = delay_price_for_level(levels[name])
-            exposure = obs.tick_s + cold
-            replicas = 0
-            columns = {tuple(paths[: len(_GRID), k].tolist()) for k in range(paths.shape[1])}
-            for column in columns:  # steps with the same scenarios need the same pool
-                r_k = replicas_for_cost(
-                    [v / self.step_s for v in column],
-                    _WEIGHTS,
-                    service,
-                    exposure_s=exposure,
-                    cold_start_s=cold,
-                    delay_price=price,
-                    queue_weight=self.queue_weight,
-                    max_inflight=max(fo.max_inflight, 1),
-                    max_replicas=fo.max_replicas,
-                    current=fo.replicas_ready + fo.replicas_starting,
-                    start_cost=self.start_weight * cold,
-                )
-                replicas = max(replicas, r_k)
-            # requests running hold their slots; queued ones are demand (priced above): one
-            # replica per queued request would start replicas slower than the queue drains
-            running = max(fo.inflight - fo.queued, 0)
-            busy = math.ceil(running / max(fo.max_inflight, 1))
-            sized = max(replicas, busy)
-            keep_s = self._keepalive_s(name, obs, cold, price)
-            replicas = self._hysteresis(st, sized, obs.now_s, exposure, keep_s)
-            replicas = self._limit_starts(replicas, fo)
-            st.held = min(st.held, replicas)  # a capped target is re-sized next tick, not owed
-            replicas = min(max(replicas, fo.min_replicas), fo.max_replicas)
-            peak = float(paths[len(_GRID)].max()) if paths.size else 0.0
-            out[name] = FunctionDecision(
-                replicas=replicas,
-                reason=(
-                    f"{st.fc_model or 'none'} q={levels[name]:.3f} upper={peak:.2f}/step "
-                    f"service={service:.3f}s cold={cold:.2f}s sized={sized} "
-                    f"keepalive={keep_s:.0f}s"
-                ),
-            )
+            out[name] = self._decide_one(name, fo, obs, cold[name], need_steps[name], counts, dag)
         return Decision(functions=out)
 
-    def _keepalive_s(self, name: str, obs: Observation, cold_s: float, price: float) -> float:
-        """Break-even keep-alive of a function's last replica after its last arrival.
+    def _observe_use(self, st: _Fn, fo: FunctionObservation, obs: Observation) -> None:
+        """Idle gaps (first replica) and when each replica was last needed (``recent``)."""
+        active = fo.arrivals > 0 or fo.inflight > 0
+        if self.config.gaps:
+            st.gaps.observe(obs.now_s, active=active, tick_s=obs.tick_s)
+        if self.config.forecaster == "recent" and active:
+            per = max(fo.max_inflight, 1)
+            spread = math.ceil(fo.arrivals * self._service(st) / obs.tick_s - _EPS)
+            used = math.ceil(max(fo.inflight, min(fo.arrivals, spread), 1) / per)
+            while len(st.seen_s) < used:
+                st.seen_s.append(obs.now_s)
+            for k in range(used):
+                st.seen_s[k] = obs.now_s
 
-        Ski rental: a cold start delays at least one request by ``cold_s``, worth
-        ``price * cold_s`` idle replica-seconds, so an idle replica is worth keeping that long
-        (capped at ``max_keepalive_s``). Only for functions whose cold start exceeds the
-        strictest QoS target of their workflows (or any cold start when they serve none): a
-        cold start shorter than the target does not violate it.
-        """
-        if not self.keepalive:
+    def _own_counts(self, st: _Fn, horizon: int) -> np.ndarray:
+        """This function's count scenarios per step, floored by the rate seen in this step."""
+        rows = self._scenarios(st, horizon)
+        if self.config.reactive and st.step_elapsed_s > 0 and st.step_arrivals > 1:
+            seen = (st.step_arrivals - 1.0) / st.step_elapsed_s * self.config.step_s
+            rows = np.maximum(rows, seen)
+        return rows
+
+    def _blocked_cost(self, name: str, obs: Observation, cold_s: float) -> float:
+        """Price of an arrival that finds no warm slot (idle replica-seconds)."""
+        key = tuple(sorted(obs.workflows))
+        if self._targets[0] != key:
+            strictest: dict[str, float] = {}
+            for wf in obs.workflows.values():
+                for fn in wf.functions:
+                    strictest[fn] = min(strictest.get(fn, math.inf), wf.qos.target_s)
+            self._targets = (key, strictest)
+        target = self._targets[1].get(name)
+        share = 1.0
+        if target is not None and cold_s < target:
+            share = cold_s / target
+        return self.config.miss_price_s * share
+
+    def _need(
+        self,
+        name: str,
+        fo: FunctionObservation,
+        obs: Observation,
+        cold_s: float,
+        steps: int,
+        counts: Mapping[str, Any],
+        dag: DagPropagator | None,
+    ) -> list[float]:
+        """``P(replica k needed within the look-ahead)``, k = 1, 2, ..."""
+        cfg = self.config
+        st = self._fns[name]
+        window_s = cold_s + obs.tick_s
+        per = max(fo.max_inflight, 1)
+        if cfg.forecaster == "recent":
+            return [1.0 if obs.now_s - t < cfg.recent_window_s else 0.0 for t in st.seen_s]
+        rows = counts.get(name)
+        raw: tuple[float, ...] = ()
+        if rows is not None:
+            raw = tuple((rows[:, :steps].max(axis=1) / cfg.step_s).tolist())
+        # probabilities below idle / blocked cost decide nothing: stop there (one more kept
+        # so the rule sees where it fails)
+        floor = round(0.5 * window_s / max(self._blocked_cost(name, obs, cold_s), _EPS), 4)
+        service_s = self._service(st)
+        exact = (per, fo.max_replicas, floor, len(raw))
+        cached = st.need_cache
+        if (
+            cached is not None
+            and cached[0] == exact
+            and _within(raw, cached[1])
+            and _within((service_s, window_s), cached[2])
+        ):
+            need = list(cached[3])  # inputs within 10 % of those the need was computed for
+        else:
+            # inputs rounded up to a 5 % grid, so the per-scenario memo in replica_need hits
+            need = (
+                replica_need(
+                    [_grid_up(r) for r in raw],
+                    _WEIGHTS,
+                    _grid_up(service_s),
+                    horizon_s=_grid_up(window_s),
+                    max_inflight=per,
+                    max_replicas=fo.max_replicas,
+                    floor=min(floor, 1e-3),
+                )
+                if any(raw)
+                else []
+            )
+            st.need_cache = (exact, raw, (service_s, window_s), tuple(need))
+        if cfg.gaps:
+            hazard = st.gaps.probability(now_s=obs.now_s, horizon_s=window_s + obs.tick_s)
+            if hazard is not None:
+                p_gap, n_gaps = hazard
+                p_fc = need[0] if need else 0.0
+                p1 = (n_gaps * p_gap + _GAP_PRIOR * p_fc) / (n_gaps + _GAP_PRIOR)
+                need = [min(p, p1) for p in need] if need else [p1]
+                if not need[0]:
+                    need = []
+        imminent = self._imminent(name, obs, dag)
+        if imminent > 0:
+            sure = math.ceil(imminent / per - _EPS)
+            need = [1.0] * sure + need[sure:] if len(need) >= sure else [1.0] * sure
+        return need
+
+    def _imminent(self, name: str, obs: Observation, dag: DagPropagator | None) -> float:
+        """Concurrent calls the upstreams' running requests will make soon."""
+        if dag is None:
             return 0.0
-        targets = [wf.qos.target_s for wf in obs.workflows.values() if name in wf.functions]
-        slack_s = min(targets) if targets else 0.0
-        if cold_s <= slack_s:
+        ups = dag.upstream(name)
+        if not ups:
             return 0.0
-        return min(price * cold_s, self.max_keepalive_s)
+        mine = self._service(self._fns[name])
+        total = 0.0
+        for up, w in ups.items():
+            fo_up = obs.functions.get(up)
+            if fo_up is None or fo_up.inflight <= 0:
+                continue
+            running = max(fo_up.inflight - fo_up.queued, 0)
+            theirs = self._service(self._fns[up])
+            total += w * running * min(1.0, mine / max(theirs, 1e-6))
+        return total * dag.gain(name)
 
-    def _prepare(self) -> None:
-        """Load and warm the model library on the first tick (seconds), not in the first fit.
-
-        The first tick comes before there is any history, usually before traffic; importing
-        torch in the middle of a burst stalled a live run's daemon for 6 s.
-        """
-        self._prepared = True
-        if self.forecaster == "gp":
-            from scheduler.forecast.gp import GPForecaster
-
-            # a 2-iteration fit on dummy data: the first fit in a process pays ~1 s of lazy
-            # initialisation (imports, kernels) that later fits do not
-            warm = GPForecaster(step_s=self.step_s, fit_iters=2, seed=self.seed)
-            warm.fit(np.ones((1, 8)))
-            warm.predict(1)
-        elif self.forecaster == "lstm":
-            import torch  # noqa: F401
+    def _decide_one(
+        self,
+        name: str,
+        fo: FunctionObservation,
+        obs: Observation,
+        cold_s: float,
+        steps: int,
+        counts: Mapping[str, Any],
+        dag: DagPropagator | None,
+    ) -> FunctionDecision:
+        cfg = self.config
+        st = self._fns[name]
+        per = max(fo.max_inflight, 1)
+        current = fo.replicas_ready + fo.replicas_starting
+        window_s = cold_s + obs.tick_s
+        blocked = self._blocked_cost(name, obs, cold_s)
+        if cfg.forecaster == "lstm-paper":
+            upper = st.paper_upper[:steps] if st.paper_upper else [0.0]
+            wanted = max(0, math.ceil(max(upper) - _EPS))
+            need: list[float] = []
+        else:
+            need = self._need(name, fo, obs, cold_s, steps, counts, dag)
+            wanted = replicas_worth_keeping(
+                need,
+                blocked_cost=blocked,
+                idle_cost=window_s,
+                current=current,
+                start_cost=cfg.start_weight * cold_s,
+            )
+        running = max(fo.inflight - fo.queued, 0)
+        replicas = max(wanted, math.ceil(running / per))
+        replicas = self._limit_starts(replicas, fo)
+        if fo.queued > 0:  # the platform started these for the queue: never cancel them
+            replicas = max(replicas, current)
+        replicas = min(max(replicas, fo.min_replicas), fo.max_replicas)
+        p1 = need[0] if need else 0.0
+        return FunctionDecision(
+            replicas=replicas,
+            reason=(
+                f"{st.fc_model or cfg.forecaster} P1={p1:.3f} blocked={blocked:.0f}s "
+                f"H={window_s:.2f}s service={self._service(st):.3f}s cold={cold_s:.2f}s "
+                f"wanted={wanted}"
+            ),
+        )
 
     def _limit_starts(self, target: int, fo: FunctionObservation) -> int:
         """Cap the replicas starting at once to ``max(1, ceil(ratio x ready))``."""
         current = fo.replicas_ready + fo.replicas_starting
-        if self.max_start_ratio <= 0 or target <= current:
+        ratio = self.config.max_start_ratio
+        if ratio <= 0 or target <= current:
             return target
-        allowed = max(1, math.ceil(self.max_start_ratio * fo.replicas_ready))
+        allowed = max(1, math.ceil(ratio * fo.replicas_ready))
         return min(target, fo.replicas_ready + max(allowed, fo.replicas_starting))
 
-    @staticmethod
-    def _hysteresis(st: _Fn, sized: int, now_s: float, down_delay_s: float, keep_s: float) -> int:
-        """Scale up at once; scale down one replica per ``down_delay_s`` of lower demand.
+    def _prepare(self) -> None:
+        """Load and warm the model library on the first tick, not in the middle of a burst."""
+        self._prepared = True
+        if self.config.forecaster == "gp":
+            from scheduler.forecast.gp import GPForecaster
 
-        ``down_delay_s`` is the time a dropped replica takes to come back (next tick plus a
-        cold start), so a dip shorter than that never drops one. The last replica also stays
-        ``keep_s`` seconds after the function's last arrival.
-        """
-        if sized >= st.held:
-            st.held = sized
-            st.below_since_s = None
-        elif st.below_since_s is None:
-            st.below_since_s = now_s
-        elif now_s - st.below_since_s + _EPS >= down_delay_s:
-            st.held = max(st.held - 1, sized)
-            st.below_since_s = now_s if st.held > sized else None
-        recent = st.last_arrival_s is not None and now_s - st.last_arrival_s < keep_s
-        if st.held == 0 and recent:
-            st.held = 1
-        return st.held
-
-    def _service(self, st: _Fn) -> float:
-        return st.service_s if st.service_s is not None else self.default_service_s
-
-    def _own_demand(
-        self, st: _Fn, fo: FunctionObservation, level: float, horizon: int
-    ) -> np.ndarray:
-        """Demand samples per step: ``(len(_GRID) + 1) x horizon`` counts (current step first).
-
-        Rows ``0..len(_GRID)-1`` are the calibrated predictive quantiles at :data:`_GRID`;
-        the last row is the calibrated ``level``-quantile; all floored to whole counts.
-        """
-        if st.cached is not None and st.cached[0] == level and st.cached[1] == horizon:
-            paths = st.cached[2]
-        else:
-            paths = self._forecast_paths(st, level, horizon)
-            st.cached = (level, horizon, paths)
-        if self.reactive and st.step_elapsed_s > 0:
-            seen = st.step_arrivals / st.step_elapsed_s * self.step_s
-            paths = np.maximum(paths, seen)
-        if self.reactive and fo.inflight > 0:  # each will call downstream stages soon
-            paths = np.maximum(paths, float(fo.inflight))
-        return paths
-
-    def _forecast_paths(self, st: _Fn, level: float, horizon: int) -> np.ndarray:
-        """Calibrated quantile rows of the last forecast (cached until the next step)."""
-        paths = np.zeros((len(_GRID) + 1, horizon))
-        if st.fc_mean:
-            mean = np.asarray(st.fc_mean, dtype=np.float64)
-            std = np.asarray(st.fc_std, dtype=np.float64)
-            idx = np.minimum(np.arange(horizon), mean.size - 1)
-            if self.calibrate:
-                st.calibrator.track(level)
-                paths = st.calibrator.upper_many(mean[idx], std[idx], (*_GRID, level))
-            else:
-                from statistics import NormalDist
-
-                for row, u in enumerate((*_GRID, level)):
-                    z = NormalDist().inv_cdf(u)
-                    paths[row] = np.maximum(mean[idx] + z * std[idx], 0.0)
-            paths = np.floor(paths + _EPS)  # quantiles of a whole count are whole counts
-        return paths
+            # the first fit in a process pays ~1 s of lazy initialisation; pay it now
+            warm = GPForecaster(step_s=self.config.step_s, fit_iters=2, seed=self.config.seed)
+            warm.fit(np.ones((1, 8)))
+            warm.predict(1)
+        elif self.config.forecaster in ("lstm", "lstm-paper"):
+            import torch  # noqa: F401
 
     # -- persistence -----------------------------------------------------------------------------
 
@@ -570,13 +601,13 @@ class AquatopePrewarmPolicy(Policy):
                     "start_times": list(st.start_times),
                     "prev_starting": st.prev_starting,
                     "prev_ready": st.prev_ready,
-                    "held": st.held,
-                    "below_since_s": st.below_since_s,
-                    "last_arrival_s": st.last_arrival_s,
+                    "seen_s": list(st.seen_s),
                     "fc_mean": list(st.fc_mean),
                     "fc_std": list(st.fc_std),
                     "fc_model": st.fc_model,
+                    "paper_upper": list(st.paper_upper),
                     "calibrator": st.calibrator.state_dict(),
+                    "gaps": st.gaps.state_dict(),
                 }
                 for name, st in self._fns.items()
             },
@@ -596,15 +627,68 @@ class AquatopePrewarmPolicy(Policy):
             st.start_times.extend(float(v) for v in raw.get("start_times", []))
             st.prev_starting = int(raw.get("prev_starting", 0))
             st.prev_ready = int(raw.get("prev_ready", 0))
-            st.held = int(raw.get("held", 0))
-            below = raw.get("below_since_s")
-            st.below_since_s = None if below is None else float(below)
-            last = raw.get("last_arrival_s")
-            st.last_arrival_s = None if last is None else float(last)
+            st.seen_s = [float(v) for v in raw.get("seen_s", [])]
             st.fc_mean = [float(v) for v in raw["fc_mean"]]
             st.fc_std = [float(v) for v in raw["fc_std"]]
             st.fc_model = str(raw.get("fc_model", ""))
+            st.paper_upper = [float(v) for v in raw.get("paper_upper", [])]
             st.calibrator.load_state_dict(raw["calibrator"])
+            st.gaps.load_state_dict(raw.get("gaps", {}))
         self._dag_state = dict(state.get("dag", {}))
         self._dag = None
         self._dag_key = ()
+
+
+def _grid_up(value: float) -> float:
+    """``value`` rounded up to a 5 % logarithmic grid (zero stays zero)."""
+    if value <= 0.0:
+        return 0.0
+    return math.exp(math.ceil(math.log(value) / _GRID_STEP - 1e-12) * _GRID_STEP)
+
+
+def _within(values: tuple[float, ...], base: tuple[float, ...]) -> bool:
+    """Whether each value is within 10 % of its base (zero only matches zero)."""
+    slack = _TOL_UP - 1.0
+    return all(abs(v - b) <= slack * b + 1e-12 for v, b in zip(values, base, strict=True))
+
+
+def _signature(history: deque[float]) -> tuple[float, float]:
+    """Mean and spread of the variance-stabilised last :data:`_SIG_STEPS` counts."""
+    tail = list(itertools.islice(history, max(len(history) - _SIG_STEPS, 0), None))
+    if not tail:
+        return (0.0, 0.0)
+    z = 2.0 * np.sqrt(np.asarray(tail, dtype=np.float64) + 0.375)
+    return (float(z.mean()), float(z.std()))
+
+
+def _moved(old: tuple[float, float], new: tuple[float, float]) -> bool:
+    """Whether the data moved enough since a fit to refit (level or spread).
+
+    In the variance-stabilised scale Poisson noise has unit spread: a level shift of more
+    than half a unit, or a spread changed by more than half or double, is a new regime.
+    """
+    level = abs(new[0] - old[0]) > 0.5 * max(old[1], 1.0)
+    spread = not 0.5 <= (new[1] + 0.1) / (old[1] + 0.1) <= 2.0
+    return level or spread
+
+
+def _registry_signature() -> inspect.Signature:
+    """``__init__`` as the registry reads it: one keyword-only parameter per config field."""
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for f in fields(PrewarmConfig):
+        params.append(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type
+            )
+        )
+    return inspect.Signature(params)
+
+
+def config_annotations() -> dict[str, Any]:
+    """Field name -> annotation (strings) of :class:`PrewarmConfig`, for registry signatures."""
+    return {f.name: f.type for f in fields(PrewarmConfig)}
+
+
+AquatopePrewarmPolicy.__init__.__signature__ = _registry_signature()  # type: ignore[attr-defined]
+AquatopePrewarmPolicy.__init__.__annotations__ = {**config_annotations(), "return": "None"}
+register_policy("aquatope-prewarm")(AquatopePrewarmPolicy)

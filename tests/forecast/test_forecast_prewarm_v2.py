@@ -1,0 +1,100 @@
+"""Pre-warmer v2 building blocks: conformal tail for small n, pool cost at zero replicas,
+DAG gains without lag and fractional shifts, the idle-gap hazard and the per-replica rule."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from scheduler.forecast import ConformalCalibrator
+from scheduler.forecast.calibrate import score_quantile
+from scheduler.forecast.dag import DagPropagator
+from scheduler.forecast.gaps import GapModel
+from scheduler.forecast.pool import pool_cost, replica_need, replicas_worth_keeping
+from testbed.core.platform import QoS, Stage, Workflow
+
+
+def test_rare_levels_stay_apart_with_few_residuals() -> None:
+    # 0.9875 and 0.9975 need rank ceil(101 q) = 100 and 101 of 100 residuals: both used to
+    # be the largest residual; the tail beyond it keeps them ordered
+    rng = np.random.default_rng(0)
+    cal = ConformalCalibrator(levels=(0.9875, 0.9975), min_scores=12)
+    for _ in range(100):
+        cal.update(mean=5.0, std=1.0, observed=5.0 + float(rng.normal()))
+    lo, hi = cal.upper_many(5.0, 1.0, (0.9875, 0.9975))
+    top = 5.0 + max(cal._scores)
+    assert top <= float(lo) < float(hi)
+    scores = np.sort(rng.normal(size=300))
+    assert score_quantile(scores, 0.5) == scores[math.ceil(301 * 0.5) - 1]  # in-sample rank
+    assert score_quantile(np.ones(50), 0.999) == 1.0  # ties: no tail to extrapolate
+
+
+def test_zero_replicas_cost_one_cold_start_plus_half_for_those_queued_behind() -> None:
+    rate, exposure, cold, price = 2.0, 3.0, 1.5, 10.0
+    arrives = 1.0 - math.exp(-rate * exposure)
+    expected = price * arrives * cold * (1.0 + rate * cold / 2.0)
+    got = pool_cost(
+        0, [rate], [1.0], 0.2, exposure_s=exposure, cold_start_s=cold, delay_price=price
+    )
+    assert got == pytest.approx(expected)
+
+
+def _chain() -> dict[str, Workflow]:
+    wf = Workflow(
+        name="chain",
+        qos=QoS(target_s=2.0, percentile=95.0),
+        stages=(Stage("a", "up"), Stage("b", "down", after=("a",))),
+    )
+    return {"chain": wf}
+
+
+def test_fan_out_gain_has_no_one_step_lag() -> None:
+    # a burst reaches the downstream in the same step (latency << step): gain stays 1
+    dag = DagPropagator(_chain())
+    for count in [0, 0, 10, 10, 10, 0, 0, 20, 0, 0]:
+        dag.observe_step({"up": count, "down": count}, latency_steps={"up": 0.05})
+        assert dag.gain("down") == pytest.approx(1.0, abs=0.05)  # the lag gave 3.0
+    # a latency of 1.5 steps is learned with the same delay the propagation uses
+    slow = DagPropagator(_chain())
+    ups = [0, 10, 10, 10, 0, 0, 0, 0]
+    downs = [0, 0, 5, 10, 10, 5, 0, 0]  # the upstream's calls, 1.5 steps later
+    for u, d in zip(ups, downs, strict=True):
+        slow.observe_step({"up": u, "down": d}, latency_steps={"up": 1.5})
+    assert slow.gain("down") == pytest.approx(1.0, abs=0.02)
+
+
+def test_propagation_shift_is_the_fractional_latency() -> None:
+    dag = DagPropagator(_chain())
+    out = dag.propagate({"up": np.array([0.0, 10.0, 10.0, 10.0])}, shift_steps={"up": 1.5})
+    assert out["down"].tolist() == pytest.approx([0.0, 0.0, 5.0, 10.0])
+
+
+def test_gap_model_predicts_a_timer_firing_and_nothing_between() -> None:
+    m = GapModel()
+    for k in range(6):
+        for t in (k * 60.0, k * 60.0 + 1.0):  # each firing keeps the function busy 2 ticks
+            m.observe(t, active=True, tick_s=1.0)
+    last = 5 * 60.0 + 1.0
+    assert m.probability(now_s=last + 20.0, horizon_s=4.0) == (0.0, 5)
+    assert m.probability(now_s=last + 56.0, horizon_s=4.0) == (1.0, 5)
+    assert m.probability(now_s=last + 200.0, horizon_s=4.0) is None  # beyond every gap
+
+
+def test_replica_need_matches_poisson_and_decreases() -> None:
+    need = replica_need([0.5], [1.0], 1e-6, horizon_s=2.0)
+    assert need[0] == pytest.approx(1.0 - math.exp(-1.0), rel=1e-4)
+    busy = replica_need([4.0, 0.1], [0.5, 0.5], 1.0, horizon_s=2.0, max_inflight=2)
+    assert all(a >= b for a, b in itertools.pairwise(busy)) and busy[0] > busy[3]
+    assert replica_need([0.0], [1.0], 1.0, horizon_s=2.0) == []
+
+
+def test_per_replica_rule_charges_starts_only_for_new_replicas() -> None:
+    need = [0.9, 0.5, 0.2, 0.05]
+    assert replicas_worth_keeping(need, blocked_cost=10.0, idle_cost=1.5) == 3
+    assert replicas_worth_keeping(need, blocked_cost=10.0, idle_cost=1.5, start_cost=4.0) == 1
+    kept = replicas_worth_keeping(need, blocked_cost=10.0, idle_cost=1.5, current=3, start_cost=4)
+    assert kept == 3
+    assert replicas_worth_keeping(need, blocked_cost=1.0, idle_cost=1.5) == 0
