@@ -150,3 +150,25 @@ def test_reader_accepts_true_false_and_01(tmp_path: Path) -> None:
     assert req["ok"].tolist() == [True, False, True]
     assert req["cold_start"].tolist() == [True, False, False]
     assert req["status"].tolist() == [0, 0, 0]  # missing optional column defaulted
+
+
+def _run_with_decisions(run: Path, text: str) -> Path:
+    run.mkdir()
+    (run / "meta.json").write_text('{"complete": false}')
+    pd.DataFrame({"request_id": [1], "workflow": ["w"], "latency_s": [0.1], "ok": [True]}).to_csv(
+        run / "requests.csv", index=False
+    )
+    (run / "decisions.jsonl").write_text(text)
+    return run
+
+
+def test_a_torn_last_decision_line_is_dropped(tmp_path: Path) -> None:
+    # a run killed while appending leaves half a JSON line at the end: the rest still loads
+    run = _run_with_decisions(tmp_path / "r", '{"t_s": 1.0}\n\n{"t_s": 2.0}\n{"t_s": 3.')
+    assert load_run(run).decisions == [{"t_s": 1.0}, {"t_s": 2.0}]
+
+
+def test_a_broken_decision_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
+    run = _run_with_decisions(tmp_path / "r", '{"t_s": 1.0}\n{"t_s": \n{"t_s": 3.0}\n')
+    with pytest.raises(ConfigError, match=r"decisions.jsonl: line 2: invalid JSON"):
+        load_run(run)

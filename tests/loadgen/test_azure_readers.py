@@ -163,3 +163,47 @@ def test_unknown_format(tmp_path: Path) -> None:
     path.write_text("a,b,c\n")
     with pytest.raises(ConfigError, match="unknown trace format"):
         read_trace(path)
+
+
+def test_a_gap_between_day_files_becomes_zeros(tmp_path: Path) -> None:
+    d1 = _day(
+        tmp_path / "invocations_per_function_md.anon.d01.csv", [("o", "a", "f", "http", {2: 4})]
+    )
+    d3 = _day(
+        tmp_path / "invocations_per_function_md.anon.d03.csv", [("o", "a", "f", "http", {1: 5})]
+    )
+    counts = read_azure2019_counts([d3, d1])
+    assert counts.minutes == 3 * 1440  # day 2 is missing, not skipped
+    (row,) = counts.counts
+    assert row[1] == 4 and row[2 * 1440] == 5 and row.sum() == 9
+    assert row[1440 : 2 * 1440].sum() == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("o1,a1,f1,-250,4,1,900", "line 2, column 4: .*must be >= 0"),
+        ("o1,a1,f1,slow,4,1,900", "line 2, column 4: .*must be a number, got 'slow'"),
+        ("o1,a1,f1", "line 2, column 4: missing fields"),
+    ],
+)
+def test_broken_durations_file_names_line_and_column(
+    two_days: list[Path], line: str, message: str
+) -> None:
+    durations = two_days[1].with_name("function_durations_percentiles.anon.d01.csv")
+    durations.write_text(f"HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum\n{line}\n")
+    with pytest.raises(ConfigError, match=message) as err:
+        read_azure2019_counts(two_days)
+    assert str(durations) in str(err.value)
+
+
+def test_durations_and_memory_given_explicitly_win(tmp_path: Path, two_days: list[Path]) -> None:
+    durations = tmp_path / "elsewhere-durations.csv"
+    durations.write_text("HashOwner,HashApp,HashFunction,Average\no1,a1,f1,1500\no2,a2,f3,0\n")
+    memory = tmp_path / "elsewhere-memory.csv"
+    memory.write_text("HashOwner,HashApp,SampleCount,AverageAllocatedMb\no2,a2,3,64\n")
+    info = read_azure2019_counts(two_days, durations=durations, memory=memory).info
+    assert info["f1"].avg_duration_s == pytest.approx(1.5)
+    assert info["f3"].avg_duration_s == 0.0  # zero is a valid average, not "missing"
+    assert info["f3"].memory_mb == pytest.approx(64.0)
+    assert info["f1"].memory_mb is None  # the file beside was not read

@@ -147,3 +147,19 @@ def test_malformed_files_name_the_file(tmp_path: Path, make_run: Any) -> None:
     (run / "requests.csv").write_text("request_id,latency_s\n1,0.5\n")
     with pytest.raises(ConfigError, match=r"requests.csv: missing column\(s\) workflow, ok"):
         load_run(run)
+
+
+def test_a_request_exactly_on_its_target_meets_it(tmp_path: Path, make_run: Any) -> None:
+    # QoS is "latency within the target": 1.0 s against 1.0 s is met, 1.0001 s is not
+    run = make_run(
+        tmp_path / "r",
+        meta={"label": "q", "seed": 0, "duration_s": 3},
+        requests=[
+            "1,wf,workflow,0,0,1.0,1.0,200,true,false,0,1.0,",
+            "2,wf,workflow,1,1,2.0001,1.0001,200,true,false,0,1.0,",
+            "3,wf,workflow,2,2,2.25,0.25,200,true,false,0,1.0,",
+        ],
+    )
+    m = compute_metrics(load_run(run))
+    assert (m.requests, m.violations) == (3, 1)
+    assert m.qos_violation_rate == pytest.approx(1 / 3)
