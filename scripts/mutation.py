@@ -73,6 +73,9 @@ def _copy_repo(into: Path, module: str, tests: list[str]) -> None:
             shutil.copytree(src, into / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, into / name)
+    # pytest's importlib mode cannot place tests/ as a namespace package under mutmut's
+    # sys.path (``tests.helpers`` is then not found); a regular package it can
+    (into / "tests" / "__init__.py").touch()
     pyproject = into / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + _mutmut_section(module, tests))
 
@@ -93,7 +96,9 @@ def run_module(
     with tempfile.TemporaryDirectory(prefix="aquatope-mut-") as tmp:
         work = Path(tmp)
         _copy_repo(work, module, tests)
-        # only the mutated copy is importable, also in the processes tests start (gateways)
+        # only the mutated copy is importable, also in the processes tests start (gateways);
+        # the folder must exist before Python starts, or the path entry is cached as dead
+        (work / "mutants").mkdir()
         env = {**os.environ, "PYTHONPATH": str(work / "mutants")}
         mutmut = [sys.executable, "-m", "mutmut"]
         start = time.monotonic()
