@@ -83,14 +83,22 @@ def test_warmup_excludes_requests_and_cost(tmp_path: Path, make_run: Any) -> Non
         requests=[
             "1,wf,workflow,1.0,1.0,9.0,8.0,200,true,true,1,1.0,",
             "2,wf,workflow,6.0,6.0,6.5,0.5,200,true,false,0,1.0,",
+            # no intended time recorded: the send time decides (before / after warm-up)
+            "3,wf,workflow,,4.0,4.5,0.5,500,false,false,0,1.0,boom",
+            "4,wf,workflow,,7.0,7.5,0.5,200,true,false,0,1.0,",
         ],
-        stages=["1,a,f,1.0,9.0,8.0,1,200", "2,a,f,6.0,6.5,0.5,0,200"],
+        stages=[
+            "1,a,f,1.0,9.0,8.0,1,200",
+            "2,a,f,6.0,6.5,0.5,0,200",
+            "3,a,f,4.0,4.5,0.5,0,500",
+            "4,a,f,7.0,7.5,0.5,0,200",
+        ],
         timeline=["0,f,4,0,0,0,1,1024", "5,f,1,0,0,0,1,1024"],
     )
     m = compute_metrics(load_run(run))
-    assert m.requests == 1 and m.violations == 0 and m.cold_start_rate == 0
+    assert m.requests == 2 and m.violations == 0 and m.cold_start_rate == 0
     assert m.cost.cpu_core_s == pytest.approx(5.0)  # only [5, 10) with 1 replica
-    assert m.cost.invocations == 1
+    assert m.cost.invocations == 2
 
 
 def test_cost_step_function_clips_window() -> None:
@@ -163,3 +171,47 @@ def test_a_request_exactly_on_its_target_meets_it(tmp_path: Path, make_run: Any)
     m = compute_metrics(load_run(run))
     assert (m.requests, m.violations) == (3, 1)
     assert m.qos_violation_rate == pytest.approx(1 / 3)
+
+
+def test_time_series_bins_rates_and_function_filter(tmp_path: Path, make_run: Any) -> None:
+    run = load_run(
+        make_run(
+            tmp_path / "r",
+            meta={"label": "t", "seed": 0, "duration_s": 30},
+            requests=[
+                "1,wf,workflow,1,1,1.5,0.5,200,true,false,0,1.0,",
+                "2,wf,workflow,9.5,9.5,11,1.5,200,true,false,0,1.0,",  # slow
+                "3,wf,workflow,,12,12.5,0.5,500,false,false,0,1.0,boom",  # no intended time
+                "4,wf,workflow,25,25,25.5,0.5,200,true,false,0,1.0,",
+            ],
+            timeline=[
+                "0.02,f1,1,0,1,2,1,128",
+                "0.04,f2,2,1,0,3,1,128",  # same 0.1 s sample as f1's
+                "5,f1,1,0,0,0,1,128",
+            ],
+        )
+    )
+    over = violations_over_time(run)  # 10 s bins by default; the request without an
+    assert over["t_s"].tolist() == [0.0, 10.0, 20.0]  # intended time is placed by sent_s
+    assert over["requests"].tolist() == [2, 1, 1]
+    assert over["violations"].tolist() == [1, 1, 0]
+    assert over["rate"].tolist() == [0.5, 1.0, 0.0]
+    both = demand_vs_replicas(run)
+    assert both["t_s"].tolist() == [0.0, 5.0]
+    assert both.iloc[0][["ready", "starting", "demand"]].tolist() == [3, 1, 6]  # busy + queued
+    only_f2 = demand_vs_replicas(run, ["f2"])
+    assert only_f2["t_s"].tolist() == [0.0]
+    assert only_f2.iloc[0][["ready", "starting", "demand"]].tolist() == [2, 1, 3]
+
+
+def test_time_series_of_an_empty_run_have_their_columns(tmp_path: Path, make_run: Any) -> None:
+    run = load_run(make_run(tmp_path / "r", meta={"label": "e", "seed": 0}, requests=[]))
+    assert list(violations_over_time(run).columns) == ["t_s", "requests", "violations", "rate"]
+    assert violations_over_time(run).empty
+    assert list(demand_vs_replicas(run).columns) == ["t_s", "ready", "starting", "demand"]
+    assert list(demand_vs_replicas(run, ["nobody"]).columns) == [
+        "t_s",
+        "ready",
+        "starting",
+        "demand",
+    ]
