@@ -215,3 +215,51 @@ def test_time_series_of_an_empty_run_have_their_columns(tmp_path: Path, make_run
         "starting",
         "demand",
     ]
+
+
+def test_edges_of_the_measured_window_and_meta_fields(tmp_path: Path, make_run: Any) -> None:
+    run = make_run(
+        tmp_path / "r",
+        # no duration_s: the window ends at the last request end or timeline sample
+        meta={"label": "e", "seed": 0, "warmup_s": 0.5, "policy_index": 3, "scheduler_cpu_s": 2},
+        requests=[
+            "1,b,workflow,0.2,0.2,0.4,0.2,200,true,true,1,1.0,",  # before the warm-up
+            "2,b,workflow,0.5,0.5,0.7,0.2,200,true,false,0,1.0,",  # exactly at its end: kept
+            "3,b,workflow,1.0,1.0,1.2,0.2,500,false,false,0,1.0,boom",
+            "4,b,workflow,2.0,2.0,2.2,0.2,200,true,false,0,1.0,",
+            "5,a,workflow,3.0,3.0,7.5,4.5,200,true,false,0,10.0,",
+        ],
+        stages=[
+            "1,s,f,0.2,0.4,0.2,1,200",
+            "2,s,f,0.5,0.7,0.2,0,200",
+            "5,s,f,3.0,7.5,4.5,0,200",
+        ],
+        timeline=["0,f,1,0,0,0,1,1024", "5,f,1,0,0,0,1,1024"],
+        decisions=[{"t_s": i, "decide_s": i / 1000} for i in range(101)],
+    )
+    m = compute_metrics(load_run(run))
+    assert (m.requests, m.errors) == (4, 1)
+    assert m.error_rate == pytest.approx(0.25)
+    assert list(m.by_workflow) == ["a", "b"]  # sorted by name
+    assert [w["requests"] for w in m.by_workflow.values()] == [1.0, 3.0]
+    assert m.cold_start_rate_by_function == {"f": 0.0}  # request 1's cold stage is excluded
+    assert m.cost.invocations == 2
+    assert m.cost.window_s == pytest.approx(7.5 - 0.5)
+    assert m.decide_mean_s == pytest.approx(0.05)
+    assert m.decide_p99_s == pytest.approx(0.099)  # the 99th percentile, not the maximum
+    assert m.scheduler_cpu_s == 2.0 and m.order == 3
+
+
+def test_window_without_duration_or_requests_ends_at_the_timeline(
+    tmp_path: Path, make_run: Any
+) -> None:
+    run = make_run(
+        tmp_path / "r",
+        meta={"label": "idle", "seed": 0, "warmup_s": 0.5},
+        requests=[],
+        timeline=["0,f,1,0,0,0,1,1024", "4,f,1,0,0,0,1,1024"],
+    )
+    m = compute_metrics(load_run(run))
+    assert m.cost.window_s == pytest.approx(3.5)
+    assert m.cost.cpu_core_s == pytest.approx(3.5)
+    assert math.isnan(m.scheduler_cpu_s) and m.order == 0
