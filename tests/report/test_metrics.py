@@ -263,3 +263,43 @@ def test_window_without_duration_or_requests_ends_at_the_timeline(
     assert m.cost.window_s == pytest.approx(3.5)
     assert m.cost.cpu_core_s == pytest.approx(3.5)
     assert math.isnan(m.scheduler_cpu_s) and m.order == 0
+
+
+def test_cost_defaults_idle_cpu_and_prices_by_hand() -> None:
+    # rows out of order on purpose; g has no limits recorded (1 core, 128 MiB assumed)
+    tl = pd.DataFrame(
+        {
+            "t_s": [4.0, 0.0, 0.0, 2.0],
+            "function": ["f", "g", "f", "f"],
+            "replicas_ready": [0, 1, 2, 1],
+            "replicas_starting": [0, 0, 1, 0],
+            "busy": [0, 0, 1, 3],  # busy above ready (max_inflight > 1) is not negative idle
+            "queued": [0, 0, 0, 0],
+            "cpu_cores": [2.0, float("nan"), 2.0, 2.0],
+            "memory_mb": [2048.0, float("nan"), 2048.0, 2048.0],
+        }
+    )
+    c = compute_cost(tl, start_s=0.0, end_s=6.0, invocations=1_000_000)
+    # f: 3 alive x 2 s + 1 x 2 s + 0 x 2 s = 8 replica-s -> 16 core-s, 16 GiB-s
+    #    idle: 1 ready without work x 2 s -> 4 core-s, 4 GiB-s
+    # g: 1 x 6 s at 1 core and 0.125 GiB, all idle
+    assert c.by_function == {
+        "f": pytest.approx(
+            {"cpu_core_s": 16.0, "memory_gib_s": 16.0, "idle_cpu_core_s": 4.0,
+             "idle_memory_gib_s": 4.0}
+        ),
+        "g": pytest.approx(
+            {"cpu_core_s": 6.0, "memory_gib_s": 0.75, "idle_cpu_core_s": 6.0,
+             "idle_memory_gib_s": 0.75}
+        ),
+    }  # fmt: skip
+    assert (c.cpu_core_s, c.memory_gib_s) == pytest.approx((22.0, 16.75))
+    assert (c.idle_cpu_core_s, c.idle_memory_gib_s) == pytest.approx((10.0, 4.75))
+    assert c.decoupled_cpu_usd == pytest.approx(22.0 * 0.000024)
+    assert c.decoupled_memory_usd == pytest.approx(16.75 * 0.0000025)
+    assert c.decoupled_idle_usd == pytest.approx(10.0 * 0.000024 + 4.75 * 0.0000025)
+    assert c.lambda_memory_usd == pytest.approx(16.75 * 0.0000166667)
+    assert c.lambda_requests_usd == pytest.approx(0.20)
+    assert c.lambda_usd == pytest.approx(16.75 * 0.0000166667 + 0.20)
+    empty = compute_cost(tl.iloc[:0], start_s=2.0, end_s=1.0, invocations=3)
+    assert (empty.cpu_core_s, empty.window_s, empty.invocations) == (0.0, 0.0, 3)
