@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from loadgen.traces import detect_format, read_trace
-from loadgen.traces.azure2019 import read_azure2019, read_azure2019_counts, write_azure2019
+from loadgen.traces.azure2019 import (
+    read_azure2019,
+    read_azure2019_counts,
+    write_azure2019,
+    write_azure2019_durations,
+)
 from loadgen.traces.azure2021 import read_azure2021
 from testbed.core.errors import ConfigError
 
@@ -207,3 +212,71 @@ def test_durations_and_memory_given_explicitly_win(tmp_path: Path, two_days: lis
     assert info["f3"].avg_duration_s == 0.0  # zero is a valid average, not "missing"
     assert info["f3"].memory_mb == pytest.approx(64.0)
     assert info["f1"].memory_mb is None  # the file beside was not read
+
+
+def _invocations(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", r"line 1, column 1: empty file, expected a header"),
+        ("HashOwner,HashApp,HashFunction,Trigger\n", r"line 1, column 5: no minute columns"),
+        ("HashOwner,HashApp,HashFunction,Trigger,1,3\n", r"line 1, column 6: .*minute header '2'"),
+        ("HashOwner,HashApp,HashFunction\n", r"line 1, column 4: .*'Trigger', got '<missing>'"),
+        (  # a field beyond the csv module's size limit
+            "HashOwner,HashApp,HashFunction,Trigger,1\n" + "x" * 200_000 + ",a,f,http,1\n",
+            r"line 2: field larger than field limit",
+        ),
+        ("HashOwner,HashApp,HashFunction,Trigger,1\no,,f,http,1\n", r"line 2, column 2: empty"),
+    ],
+)
+def test_broken_2019_headers_and_records(tmp_path: Path, text: str, message: str) -> None:
+    path = _invocations(tmp_path, "bad.csv", text)
+    with pytest.raises(ConfigError, match=message) as err:
+        read_azure2019_counts(path)
+    assert str(path) in str(err.value)
+
+
+def test_unreadable_missing_and_unjoinable_day_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no Azure 2019 invocation files given"):
+        read_azure2019_counts([])
+    with pytest.raises(ConfigError, match=r"nope\.csv: cannot read"):
+        read_azure2019_counts(tmp_path / "nope.csv")
+    short = "HashOwner,HashApp,HashFunction,Trigger,1,2\no,a,f,http,1,2\n"
+    d1 = _day(tmp_path / "invocations_per_function_md.anon.d01.csv", [("o", "a", "f", "http", {})])
+    d2 = _invocations(tmp_path, "invocations_per_function_md.anon.d02.csv", short)
+    with pytest.raises(ConfigError, match=r"d02\.csv: line 1: has 2 minute columns, .*d01\.csv"):
+        read_azure2019_counts([d1, d2])
+    with pytest.raises(ConfigError, match="the same day is given twice"):
+        read_azure2019_counts([d1, d1])
+
+
+def test_files_without_day_numbers_join_in_the_order_given(tmp_path: Path) -> None:
+    text = "HashOwner,HashApp,HashFunction,Trigger,1,2\n"
+    first = _invocations(tmp_path, "b.csv", text + "o,a1,f,HTTP,1,2\n\no,a2,f,timer,0,0\n")
+    second = _invocations(tmp_path, "a.csv", text + "o,a1,f,http,3,4\n")
+    counts = read_azure2019_counts([first, second])
+    assert counts.minutes == 4
+    assert counts.names == ("a1/f", "a2/f")  # one name in two apps: qualified by the app
+    assert counts.counts.tolist() == [[1, 2, 3, 4], [0, 0, 0, 0]]
+    assert counts.info["a1/f"].trigger == "http"  # triggers are case-insensitive
+    assert counts.source == "b.csv (+1 days)"
+    assert read_azure2019_counts(second).source == "a.csv"
+
+
+def test_durations_writer_round_trips(tmp_path: Path, two_days: list[Path]) -> None:
+    counts = read_azure2019_counts(two_days)  # only f1 has a duration (250 ms)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    write_azure2019(counts, out_dir / "invocations_per_function_md.anon.d01.csv")
+    write_azure2019_durations(counts, out_dir / "function_durations_percentiles.anon.d01.csv")
+    lines = (out_dir / "function_durations_percentiles.anon.d01.csv").read_text().splitlines()
+    assert lines[1:] == ["o1,a1,f1,250.0,6,250.0,250.0"]  # count: f1's total invocations
+    again = read_azure2019_counts(out_dir / "invocations_per_function_md.anon.d01.csv")
+    assert again.info["f1"].avg_duration_s == pytest.approx(0.25)
+    assert again.info["f3"].avg_duration_s is None
+    assert (again.info["f3"].owner, again.info["f3"].app) == ("o2", "a2")
