@@ -15,6 +15,7 @@ from loadgen.traces.azure2019 import (
     write_azure2019_durations,
 )
 from loadgen.traces.azure2021 import read_azure2021
+from loadgen.traces.counts import MinuteCounts
 from testbed.core.errors import ConfigError
 
 HEADER = "HashOwner,HashApp,HashFunction,Trigger," + ",".join(str(i) for i in range(1, 1441))
@@ -104,8 +105,8 @@ def test_writer_round_trips(tmp_path: Path, two_days: list[Path]) -> None:
 @pytest.mark.parametrize(
     ("mutate", "where"),
     [
-        (lambda rows: rows[1].replace(",3,1,", ",3,x,", 1), "line 2, column 6"),
-        (lambda rows: rows[1].replace(",3,1,", ",3,-2,", 1), "line 2, column 6"),
+        (lambda rows: rows[1].replace(",3,1,", ",3,x,", 1), "line 2, column 6 (minute 2)"),
+        (lambda rows: rows[1].replace(",3,1,", ",3,-2,", 1), "line 2, column 6 (minute 2)"),
         (lambda rows: rows[1].replace(",http,", ",carrier-pigeon,", 1), "line 2, column 4"),
         (lambda rows: rows[1].rsplit(",", 1)[0], "line 2, column 1444"),
         (lambda rows: rows[1].replace("o1,", ",", 1), "line 2, column 1"),
@@ -275,8 +276,25 @@ def test_durations_writer_round_trips(tmp_path: Path, two_days: list[Path]) -> N
     write_azure2019(counts, out_dir / "invocations_per_function_md.anon.d01.csv")
     write_azure2019_durations(counts, out_dir / "function_durations_percentiles.anon.d01.csv")
     lines = (out_dir / "function_durations_percentiles.anon.d01.csv").read_text().splitlines()
-    assert lines[1:] == ["o1,a1,f1,250.0,6,250.0,250.0"]  # count: f1's total invocations
+    assert lines == [
+        "HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum",
+        "o1,a1,f1,250.0,6,250.0,250.0",  # count: f1's total invocations
+    ]
     again = read_azure2019_counts(out_dir / "invocations_per_function_md.anon.d01.csv")
     assert again.info["f1"].avg_duration_s == pytest.approx(0.25)
     assert again.info["f3"].avg_duration_s is None
     assert (again.info["f3"].owner, again.info["f3"].app) == ("o2", "a2")
+
+
+def test_reader_defaults_and_writer_without_info(tmp_path: Path, two_days: list[Path]) -> None:
+    # the default seed is 0, and explicit percentile files reach the trace's info
+    assert read_azure2019(two_days).arrivals_s["f1"].tolist() == (
+        read_azure2019(two_days, seed=0).arrivals_s["f1"].tolist()
+    )
+    durations = tmp_path / "given.csv"
+    durations.write_text("HashOwner,HashApp,HashFunction,Average\no2,a2,f3,40\n")
+    assert read_azure2019(two_days, durations=durations).info["f3"].avg_duration_s == 0.04
+    bare = MinuteCounts(("solo",), np.array([[1, 0, 2]]), {}, "made here")
+    out = tmp_path / "bare.csv"
+    write_azure2019(bare, out)
+    assert out.read_text().splitlines()[1] == "solo,solo,solo,http,1,0,2"

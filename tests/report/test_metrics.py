@@ -11,7 +11,7 @@ import pytest
 
 from testbed.core.errors import ConfigError
 from testbed.experiment.results import load_run
-from testbed.report.cost import compute_cost
+from testbed.report.cost import compute_cost, timeline_intervals
 from testbed.report.metrics import compute_metrics, demand_vs_replicas, violations_over_time
 
 
@@ -269,16 +269,25 @@ def test_cost_defaults_idle_cpu_and_prices_by_hand() -> None:
     # rows out of order on purpose; g has no limits recorded (1 core, 128 MiB assumed)
     tl = pd.DataFrame(
         {
-            "t_s": [4.0, 0.0, 0.0, 2.0],
-            "function": ["f", "g", "f", "f"],
-            "replicas_ready": [0, 1, 2, 1],
-            "replicas_starting": [0, 0, 1, 0],
-            "busy": [0, 0, 1, 3],  # busy above ready (max_inflight > 1) is not negative idle
-            "queued": [0, 0, 0, 0],
-            "cpu_cores": [2.0, float("nan"), 2.0, 2.0],
-            "memory_mb": [2048.0, float("nan"), 2048.0, 2048.0],
+            "t_s": [4.0, 0.0, 0.0, 2.0, 8.0],  # the sample after the window charges nothing
+            "function": ["f", "g", "f", "f", "f"],
+            "replicas_ready": [0, 1, 2, 1, 5],
+            "replicas_starting": [0, 0, 1, 0, 0],
+            "busy": [0, 0, 1, 3, 0],  # busy above ready (max_inflight > 1) is not negative idle
+            "queued": [0, 0, 0, 0, 0],
+            "cpu_cores": [2.0, float("nan"), 2.0, 2.0, 2.0],
+            "memory_mb": [2048.0, float("nan"), 2048.0, 2048.0, 2048.0],
         }
     )
+    iv = timeline_intervals(tl, start_s=0.0, end_s=6.0)
+    assert list(iv.columns) == [*tl.columns, "dt_s"]
+    assert iv[["function", "t_s", "dt_s"]].values.tolist() == [
+        ["f", 0.0, 2.0],
+        ["f", 2.0, 2.0],
+        ["f", 4.0, 2.0],
+        ["f", 8.0, 0.0],
+        ["g", 0.0, 6.0],
+    ]
     c = compute_cost(tl, start_s=0.0, end_s=6.0, invocations=1_000_000)
     # f: 3 alive x 2 s + 1 x 2 s + 0 x 2 s = 8 replica-s -> 16 core-s, 16 GiB-s
     #    idle: 1 ready without work x 2 s -> 4 core-s, 4 GiB-s
