@@ -312,3 +312,35 @@ def test_cost_defaults_idle_cpu_and_prices_by_hand() -> None:
     assert c.lambda_usd == pytest.approx(16.75 * 0.0000166667 + 0.20)
     empty = compute_cost(tl.iloc[:0], start_s=2.0, end_s=1.0, invocations=3)
     assert (empty.cpu_core_s, empty.window_s, empty.invocations) == (0.0, 0.0, 3)
+
+
+def test_stages_of_unknown_requests_and_filtered_functions(tmp_path: Path, make_run: Any) -> None:
+    run = make_run(
+        tmp_path / "r",
+        meta={"label": "s", "seed": 0, "duration_s": 5},
+        requests=[
+            "1,wa,workflow,1,1,1.5,0.5,200,true,false,0,1.0,",
+            "2,wb,workflow,2,2,2.5,0.5,200,true,false,0,1.0,",
+        ],
+        stages=[
+            "1,a,f,1.0,1.5,0.5,0,200",
+            "2,b,f,2.0,2.5,0.5,1,200",
+            "99,a,f,3.0,3.2,0.2,1,200",  # its request is not in requests.csv (a killed run)
+        ],
+    )
+    m = compute_metrics(load_run(run))
+    assert set(m.stage_latency_s) == {"wa/a", "wb/b", "?/a"}
+    assert m.stage_latency_s["?/a"]["p50"] == pytest.approx(0.2)
+    assert m.cold_start_rate_by_function == pytest.approx({"f": 2 / 3})
+    assert m.cost.invocations == 3
+    later = make_run(
+        tmp_path / "w",
+        meta={"label": "w", "seed": 0, "duration_s": 5, "warmup_s": 2},
+        requests=[
+            "1,wa,workflow,1,1,1.5,0.5,200,true,false,0,1.0,",
+            "2,wb,workflow,3,3,3.5,0.5,200,true,false,0,1.0,",
+        ],
+        stages=["1,a,g,1.0,1.5,0.5,1,200", "2,b,f,3.0,3.5,0.5,0,200"],
+    )
+    # g ran only in the warm-up: it is not listed with a rate of nothing
+    assert compute_metrics(load_run(later)).cold_start_rate_by_function == {"f": 0.0}
