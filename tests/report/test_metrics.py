@@ -344,3 +344,20 @@ def test_stages_of_unknown_requests_and_filtered_functions(tmp_path: Path, make_
     )
     # g ran only in the warm-up: it is not listed with a rate of nothing
     assert compute_metrics(load_run(later)).cold_start_rate_by_function == {"f": 0.0}
+
+
+def test_each_sample_holds_until_the_same_functions_next_one() -> None:
+    tl = pd.DataFrame(
+        {
+            "t_s": [0.0, 0.0, 2.0, 1.0],
+            "function": ["f", "g", "g", "h"],
+            "replicas_ready": [1, 1, 3, 1],
+        }
+    )
+    iv = timeline_intervals(tl, start_s=0.0, end_s=4.0)
+    assert iv[["function", "t_s", "dt_s"]].values.tolist() == [
+        ["f", 0.0, 4.0],
+        ["g", 0.0, 2.0],  # until g's next sample, not the window's end
+        ["g", 2.0, 2.0],
+        ["h", 1.0, 3.0],  # nothing charged before a function's first sample
+    ]
