@@ -298,3 +298,18 @@ def test_reader_defaults_and_writer_without_info(tmp_path: Path, two_days: list[
     out = tmp_path / "bare.csv"
     write_azure2019(bare, out)
     assert out.read_text().splitlines()[1] == "solo,solo,solo,http,1,0,2"
+
+
+def test_blank_lines_header_only_days_and_seeds(tmp_path: Path, two_days: list[Path]) -> None:
+    text = "HashOwner,HashApp,HashFunction,Trigger,1,2\n"
+    spaced = _invocations(tmp_path, "spaced.csv", text + "o,a,f,http,1,2\n   \n\n")
+    assert read_azure2019_counts(spaced).counts.tolist() == [[1, 2]]  # blank lines skipped
+    junk = _invocations(tmp_path, "junk.csv", text + "o,a,f,http,1,2\njunk\n")
+    with pytest.raises(ConfigError, match=r"junk\.csv: line 3, column 2: expected 6 fields"):
+        read_azure2019_counts(junk)
+    empty = _invocations(tmp_path, "empty.csv", text)
+    counts = read_azure2019_counts(empty)
+    assert counts.names == () and counts.counts.shape == (0, 2)
+    one = read_azure2019(two_days, seed=1).arrivals_s["f1"]
+    two = read_azure2019(two_days, seed=2).arrivals_s["f1"]
+    assert one.size == two.size == 6 and not np.array_equal(one, two)  # the seed places them
