@@ -19,6 +19,7 @@ import pytest
 from testbed.core.errors import ConfigError
 from testbed.experiment.results import (
     REQUESTS_COLUMNS,
+    STAGES_COLUMNS,
     TIMELINE_COLUMNS,
     RunWriter,
     TimelineWriter,
@@ -178,12 +179,15 @@ def test_a_broken_decision_line_in_the_middle_is_an_error(tmp_path: Path) -> Non
 
 
 def test_writers_format_and_meta(tmp_path: Path) -> None:
-    writer = RunWriter(tmp_path, "p", 2, {"policy": "p"})
+    writer = RunWriter(tmp_path, "p", 2, {"policy": "p", "trace": Path("traces/x.csv")})
     writer.start()
+    assert (writer.path / "meta.json").read_text().startswith('{\n  "policy": "p",\n')
+    assert read_meta(writer.path)["trace"] == "traces/x.csv"  # paths written as text
     tl = TimelineWriter(writer.path / "timeline.csv")
     tl.write([{"t_s": 0.25, "function": "f", "replicas_ready": 1, "cpu_cores": float("nan")}])
     tl.write([{"t_s": 1.0 / 3.0, "function": "g", "replicas_ready": True, "memory_mb": 256.0}])
     tl.close()
+    assert tl.rows == 2
     lines = (writer.path / "timeline.csv").read_bytes().decode().split("\n")
     assert lines == [
         ",".join(TIMELINE_COLUMNS),
@@ -198,6 +202,9 @@ def test_writers_format_and_meta(tmp_path: Path) -> None:
     )
     row = pd.read_csv(writer.path / "requests.csv", keep_default_na=False).iloc[0]
     assert (row["latency_s"], row["ok"], row["cold_start"], row["status"]) == (0.2, 1, 0, 200)
+    frame = pd.DataFrame({"request_id": [8], "stage": ["a"], "function": ["f"], "cold_start": [1]})
+    write_csv(writer.path / "stages.csv", frame, STAGES_COLUMNS)  # a DataFrame works too
+    assert (writer.path / "stages.csv").read_text().splitlines()[1].startswith("8,a,f,")
     final = writer.finish(duration_s=1.5)
     meta = read_meta(final)
     assert meta["duration_s"] == 1.5 and meta["complete"] is True
@@ -214,7 +221,21 @@ def test_a_failed_run_stays_hidden_and_says_why(tmp_path: Path) -> None:
     meta = read_meta(writer.path)
     assert meta["complete"] is False and meta["error"] == "the gateway went away"
     shutil.rmtree(writer.path)
-    writer.fail("again")  # its directory is gone: recording the failure must not raise
+    writer.path.write_text("a file where the run directory was")
+    writer.fail("again")  # it cannot be recorded there, but must not raise
+
+
+def test_a_run_with_only_meta_loads_empty_tables_with_their_columns(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "meta.json").write_text('{"complete": true}')
+    (run / "stages.csv").write_text("")
+    loaded = load_run(run)
+    assert list(loaded.requests.columns) == list(REQUESTS_COLUMNS) and loaded.requests.empty
+    assert list(loaded.stages.columns) == list(STAGES_COLUMNS) and loaded.stages.empty
+    assert str(loaded.requests["ok"].dtype) == "bool"
+    assert str(loaded.requests["latency_s"].dtype) == "float64"
+    assert loaded.decisions == []
 
 
 def test_empty_integer_fields_read_as_zero(tmp_path: Path) -> None:
