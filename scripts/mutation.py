@@ -198,7 +198,7 @@ def run_module(
         "survived": counts["survived"] + counts["suspicious"],
         "no_tests": counts["no tests"],
         "score": round(killed / n, 3) if n else None,
-        "ci95": _wilson(killed, n) if sample > 0 else None,
+        "ci95": _wilson(killed, n) if len(chosen) < len(population) else None,
         "wall_s": round(wall_s, 1),
         "survivors": survivors,
     }
