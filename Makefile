@@ -41,7 +41,7 @@ lint: $(STAMP) ## ruff check, format check and mypy
 	$(BIN)/ruff format --check testbed loadgen scheduler functions tests bench
 	$(BIN)/mypy testbed loadgen scheduler
 
-MUTATE ?=
+MUTATE ?= --sample 120 --max-children 2 --max-minutes 10
 mutation: $(STAMP) ## mutation score per module (mutmut; slow, not part of `make test`)
 	$(PY) scripts/mutation.py $(MUTATE)
 

@@ -38,8 +38,9 @@ MODULES: dict[str, list[str]] = {
     "testbed/experiment/results.py": ["tests/experiment/test_results.py", *REPORT_TESTS],
     "loadgen/traces/azure2019.py": ["tests/loadgen/test_azure_readers.py"],
     "scheduler/policies/keepalive.py": ["tests/scheduler/test_keepalive.py"],
-    "testbed/gateway/pool.py": ["tests/gateway/test_local_backend.py", "tests/gateway/test_api.py"],
 }
+# Not here: testbed/gateway/pool.py runs inside the gateway process the tests start, where
+# mutmut sees no test reach it (docs/testing.md, "Not measured").
 
 COPIED = ["testbed", "loadgen", "scheduler", "functions", "tests", "pyproject.toml"]
 STATUSES = (
