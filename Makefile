@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RESULTS ?= results
 PLATFORM ?= testbed
 
-.PHONY: help venv demo evaluate test test-fast lint bench testbed-up testbed-down system-deps clean
+.PHONY: help venv demo evaluate test test-fast lint bench mutation testbed-up testbed-down system-deps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ lint: $(STAMP) ## ruff check, format check and mypy
 	$(BIN)/ruff check testbed loadgen scheduler functions tests bench
 	$(BIN)/ruff format --check testbed loadgen scheduler functions tests bench
 	$(BIN)/mypy testbed loadgen scheduler
+
+MUTATE ?= --sample 120 --max-children 2 --max-minutes 10
+mutation: $(STAMP) ## mutation score per module (mutmut; slow, not part of `make test`)
+	$(PY) scripts/mutation.py $(MUTATE)
 
 bench: $(STAMP) ## run every benchmark (prints one JSON object per script)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import missing
+
 REPO = Path(__file__).resolve().parents[1]
 
 HANDLERS = {
@@ -52,6 +54,18 @@ HANDLERS = {
             return {"statusCode": 200, "body": {"joined": sorted(data)}}
     """,
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs(available, reason): skip without a component, fail in CI (CI=true)"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs"):
+        if not mark.kwargs["available"]:
+            missing(mark.kwargs["reason"])
 
 
 @pytest.fixture(autouse=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
-__all__ = ["wait_until"]
+import pytest
+
+__all__ = ["in_ci", "missing", "needs", "wait_until"]
 
 T = TypeVar("T")
 
@@ -21,3 +24,26 @@ def wait_until(predicate: Callable[[], T], timeout_s: float = 20.0, interval_s: 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         time.sleep(interval_s)
+
+
+def in_ci() -> bool:
+    """True when ``CI`` is set to a true value (``true``, ``1``, ``yes``), as CI services do."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def missing(reason: str) -> NoReturn:
+    """A component a test needs is absent: fail in CI (which must provide it), else skip.
+
+    Raises:
+        pytest.fail.Exception: in CI.
+        pytest.skip.Exception: elsewhere.
+    """
+    if in_ci():
+        pytest.fail(f"CI must provide this: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def needs(available: bool, reason: str) -> pytest.MarkDecorator:
+    """Mark a test that needs a component: skipped with ``reason`` where it is absent, but a
+    failure in CI (see :func:`missing`; checked in ``tests/conftest.py`` at setup)."""
+    return pytest.mark.needs(available=available, reason=reason)

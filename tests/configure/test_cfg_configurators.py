@@ -85,7 +85,22 @@ class TestPowerTuning(ConfiguratorMixin):
 class TestCherryPick(ConfiguratorMixin):
     method = "cherrypick"
     budget = 15
-    max_cost_ratio = 6.0  # its own stopping rule (EI < 10% of the best) ends it early
+    # Measured 4.96x: its stopping rule (EI < 10% of the best cost, after six trials) ends it
+    # at the sixth trial, 3 quasi-random + 3 BO points. Random search reaches 1.82x in 15.
+    max_cost_ratio = 5.5
+    _default_run: ClassVar[dict[str, Any]] = {}
+
+    def run(self, problem: SizingProblem | None = None, **kw: Any):  # type: ignore[no-untyped-def]
+        if problem is not None or kw:
+            return super().run(problem, **kw)
+        if "result" not in self._default_run:  # the GP fits are slow: one default run
+            self._default_run["result"] = super().run()
+        return self._default_run["result"]
+
+    def test_its_own_stopping_rule_ends_it_after_six_trials(self) -> None:
+        result = self.run()
+        assert result.evaluations == 6 < self.budget
+        assert "expected improvement below 10% of the best cost" in result.stop_reason
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -13,10 +14,10 @@ from testbed.core.config import Limits
 from testbed.core.errors import ConfigError
 from testbed.core.platform import FunctionSpec
 from testbed.gateway.runtimes.cgroups import detect
-from tests.helpers import wait_until
+from tests.helpers import needs, wait_until
 
-needs_cgroups = pytest.mark.skipif(
-    detect("aquatope-probe") is None, reason="no writable cgroup hierarchy on this host"
+needs_cgroups = needs(
+    detect("aquatope-probe") is not None, "no writable cgroup hierarchy on this host"
 )
 
 
@@ -113,17 +114,97 @@ def test_crashed_replica_is_replaced(local_platform, handler_dirs) -> None:
     assert "exited with code -9" in local_platform.status("crashy").last_exit
 
 
-def test_max_inflight_queues_requests_fifo(local_platform, handler_dirs) -> None:
+GATED = """
+import json, os, time
+
+GATE = {gate!r}
+
+def wait_for_gate():
+    for _ in range(6000):  # at most 60 s: the test opens the gate long before
+        if os.path.exists(GATE):
+            return
+        time.sleep(0.01)
+    raise RuntimeError("gate never opened")
+
+{at_import}
+
+def handle(event, context):
+    start = time.monotonic()
+    if {at_request}:
+        wait_for_gate()
+    return {{"statusCode": 200, "body": {{"pid": os.getpid(), "tag": event.body.decode(),
+            "start": start, "end": time.monotonic()}}}}
+"""
+
+
+def _gated_handler(folder: Path, gate: Path, *, at_import: bool) -> Path:
+    """A handler that blocks until ``gate`` exists: at import (the replica cannot become
+    ready) or in the request tagged ``first`` (the replica stays busy)."""
+    folder.mkdir()
+    (folder / "handler.py").write_text(
+        GATED.format(
+            gate=str(gate),
+            at_import="wait_for_gate()" if at_import else "",
+            at_request="event.body == b'first'",
+        )
+    )
+    return folder
+
+
+def test_max_inflight_queues_requests_fifo(local_platform, tmp_path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    _deploy(local_platform, "single", handler_dirs["burn"], max_inflight=1)
+    gate = tmp_path / "gate"
+    _deploy(
+        local_platform,
+        "single",
+        _gated_handler(tmp_path / "h", gate, at_import=False),
+        max_inflight=1,
+    )
     local_platform.scale("single", replicas=1)
     wait_until(lambda: local_platform.status("single").replicas_ready == 1)
-    body = b'{"n": 30000}'
+    gauges = lambda: local_platform.metrics().functions["single"]  # noqa: E731
+    tags = ["first", *(f"q{i}" for i in range(1, 6))]
+    with ThreadPoolExecutor(len(tags)) as pool:
+        futures = [pool.submit(local_platform.invoke, "single", tags[0].encode())]
+        wait_until(lambda: gauges().inflight == 1)
+        for k, tag in enumerate(tags[1:], 1):  # queue them one by one, in a known order
+            futures.append(pool.submit(local_platform.invoke, "single", tag.encode()))
+            wait_until(lambda k=k: gauges().queued == k)
+        gate.touch()
+        results = [f.result().json() for f in futures]
+    assert len({r["pid"] for r in results}) == 1
+    served = sorted(results, key=lambda r: r["start"])
+    assert [r["tag"] for r in served] == tags  # first in, first out
+    for before, after in itertools.pairwise(served):
+        assert before["end"] <= after["start"]  # one at a time on the replica
+
+
+def test_every_request_of_a_burst_from_zero_is_a_cold_start(local_platform, tmp_path) -> None:
+    """Cold means "no ready replica when it arrived", also while one is already starting
+    (sim twin: tests/sim/test_sim_platform.py::test_cold_start_exactly_when_no_ready_replica)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gate = tmp_path / "gate"
+    _deploy(
+        local_platform,
+        "burst",
+        _gated_handler(tmp_path / "h", gate, at_import=True),
+        max_inflight=4,
+    )
+    assert local_platform.status("burst").target_replicas == 0
+    gauges = lambda: local_platform.metrics().functions["burst"]  # noqa: E731
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: local_platform.invoke("single", body), range(8)))
-    assert all(r.status_code == 200 for r in results)  # queued, never 429
-    assert len({r.json()["pid"] for r in results}) == 1
+        futures = [pool.submit(local_platform.invoke, "burst", b"x") for _ in range(4)]
+        wait_until(lambda: gauges().started == 4)  # all four arrived; none can be served yet
+        assert local_platform.status("burst").replicas_ready == 0
+        gate.touch()
+        results = [f.result() for f in futures]
+    assert [(r.status_code, r.cold_start) for r in results] == [(200, True)] * 4, results
+    assert gauges().cold_starts == 4
+    status = local_platform.status("burst")
+    assert status.target_replicas == 1  # scaled from zero to one, not to four
+    assert status.replicas_ready + status.replicas_starting == 1
 
 
 def test_close_leaves_no_replica_process(tmp_path, handler_dirs) -> None:

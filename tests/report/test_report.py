@@ -18,6 +18,7 @@ from PIL import Image
 
 from testbed.cli import cli
 from testbed.report.html import FIGURES, write_report
+from tests.helpers import needs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -98,7 +99,7 @@ def test_report_command(experiment: Path, tmp_path: Path) -> None:
     assert "scale-to-zero <em>(baseline)</em>" in out.read_text()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package: chromium)")
+@needs(CHROMIUM is not None, "needs Chromium (Debian package: chromium)")
 def test_report_renders_in_headless_chromium(experiment: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     write_report([experiment], out)

@@ -8,7 +8,7 @@ import pytest
 
 from scheduler.policies.keepalive import KeepAlivePolicy
 from scheduler.registry import available_policies, create_policy
-from tests.scheduler.sched_helpers import step
+from tests.scheduler.sched_helpers import fobs, obs, step
 from tests.scheduler.sim_scenarios import run_scenario
 
 
@@ -86,3 +86,52 @@ def test_each_replica_expires_on_its_own_in_the_simulator() -> None:
     # idle replica-s from the 1 s samples (alive - busy): 3 starting at the 1 s sample, none
     # at 2-6 s (all busy), 3 at each of 7..66 s less replica 1 busy at 31..35 s, 1 at 67..95 s
     assert run.idle_replica_s == pytest.approx(3 * 1 + (3 * 60 - 5) + 29 * 1)
+
+
+def test_one_arrival_or_one_completion_is_use_and_functions_are_decided_apart() -> None:
+    policy = KeepAlivePolicy(window_s=10)
+    idle = {n: fobs(n, replicas_ready=0) for n in ("c", "a", "b")}
+    d = policy.decide(obs(0.0, idle))
+    assert {n: (fd.replicas, fd.reason) for n, fd in d.functions.items()} == {
+        n: (0, "never used") for n in ("c", "a", "b")
+    }
+    d = policy.decide(
+        obs(
+            20.0,
+            {  # "c", never used, comes first: the others are still decided
+                "c": fobs("c", replicas_ready=0),
+                "a": fobs("a", replicas_ready=0, arrivals=1),
+                "b": fobs("b", replicas_ready=0, completions=1),
+            },
+        )
+    )
+    assert {n: fd.replicas for n, fd in d.functions.items()} == {"c": 0, "a": 1, "b": 1}
+    assert d.functions["a"].reason == "1 replica(s) used within window 10s"
+    assert d.reason == "keep-alive 10s"
+
+
+def test_first_seen_with_one_replica_starting_keeps_it_for_the_window() -> None:
+    policy = KeepAlivePolicy(window_s=10)
+    kw = {"replicas_ready": 0, "replicas_starting": 1, "target_replicas": 1}
+    assert step(policy, 0.0, **kw).functions["f"].replicas == 1
+    assert step(policy, 9.0, **kw).functions["f"].replicas == 1
+    assert step(policy, 10.0, **kw).functions["f"].replicas == 0
+
+
+def test_window_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="keep-alive: window_s must be positive, got 0"):
+        KeepAlivePolicy(window_s=0)
+    assert KeepAlivePolicy(window_s=0.5).window_s == 0.5
+
+
+def test_never_used_survives_a_state_round_trip() -> None:
+    a = KeepAlivePolicy(window_s=30)
+    step(a, 0.0, replicas_ready=0)
+    state = json.loads(json.dumps(a.state_dict()))
+    assert state == {"last_use_s": {"f": []}, "prev_inflight": {"f": 0}}
+    b = KeepAlivePolicy(window_s=30)
+    b.load_state_dict(state)
+    assert step(b, 1.0, replicas_ready=0).functions["f"].reason == "never used"
+    c = KeepAlivePolicy(window_s=30)
+    c.load_state_dict({})
+    assert c.state_dict() == {"last_use_s": {}, "prev_inflight": {}}

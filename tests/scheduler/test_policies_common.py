@@ -45,8 +45,18 @@ def test_registry_describes_every_baseline() -> None:
     for name in BASELINES:
         info = policies[name]
         assert info.description and len(info.description) < 100
-        policy = create_policy(name)
-        assert policy.decide(_random_run(0, 1)[0]).valid
+        first = _random_run(0, 1)[0]
+        decision = create_policy(name).decide(first)
+        assert decision.valid, decision.reason
+        assert set(decision.functions) == set(first.functions)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_policies_are_pure_two_instances_agree(name: str) -> None:
+    # no clock, randomness or shared state besides the observations: same input, same output
+    a, b = create_policy(name), create_policy(name)
+    for obs in _random_run(3, 60):
+        assert a.decide(obs) == b.decide(obs)
 
 
 @pytest.mark.parametrize("name", BASELINES)
