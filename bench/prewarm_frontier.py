@@ -14,7 +14,7 @@ from ``loadgen.traces.synthetic``:
 
 Each policy's knob is swept into a curve: keep-alive window (per-replica expiry),
 hybrid-histogram tail percentile and range, static pool size, aquatope-prewarm's
-``idle_weight`` (0.001-100) and the oracle's idle budget (it is handed the trace). The first
+``miss_price_s`` (10-30,000 idle replica-s per QoS miss) and the oracle's idle budget (it is handed the trace). The first
 ``--train-minutes`` of every run are never scored (policies learn online there; the
 first ``--ramp-minutes`` of cold starts, paid before any policy could have learnt, are
 reported apart). Per trace kind one JSON line: per policy and knob the mean over seeds and
@@ -78,7 +78,7 @@ SWEEPS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "static-pool": ("static-pool", [{"replicas": n} for n in (0, 1, 2)]),
     "aquatope-prewarm": (
         "aquatope-prewarm",
-        [{"idle_weight": w} for w in (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)],
+        [{"miss_price_s": w} for w in (10.0, 60.0, 300.0, 600.0, 3000.0, 30000.0)],
     ),  # plus AQUATOPE_EXTRA where the policy takes those parameters
     "oracle": ("oracle", [{"budget_share": s} for s in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)]),
 }
@@ -403,7 +403,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--policies", default=",".join(SWEEPS))
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--plot", default=None, help="write a PNG of the frontiers here")
-    parser.add_argument("--aquatope-weights", default=None, help="comma-separated idle_weight")
+    parser.add_argument(
+        "--aquatope-prices", default=None, help="comma-separated miss_price_s values"
+    )
     parser.add_argument("--save-rows", default=None, help="append each run's row (JSON lines)")
     parser.add_argument(
         "--load-rows", action="append", default=[], help="rows of earlier runs to include"
@@ -413,9 +415,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     sweeps = dict(SWEEPS)
-    if args.aquatope_weights:
-        weights = [float(w) for w in args.aquatope_weights.split(",")]
-        sweeps["aquatope-prewarm"] = ("aquatope-prewarm", [{"idle_weight": w} for w in weights])
+    if args.aquatope_prices:
+        prices = [float(w) for w in args.aquatope_prices.split(",")]
+        sweeps["aquatope-prewarm"] = ("aquatope-prewarm", [{"miss_price_s": w} for w in prices])
     kinds = [k for k in args.kinds.split(",") if k]
     policies = [p for p in args.policies.split(",") if p]
     for name in kinds:
