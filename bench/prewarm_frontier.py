@@ -14,7 +14,8 @@ from ``loadgen.traces.synthetic``:
 
 Each policy's knob is swept into a curve: keep-alive window (per-replica expiry),
 hybrid-histogram tail percentile and range, static pool size, aquatope-prewarm's
-``miss_price_s`` (10-30,000 idle replica-s per QoS miss) and the oracle's idle budget (it is handed the trace). The first
+``miss_price_s`` (10-30,000 idle replica-s per QoS miss) and the oracle's idle budget (it
+is handed the trace). The first
 ``--train-minutes`` of every run are never scored (policies learn online there; the
 first ``--ramp-minutes`` of cold starts, paid before any policy could have learnt, are
 reported apart). Per trace kind one JSON line: per policy and knob the mean over seeds and
