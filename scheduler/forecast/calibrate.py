@@ -177,12 +177,13 @@ class ConformalCalibrator:
             return np.maximum(mu + NormalDist().inv_cdf(q) * sd, 0.0)
         level = self.effective_level(q)
         if mu.ndim == 0:
-            return np.maximum(np.asarray(self._bound(level, float(mu), float(sd))), 0.0)
+            bound = np.asarray(self._bound(level, float(mu), float(sd)), np.float64)
+            return np.asarray(np.maximum(bound, 0.0), np.float64)
         flat_mu, flat_sd = mu.reshape(-1), np.broadcast_to(sd, mu.shape).reshape(-1)
         out = [
             self._bound(level, float(m), float(d)) for m, d in zip(flat_mu, flat_sd, strict=True)
         ]
-        return np.maximum(np.asarray(out).reshape(mu.shape), 0.0)
+        return np.asarray(np.maximum(np.asarray(out).reshape(mu.shape), 0.0), np.float64)
 
     def upper_many(
         self, mean: float | np.ndarray, std: float | np.ndarray, qs: tuple[float, ...]

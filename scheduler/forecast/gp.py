@@ -129,7 +129,7 @@ class GPForecaster:
 
         batch = torch.Size([y.shape[0]])
 
-        class _Model(gpytorch.models.ExactGP):
+        class _Model(gpytorch.models.ExactGP):  # type: ignore[misc]  # untyped library
             def __init__(self, train_x: Any, train_y: Any, lik: Any) -> None:
                 super().__init__(train_x, train_y, lik)
                 self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch)
@@ -252,7 +252,7 @@ class GPForecaster:
         m = self._model
 
         def flat(t: Any) -> np.ndarray:
-            return t.detach().reshape(-1).numpy().astype(np.float64).copy()
+            return np.asarray(t.detach().reshape(-1).numpy(), np.float64).copy()
 
         return {
             "rbf_scale": flat(m.rbf.outputscale),
@@ -271,7 +271,7 @@ class GPForecaster:
         per = p["per_scale"][i] * np.exp(
             -2.0 * np.sin(np.pi * d / p["period"][i]) ** 2 / p["per_ls"][i]
         )
-        return rbf + per
+        return np.asarray(rbf + per, np.float64)
 
     def update(self, history: np.ndarray, *, end_s: float | None = None) -> None:
         """Condition on the newest ``window`` steps with the learned hyperparameters."""
@@ -326,7 +326,7 @@ class GPForecaster:
 
         def back(z: np.ndarray) -> np.ndarray:
             zc = np.maximum(z, 0.0)
-            return np.maximum(zc * zc / 4.0 - 0.375, 0.0)
+            return np.asarray(np.maximum(zc * zc / 4.0 - 0.375, 0.0), np.float64)
 
         quantiles = {q: back(mu + _NORMAL.inv_cdf(q) * sd) for q in self.levels}
         mean = np.maximum(back(mu) + sd * sd / 4.0, 0.0)

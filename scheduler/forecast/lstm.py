@@ -138,7 +138,10 @@ class HybridBayesianForecaster:
                 fs.append(cal[mid:stop])
                 ys.append(z[i, mid:stop])
         keep = slice(-self.max_windows, None)
-        as_t = lambda a: torch.as_tensor(np.asarray(a[keep]), dtype=torch.float32)  # noqa: E731
+
+        def as_t(rows: list[np.ndarray]) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(rows[keep]), dtype=torch.float32)
+
         return as_t(xs), as_t(fs), as_t(ys)
 
     # -- network ------------------------------------------------------------------------------
@@ -295,4 +298,4 @@ class HybridBayesianForecaster:
 
     def paper_pool(self, horizon: int = 1, *, level: float = 0.95) -> np.ndarray:
         """The paper's warm pool: ``ceil`` of the upper ``level`` bound, per function and step."""
-        return np.ceil(self.predict(horizon).quantile(level))
+        return np.asarray(np.ceil(self.predict(horizon).quantile(level)), np.float64)

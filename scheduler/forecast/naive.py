@@ -23,7 +23,7 @@ def _spread(errors: np.ndarray, mean: np.ndarray, window: int) -> np.ndarray:
     else:
         tail = errors[:, -window:]
         rms = np.sqrt(np.mean(tail * tail, axis=1))
-    return np.sqrt(np.maximum(rms * rms, np.maximum(mean, 0.0)) + 1e-12)
+    return np.asarray(np.sqrt(np.maximum(rms * rms, np.maximum(mean, 0.0)) + 1e-12), np.float64)
 
 
 class _OneStepForecaster:
