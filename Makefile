@@ -23,10 +23,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the package with its dependencies
 
-demo: $(STAMP) ## compare schedulers on a bursty trace on the local backend (no Docker needed)
-	$(BIN)/aquatope experiment run experiments/demo.yaml -o $(RESULTS)/demo
-	$(BIN)/aquatope compare $(RESULTS)/demo
-	$(BIN)/aquatope report $(RESULTS)/demo -o $(RESULTS)/demo/report.html
+demo: $(STAMP) ## the comparison in miniature: the simulator (curves, intervals, oracle), then a short live run
+	$(BIN)/aquatope evaluate experiments/demo-sim.yaml -o $(RESULTS)/demo/sim --results-md $(RESULTS)/demo/RESULTS.md
+	$(BIN)/aquatope experiment run experiments/demo.yaml -o $(RESULTS)/demo/live
+	$(BIN)/aquatope compare $(RESULTS)/demo/live
+	$(BIN)/aquatope report $(RESULTS)/demo/live -o $(RESULTS)/demo/live/report.html
 
 evaluate: $(STAMP) ## the headline comparison on the simulator (all policies x traces x seeds) -> docs/RESULTS.md
 	$(BIN)/aquatope evaluate experiments/evaluation.yaml -o $(RESULTS)/evaluation --results-md docs/RESULTS.md $(EVALUATE_ARGS)

@@ -18,6 +18,7 @@ from testbed.core.errors import TestbedError
 
 if TYPE_CHECKING:
     from testbed.experiment.evaluation import CellResult, EvaluationSpec
+    from testbed.report.evaluation import EvaluationSummary
 
 __all__ = ["evaluate"]
 
@@ -106,9 +107,10 @@ def evaluate(
 
                 run_evaluation(spec, out_dir, jobs=jobs, on_cell_done=done)
         command = _command_line(config, out_dir, results_md, seeds, traces, families)
-        written = summarise_into(spec, out_dir, results_md, command=command)
+        summary, written = summarise_into(spec, out_dir, results_md, command=command)
     except TestbedError as exc:
         raise click.ClickException(str(exc)) from None
+    _print_summary(summary)
     console.print(f"wrote {results_md} and {len(written)} figures")
     if failures:
         raise click.ClickException(f"{len(failures)} run(s) failed; first: {failures[0]}")
@@ -133,9 +135,33 @@ def _command_line(
     return " ".join(shlex.quote(w) for w in words)
 
 
+def _print_summary(summary: EvaluationSummary) -> None:
+    """Each trace's table (means ± 95 % half-widths) and the claims, on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from testbed.report.evaluation import COLUMNS, DIGITS, claim_text, format_estimate
+
+    console = Console(width=max(Console().width, 120))
+    for trace, points in summary.traces.items():
+        table = Table(title=f"{trace} (mean ± 95 % CI over seeds)")
+        table.add_column("policy")
+        for _, title, _ in COLUMNS:
+            table.add_column(title, justify="right")
+        for p in points:
+            table.add_row(
+                p.label,
+                *(format_estimate(p.estimates[k], DIGITS.get(k, 2)) for k, _, _ in COLUMNS),
+            )
+        console.print(table)
+    for claim in summary.claims:
+        what = "QoS violations" if claim.kind == "qos" else "cost"
+        console.print(f"{claim.trace} {claim.aquatope} {what}: {claim_text(claim)}")
+
+
 def summarise_into(
     spec: EvaluationSpec, out_dir: Path, results_md: Path, *, command: str
-) -> list[Path]:
+) -> tuple[EvaluationSummary, list[Path]]:
     """Summarise the runs of ``spec`` under ``out_dir`` into ``results_md``."""
     from testbed.experiment.results import find_runs
     from testbed.report.compare import load_metrics
@@ -157,13 +183,14 @@ def summarise_into(
         f"{len(spec.seeds)} seeds per point, {os.cpu_count()} cores. "
         f"Raw runs: `{out_dir}`. Simulator fidelity against live runs: docs/simulator.md."
     )
-    return write_results_markdown(
+    written = write_results_markdown(
         summary,
         results_md,
         title=f"Results: {spec.name}",
         command=command,
         preamble=preamble,
     )
+    return summary, written
 
 
 def _qos_percentile(spec: EvaluationSpec) -> float:

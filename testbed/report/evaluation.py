@@ -34,6 +34,8 @@ __all__ = [
     "EvaluationSummary",
     "PointSummary",
     "bootstrap_ratio",
+    "claim_text",
+    "format_estimate",
     "summarise",
     "write_results_markdown",
 ]
@@ -239,7 +241,8 @@ def summarise(
     return EvaluationSummary(traces, tuple(claims), {t: qos_percentile for t in traces})
 
 
-def _fmt(est: Estimate, digits: int) -> str:
+def format_estimate(est: Estimate, digits: int) -> str:
+    """``mean ± half-width`` (just the mean for one seed, a dash for none)."""
     if est.mean != est.mean:
         return "—"
     if est.half_width != est.half_width:
@@ -247,7 +250,8 @@ def _fmt(est: Estimate, digits: int) -> str:
     return f"{est.mean:.{digits}f} ± {est.half_width:.{digits}f}"
 
 
-def _claim_text(claim: Claim) -> str:
+def claim_text(claim: Claim) -> str:
+    """A claim as one line: the measured factor or saving, its interval and the competitor."""
     if claim.value != claim.value:
         return f"— ({claim.note})"
     if claim.kind == "qos":
@@ -342,8 +346,8 @@ def write_results_markdown(
     for (trace, label), kinds in by_key.items():
         qos, cost = kinds.get("qos"), kinds.get("cost")
         lines.append(
-            f"| {trace} | {label} | {_claim_text(qos) if qos else '—'} | "
-            f"{_claim_text(cost) if cost else '—'} |"
+            f"| {trace} | {label} | {claim_text(qos) if qos else '—'} | "
+            f"{claim_text(cost) if cost else '—'} |"
         )
     lines += [
         "",
@@ -357,7 +361,7 @@ def write_results_markdown(
         header = "| policy | seeds | " + " | ".join(t for _, t, _ in COLUMNS) + " |"
         lines += [header, "| --- | --- |" + " --- |" * len(COLUMNS)]
         for p in points:
-            cells = [_fmt(p.estimates[k], DIGITS.get(k, 2)) for k, _, _ in COLUMNS]
+            cells = [format_estimate(p.estimates[k], DIGITS.get(k, 2)) for k, _, _ in COLUMNS]
             lines.append(f"| {p.label} | {len(p.per_seed)} | " + " | ".join(cells) + " |")
         lines.append("")
         for x, y, name in (
