@@ -152,25 +152,53 @@ def build_app(
         provider: serve as the faas-provider behind a real OpenFaaS gateway (``/system/info``
             answers the provider's own ``ProviderInfo`` instead of the gateway's info).
     """
-    config = gateway.config
     app = web.Application(
-        middlewares=[_middleware(password)], client_max_size=config.max_body_mb * 2**20
+        middlewares=[_middleware(password)], client_max_size=gateway.config.max_body_mb * 2**20
     )
     app[GATEWAY_KEY] = gateway
-    collector = GatewayCollector(lambda: gateway.pools, lambda: gateway.workflow_counts)
-    background: set[asyncio.Task[Any]] = set()
-    pending_bytes = [0]  # bodies held by queued async calls
-    woken: set[str] = set()  # provider mode: functions just scaled from zero
+    routes = _Routes(gateway, functions_dir=functions_dir, provider=provider)
+    app.router.add_get("/healthz", routes.healthz)
+    app.router.add_get("/system/info", routes.info)
+    app.router.add_get("/system/functions", routes.list_functions)
+    app.router.add_get("/system/namespaces", routes.namespaces)
+    app.router.add_post("/system/functions", routes.deploy)
+    app.router.add_put("/system/functions", routes.deploy)
+    app.router.add_delete("/system/functions", routes.delete)
+    app.router.add_get("/system/function/{name}", routes.function_status)
+    app.router.add_post("/system/scale-function/{name}", routes.scale)
+    app.router.add_post("/system/limits/{name}", routes.limits)
+    app.router.add_get("/system/workflows", routes.workflows)
+    app.router.add_get("/system/openapi.json", routes.openapi)
+    app.router.add_route("*", "/function/{name}", routes.invoke)
+    app.router.add_route("*", "/function/{name}/{tail:.*}", routes.invoke)
+    app.router.add_post("/async-function/{name}", routes.invoke_async)
+    app.router.add_post("/workflow/{name}", routes.workflow)
+    app.router.add_get("/metrics", routes.metrics)
+    return app
 
-    async def healthz(request: web.Request) -> web.Response:
+
+class _Routes:
+    """The handlers of every route, sharing the gateway and the async-call bookkeeping."""
+
+    def __init__(self, gateway: Gateway, *, functions_dir: Path | None, provider: bool) -> None:
+        self.gateway = gateway
+        self.config = gateway.config
+        self.functions_dir = functions_dir
+        self.provider = provider
+        self.collector = GatewayCollector(lambda: gateway.pools, lambda: gateway.workflow_counts)
+        self.background: set[asyncio.Task[Any]] = set()
+        self.pending_bytes = [0]  # bodies held by queued async calls
+        self.woken: set[str] = set()  # provider mode: functions just scaled from zero
+
+    async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="OK")
 
-    async def info(request: web.Request) -> web.Response:
-        if provider:
+    async def info(self, request: web.Request) -> web.Response:
+        if self.provider:
             return _json(
                 {
                     "provider": "aquatope-testbed",
-                    "orchestration": gateway.runtime.name,
+                    "orchestration": self.gateway.runtime.name,
                     "version": {"release": VERSION, "sha": ""},
                 }
             )
@@ -178,7 +206,7 @@ def build_app(
             {
                 "provider": {
                     "provider": "aquatope-testbed",
-                    "orchestration": gateway.runtime.name,
+                    "orchestration": self.gateway.runtime.name,
                     "version": {"release": VERSION, "sha": ""},
                 },
                 "version": {"release": VERSION, "sha": "", "commit_message": ""},
@@ -186,55 +214,56 @@ def build_app(
             }
         )
 
-    async def list_functions(request: web.Request) -> web.Response:
-        return _json([_status(name) for name in sorted(gateway.pools)])
+    async def list_functions(self, request: web.Request) -> web.Response:
+        return _json([self._status(name) for name in sorted(self.gateway.pools)])
 
-    def _status(name: str) -> dict[str, Any]:
-        return status_json(gateway.status(name), created_at_s=gateway.created_at_s.get(name))
+    def _status(self, name: str) -> dict[str, Any]:
+        created = self.gateway.created_at_s.get(name)
+        return status_json(self.gateway.status(name), created_at_s=created)
 
-    async def namespaces(request: web.Request) -> web.Response:
+    async def namespaces(self, request: web.Request) -> web.Response:
         return _json([NAMESPACE])
 
-    async def deploy(request: web.Request) -> web.Response:
+    async def deploy(self, request: web.Request) -> web.Response:
         spec = parse_deploy(
             await _body_json(request),
-            functions_dir=functions_dir,
-            max_replicas=config.max_replicas,
+            functions_dir=self.functions_dir,
+            max_replicas=self.config.max_replicas,
         )
-        await gateway.deploy(spec, update=request.method == "PUT")
+        await self.gateway.deploy(spec, update=request.method == "PUT")
         return web.Response(status=202)
 
-    async def delete(request: web.Request) -> web.Response:
-        await gateway.remove(parse_delete(await _body_json(request)))
+    async def delete(self, request: web.Request) -> web.Response:
+        await self.gateway.remove(parse_delete(await _body_json(request)))
         return web.Response(status=202)
 
-    async def function_status(request: web.Request) -> web.Response:
-        return _json(_status(request.match_info["name"]))
+    async def function_status(self, request: web.Request) -> web.Response:
+        return _json(self._status(request.match_info["name"]))
 
-    async def scale(request: web.Request) -> web.Response:
+    async def scale(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         replicas = parse_scale(await _body_json(request), name)
-        if provider and replicas > 0 and not gateway.status(name).replicas:
-            # A real OpenFaaS gateway scales from zero and waits before it forwards, so the
+        if self.provider and replicas > 0 and not self.gateway.status(name).replicas:
+            # A real OpenFaaS self.gateway scales from zero and waits before it forwards, so the
             # request reaches us warm: remember that the next one was a cold start.
-            woken.add(name)
-        gateway.scale(name, replicas)
+            self.woken.add(name)
+        self.gateway.scale(name, replicas)
         return web.Response(status=202)
 
-    async def limits(request: web.Request) -> web.Response:
+    async def limits(self, request: web.Request) -> web.Response:
         """Testbed extension: ``{"cpu": "0.5", "memory": "256Mi"}`` applied live."""
         name = request.match_info["name"]
         body = await _body_json(request)
-        await gateway.set_limits(name, parse_limits(body, where="body"))
+        await self.gateway.set_limits(name, parse_limits(body, where="body"))
         return web.Response(status=202)
 
-    async def invoke(request: web.Request) -> web.Response:
+    async def invoke(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         tail = request.match_info.get("tail", "")
         if tail == "_" or tail.startswith("_/"):
             # the runner's own endpoints (health, startup report) stay private
             return _error(404, f"/function/{name}/{tail[:100]}: not a function path")
-        result = await gateway.call(
+        result = await self.gateway.call(
             name,
             await request.read(),
             method=request.method,
@@ -244,8 +273,8 @@ def build_app(
         )
         headers = dict(result.headers)
         cold = result.cold_start
-        if name in woken:  # the first request served after a scale from zero waited for it
-            woken.discard(name)
+        if name in self.woken:  # the first request served after a scale from zero waited for it
+            self.woken.discard(name)
             cold = cold or result.status < 500
         headers["X-Cold-Start"] = "true" if cold else "false"
         headers["X-Duration-Seconds"] = f"{result.end_s - result.start_s:.6f}"
@@ -254,33 +283,34 @@ def build_app(
             headers["Retry-After"] = str(RETRY_AFTER_S)
         return web.Response(body=result.body, status=result.status, headers=headers)
 
-    async def invoke_async(request: web.Request) -> web.Response:
+    async def invoke_async(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        gateway.pool(name)  # 404 now rather than later
+        self.gateway.pool(name)  # 404 now rather than later
         callback = request.headers.get("X-Callback-Url")
         if callback:
             _check_callback(callback)
-        full = len(background) >= config.max_async_pending or (
-            pending_bytes[0] + (request.content_length or 0) > ASYNC_QUEUE_BYTES
+        full = len(self.background) >= self.config.max_async_pending or (
+            self.pending_bytes[0] + (request.content_length or 0) > ASYNC_QUEUE_BYTES
         )
         if full:
             return _error(
                 429,
-                f"async queue full ({len(background)} calls, {pending_bytes[0] >> 20} MiB "
-                f"pending; limits {config.max_async_pending} calls, {ASYNC_QUEUE_BYTES >> 20} "
-                "MiB); retry later",
+                f"async queue full ({len(self.background)} calls, "
+                f"{self.pending_bytes[0] >> 20} MiB pending; limits "
+                f"{self.config.max_async_pending} calls, {ASYNC_QUEUE_BYTES >> 20} MiB); "
+                "retry later",
                 retry_after_s=RETRY_AFTER_S,
             )
         body = await request.read()
-        pending_bytes[0] += len(body)
+        self.pending_bytes[0] += len(body)
         call_id = request.headers.get("X-Call-Id") or str(uuid.uuid4())
 
         async def run() -> None:
             try:
-                result = await gateway.call(name, body)
+                result = await self.gateway.call(name, body)
             finally:
-                pending_bytes[0] -= len(body)
-            if callback and gateway._session is not None:
+                self.pending_bytes[0] -= len(body)
+            if callback and self.gateway._session is not None:
                 headers = {
                     "X-Call-Id": call_id,
                     "X-Function-Status": str(result.status),
@@ -289,7 +319,7 @@ def build_app(
                 }
                 try:
                     # redirects are not followed: the loopback rule holds for the URL checked
-                    async with gateway._session.post(
+                    async with self.gateway._session.post(
                         callback, data=result.body, headers=headers, allow_redirects=False
                     ) as resp:
                         if 300 <= resp.status < 400:
@@ -302,12 +332,12 @@ def build_app(
                     log.warning("callback for %s failed: %s", call_id, exc)
 
         task = asyncio.get_running_loop().create_task(run())
-        background.add(task)
-        task.add_done_callback(background.discard)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
         return web.Response(status=202, headers={"X-Call-Id": call_id})
 
-    async def workflow(request: web.Request) -> web.Response:
-        status, response = await gateway.run_workflow(
+    async def workflow(self, request: web.Request) -> web.Response:
+        status, response = await self.gateway.run_workflow(
             request.match_info["name"], await request.read()
         )
         headers = {
@@ -321,7 +351,7 @@ def build_app(
             content_type="application/json",
         )
 
-    async def workflows(request: web.Request) -> web.Response:
+    async def workflows(self, request: web.Request) -> web.Response:
         return _json(
             [
                 {
@@ -333,37 +363,18 @@ def build_app(
                         for s in w.stages
                     ],
                 }
-                for w in gateway.workflows.values()
+                for w in self.gateway.workflows.values()
             ]
         )
 
-    async def openapi(request: web.Request) -> web.Response:
+    async def openapi(self, request: web.Request) -> web.Response:
         return _json(openapi_document(version=VERSION))
 
-    async def metrics(request: web.Request) -> web.Response:
+    async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(
-            body=render_metrics(collector),
+            body=render_metrics(self.collector),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
-
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/system/info", info)
-    app.router.add_get("/system/functions", list_functions)
-    app.router.add_get("/system/namespaces", namespaces)
-    app.router.add_post("/system/functions", deploy)
-    app.router.add_put("/system/functions", deploy)
-    app.router.add_delete("/system/functions", delete)
-    app.router.add_get("/system/function/{name}", function_status)
-    app.router.add_post("/system/scale-function/{name}", scale)
-    app.router.add_post("/system/limits/{name}", limits)
-    app.router.add_get("/system/workflows", workflows)
-    app.router.add_get("/system/openapi.json", openapi)
-    app.router.add_route("*", "/function/{name}", invoke)
-    app.router.add_route("*", "/function/{name}/{tail:.*}", invoke)
-    app.router.add_post("/async-function/{name}", invoke_async)
-    app.router.add_post("/workflow/{name}", workflow)
-    app.router.add_get("/metrics", metrics)
-    return app
 
 
 def _check_callback(url: str) -> None:
