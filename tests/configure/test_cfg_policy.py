@@ -15,7 +15,6 @@ from scheduler.policy import FunctionObservation
 from scheduler.problems import chain_problem
 from testbed.core.config import Limits
 
-
 DECLARED = Limits(cpu_cores=2.0, memory_mb=1024)
 
 
