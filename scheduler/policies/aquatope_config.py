@@ -22,7 +22,8 @@ Safety rules (hard, whatever the configurator proposes):
 * **Rollback within one tick.** A trial tick with an OOM kill, an error burst (errors and
   timeouts above ``error_burst`` of the completions) or a QoS breach (the tick's end-to-end
   tail above ``rollback_factor`` × target, or more than ``violation_budget`` of the trial's
-  requests over the target) ends the trial in that same tick: the safe incumbent (the
+  requests over the target; of its ticks, at least two, when only the per-tick estimate is
+  available) ends the trial in that same tick: the safe incumbent (the
   cheapest feasible configuration seen, the declared one at first) goes back out, the trial
   is recorded infeasible, and its region is excluded (an OOM excludes every memory at or
   below the killed one for that function; any other failure excludes every configuration
@@ -401,6 +402,10 @@ class AquatopeConfigPolicy(Policy):
             over = sum(x > target for x in e2e) / len(e2e)
             if over > self.violation_budget:
                 return f"{over:.1%} of the trial's requests over the QoS target", ""
+        elif not e2e:  # only the per-tick estimate: budget the ticks over the target instead
+            over_ticks = sum(t.latency_s > target for t in self._trial.ticks)
+            if over_ticks > max(1.0, self.violation_budget * self.trial_ticks):
+                return f"{over_ticks} ticks over the QoS target", ""
         return "", ""
 
     def _start_episode(self, reason: str) -> str:

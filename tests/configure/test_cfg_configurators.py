@@ -1,9 +1,8 @@
 """Every configurator on synthetic problems with a known optimum (fixed seeds and budgets).
 
 A shared mixin runs each configurator through the offline driver and checks that the chosen
-configuration truly meets the QoS (noise-free latency, a small allowance for the measurement
-noise the choice was made under) and how close its true cost comes to the optimum. The
-Bayesian methods fit GPs each step, so their cases are marked slow.
+configuration truly meets the QoS (noise-free latency, no allowance) and how close its true
+cost comes to the optimum. The Bayesian methods fit GPs each step, so their cases are marked slow.
 """
 
 from __future__ import annotations
@@ -53,11 +52,12 @@ class ConfiguratorMixin:
         assert result.best is not None, result.stop_reason
         assert result.evaluations <= self.budget
         chosen = result.best.config
-        noise = 3 * problem.noise_rel
-        assert problem.true_latency_s(chosen) <= problem.qos_target_s * (1 + noise)
+        # a feasible pick: the noise-free latency meets the QoS, no allowance
+        assert problem.true_latency_s(chosen) <= problem.qos_target_s
         _, optimum = problem.optimum()
         ratio = problem.true_cost_usd(chosen) / optimum
-        assert 1 - noise <= ratio <= self.max_cost_ratio, f"cost/optimum = {ratio:.3f}"
+        # the optimum is the cheapest feasible lattice point (to its DP grid's resolution)
+        assert 1 - 1e-3 <= ratio <= self.max_cost_ratio, f"cost/optimum = {ratio:.3f}"
         assert problem.true_cost_usd(chosen) < problem.true_cost_usd(problem.space().all_max())
         # every proposal is a lattice point of the space
         for trial in result.trials:
@@ -72,20 +72,20 @@ class ConfiguratorMixin:
 class TestRandom(ConfiguratorMixin):
     method = "random"
     budget = 15
-    max_cost_ratio = 6.0  # the yardstick: random lattice points are rarely near the optimum
+    max_cost_ratio = 2.0  # the yardstick: seed 0 picks 1.82x the optimum in 15
 
 
 class TestPowerTuning(ConfiguratorMixin):
     method = "power-tuning"
     budget = 20
-    max_cost_ratio = 2.0  # CPU tied to memory: it cannot reach the decoupled optimum
+    max_cost_ratio = 1.25  # CPU tied to memory: 1.20x the decoupled optimum, every seed
 
 
 @pytest.mark.slow
 class TestCherryPick(ConfiguratorMixin):
     method = "cherrypick"
     budget = 15
-    max_cost_ratio = 6.0  # its own stopping rule (EI < 10% of the best) ends it early
+    max_cost_ratio = 5.2  # its stopping rule (EI < 10% of the best) ends it early: 4.96x
 
 
 @pytest.mark.slow
