@@ -244,6 +244,7 @@ class AquatopeConfigPolicy(Policy):
         self.declared_floor_mb: dict[str, int] = {}
         self.exclusions: list[Exclusion] = []
         self.rollbacks = 0
+        self.trials_total = 0  # trials applied over every episode (rolled back ones included)
         self._source = "safe"
         self._pending: tuple[Configuration, str] | None = None  # next trial, after recovery
         self._configurator: Any = None
@@ -545,6 +546,7 @@ class AquatopeConfigPolicy(Policy):
             sample = ConfigSample(sample.config, sample.measurement, source="excluded")
         self._trial = _Trial()
         self.samples.append(sample)
+        self.trials_total += 1
         if sample.config != self._incumbent() and not is_feasible(
             sample, self._configurator.constraints
         ):
@@ -610,6 +612,7 @@ class AquatopeConfigPolicy(Policy):
         self.samples.append(self._failed_sample(failed, workflow, harm))
         self._exclude(failed, oom_fn, harm)
         self.rollbacks += 1
+        self.trials_total += 1
         self._trial = _Trial()
         incumbent = self._incumbent()
         nxt = self._next_trial()
@@ -652,6 +655,7 @@ class AquatopeConfigPolicy(Policy):
             "declared_floor_mb": dict(self.declared_floor_mb),
             "exclusions": [e.to_json() for e in self.exclusions],
             "rollbacks": self.rollbacks,
+            "trials_total": self.trials_total,
             "rate_detector": self.rate_detector.state_dict(),
             "latency_detector": self.latency_detector.state_dict(),
         }
@@ -689,6 +693,7 @@ class AquatopeConfigPolicy(Policy):
         }
         self.exclusions = [Exclusion.from_json(e) for e in state.get("exclusions", [])]
         self.rollbacks = int(state.get("rollbacks", 0))
+        self.trials_total = int(state.get("trials_total", 0))
         self.rate_detector.load_state_dict(dict(state.get("rate_detector", {})))
         self.latency_detector.load_state_dict(dict(state.get("latency_detector", {})))
         self._configurator = None

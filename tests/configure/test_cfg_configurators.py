@@ -104,3 +104,24 @@ def test_aquatope_needs_a_latency_constraint() -> None:
     space = chain_problem(2).space()
     with pytest.raises(ValueError, match="LatencyConstraint"):
         make_configurator("aquatope", space, [lambda o: o["cost_usd"] - 1.0])
+
+
+@pytest.mark.slow
+class TestPaperBO(ConfiguratorMixin):
+    method = "paper-bo"
+    budget = 19  # 10 random points, then 3 rounds of q=3
+    max_cost_ratio = 3.0
+
+
+def test_leave_one_out_flags_a_planted_outlier() -> None:
+    import numpy as np
+
+    from scheduler.configure.paper_bo import PaperBOConfigurator, loo_outliers
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(20, 2))
+    y = np.sin(3 * x[:, 0]) + x[:, 1] + rng.normal(0, 0.01, 20)
+    y[7] += 3.0  # one wild measurement
+    conf = PaperBOConfigurator(chain_problem(1).space(), [qos_constraint(1.0)])
+    model = conf._fit(x, y, seed=0)
+    assert list(loo_outliers(model, 3.0)) == [7]

@@ -102,5 +102,5 @@ def test_oom_trials_on_the_sim_are_rolled_back_with_a_bounded_number_of_failed_r
 @pytest.mark.slow
 def test_online_bo_on_a_bursty_trace_never_has_a_bad_five_minute_window() -> None:
     requests, config = run("aquatope", requests_mb=None, duration_s=1200.0)
-    assert config.trials_run() >= 5
+    assert config.trials_total >= 8  # trials really ran on the bursty traffic
     assert worst_window(requests) <= 0.05
