@@ -35,9 +35,9 @@ from testbed.core.platform import QoS, Stage, Workflow
 from testbed.core.prices import CPU_USD_PER_CORE_S, MEMORY_USD_PER_GIB_S
 
 __all__ = [
+    "PROBLEMS",
     "FunctionModel",
     "SizingProblem",
-    "PROBLEMS",
     "chain_problem",
     "heterogeneous_problem",
     "ml_pipeline_problem",
@@ -415,6 +415,4 @@ def problem_by_name(name: str) -> SizingProblem:
         return social_compose_problem()
     if name.startswith("chain-") and name[6:].isdigit():
         return chain_problem(int(name[6:]))
-    raise KeyError(
-        f"unknown synthetic problem {name!r}; known: {', '.join(PROBLEMS)}, chain-N"
-    )
+    raise KeyError(f"unknown synthetic problem {name!r}; known: {', '.join(PROBLEMS)}, chain-N")

@@ -381,8 +381,8 @@ def lattice_local_search(
     rng: np.random.Generator,
     raw_samples: int = 128,
     num_restarts: int = 3,
-    max_moves: int = 50,
-    steps: Sequence[int] = (-2, -1, 1, 2),
+    max_moves: int = 25,
+    steps: Sequence[int] = (-8, -4, -2, -1, 1, 2, 4, 8),
 ) -> Any:
     """Maximise ``acq`` over the product lattice ``choices`` (unit-box values per dimension).
 

@@ -273,7 +273,7 @@ def fit_outcome_models(
 
 _BATCHED_MEAN: Any = None
 _BATCHED_MODEL: Any = None
-WARM_MAX_ITERATIONS = 10
+WARM_MAX_ITERATIONS = 6
 
 
 def _batched_linear_mean(masks: np.ndarray) -> Any:
