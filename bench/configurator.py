@@ -1,10 +1,15 @@
-"""Benchmark the resource configurators on the two workflows, plus the BO step time.
+"""Benchmark the resource configurators on the synthetic problems, plus the BO step time.
 
-For ml-pipeline (4 functions, 8 dims) and social-compose-post (6 functions, 12 dims) it runs
-Aquatope's safe constrained BO, CherryPick, Lambda Power Tuning and random search with the
-same budget and seeds, and reports per method: true cost of the chosen configuration divided
-by the best known (the exact optimum of the problem, also compared with a large random
-search), evaluations needed to get within 5% of it, QoS-violating trials, and time.
+For each problem (heterogeneous: 6 functions/12 dims, ml-pipeline: 4/8, social-compose-post:
+6/12) it runs Aquatope's safe constrained BO, the paper's BO (``paper-bo``), CherryPick,
+Lambda Power Tuning and random search with the same budget and seeds, and prints ONE JSON
+line per problem: first the oracle's headroom over each baseline (1 - optimum / true cost of
+the baseline's pick, mean over seeds), then per method the true cost of its pick over the
+exact optimum (mean and 95% t-interval over seeds), aquatope's cost over the method's (paired
+per seed, mean and 95% interval: "cost at equal QoS", every pick having met the QoS as
+measured), the share of picks that truly meet the QoS, evaluations to get within 5% of the
+optimum, and infeasible trials. A last JSON line gives the BO step time at 4, 8, 12, 16 dims
+(30 points; wall and CPU seconds: the machine is shared, CPU time is the steadier figure).
 
 Evaluator: the synthetic problems of ``scheduler/problems.py`` (latency falls with CPU up to
 a function's threads, memory pressure, log-normal noise; cost per DESIGN.md §8 with idle). The
@@ -12,8 +17,8 @@ simulator exists, but its shipped reference profile was measured without enforce
 (its CPU-scaling tables are flat), so CPU cannot trade against latency there; the synthetic
 problems are shaped after the functions' work instead and say so.
 
-Usage: ``python bench/configurator.py [--seeds 2] [--budget 30] [--threads 2]``
-Prints human-readable lines, then one JSON object on the last line.
+Usage: ``python bench/configurator.py [--seeds 5] [--budget 30] [--problems heterogeneous,...]``
+Prints human-readable lines and one JSON line per problem, then one for the step times.
 """
 
 from __future__ import annotations
@@ -33,14 +38,10 @@ import numpy as np
 
 from scheduler.configure import make_configurator, qos_constraint, run_search
 from scheduler.configure.evaluate import ProblemEvaluator
-from scheduler.problems import (
-    SizingProblem,
-    chain_problem,
-    ml_pipeline_problem,
-    social_compose_problem,
-)
+from scheduler.problems import PROBLEMS, SizingProblem, chain_problem, problem_by_name
 
-METHODS = ("aquatope", "cherrypick", "power-tuning", "random")
+METHODS = ("aquatope", "paper-bo", "cherrypick", "power-tuning", "random")
+BASELINES = METHODS[1:]
 
 
 def large_random_search(problem: SizingProblem, n: int, seed: int) -> float:
@@ -83,6 +84,9 @@ def run_method(problem: SizingProblem, method: str, seed: int, budget: int) -> d
     return {
         "method": method,
         "seed": seed,
+        "true_cost_usd": problem.true_cost_usd(chosen.config) if chosen else None,
+        "feasible_pick": bool(chosen)
+        and problem.true_latency_s(chosen.config) <= problem.qos_target_s,
         "cost_ratio": ratio,
         "chosen_true_latency_over_qos": (
             problem.true_latency_s(chosen.config) / problem.qos_target_s if chosen else None
@@ -94,6 +98,19 @@ def run_method(problem: SizingProblem, method: str, seed: int, budget: int) -> d
         "wall_s": wall,
         "cpu_s": cpu,
     }
+
+
+def mean_ci(values: list[float]) -> dict[str, float | None]:
+    """Mean and 95% t-interval half-width (None with fewer than two values)."""
+    if not values:
+        return {"mean": None, "ci95": None, "n": 0}
+    from scipy import stats
+
+    arr = np.asarray(values, dtype=float)
+    half = None
+    if len(arr) > 1:
+        half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr)))
+    return {"mean": float(arr.mean()), "ci95": half, "n": len(arr)}
 
 
 def step_time(problem: SizingProblem, n_points: int, seed: int = 0) -> dict[str, float]:
@@ -122,82 +139,96 @@ def step_time(problem: SizingProblem, n_points: int, seed: int = 0) -> dict[str,
     return {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus)}
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(rows: list[dict[str, Any]], ours: list[dict[str, Any]]) -> dict[str, Any]:
     ratios = [r["cost_ratio"] for r in rows if r["cost_ratio"] is not None]
     evals = [r["evals_to_5pct"] for r in rows]
     reached = [e for e in evals if e is not None]
+    paired = [
+        a["true_cost_usd"] / b["true_cost_usd"]
+        for a, b in zip(ours, rows, strict=True)
+        if a["true_cost_usd"] and b["true_cost_usd"]
+    ]
     return {
-        "cost_ratio_median": statistics.median(ratios) if ratios else None,
-        "cost_ratio_worst": max(ratios) if ratios else None,
+        "cost_over_optimum": mean_ci(ratios),
+        "aquatope_cost_over_this": mean_ci(paired),
+        "feasible_picks": f"{sum(r['feasible_pick'] for r in rows)}/{len(rows)}",
         "within_5pct_runs": f"{len(reached)}/{len(rows)}",
         "evals_to_5pct_median": statistics.median(reached) if reached else None,
-        "infeasible_trials_mean": statistics.mean(r["infeasible_trials"] for r in rows),
+        "infeasible_trials": mean_ci([r["infeasible_trials"] for r in rows]),
         "cpu_s_mean": statistics.mean(r["cpu_s"] for r in rows),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=30)
-    parser.add_argument("--reference", type=int, default=20000, help="random-search size")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (cores)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (cores)")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--problems", default=",".join(PROBLEMS))
+    parser.add_argument("--step-dims", default="4,8,12,16", help="'' skips the step times")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    problems = [ml_pipeline_problem(), social_compose_problem()]
-    out: dict[str, Any] = {
-        "evaluator": "synthetic problems (scheduler/problems.py); see module docstring",
-        "budget": args.budget,
-        "seeds": args.seeds,
-        "torch_threads": args.threads,
-        "cpu_count": os.cpu_count(),
-        "load_avg_at_start": os.getloadavg()[0],
-        "workflows": {},
-    }
-    for problem in problems:
+    methods = args.methods.split(",")
+    if "aquatope" not in methods:
+        methods.insert(0, "aquatope")
+    for name in [p for p in args.problems.split(",") if p]:
+        problem = problem_by_name(name)
         _, optimum = problem.optimum()
-        ref = large_random_search(problem, args.reference, seed=123)
-        print(
-            f"{problem.name}: {problem.space().n_dims} dims, QoS {problem.qos_target_s} s, "
-            f"optimum ${optimum * 1e6:.3f}/1M; random search of {args.reference} points "
-            f"reaches {ref / optimum:.2f}x the optimum",
-            flush=True,
-        )
-        per_method: dict[str, Any] = {}
-        for method in args.methods.split(","):
-            rows = [run_method(problem, method, s, args.budget) for s in range(args.seeds)]
-            summary = summarise(rows)
-            per_method[method] = {"summary": summary, "runs": rows}
+        runs = {
+            m: [run_method(problem, m, s, args.budget) for s in range(args.seeds)] for m in methods
+        }
+        headroom = {
+            m: mean_ci([1 - optimum / r["true_cost_usd"] for r in runs[m] if r["true_cost_usd"]])
+            for m in methods
+            if m != "aquatope"
+        }
+        per_method = {m: summarise(runs[m], runs["aquatope"]) for m in methods}
+        for m, summary in per_method.items():
+            c = summary["cost_over_optimum"]
             print(
-                f"  {method:<13} cost/best median {summary['cost_ratio_median']:.3f} "
-                f"(worst {summary['cost_ratio_worst']:.3f}), within 5%: "
-                f"{summary['within_5pct_runs']} runs, evals to 5% "
-                f"{summary['evals_to_5pct_median']}, infeasible trials "
-                f"{summary['infeasible_trials_mean']:.1f}, cpu {summary['cpu_s_mean']:.1f} s/run",
+                f"{name} {m:<13} cost/optimum {c['mean']:.3f} ± {c['ci95'] or 0:.3f}, "
+                f"feasible picks {summary['feasible_picks']}, infeasible trials "
+                f"{summary['infeasible_trials']['mean']:.1f}, "
+                f"cpu {summary['cpu_s_mean']:.1f} s/run",
                 flush=True,
             )
-        out["workflows"][problem.name] = {
+        line = {
+            "problem": name,
             "dims": problem.space().n_dims,
             "qos_target_s": problem.qos_target_s,
             "optimum_usd": optimum,
-            "large_random_search_ratio": ref / optimum,
+            "oracle_headroom_over": headroom,
+            "budget": args.budget,
+            "seeds": args.seeds,
             "methods": per_method,
+            "load_avg": os.getloadavg()[0],
         }
+        print(json.dumps(line, default=float), flush=True)
     steps = {}
-    for label, problem in (("12", social_compose_problem()), ("20", chain_problem(10))):
-        st = step_time(problem, 25)
-        steps[label] = st
+    for dims in [int(d) for d in args.step_dims.split(",") if d]:
+        st = step_time(chain_problem(dims // 2), 30)
+        steps[str(dims)] = st
         print(
-            f"BO step at {label} dims (25 points, {args.threads} threads): "
+            f"BO step at {dims} dims (30 points): "
             f"wall {st['wall_s']:.2f} s, cpu {st['cpu_s']:.2f} s",
             flush=True,
         )
-    out["bo_step_s"] = steps
-    out["load_avg_at_end"] = os.getloadavg()[0]
-    print(json.dumps(out, default=float))
+    if steps:
+        print(
+            json.dumps(
+                {
+                    "bo_step_s": steps,
+                    "points": 30,
+                    "torch_threads": args.threads,
+                    "cpu_count": os.cpu_count(),
+                    "load_avg": os.getloadavg()[0],
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ summed duration) and current gauges (in flight, queued, replicas). The :class:`O
 keeps the previous snapshot's counters and differences them each tick, the way a Prometheus
 ``increase()`` would: the first tick yields zeros, and a counter that went *down* (the
 gateway restarted) counts its new value as the increase. Targets, limits, scale bounds and
-``max_inflight`` come from ``Platform.list()``.
+``max_inflight`` come from ``Platform.list()``. OOM kills are counted from the replica states
+``list()`` reports: a replica id newly seen ``oom-killed`` is one kill (the ids seen are kept,
+bounded, so a dead replica still listed on the next tick is not counted twice).
 
 Parsing Prometheus text is not done here: platform clients return a
 :class:`~testbed.core.platform.MetricsSnapshot` already.
@@ -28,6 +30,7 @@ from testbed.core.platform import (
 __all__ = ["Observer"]
 
 _COUNTERS = ("started", "completed", "errors", "cold_starts", "duration_sum_s")
+_OOM_IDS_KEPT = 64  # per function: more than any platform keeps listing dead replicas
 
 
 def _increase(now: float, before: float | None) -> float:
@@ -51,6 +54,15 @@ class Observer:
         self.workflows: dict[str, Workflow] = dict(workflows or {})
         self._last_s: float | None = None
         self._counters: dict[str, tuple[float, ...]] = {}
+        self._oom_seen: dict[str, list[str]] = {}
+
+    def _new_oom_kills(self, status: FunctionStatus) -> int:
+        seen = self._oom_seen.setdefault(status.name, [])
+        new = [r.id for r in status.replicas if r.state == "oom-killed" and r.id not in seen]
+        if new:
+            seen.extend(new)
+            del seen[:-_OOM_IDS_KEPT]
+        return len(new)
 
     def observe(self, platform: Platform, now_s: float) -> Observation:
         """Fetch ``metrics()`` and ``list()`` from ``platform`` and build the observation.
@@ -110,6 +122,8 @@ class Observer:
                 max_inflight=status.spec.max_inflight,
                 min_replicas=bounds.min,
                 max_replicas=bounds.max,
+                oom_kills=self._new_oom_kills(status),
+                requests=status.spec.requests,
             )
         self._counters = counters
         self._last_s = now_s
@@ -124,6 +138,7 @@ class Observer:
             "counters": {
                 k: dict(zip(_COUNTERS, v, strict=True)) for k, v in self._counters.items()
             },
+            "oom_seen": {k: list(v) for k, v in self._oom_seen.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -133,4 +148,8 @@ class Observer:
         self._counters = {
             str(name): tuple(float(values.get(c, 0.0)) for c in _COUNTERS)
             for name, values in dict(state.get("counters", {})).items()
+        }
+        self._oom_seen = {
+            str(name): [str(i) for i in ids]
+            for name, ids in dict(state.get("oom_seen", {})).items()
         }

@@ -41,6 +41,12 @@ class FunctionObservation:
         limits: current per-replica limits.
         max_inflight: concurrent requests one replica accepts.
         min_replicas / max_replicas: scale bounds from the labels.
+        oom_kills: replicas newly seen OOM-killed during the tick (the platform's replica
+            states; a memory limit below what the function needs).
+        peak_rss_mb: peak resident memory of the function's replicas, when the platform
+            reports it (None when it does not).
+        requests: per-replica requests the function was deployed with (the stack's statement
+            of what it needs; empty when none were declared).
     """
 
     name: str
@@ -58,6 +64,9 @@ class FunctionObservation:
     max_inflight: int = 1
     min_replicas: int = 0
     max_replicas: int = 20
+    oom_kills: int = 0
+    peak_rss_mb: float | None = None
+    requests: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,16 @@ class Observation:
         tick_s: the tick length in seconds.
         functions: per-function observations, keyed by function name.
         workflows: workflow DAGs (with QoS) deployed on the platform, keyed by name.
+        workflow_latency_s: end-to-end latencies (seconds; queueing and cold starts included)
+            of the workflow requests that completed during the tick, keyed by workflow, when
+            the platform or load generator reports them (empty when nothing does).
     """
 
     now_s: float
     tick_s: float
     functions: Mapping[str, FunctionObservation]
     workflows: Mapping[str, Workflow] = field(default_factory=dict)
+    workflow_latency_s: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.tick_s > 0:

@@ -35,9 +35,11 @@ from testbed.core.platform import QoS, Stage, Workflow
 from testbed.core.prices import CPU_USD_PER_CORE_S, MEMORY_USD_PER_GIB_S
 
 __all__ = [
+    "PROBLEMS",
     "FunctionModel",
     "SizingProblem",
     "chain_problem",
+    "heterogeneous_problem",
     "ml_pipeline_problem",
     "problem_by_name",
     "social_compose_problem",
@@ -368,14 +370,49 @@ def chain_problem(n_functions: int = 2, *, qos_target_s: float | None = None) ->
     )
 
 
+def heterogeneous_problem(*, qos_target_s: float = 0.6, shards: int = 4) -> SizingProblem:
+    """A workflow whose stages want very different shapes: sizing matters here.
+
+    ``ingest`` is memory-bound with light CPU (an 8 GiB working set, 10 ms of CPU work);
+    ``shards`` parallel ``shard-k`` stages are CPU-bound with small memory (0.8 core-seconds
+    each, using up to 4 cores, 160 MB working set); ``render`` saturates past one core (one
+    thread). Power-tuning's CPU ∝ memory coupling must buy ~4.6 cores with ingest's memory and
+    ~3.5 GiB of memory with each shard's two cores; per-function greedy steps down from a
+    uniform level cannot undo that. Synthetic (shaped after the workload classes, not measured).
+    """
+    f = FunctionModel
+    models = {
+        "ingest": f("ingest", 0.02, 0.01, 1, 6144, 8192, memory_penalty=3.0),
+        **{
+            f"shard-{k}": f(f"shard-{k}", 0.005, 0.8, 4, 128, 160, memory_penalty=0.3)
+            for k in range(shards)
+        },
+        "render": f("render", 0.01, 0.12, 1, 192, 320),
+    }
+    return SizingProblem(
+        "heterogeneous",
+        (("ingest",), tuple(f"shard-{k}" for k in range(shards)), ("render",)),
+        models,
+        qos_target_s=qos_target_s,
+        rate_rps=5.0,
+    )
+
+
+PROBLEMS = ("ml-pipeline", "social-compose-post", "heterogeneous")
+
+
 def problem_by_name(name: str) -> SizingProblem:
-    """``ml-pipeline``, ``social-compose-post`` or ``chain-N``. Raises KeyError."""
+    """``ml-pipeline``, ``social-compose-post``, ``heterogeneous`` or ``chain-N``.
+
+    Raises:
+        KeyError: unknown name.
+    """
+    if name == "heterogeneous":
+        return heterogeneous_problem()
     if name == "ml-pipeline":
         return ml_pipeline_problem()
     if name in ("social-compose-post", "social-network", "compose-post"):
         return social_compose_problem()
     if name.startswith("chain-") and name[6:].isdigit():
         return chain_problem(int(name[6:]))
-    raise KeyError(
-        f"unknown synthetic problem {name!r}; known: ml-pipeline, social-compose-post, chain-N"
-    )
+    raise KeyError(f"unknown synthetic problem {name!r}; known: {', '.join(PROBLEMS)}, chain-N")

@@ -19,6 +19,11 @@ METHODS: dict[str, tuple[str, str]] = {
         "scheduler.configure.search:AquatopeConfigurator",
         "safe constrained qLogNEI (cost and log-latency GPs, trust region, P(feasible) gate)",
     ),
+    "paper-bo": (
+        "scheduler.configure.paper_bo:PaperBOConfigurator",
+        "the Aquatope paper's BO: 2 GPs, 10 random points, q=3 qNEI rounds over the [0, 1] box, "
+        "leave-one-out outlier removal",
+    ),
     "cherrypick": (
         "scheduler.configure.cherrypick:CherryPickConfigurator",
         "CherryPick: EI on a QoS-penalised cost, no constraint model",

@@ -17,9 +17,10 @@ What it does per :meth:`AquatopeConfigurator.propose` call:
    region (an L∞ box in the unit space) around the cheapest feasible configuration, which
    grows after an improvement and shrinks after repeated misses (as in TuRBO).
    P(feasible) is a quasi-Monte-Carlo estimate over the joint posterior.
-5. **Discrete search.** The acquisition is maximised over the lattice itself with BoTorch's
-   ``optimize_acqf_discrete_local_search`` (random lattice starts, then moves of one lattice
-   step per dimension), never over a continuous relaxation that would be rounded afterwards.
+5. **Discrete search.** The acquisition is maximised over the lattice itself
+   (:func:`lattice_local_search`: random lattice starts plus the incumbent, then greedy moves
+   of one or two lattice steps along one dimension, every restart's neighbours scored in one
+   batch), never over a continuous relaxation that would be rounded afterwards.
 6. **Stopping.** ``None`` once the best expected improvement stays below ``stop_rel_ei`` of
    the incumbent's cost for ``stop_patience`` proposals, or no safe candidate is left.
 
@@ -46,8 +47,7 @@ from scheduler.configure.objectives import (
 from scheduler.configure.space import Configuration, SearchSpace
 from scheduler.configure.surrogate import (
     ADDITIVE_MIN_FUNCTIONS,
-    fit_outcome_models,
-    fit_stage_models,
+    fit_batched_outcomes,
     hyperparameters,
     quiet_numerics,
 )
@@ -259,9 +259,6 @@ class AquatopeConfigurator:
 
     def _bo_step(self, samples: Sequence[ConfigSample]) -> Configuration | None:
         import torch
-        from botorch.acquisition.logei import qLogNoisyExpectedImprovement
-        from botorch.acquisition.objective import GenericMCObjective
-        from botorch.optim import optimize_acqf_discrete_local_search
         from botorch.sampling import SobolQMCNormalSampler
 
         dtype = torch.float64
@@ -290,8 +287,18 @@ class AquatopeConfigurator:
                 ]
             )
             stage = np.minimum(stage, cap)
-            model = fit_stage_models(
-                x_np, cost, stage, groups=self.space.groups, seed=step_seed, warm_start=self._warm
+            names_groups = self.space.groups
+            masks = np.zeros((1 + len(names), self.space.n_dims), dtype=bool)
+            masks[0] = True  # cost: every dimension
+            for j, g in enumerate(names_groups):
+                masks[1 + j, list(g)] = True  # stage j: its own function's CPU and memory
+            model = fit_batched_outcomes(
+                x_np,
+                np.column_stack([cost, stage]),
+                masks,
+                groups=None,  # one ARD kernel: a stage's masked inputs leave it 2-D
+                seed=step_seed,
+                warm_start=self._warm,
             )
             compose = _critical_path_fn(self.workflow, names)  # type: ignore[arg-type]
             ok = ~failed
@@ -305,32 +312,28 @@ class AquatopeConfigurator:
 
         else:
             groups = self.space.groups if self.additive else None
-            model = fit_outcome_models(
-                x_np, cost, log_lat, groups=groups, seed=step_seed, warm_start=self._warm
+            model = fit_batched_outcomes(
+                x_np,
+                np.column_stack([cost, log_lat]),
+                np.ones((2, self.space.n_dims), dtype=bool),
+                groups=groups,
+                seed=step_seed,
+                warm_start=self._warm,
             )
 
             def log_latency(Z: torch.Tensor) -> torch.Tensor:
                 return Z[..., 1]
 
-        self._warm = [hyperparameters(m) for m in model.models]
+        self._warm = hyperparameters(model.gp)
         x_train = torch.as_tensor(x_np, dtype=dtype)
-        acq = qLogNoisyExpectedImprovement(
+        safe = _safe_log_nei(
             model=model,
             X_baseline=x_train,
             sampler=SobolQMCNormalSampler(
                 sample_shape=torch.Size([self.mc_samples]), seed=step_seed
             ),
-            objective=GenericMCObjective(_negative_cost),
-            constraints=[lambda Z: log_latency(Z) - log_target],
-            eta=1e-2,
-            prune_baseline=True,
-        )
-        safe = _SafeAcquisition(
-            acq,
-            model,
-            lambda Z: log_latency(Z) - log_target,
-            self.pof_threshold,
-            SobolQMCNormalSampler(sample_shape=torch.Size([64]), seed=step_seed + 1),
+            constraint=lambda Z: log_latency(Z) - log_target,
+            threshold=self.pof_threshold,
         )
         center = self.transform.to_unit([incumbent.config])[0]
         choices = []
@@ -339,19 +342,18 @@ class AquatopeConfigurator:
                 keep = values[np.abs(values - center[d]) <= self._radius + 1e-9]
                 values = keep if keep.size else values
             choices.append(torch.as_tensor(values, dtype=dtype))
-        with torch.random.fork_rng():
-            torch.manual_seed(step_seed)
-            cand, _ = optimize_acqf_discrete_local_search(
-                safe,
-                discrete_choices=choices,
-                q=1,
-                num_restarts=self.num_restarts,
-                raw_samples=self.raw_samples,
-                X_avoid=x_train,
-            )
+        cand = lattice_local_search(
+            safe,
+            [c.numpy() for c in choices],
+            avoid=x_np,
+            start=center,
+            rng=np.random.default_rng(step_seed),
+            raw_samples=self.raw_samples,
+            num_restarts=self.num_restarts,
+        )
         with torch.no_grad():
-            log_ei = float(acq(cand.unsqueeze(0)).item())
-            pof = float(safe.pof(cand.unsqueeze(0)).item())
+            safe(cand.unsqueeze(0))
+            log_ei, pof = float(safe.last_log_ei.item()), float(safe.last_pof.item())
         self.last_step = BOStep(log_ei, pof, self._radius)
         if self.pof_threshold > 0 and pof < self.pof_threshold:
             if self.use_trust_region and self._radius < 1.0:
@@ -368,6 +370,87 @@ class AquatopeConfigurator:
             return None
         self.source = "bo"
         return self.transform.from_unit(cand.detach().numpy())[0]
+
+
+def lattice_local_search(
+    acq: Any,
+    choices: Sequence[np.ndarray],
+    *,
+    avoid: np.ndarray,
+    start: np.ndarray,
+    rng: np.random.Generator,
+    raw_samples: int = 128,
+    num_restarts: int = 3,
+    max_moves: int = 25,
+    steps: Sequence[int] = (-8, -4, -2, -1, 1, 2, 4, 8),
+) -> Any:
+    """Maximise ``acq`` over the product lattice ``choices`` (unit-box values per dimension).
+
+    Scores ``raw_samples`` random lattice points and the point nearest ``start``, keeps the
+    best ``num_restarts`` as starts, then moves each to its best neighbour (one coordinate
+    moved by ``steps`` lattice positions) while that improves; all neighbours of all starts
+    are scored in one batch per move. Points in ``avoid`` (already tried) are never
+    returned, unless nothing else is left.
+
+    Returns:
+        The best point as a ``1 x d`` float64 tensor.
+    """
+    import torch
+
+    sizes = np.array([len(c) for c in choices])
+    d = len(choices)
+
+    def to_x(idx: np.ndarray) -> torch.Tensor:
+        cols = [choices[j][idx[:, j]] for j in range(d)]
+        return torch.as_tensor(np.stack(cols, axis=1), dtype=torch.float64).unsqueeze(-2)
+
+    def nearest(x: np.ndarray) -> np.ndarray:
+        return np.array([int(np.abs(choices[j] - x[j]).argmin()) for j in range(d)])
+
+    tried = {tuple(nearest(a)) for a in np.atleast_2d(avoid)}
+
+    def score(idx: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            values = acq(to_x(idx)).detach().numpy().astype(float)
+        bad = np.array([tuple(i) in tried for i in idx])
+        return np.where(bad, -np.inf, values)
+
+    raw = np.stack([rng.integers(0, n, raw_samples) for n in sizes], axis=1)
+    raw = np.vstack([nearest(start)[None, :], raw])
+    raw_scores = score(raw)
+    order = np.argsort(-raw_scores)
+    current = raw[order[:num_restarts]].copy()
+    current_scores = raw_scores[order[:num_restarts]].copy()
+    for _ in range(max_moves):
+        moves = []
+        owner = []
+        for r, idx in enumerate(current):
+            for j in range(d):
+                for step in steps:
+                    k = idx[j] + step
+                    if 0 <= k < sizes[j]:
+                        nb = idx.copy()
+                        nb[j] = k
+                        moves.append(nb)
+                        owner.append(r)
+        if not moves:
+            break
+        cand = np.array(moves)
+        owners = np.array(owner)
+        values = score(cand)
+        improved = False
+        for r in range(len(current)):
+            mine = np.flatnonzero(owners == r)
+            best = mine[np.argmax(values[mine])]
+            if values[best] > current_scores[r] + 1e-12:
+                current[r], current_scores[r] = cand[best], values[best]
+                improved = True
+        if not improved:
+            break
+    best = int(np.argmax(current_scores))
+    if not np.isfinite(current_scores[best]):  # everything near was tried: any untried point
+        return to_x(raw[order[0]][None, :])[0]
+    return to_x(current[best][None, :])[0]
 
 
 def _negative_cost(Z: Any, X: Any = None) -> Any:
@@ -398,36 +481,55 @@ def _critical_path_fn(workflow: Workflow, names: Sequence[str]) -> Any:
     return compose
 
 
-class _SafeAcquisition:
-    """Wraps an acquisition: candidates with P(feasible) below a threshold rank last.
+_SAFE_LOG_NEI: Any = None
 
-    P(feasible) is estimated by quasi-Monte-Carlo over the joint posterior of the outcomes
-    (so it works for the composed per-stage latency too). Built lazily as a real
-    ``AcquisitionFunction`` subclass (see ``__new__``) so this module imports without torch.
+
+def _safe_log_nei(
+    *, model: Any, X_baseline: Any, sampler: Any, constraint: Any, threshold: float
+) -> Any:
+    """Constrained qLogNEI whose candidates with P(feasible) below ``threshold`` rank last.
+
+    P(feasible) comes from the *same* posterior samples qLogNEI draws (one posterior, one
+    sampler pass per evaluation): the share of samples, through a smooth indicator, whose
+    constraint value is <= 0. Works for the composed per-stage latency too. The class is
+    built on first use so this module imports without torch.
     """
-
-    def __new__(cls, acq: Any, model: Any, constraint: Any, threshold: float, sampler: Any) -> Any:
+    global _SAFE_LOG_NEI
+    if _SAFE_LOG_NEI is None:
         import torch
-        from botorch.acquisition import AcquisitionFunction
+        from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+        from botorch.utils.transforms import t_batch_mode_transform
 
-        class SafeAcquisition(AcquisitionFunction):  # type: ignore[misc]
-            def __init__(self) -> None:
-                super().__init__(model=model)
-                self.inner = acq
-                self.sampler = sampler
-                self.log_threshold = math.log(threshold) if threshold > 0 else -math.inf
+        class SafeLogNEI(qLogNoisyExpectedImprovement):  # type: ignore[misc]
+            def _get_samples_and_objectives(self, X: torch.Tensor) -> Any:
+                samples, obj = super()._get_samples_and_objectives(X)
+                self._candidate_samples = samples  # S x b x q x m, the q new points
+                return samples, obj
 
-            def pof(self, X: torch.Tensor) -> torch.Tensor:
-                """P(constraint <= 0) for ``b x q x d`` → ``b`` (all q points feasible)."""
-                post = self.model.posterior(X)
-                Z = self.sampler(post)  # S x b x q x m
-                ok = torch.sigmoid(-constraint(Z) / 0.01)  # smooth indicator
-                return ok.prod(-1).mean(0)
-
+            @t_batch_mode_transform()
             def forward(self, X: torch.Tensor) -> torch.Tensor:
-                value = self.inner(X)
-                log_pof = self.pof(X).clamp_min(1e-300).log()
-                unsafe = log_pof < self.log_threshold
+                value = super().forward(X)
+                Z = self._candidate_samples
+                ok = torch.sigmoid(-self._feasibility(Z) / 0.01)  # smooth indicator
+                pof = ok.prod(-1).mean(0)  # every q point feasible
+                self.last_log_ei, self.last_pof = value, pof
+                log_pof = pof.clamp_min(1e-300).log()
+                unsafe = log_pof < self._log_threshold
                 return torch.where(unsafe, -1e5 + log_pof.clamp_min(-1e4), value)
 
-        return SafeAcquisition()
+        _SAFE_LOG_NEI = SafeLogNEI
+    from botorch.acquisition.objective import GenericMCObjective
+
+    acq = _SAFE_LOG_NEI(
+        model=model,
+        X_baseline=X_baseline,
+        sampler=sampler,
+        objective=GenericMCObjective(_negative_cost),
+        constraints=[constraint],
+        eta=1e-2,
+        prune_baseline=True,
+        cache_root=False,
+    )
+    acq._feasibility = constraint
+    acq._log_threshold = math.log(threshold) if threshold > 0 else -math.inf
+    return acq

@@ -267,3 +267,201 @@ def fit_outcome_models(
     out = ModelListGP(*models)
     out.eval()
     return out
+
+
+# -- one batched GP for every outcome ------------------------------------------------------
+
+_BATCHED_MEAN: Any = None
+_BATCHED_MODEL: Any = None
+WARM_MAX_ITERATIONS = 6
+
+
+def _batched_linear_mean(masks: np.ndarray) -> Any:
+    """Per output ``c + w_cpu · avg(its cpu coordinates) + w_mem · avg(its memory coordinates)``
+    (the pooled linear mean of :func:`_pooled_linear_mean`, one per batch member)."""
+    global _BATCHED_MEAN
+    if _BATCHED_MEAN is None:
+        import torch
+        from gpytorch.means import Mean
+
+        class BatchedPooledLinearMean(Mean):  # type: ignore[misc]
+            def __init__(self, masks: np.ndarray) -> None:
+                super().__init__()
+                m, d = masks.shape
+                cpu = np.zeros((m, d))
+                mem = np.zeros((m, d))
+                for j in range(m):
+                    on = np.flatnonzero(masks[j])
+                    cpu_dims = [k for k in on if k % 2 == 0]
+                    mem_dims = [k for k in on if k % 2 == 1]
+                    cpu[j, cpu_dims] = 1.0 / max(len(cpu_dims), 1)
+                    mem[j, mem_dims] = 1.0 / max(len(mem_dims), 1)
+                self.register_buffer("cpu_w", torch.as_tensor(cpu, dtype=torch.float64))
+                self.register_buffer("mem_w", torch.as_tensor(mem, dtype=torch.float64))
+                self.register_parameter("weights", torch.nn.Parameter(torch.zeros(m, 2)))
+                self.register_parameter("bias", torch.nn.Parameter(torch.zeros(m, 1)))
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: ... x m x n x d
+                cpu = (x * self.cpu_w.unsqueeze(-2)).sum(-1)
+                mem = (x * self.mem_w.unsqueeze(-2)).sum(-1)
+                return self.bias + self.weights[:, :1] * cpu + self.weights[:, 1:] * mem
+
+        _BATCHED_MEAN = BatchedPooledLinearMean
+    return _BATCHED_MEAN(masks)
+
+
+def _batched_covariance(n_dims: int, groups: Sequence[Sequence[int]] | None, batch: Any) -> Any:
+    from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+    from gpytorch.kernels import AdditiveKernel, ScaleKernel
+
+    if not groups:
+        return ScaleKernel(
+            get_covar_module_with_dim_scaled_prior(
+                ard_num_dims=n_dims, batch_shape=batch, use_rbf_kernel=False
+            ),
+            batch_shape=batch,
+        )
+    return AdditiveKernel(
+        *[
+            ScaleKernel(
+                get_covar_module_with_dim_scaled_prior(
+                    ard_num_dims=len(g),
+                    batch_shape=batch,
+                    use_rbf_kernel=False,
+                    active_dims=list(g),
+                ),
+                batch_shape=batch,
+            )
+            for g in groups
+        ]
+    )
+
+
+def _batched_model_class() -> Any:
+    """``BatchedOutcomes``: a BoTorch ``Model`` over one batched ``SingleTaskGP``."""
+    global _BATCHED_MODEL
+    if _BATCHED_MODEL is None:
+        import torch
+        from botorch.models.model import Model
+        from botorch.posteriors.gpytorch import GPyTorchPosterior
+        from gpytorch.distributions import MultitaskMultivariateNormal
+
+        class BatchedOutcomes(Model):  # type: ignore[misc]
+            """``m`` independent outcomes as one GP batch; output ``j`` reads only the
+            input dimensions of ``masks[j]`` (the others are zeroed), so a stage's latency
+            depends on its own function's CPU and memory while the cost sees them all.
+
+            ``posterior(X)`` (``b x q x d``) is a multi-output posterior (``b x q x m``):
+            the joint of the independent batch members, so Monte-Carlo acquisitions draw
+            every outcome from one sampler in one pass.
+            """
+
+            def __init__(self, gp: Any, masks: torch.Tensor) -> None:
+                super().__init__()
+                self.gp = gp
+                self.register_buffer("masks", masks)
+
+            @property
+            def num_outputs(self) -> int:
+                return int(self.masks.shape[0])
+
+            @property
+            def batch_shape(self) -> torch.Size:
+                return torch.Size([])
+
+            def posterior(
+                self,
+                X: torch.Tensor,
+                output_indices: Any = None,
+                observation_noise: bool = False,
+                posterior_transform: Any = None,
+                **kwargs: Any,
+            ) -> Any:
+                del kwargs
+                xm = X.unsqueeze(-3) * self.masks.unsqueeze(-2)  # ... x m x q x d
+                post = self.gp.posterior(xm, observation_noise=observation_noise)
+                mvn = MultitaskMultivariateNormal.from_batch_mvn(post.distribution, task_dim=-1)
+                out = GPyTorchPosterior(mvn)
+                if output_indices is not None:
+                    raise NotImplementedError("output_indices is not supported")
+                if posterior_transform is not None:
+                    out = posterior_transform(out)
+                return out
+
+        _BATCHED_MODEL = BatchedOutcomes
+    return _BATCHED_MODEL
+
+
+def fit_batched_outcomes(
+    train_x: np.ndarray,
+    outcomes: np.ndarray,
+    masks: np.ndarray,
+    *,
+    groups: Sequence[Sequence[int]] | None = None,
+    seed: int = 0,
+    warm_start: dict[str, Any] | None = None,
+) -> Any:
+    """Fit every outcome at once: one ``SingleTaskGP`` with a batch of ``m`` members.
+
+    One L-BFGS run over the summed marginal likelihoods replaces ``m`` separate fits, and
+    the posterior of all outcomes is one batched solve (a ``ModelListGP`` does ``m``).
+
+    Args:
+        train_x: ``n x d`` unit-box inputs.
+        outcomes: ``n x m`` outcomes (e.g. cost, then per-stage log latencies).
+        masks: ``m x d`` booleans: the input dimensions each outcome depends on.
+        groups: additive structure over the dimensions (None: one ARD kernel).
+        seed: torch seed for the fit, in a forked RNG.
+        warm_start: :func:`hyperparameters` of the previous fit; the optimiser starts there
+            and stops after ``WARM_MAX_ITERATIONS`` (a refit after one new point).
+
+    Returns:
+        A fitted ``BatchedOutcomes`` model with ``num_outputs == m``, in eval mode.
+    """
+    import torch
+    from botorch.exceptions.errors import ModelFittingError
+    from botorch.exceptions.warnings import OptimizationWarning
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms.outcome import Standardize
+    from botorch.optim.fit import fit_gpytorch_mll_scipy
+    from gpytorch.means import ConstantMean
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+    from linear_operator.utils.errors import NotPSDError
+
+    x = torch.as_tensor(np.asarray(train_x), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(outcomes), dtype=torch.float64)
+    n, m = y.shape
+    mask = torch.as_tensor(np.asarray(masks, dtype=float), dtype=torch.float64)
+    xb = x.unsqueeze(0) * mask.unsqueeze(-2)  # m x n x d
+    batch = torch.Size([m])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        gp = SingleTaskGP(
+            xb,
+            y.T.unsqueeze(-1),
+            covar_module=_batched_covariance(x.shape[-1], groups, batch),
+            mean_module=(
+                _batched_linear_mean(np.asarray(masks, dtype=bool))
+                if n >= LINEAR_MEAN_MIN_SAMPLES
+                else ConstantMean(batch_shape=batch)
+            ),
+            outcome_transform=Standardize(m=1, batch_shape=batch),
+        )
+        iterations = FIT_MAX_ITERATIONS
+        if warm_start:
+            own = gp.state_dict()
+            usable = {k: v for k, v in warm_start.items() if k in own and own[k].shape == v.shape}
+            gp.load_state_dict(usable, strict=False)
+            if len(usable) == len(warm_start):
+                iterations = WARM_MAX_ITERATIONS
+        mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+        mll.train()
+        # one L-BFGS-B run on the summed likelihoods, no retries from resampled priors
+        # (``fit_gpytorch_mll`` restarts up to 5 times on a line-search warning)
+        with contextlib.suppress(ModelFittingError, NotPSDError), warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizationWarning)
+            fit_gpytorch_mll_scipy(mll, options={"maxiter": iterations})
+    gp.eval()
+    model = _batched_model_class()(gp, mask)
+    model.eval()
+    return model

@@ -1,30 +1,58 @@
-"""``aquatope-config``: Aquatope's resource manager run online, re-tuned when things drift.
+"""``aquatope-config``: Aquatope's resource manager run online, safely, re-tuned on drift.
 
 The policy cannot run trials of its own, so it tunes *in place*: it applies a configuration
-for ``trial_ticks`` ticks, turns what the daemon observed meanwhile into one
+for up to ``trial_ticks`` ticks, turns what the daemon observed meanwhile into one
 :class:`~scheduler.configure.base.ConfigSample`, asks the configurator (safe constrained BO
 by default) for the next configuration, and after ``budget`` trials or when the configurator
 stops it keeps the cheapest configuration that met the QoS. From then on it watches the
 workflow's request rate and latency with two CUSUM change detectors; when either fires, the
 old samples no longer describe the system and a new tuning episode starts (not a timer).
 
-What it reads from each observation (the ``Observation`` carries no per-request latencies):
+Safety rules (hard, whatever the configurator proposes):
 
-* latency of a tick: the critical path of the workflow's DAG over the per-function mean
-  service times completed in the tick; a trial's tail latency is the ``percentile`` of
-  those per-tick values (an approximation of the request tail, documented as such);
-* load: arrivals at the workflow's root stages per second;
-* cost: DESIGN.md §8 decoupled price of every replica alive (ready or starting) × tick,
-  divided by the invocations in the trial (idle included).
+* **Known-safe start.** The limits the functions were deployed with (the stack's declared
+  limits) are the *safe configuration*: the first trial of an episode observes it, and the
+  search space is bounded around it (``space_headroom`` × the declared CPU and memory), so
+  the search never starts at 6 cores / 10 GiB.
+* **Memory floor.** A function's memory is never set below its floor: its peak RSS plus
+  ``memory_margin`` when the platform reports it, otherwise the memory the stack *requests*
+  (its statement of need; the declared limit when no request was declared; the
+  ``memory_floor_mb`` parameter only when neither was declared). An OOM kill at a memory
+  limit raises that function's floor above it for good.
+* **Rollback within one tick.** A trial tick with an OOM kill, an error burst (errors and
+  timeouts above ``error_burst`` of the completions) or a QoS breach (the tick's end-to-end
+  tail above ``rollback_factor`` × target, or more than ``violation_budget`` of the trial's
+  requests over the target; of its ticks, at least two, when only the per-tick estimate is
+  available) ends the trial in that same tick: the safe incumbent (the
+  cheapest feasible configuration seen, the declared one at first) goes back out, the trial
+  is recorded infeasible, and its region is excluded (an OOM excludes every memory at or
+  below the killed one for that function; any other failure excludes every configuration
+  that gives every function no more CPU and memory than the failed one). Proposals in an
+  excluded region are never applied: the configurator gets them back as failed samples.
+* **Bounded exposure.** The platform applies limits per function, not per replica, so a
+  trial cannot be confined to one canary replica. Instead a harmful trial is exposed to at
+  most one tick of traffic plus what is in flight (detection happens on the first tick that
+  shows the harm), and any trial lasts at most ``trial_ticks`` ticks.
 
-Limits go out in ``FunctionDecision.limits``; replica counts are left alone (``None``), so a
-pre-warm policy can own them.
+What a trial's latency is: the ``percentile`` of the end-to-end latencies of the workflow's
+requests (queueing and cold starts included) when the observation carries them
+(``Observation.workflow_latency_s``); otherwise the critical path of the per-function mean
+latencies of each tick (gateway-measured, so queueing and cold starts included, but a mean,
+not a tail) and the ``percentile`` of those per-tick values. Per-stage tails (the same
+percentile of per-function latencies) go to the configurator's per-stage model and are
+persisted in ``state_dict``.
+
+Cost: DESIGN.md §8 decoupled price of every replica alive (ready or starting) × tick,
+divided by the invocations in the trial (idle included). Limits go out in
+``FunctionDecision.limits``; replica counts are left alone (``None``), so a pre-warm policy
+can own them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,14 +60,25 @@ import numpy as np
 from scheduler.configure.base import ConfigSample, Measurement
 from scheduler.configure.drift import CusumDetector
 from scheduler.configure.methods import make_configurator
-from scheduler.configure.objectives import best_feasible, qos_constraint
-from scheduler.configure.space import Configuration, SearchSpace
-from scheduler.policy import Decision, FunctionDecision, Observation, Policy
+from scheduler.configure.objectives import best_feasible, is_feasible, qos_constraint
+from scheduler.configure.space import (
+    CPU_MIN_CORES,
+    CPU_STEP_CORES,
+    MEMORY_MIN_MB,
+    MEMORY_STEP_MB,
+    Configuration,
+    FunctionConfig,
+    FunctionSpace,
+    SearchSpace,
+)
+from scheduler.policy import Decision, FunctionDecision, FunctionObservation, Observation, Policy
 from scheduler.registry import register_policy
 from testbed.core.platform import Workflow
 from testbed.core.prices import decoupled_usd_per_s
 
-__all__ = ["AquatopeConfigPolicy"]
+__all__ = ["AquatopeConfigPolicy", "Exclusion"]
+
+MAX_SKIPPED_PROPOSALS = 25  # excluded proposals answered in one tick before giving up
 
 
 def _critical_path_s(workflow: Workflow, service_s: Mapping[str, float]) -> float | None:
@@ -52,25 +91,103 @@ def _critical_path_s(workflow: Workflow, service_s: Mapping[str, float]) -> floa
     return max(finish.values()) if finish else None
 
 
+def _memory_up(memory_mb: float) -> int:
+    """The smallest memory lattice value >= ``memory_mb``."""
+    k = max(0, math.ceil((memory_mb - MEMORY_MIN_MB) / MEMORY_STEP_MB - 1e-9))
+    return MEMORY_MIN_MB + MEMORY_STEP_MB * k
+
+
+def _cpu_up(cpu_cores: float) -> float:
+    k = max(1, math.ceil(cpu_cores / CPU_STEP_CORES - 1e-9))
+    return round(max(CPU_MIN_CORES, k * CPU_STEP_CORES), 6)
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A region no trial may enter again.
+
+    Args:
+        config: the configuration that failed.
+        function: with a name, an OOM of that function: every configuration giving it no
+            more memory than ``config`` did is excluded. Empty: every configuration that
+            gives every function no more CPU and no more memory than ``config``.
+        why: what failed (for decisions and logs).
+    """
+
+    config: Configuration
+    function: str = ""
+    why: str = ""
+
+    def covers(self, config: Configuration) -> bool:
+        """Whether ``config`` lies in the excluded region."""
+        if self.function:
+            return config[self.function].memory_mb <= self.config[self.function].memory_mb
+        return all(
+            cfg.cpu_cores <= self.config[f].cpu_cores + 1e-9
+            and cfg.memory_mb <= self.config[f].memory_mb
+            for f, cfg in config.items()
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": self.config.to_json(), "function": self.function, "why": self.why}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Exclusion:
+        return cls(
+            Configuration.from_json(data["config"]),
+            str(data.get("function", "")),
+            str(data.get("why", "")),
+        )
+
+
+@dataclass
+class _Tick:
+    latency_s: float  # the tick's end-to-end tail (or critical-path estimate), nan if none
+    cost_usd: float
+    arrivals: int
+    stage_s: dict[str, float]
+    e2e_s: tuple[float, ...] = ()
+    errors: int = 0
+    completions: int = 0
+
+
+@dataclass
+class _Trial:
+    ticks: list[_Tick] = field(default_factory=list)
+
+    def e2e(self) -> list[float]:
+        return [x for t in self.ticks for x in t.e2e_s]
+
+
 @register_policy("aquatope-config")
 class AquatopeConfigPolicy(Policy):
-    """Aquatope's configurator online: tune limits by safe BO, re-tune on detected drift.
+    """Aquatope's configurator online: safe trials around the declared limits, rolled back
+    within one tick when they hurt, re-tuned on detected drift.
 
     Args:
         workflow: the workflow to size (default: the first one observed).
-        method: configurator (``aquatope``, ``cherrypick``, ``power-tuning``, ``random``).
-        budget: trials per tuning episode.
-        trial_ticks: ticks one configuration is observed for.
+        method: configurator (``aquatope``, ``paper-bo``, ``cherrypick``, ``power-tuning``,
+            ``random``).
+        budget: trials per tuning episode (the safe configuration's observation included).
+        trial_ticks: ticks one configuration is observed for (the bound on a trial's length).
         min_invocations: a trial needs at least this many invocations to count.
-        percentile: tail of per-tick latencies taken as a trial's latency (None = QoS's).
+        percentile: tail taken as a trial's latency (None = the workflow QoS's).
         machine_cores: CPU cap of the search space.
-        memory_floor_mb: smallest memory limit ever proposed (what the functions need).
+        memory_floor_mb: memory floor of a function that declared neither limit nor request.
+        memory_margin: headroom over a reported peak RSS or an OOM-killed limit (share).
+        space_headroom: the search space reaches this multiple of the declared limits.
+        error_burst: a trial tick with more than this share of failed requests rolls back.
+        rollback_factor: a trial tick whose tail exceeds this multiple of the target rolls back.
+        violation_budget: share of a trial's requests over the target that rolls it back.
         drift_threshold: CUSUM alarm level (standard deviations).
         seed: seeds the configurator.
     """
 
     name = "aquatope-config"
-    description = "Aquatope resource manager online: safe BO of CPU/memory, re-tuned on drift"
+    description = (
+        "Aquatope resource manager online: safe BO of CPU/memory around the declared limits, "
+        "trials rolled back in one tick on OOM/errors/QoS breach, re-tuned on drift"
+    )
 
     def __init__(
         self,
@@ -82,11 +199,24 @@ class AquatopeConfigPolicy(Policy):
         percentile: float | None = None,
         machine_cores: float = 6.0,
         memory_floor_mb: int = 128,
+        memory_margin: float = 0.25,
+        space_headroom: float = 2.0,
+        error_burst: float = 0.05,
+        rollback_factor: float = 1.5,
+        violation_budget: float = 0.05,
         drift_threshold: float = 8.0,
         seed: int = 0,
     ) -> None:
         if budget < 1 or trial_ticks < 1 or min_invocations < 1:
             raise ValueError("budget, trial_ticks and min_invocations must be >= 1")
+        if not 0 <= memory_margin <= 2:
+            raise ValueError(f"memory_margin must be in [0, 2], got {memory_margin}")
+        if space_headroom < 1:
+            raise ValueError(f"space_headroom must be >= 1, got {space_headroom}")
+        if not 0 < error_burst < 1 or not 0 < violation_budget < 1:
+            raise ValueError("error_burst and violation_budget must be in (0, 1)")
+        if rollback_factor <= 1:
+            raise ValueError(f"rollback_factor must be > 1, got {rollback_factor}")
         self.workflow_name = workflow
         self.method = method
         self.budget = budget
@@ -95,6 +225,11 @@ class AquatopeConfigPolicy(Policy):
         self.percentile = percentile
         self.machine_cores = machine_cores
         self.memory_floor_mb = memory_floor_mb
+        self.memory_margin = memory_margin
+        self.space_headroom = space_headroom
+        self.error_burst = error_burst
+        self.rollback_factor = rollback_factor
+        self.violation_budget = violation_budget
         self.seed = seed
         self.rate_detector = CusumDetector(threshold=drift_threshold)
         self.latency_detector = CusumDetector(threshold=drift_threshold)
@@ -103,12 +238,61 @@ class AquatopeConfigPolicy(Policy):
         self.samples: list[ConfigSample] = []
         self.current: Configuration | None = None
         self.best: Configuration | None = None
+        self.safe: Configuration | None = None  # the declared (known-safe) configuration
+        self.oom_floor_mb: dict[str, int] = {}
+        self.rss_floor_mb: dict[str, int] = {}
+        self.declared_floor_mb: dict[str, int] = {}
+        self.exclusions: list[Exclusion] = []
+        self.rollbacks = 0
+        self.trials_total = 0  # trials applied over every episode (rolled back ones included)
+        self._source = "safe"
+        self._pending: tuple[Configuration, str] | None = None  # next trial, after recovery
         self._configurator: Any = None
         self._space: SearchSpace | None = None
-        # per tick: (latency_s, cost_usd, arrivals, {function: mean service s})
-        self._window: list[tuple[float, float, int, dict[str, float]]] = []
+        self._trial = _Trial()
         self.last_reason = ""
         self._episode_reason = ""
+
+    # -- safety bookkeeping --------------------------------------------------------------
+    def floor_mb(self, function: str) -> int:
+        """The memory floor of ``function`` now (MiB, on the lattice)."""
+        learned = self.rss_floor_mb.get(function, self.declared_floor_mb.get(function, 0))
+        return max(learned, self.oom_floor_mb.get(function, 0), MEMORY_MIN_MB)
+
+    def _learn_safe(self, workflow: Workflow, fobs: Mapping[str, FunctionObservation]) -> None:
+        """The declared configuration and memory floors, from the first observation."""
+        if self.safe is not None:
+            return
+        chosen: dict[str, FunctionConfig] = {}
+        for f in workflow.functions:
+            o = fobs[f]
+            declared_mem = o.limits.memory_mb or o.requests.memory_mb
+            need = o.requests.memory_mb or o.limits.memory_mb or self.memory_floor_mb
+            self.declared_floor_mb[f] = _memory_up(need)
+            cpu = o.limits.cpu_cores or o.requests.cpu_cores or 1.0
+            mem = max(_memory_up(declared_mem or need), self.declared_floor_mb[f])
+            chosen[f] = FunctionConfig(min(_cpu_up(cpu), self._cpu_cap()), mem)
+        self.safe = Configuration.of(chosen)
+
+    def _cpu_cap(self) -> float:
+        return max(CPU_MIN_CORES, math.floor(self.machine_cores / CPU_STEP_CORES) * CPU_STEP_CORES)
+
+    def _learn_rss(self, workflow: Workflow, fobs: Mapping[str, FunctionObservation]) -> None:
+        for f in workflow.functions:
+            rss = fobs[f].peak_rss_mb
+            if rss is not None and rss > 0:
+                floor = _memory_up(rss * (1 + self.memory_margin))
+                self.rss_floor_mb[f] = max(self.rss_floor_mb.get(f, 0), floor)
+
+    def allowed(self, config: Configuration) -> str:
+        """Why ``config`` may not be applied ("" when it may)."""
+        for f, cfg in config.items():
+            if cfg.memory_mb < self.floor_mb(f):
+                return f"{f} memory {cfg.memory_mb} MB below its floor {self.floor_mb(f)} MB"
+        for ex in self.exclusions:
+            if ex.covers(config):
+                return f"in a region excluded after {ex.why}"
+        return ""
 
     # -- helpers -------------------------------------------------------------------------
     def _workflow(self, obs: Observation) -> Workflow | None:
@@ -119,11 +303,23 @@ class AquatopeConfigPolicy(Policy):
     def _ensure_configurator(self, workflow: Workflow) -> None:
         if self._configurator is not None:
             return
-        self._space = SearchSpace.for_functions(
-            workflow.functions,
-            machine_cores=self.machine_cores,
-            memory_need_mb=dict.fromkeys(workflow.functions, self.memory_floor_mb),
-        )
+        assert self.safe is not None
+        cap = self._cpu_cap()
+        spaces = []
+        for f in workflow.functions:
+            s = self.safe[f]
+            floor = self.floor_mb(f)
+            spaces.append(
+                FunctionSpace(
+                    f,
+                    cpu_max_cores=min(cap, _cpu_up(max(s.cpu_cores * self.space_headroom, 1.0))),
+                    memory_min_mb=floor,
+                    memory_max_mb=max(
+                        _memory_up(s.memory_mb * self.space_headroom), floor + MEMORY_STEP_MB
+                    ),
+                )
+            )
+        self._space = SearchSpace(spaces)
         self._configurator = make_configurator(
             self.method,
             self._space,
@@ -142,38 +338,137 @@ class AquatopeConfigPolicy(Policy):
             reason=reason,
         )
 
+    def _pct(self, workflow: Workflow) -> float:
+        return self.percentile if self.percentile is not None else workflow.qos.percentile
+
     def _close_trial(self, workflow: Workflow) -> ConfigSample | None:
-        lat = [w[0] for w in self._window if math.isfinite(w[0])]
-        invocations = sum(w[2] for w in self._window)
-        if not lat or invocations < self.min_invocations or self.current is None:
+        ticks = self._trial.ticks
+        invocations = sum(t.arrivals for t in ticks)
+        e2e = self._trial.e2e()
+        lat = [t.latency_s for t in ticks if math.isfinite(t.latency_s)]
+        if (not lat and not e2e) or invocations < self.min_invocations or self.current is None:
             return None
-        pct = self.percentile if self.percentile is not None else workflow.qos.percentile
+        pct = self._pct(workflow)
+        if e2e:
+            latency = float(np.percentile(e2e, pct))
+            noise = float(np.std(e2e) / math.sqrt(len(e2e)))
+        else:
+            latency = float(np.percentile(lat, pct))
+            noise = float(np.std(lat) / math.sqrt(len(lat)))
         stage: dict[str, float] = {}
         for f in workflow.functions:
-            values = [w[3][f] for w in self._window if f in w[3]]
+            values = [t.stage_s[f] for t in ticks if f in t.stage_s]
             if values:
                 stage[f] = max(float(np.percentile(values, pct)), 1e-6)
+        errors = sum(t.errors for t in ticks)
+        done = sum(t.completions for t in ticks)
         measurement = Measurement(
-            cost_usd=sum(w[1] for w in self._window) / invocations,
-            latency_s=max(float(np.percentile(lat, pct)), 1e-6),
-            noise_s=float(np.std(lat) / math.sqrt(len(lat))),
+            cost_usd=sum(t.cost_usd for t in ticks) / invocations,
+            latency_s=max(latency, 1e-6),
+            noise_s=noise,
             requests=invocations,
-            detail="online",
+            error_rate=errors / done if done else 0.0,
+            detail="online e2e" if e2e else "online estimate",
             stage_latency_s=stage if len(stage) == len(workflow.functions) else {},
         )
-        return ConfigSample(self.current, measurement, source="online")
+        return ConfigSample(self.current, measurement, source=self._source)
+
+    def _failed_sample(self, config: Configuration, workflow: Workflow, why: str) -> ConfigSample:
+        ticks = self._trial.ticks
+        invocations = max(1, sum(t.arrivals for t in ticks))
+        done = sum(t.completions for t in ticks)
+        measurement = Measurement(
+            cost_usd=sum(t.cost_usd for t in ticks) / invocations if ticks else 0.0,
+            latency_s=3 * workflow.qos.target_s,
+            failed=True,
+            requests=sum(t.arrivals for t in ticks),
+            error_rate=sum(t.errors for t in ticks) / done if done else 1.0,
+            detail=why,
+        )
+        return ConfigSample(config, measurement, source=self._source)
+
+    def _harm(self, workflow: Workflow, tick: _Tick, fobs: Mapping[str, Any]) -> tuple[str, str]:
+        """(what went wrong in this tick, the OOM-killed function) or ("", "")."""
+        for f in workflow.functions:
+            if fobs[f].oom_kills > 0:
+                return f"OOM kill of {f}", f
+        finished = tick.completions + tick.errors
+        if tick.errors >= 2 and tick.errors > self.error_burst * max(finished, 1):
+            return f"error burst ({tick.errors} of {finished} calls failed)", ""
+        target = workflow.qos.target_s
+        if math.isfinite(tick.latency_s) and tick.latency_s > self.rollback_factor * target:
+            return f"tail {tick.latency_s:.3g} s over {self.rollback_factor:g}x the target", ""
+        e2e = self._trial.e2e()
+        if len(e2e) >= self.min_invocations:
+            over = sum(x > target for x in e2e) / len(e2e)
+            if over > self.violation_budget:
+                return f"{over:.1%} of the trial's requests over the QoS target", ""
+        elif not e2e:  # only the per-tick estimate: budget the ticks over the target instead
+            over_ticks = sum(t.latency_s > target for t in self._trial.ticks)
+            if over_ticks > max(1.0, self.violation_budget * self.trial_ticks):
+                return f"{over_ticks} ticks over the QoS target", ""
+        return "", ""
 
     def _start_episode(self, reason: str) -> str:
         self.phase = "tuning"
         self.episode += 1 if self.samples or self.best is not None else 0
         self.samples = []
         self._configurator = None
-        self._window = []
+        self._trial = _Trial()
         self.rate_detector.reset()
         self.latency_detector.reset()
         self.current = None
+        self._pending = None
+        self.exclusions = [e for e in self.exclusions if e.function]  # OOMs stay excluded
         self._episode_reason = reason
         return reason
+
+    def _incumbent(self) -> Configuration:
+        best = best_feasible(self.samples, self._configurator.constraints)
+        if best is not None and not self.allowed(best.config):
+            return best.config
+        if self.best is not None and not self.allowed(self.best):
+            return self.best
+        assert self.safe is not None
+        return self.safe
+
+    def trials_run(self) -> int:
+        return sum(1 for s in self.samples if s.source != "excluded")
+
+    def _next_trial(self) -> Configuration | None:
+        """The configurator's next proposal that is allowed; excluded ones go back to it as
+        failed samples (never applied)."""
+        if self.trials_run() >= self.budget:
+            return None
+        for _ in range(MAX_SKIPPED_PROPOSALS):
+            nxt = self._configurator.propose(self.samples)
+            if nxt is None:
+                return None
+            why = self.allowed(nxt)
+            if not why:
+                self._source = str(getattr(self._configurator, "source", "online"))
+                return nxt
+            target = self._configurator.constraints[0].target_s
+            self.samples.append(
+                ConfigSample(
+                    nxt,
+                    Measurement(
+                        cost_usd=0.0, latency_s=3 * target, failed=True, detail=f"excluded: {why}"
+                    ),
+                    source="excluded",
+                )
+            )
+        return None
+
+    def _finish_tuning(self) -> Decision:
+        self.best = self._incumbent()
+        self.current = self.best
+        self.phase = "steady"
+        why = getattr(self._configurator, "stop_reason", "") or "budget used"
+        return self._decision(
+            self.best,
+            f"tuning done after {self.trials_run()} trials ({why}); keeping {self.best}",
+        )
 
     # -- the policy ----------------------------------------------------------------------
     def decide(self, observation: Observation) -> Decision:
@@ -184,14 +479,96 @@ class AquatopeConfigPolicy(Policy):
         missing = [f for f in workflow.functions if f not in observation.functions]
         if missing:
             return Decision.decline(f"functions not deployed: {', '.join(missing)}")
+        fobs = observation.functions
+        self._learn_safe(workflow, fobs)
+        self._learn_rss(workflow, fobs)
         self._ensure_configurator(workflow)
+        tick = self._tick(workflow, observation)
+
+        if self.phase == "steady":
+            assert self.best is not None
+            harm, oom_fn = self._harm(workflow, tick, fobs)
+            if oom_fn:  # the kept configuration itself is unsafe now: learn, go back to safe
+                self._exclude(self.best, oom_fn, harm)
+                self._start_episode(f"{harm} at the kept configuration: re-tuning")
+                self.best = None
+            else:
+                rate = tick.arrivals / observation.tick_s
+                drift_rate = self.rate_detector.update(math.log1p(rate))
+                drift_lat = math.isfinite(tick.latency_s) and self.latency_detector.update(
+                    math.log(max(tick.latency_s, 1e-9))
+                )
+                if drift_rate or drift_lat:
+                    what = "load" if drift_rate else "latency"
+                    self._start_episode(f"{what} drift detected: re-tuning")
+                else:
+                    return self._decision(self.best, f"steady at the best feasible ({self.best})")
+            self._ensure_configurator(workflow)
+
+        if self.current is None:
+            self.current = self._incumbent()
+            self._source = "safe"
+            self._trial = _Trial()
+            why = f"{self._episode_reason}; " if self._episode_reason else ""
+            return self._decision(
+                self.current, f"{why}tuning episode {self.episode}: observing the safe incumbent"
+            )
+
+        if self._pending is not None:  # one tick at the incumbent after a rollback: go on
+            self.current, self._source = self._pending
+            self._pending = None
+            self._trial = _Trial()
+            return self._decision(
+                self.current, f"trial {self.trials_run() + 1}/{self.budget}: {self.current}"
+            )
+        self._trial.ticks.append(tick)
+        harm, oom_fn = self._harm(workflow, tick, fobs)
+        if harm and self.current != self._incumbent():
+            return self._roll_back(workflow, harm, oom_fn)
+        if oom_fn:  # the incumbent itself was OOM-killed: raise that floor, observe again
+            self._exclude(self.current, oom_fn, harm)
+            self.safe = self._raise_memory(self.safe, oom_fn)  # type: ignore[arg-type]
+            self.current = self.safe
+            self._trial = _Trial()
+            return self._decision(self.current, f"{harm} at the incumbent: memory raised")
+
+        if len(self._trial.ticks) < self.trial_ticks:
+            return self._decision(
+                self.current,
+                f"trial {self.trials_run() + 1}/{self.budget}: observing "
+                f"({len(self._trial.ticks)}/{self.trial_ticks} ticks)",
+            )
+        sample = self._close_trial(workflow)
+        if sample is None:  # too little traffic: keep observing the same configuration
+            if len(self._trial.ticks) < 4 * self.trial_ticks:
+                return self._decision(self.current, "trial extended: too few invocations")
+            sample = self._failed_sample(self.current, workflow, "too little traffic")
+            sample = ConfigSample(sample.config, sample.measurement, source="excluded")
+        self._trial = _Trial()
+        self.samples.append(sample)
+        self.trials_total += 1
+        if sample.config != self._incumbent() and not is_feasible(
+            sample, self._configurator.constraints
+        ):
+            self._exclude(sample.config, "", f"QoS missed ({sample.latency_s:.3g} s)")
+        nxt = self._next_trial()
+        if nxt is None:
+            return self._finish_tuning()
+        self.current = nxt
+        return self._decision(nxt, f"trial {self.trials_run() + 1}/{self.budget}: {nxt}")
+
+    def _tick(self, workflow: Workflow, observation: Observation) -> _Tick:
         fobs = observation.functions
         service: dict[str, float] = {}
         for f in workflow.functions:
             mean_s = fobs[f].mean_service_s
             if mean_s:
                 service[f] = float(mean_s)
-        latency = _critical_path_s(workflow, service)
+        e2e = tuple(float(x) for x in observation.workflow_latency_s.get(workflow.name, ()))
+        if e2e:
+            latency: float | None = float(np.percentile(e2e, self._pct(workflow)))
+        else:
+            latency = _critical_path_s(workflow, service)
         roots = {s.function for s in workflow.stages if not s.after}
         arrivals = max((fobs[f].arrivals for f in roots), default=0)
         cost = 0.0
@@ -204,54 +581,50 @@ class AquatopeConfigPolicy(Policy):
                 * decoupled_usd_per_s(cpu, mem)
                 * observation.tick_s
             )
-
-        if self.phase == "steady":
-            assert self.best is not None
-            rate = arrivals / observation.tick_s
-            drift_rate = self.rate_detector.update(math.log1p(rate))
-            drift_lat = latency is not None and self.latency_detector.update(math.log(latency))
-            if drift_rate or drift_lat:
-                what = "load" if drift_rate else "latency"
-                self._start_episode(f"{what} drift detected: re-tuning")
-                self._ensure_configurator(workflow)
-            else:
-                return self._decision(self.best, f"steady at the best feasible ({self.best})")
-
-        if self.current is None:
-            first = self._configurator.propose(self.samples)
-            self.current = first if first is not None else self._space.all_max()  # type: ignore[union-attr]
-            self._window = []
-            why = f"{self._episode_reason}; " if self._episode_reason else ""
-            return self._decision(self.current, f"{why}tuning episode {self.episode}: first trial")
-
-        self._window.append(
-            (latency if latency is not None else math.nan, cost, arrivals, dict(service))
+        return _Tick(
+            latency_s=latency if latency is not None else math.nan,
+            cost_usd=cost,
+            arrivals=arrivals,
+            stage_s=service,
+            e2e_s=e2e,
+            errors=sum(fobs[f].errors for f in workflow.functions),
+            completions=sum(fobs[f].completions for f in workflow.functions),
         )
-        if len(self._window) < self.trial_ticks:
-            return self._decision(
-                self.current,
-                f"trial {len(self.samples) + 1}/{self.budget}: observing "
-                f"({len(self._window)}/{self.trial_ticks} ticks)",
-            )
-        sample = self._close_trial(workflow)
-        self._window = []
-        if sample is None:  # too little traffic: keep observing the same configuration
-            return self._decision(self.current, "trial extended: too few invocations")
-        self.samples.append(sample)
-        nxt = None
-        if len(self.samples) < self.budget:
-            nxt = self._configurator.propose(self.samples)
+
+    def _raise_memory(self, config: Configuration, function: str) -> Configuration:
+        mem = config[function].memory_mb
+        self.oom_floor_mb[function] = max(
+            self.oom_floor_mb.get(function, 0),
+            _memory_up(max(mem * (1 + self.memory_margin), mem + MEMORY_STEP_MB)),
+        )
+        fixed = dict(config.items())
+        fixed[function] = FunctionConfig(config[function].cpu_cores, self.floor_mb(function))
+        return Configuration.of(fixed)
+
+    def _exclude(self, config: Configuration, function: str, why: str) -> None:
+        if function:
+            self._raise_memory(config, function)
+        self.exclusions.append(Exclusion(config, function, why))
+
+    def _roll_back(self, workflow: Workflow, harm: str, oom_fn: str) -> Decision:
+        assert self.current is not None
+        failed = self.current
+        self.samples.append(self._failed_sample(failed, workflow, harm))
+        self._exclude(failed, oom_fn, harm)
+        self.rollbacks += 1
+        self.trials_total += 1
+        self._trial = _Trial()
+        incumbent = self._incumbent()
+        nxt = self._next_trial()
         if nxt is None:
-            best = best_feasible(self.samples, self._configurator.constraints)
-            self.best = best.config if best is not None else self._space.all_max()  # type: ignore[union-attr]
-            self.current = self.best
-            self.phase = "steady"
-            why = getattr(self._configurator, "stop_reason", "") or "budget used"
-            return self._decision(
-                self.best, f"tuning done after {len(self.samples)} trials ({why}); keeping best"
-            )
-        self.current = nxt
-        return self._decision(nxt, f"trial {len(self.samples) + 1}/{self.budget}: {nxt}")
+            return self._finish_tuning()
+        # the next trial starts after one tick at the incumbent (the harmed replicas recover)
+        self._pending = (nxt, self._source)
+        self.current = incumbent
+        self._source = "safe"
+        return self._decision(
+            incumbent, f"trial rolled back ({harm}); {failed} excluded; back to {incumbent}"
+        )
 
     # -- persistence ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -264,6 +637,9 @@ class AquatopeConfigPolicy(Policy):
                 "noise_s": m.noise_s,
                 "failed": m.failed,
                 "requests": m.requests,
+                "error_rate": m.error_rate,
+                "detail": m.detail,
+                "stage_latency_s": dict(m.stage_latency_s),
                 "source": s.source,
             }
 
@@ -273,6 +649,13 @@ class AquatopeConfigPolicy(Policy):
             "samples": [sample_json(s) for s in self.samples],
             "current": self.current.to_json() if self.current else None,
             "best": self.best.to_json() if self.best else None,
+            "safe": self.safe.to_json() if self.safe else None,
+            "oom_floor_mb": dict(self.oom_floor_mb),
+            "rss_floor_mb": dict(self.rss_floor_mb),
+            "declared_floor_mb": dict(self.declared_floor_mb),
+            "exclusions": [e.to_json() for e in self.exclusions],
+            "rollbacks": self.rollbacks,
+            "trials_total": self.trials_total,
             "rate_detector": self.rate_detector.state_dict(),
             "latency_detector": self.latency_detector.state_dict(),
         }
@@ -284,16 +667,34 @@ class AquatopeConfigPolicy(Policy):
             ConfigSample(
                 Configuration.from_json(s["config"]),
                 Measurement(
-                    s["cost_usd"], s["latency_s"], s["noise_s"], s["failed"], s["requests"]
+                    s["cost_usd"],
+                    s["latency_s"],
+                    s["noise_s"],
+                    s["failed"],
+                    s["requests"],
+                    error_rate=float(s.get("error_rate", 0.0)),
+                    detail=str(s.get("detail", "")),
+                    stage_latency_s={
+                        str(k): float(v) for k, v in dict(s.get("stage_latency_s", {})).items()
+                    },
                 ),
                 source=s.get("source", "online"),
             )
             for s in state.get("samples", [])
         ]
-        cur, best = state.get("current"), state.get("best")
+        cur, best, safe = state.get("current"), state.get("best"), state.get("safe")
         self.current = Configuration.from_json(cur) if cur else None
         self.best = Configuration.from_json(best) if best else None
+        self.safe = Configuration.from_json(safe) if safe else None
+        self.oom_floor_mb = {str(k): int(v) for k, v in dict(state.get("oom_floor_mb", {})).items()}
+        self.rss_floor_mb = {str(k): int(v) for k, v in dict(state.get("rss_floor_mb", {})).items()}
+        self.declared_floor_mb = {
+            str(k): int(v) for k, v in dict(state.get("declared_floor_mb", {})).items()
+        }
+        self.exclusions = [Exclusion.from_json(e) for e in state.get("exclusions", [])]
+        self.rollbacks = int(state.get("rollbacks", 0))
+        self.trials_total = int(state.get("trials_total", 0))
         self.rate_detector.load_state_dict(dict(state.get("rate_detector", {})))
         self.latency_detector.load_state_dict(dict(state.get("latency_detector", {})))
         self._configurator = None
-        self._window = []
+        self._trial = _Trial()

@@ -13,10 +13,10 @@ Semantics follow the gateway's (testbed/gateway):
   limits and for how many calls share the replica; the gateway's own overhead (a profile
   sample) is added to every call's response;
 * a replica whose memory limit is below the function's measured peak is OOM-killed while it
-  serves a call: the call fails with 502; until the gateway's next health poll (every
-  ``health_poll_s``) the dead replica still counts as ready and calls routed to it fail with
-  502 too; at the poll it is reported ``oom-killed`` and a replacement starts if the target
-  needs one;
+  serves a call: the call fails with 502, the replica is reported ``oom-killed`` and leaves
+  routing at once (as the gateway's exit notifications do), and a replacement starts if the
+  target needs one; with ``health_poll_s`` > 0 (a gateway that only polls) the dead replica
+  counts as ready, and calls routed to it fail with 502, until the next poll;
 * a call still queued ``queue_timeout_s`` after it arrived fails with 504 (the gateway's
   ``cold_start_timeout_s``, 60 s, bounds a wait for a replica: ``FunctionPool.acquire``);
 * the host has ``host_cores`` cores (default: the profile's machine): every running call
@@ -61,7 +61,7 @@ STATE_NAMES = {STARTING: "starting", READY: "ready", STOPPING: "stopping", OOM: 
 _EV_READY, _EV_DONE, _EV_STAGE_DONE, _EV_ARRIVE, _EV_TIMEOUT, _EV_CPU, _EV_POLL = range(7)
 # The gateway's health poll (testbed/gateway/core.py, _MONITOR_INTERVAL_S): a dead replica is
 # noticed, dropped and replaced at the next poll; until then calls routed to it fail (502).
-GATEWAY_HEALTH_POLL_S = 0.5
+GATEWAY_HEALTH_POLL_S = 0.0  # the gateway sees a death at once (pidfd exit / docker die events)
 _V_EPS = 1e-12  # virtual-time slack when collecting finished CPU jobs
 # call states
 _QUEUED, _RUNNING, _FINISHED = 0, 1, 2

@@ -105,8 +105,9 @@ class SimPlatform:
         invoke_timeout_s: the gateway's whole-call timeout (bounds ``drain`` and ``invoke``).
         queue_timeout_s: calls queued longer than this fail with 504 (default: the gateway's
             ``cold_start_timeout_s``, 60 s, or ``invoke_timeout_s`` when shorter).
-        health_poll_s: the gateway's health-poll period (0.5 s): an OOM-killed replica counts
-            as ready, and takes calls that fail with 502, until the next poll replaces it.
+        health_poll_s: 0 (default): a dead replica leaves routing at once, as the gateway's
+            exit notifications make it; > 0 models a gateway that only polls health this
+            often (an OOM-killed replica takes calls that fail with 502 until the next poll).
         start_s: initial simulated time.
         host_cores: cores shared by all replicas (CPU contention); None takes the profile
             machine's ``cpu_count``, ``math.inf`` (or ``"unlimited"``) turns contention off.

@@ -1,9 +1,8 @@
 """Every configurator on synthetic problems with a known optimum (fixed seeds and budgets).
 
 A shared mixin runs each configurator through the offline driver and checks that the chosen
-configuration truly meets the QoS (noise-free latency, a small allowance for the measurement
-noise the choice was made under) and how close its true cost comes to the optimum. The
-Bayesian methods fit GPs each step, so their cases are marked slow.
+configuration truly meets the QoS (noise-free latency, no allowance) and how close its true
+cost comes to the optimum. The Bayesian methods fit GPs each step, so their cases are marked slow.
 """
 
 from __future__ import annotations
@@ -53,11 +52,12 @@ class ConfiguratorMixin:
         assert result.best is not None, result.stop_reason
         assert result.evaluations <= self.budget
         chosen = result.best.config
-        noise = 3 * problem.noise_rel
-        assert problem.true_latency_s(chosen) <= problem.qos_target_s * (1 + noise)
+        # a feasible pick: the noise-free latency meets the QoS, no allowance
+        assert problem.true_latency_s(chosen) <= problem.qos_target_s
         _, optimum = problem.optimum()
         ratio = problem.true_cost_usd(chosen) / optimum
-        assert 1 - noise <= ratio <= self.max_cost_ratio, f"cost/optimum = {ratio:.3f}"
+        # the optimum is the cheapest feasible lattice point (to its DP grid's resolution)
+        assert 1 - 1e-3 <= ratio <= self.max_cost_ratio, f"cost/optimum = {ratio:.3f}"
         assert problem.true_cost_usd(chosen) < problem.true_cost_usd(problem.space().all_max())
         # every proposal is a lattice point of the space
         for trial in result.trials:
@@ -72,13 +72,13 @@ class ConfiguratorMixin:
 class TestRandom(ConfiguratorMixin):
     method = "random"
     budget = 15
-    max_cost_ratio = 6.0  # the yardstick: random lattice points are rarely near the optimum
+    max_cost_ratio = 2.0  # the yardstick: seed 0 picks 1.82x the optimum in 15
 
 
 class TestPowerTuning(ConfiguratorMixin):
     method = "power-tuning"
     budget = 20
-    max_cost_ratio = 2.0  # CPU tied to memory: it cannot reach the decoupled optimum
+    max_cost_ratio = 1.25  # CPU tied to memory: 1.20x the decoupled optimum, every seed
 
 
 @pytest.mark.slow
@@ -87,7 +87,7 @@ class TestCherryPick(ConfiguratorMixin):
     budget = 15
     # Measured 4.96x: its stopping rule (EI < 10% of the best cost, after six trials) ends it
     # at the sixth trial, 3 quasi-random + 3 BO points. Random search reaches 1.82x in 15.
-    max_cost_ratio = 5.5
+    max_cost_ratio = 5.2
     _default_run: ClassVar[dict[str, Any]] = {}
 
     def run(self, problem: SizingProblem | None = None, **kw: Any):  # type: ignore[no-untyped-def]
@@ -119,3 +119,24 @@ def test_aquatope_needs_a_latency_constraint() -> None:
     space = chain_problem(2).space()
     with pytest.raises(ValueError, match="LatencyConstraint"):
         make_configurator("aquatope", space, [lambda o: o["cost_usd"] - 1.0])
+
+
+@pytest.mark.slow
+class TestPaperBO(ConfiguratorMixin):
+    method = "paper-bo"
+    budget = 19  # 10 random points, then 3 rounds of q=3
+    max_cost_ratio = 3.0
+
+
+def test_leave_one_out_flags_a_planted_outlier() -> None:
+    import numpy as np
+
+    from scheduler.configure.paper_bo import PaperBOConfigurator, loo_outliers
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(20, 2))
+    y = np.sin(3 * x[:, 0]) + x[:, 1] + rng.normal(0, 0.01, 20)
+    y[7] += 3.0  # one wild measurement
+    conf = PaperBOConfigurator(chain_problem(1).space(), [qos_constraint(1.0)])
+    model = conf._fit(x, y, seed=0)
+    assert list(loo_outliers(model, 3.0)) == [7]

@@ -107,8 +107,13 @@ def test_oom_when_memory_limit_below_need() -> None:
 
 
 def test_dead_replica_takes_calls_until_the_health_poll_notices_it() -> None:
-    """Until the gateway's next poll (every 0.5 s) an OOM-killed replica still looks ready."""
-    sim = _sim(memory_mb=200.0)  # service 0.5 s, cold start 1 s
+    """A gateway that only polls (every 0.5 s): an OOM-killed replica looks ready until then.
+
+    The gateway sees deaths at once (exit notifications), the simulator's default; the poll
+    period models a gateway without them.
+    """
+    polled = _sim(memory_mb=200.0)  # service 0.5 s, cold start 1 s
+    sim = SimPlatform(polled.profile, seed=0, health_poll_s=0.5)
     sim.deploy(FunctionSpec(name="f", limits=Limits(memory_mb=128)))
     sim.scale("f", replicas=1)
     sim.run_until(10.2)
@@ -122,7 +127,7 @@ def test_dead_replica_takes_calls_until_the_health_poll_notices_it() -> None:
     assert rows["status"].tolist() == [502, 502, 502, 502]
     assert rows["end_s"].tolist() == pytest.approx([10.7, 10.8, 10.9, 12.5])
     assert rows["cold_start"].tolist() == [False, False, False, True]
-    immediate = SimPlatform(sim.profile, health_poll_s=0.0)
+    immediate = SimPlatform(sim.profile)  # the default: a death leaves routing at once
     immediate.deploy(FunctionSpec(name="f", limits=Limits(memory_mb=128)))
     immediate.scale("f", replicas=1)
     immediate.run_until(10.2)
