@@ -105,7 +105,7 @@ class CherryPickConfigurator:
         import torch
         from botorch.acquisition.analytic import LogExpectedImprovement
         from botorch.fit import fit_gpytorch_mll
-        from botorch.optim import optimize_acqf_discrete_local_search
+        from botorch.optim.optimize import optimize_acqf_discrete_local_search
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
         self._steps += 1

@@ -115,7 +115,8 @@ class ProblemEvaluator:
         """One noisy measurement (``detail`` says it is synthetic)."""
         m = self.problem.evaluate(config, self._rng)
         detail = "synthetic" + (f", {m.detail}" if m.detail else "")
-        return replace(m, detail=detail)
+        measured: Measurement = replace(m, detail=detail)
+        return measured
 
 
 class _LoadRun:

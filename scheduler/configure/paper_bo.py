@@ -144,9 +144,9 @@ class PaperBOConfigurator:
         import torch
         from botorch.acquisition.logei import qLogNoisyExpectedImprovement
         from botorch.acquisition.objective import GenericMCObjective
-        from botorch.models import ModelListGP
-        from botorch.optim import optimize_acqf
-        from botorch.sampling import SobolQMCNormalSampler
+        from botorch.models.model_list_gp_regression import ModelListGP
+        from botorch.optim.optimize import optimize_acqf
+        from botorch.sampling.normal import SobolQMCNormalSampler
 
         step_seed = self.seed * 1000 + self._round
         x = self.transform.to_unit([s.config for s in samples])
@@ -170,7 +170,7 @@ class PaperBOConfigurator:
             model=model,
             X_baseline=torch.as_tensor(x, dtype=torch.float64),
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=step_seed),
-            objective=GenericMCObjective(lambda Z, X=None: -Z[..., 0]),
+            objective=GenericMCObjective(_minus_cost),
             constraints=[lambda Z: Z[..., 1] - log_target],
             prune_baseline=True,
         )
@@ -185,3 +185,8 @@ class PaperBOConfigurator:
             if config not in tried and config not in out:
                 out.append(config)
         return out
+
+
+def _minus_cost(Z: Any, X: Any = None) -> Any:
+    """The objective BoTorch maximises: minus the cost outcome (``... x m``, cost first)."""
+    return -Z[..., 0]

@@ -31,8 +31,8 @@ infeasible trials; this one trades a little speed for far fewer of them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -182,7 +182,7 @@ class AquatopeConfigurator:
         self._low_ei = 0
         self._steps = 0
         self.source = "probe"
-        self._warm: list[Any] | None = None
+        self._warm: dict[str, Any] | None = None
 
     # -- warm start --------------------------------------------------------------------
     def _ladder(self) -> list[Configuration]:
@@ -259,7 +259,7 @@ class AquatopeConfigurator:
 
     def _bo_step(self, samples: Sequence[ConfigSample]) -> Configuration | None:
         import torch
-        from botorch.sampling import SobolQMCNormalSampler
+        from botorch.sampling.normal import SobolQMCNormalSampler
 
         dtype = torch.float64
         incumbent = best_feasible(samples, self.constraints)
@@ -308,7 +308,8 @@ class AquatopeConfigurator:
             log_ratio = float(np.mean(ratio) + np.std(ratio))
 
             def log_latency(Z: torch.Tensor) -> torch.Tensor:
-                return compose(Z[..., 1:].exp()).log() + log_ratio
+                out: torch.Tensor = compose(Z[..., 1:].exp()).log() + log_ratio
+                return out
 
         else:
             groups = self.space.groups if self.additive else None
@@ -500,21 +501,23 @@ def _safe_log_nei(
         from botorch.acquisition.logei import qLogNoisyExpectedImprovement
         from botorch.utils.transforms import t_batch_mode_transform
 
-        class SafeLogNEI(qLogNoisyExpectedImprovement):  # type: ignore[misc]
+        class SafeLogNEI(qLogNoisyExpectedImprovement):
             def _get_samples_and_objectives(self, X: torch.Tensor) -> Any:
                 samples, obj = super()._get_samples_and_objectives(X)
                 self._candidate_samples = samples  # S x b x q x m, the q new points
                 return samples, obj
 
-            @t_batch_mode_transform()
+            @t_batch_mode_transform()  # type: ignore[arg-type]  # untyped decorator
             def forward(self, X: torch.Tensor) -> torch.Tensor:
                 value = super().forward(X)
                 Z = self._candidate_samples
-                ok = torch.sigmoid(-self._feasibility(Z) / 0.01)  # smooth indicator
+                feasibility = cast(Callable[[torch.Tensor], torch.Tensor], self._feasibility)
+                ok = torch.sigmoid(-feasibility(Z) / 0.01)  # smooth indicator
                 pof = ok.prod(-1).mean(0)  # every q point feasible
                 self.last_log_ei, self.last_pof = value, pof
                 log_pof = pof.clamp_min(1e-300).log()
-                unsafe = log_pof < self._log_threshold
+                threshold = cast(float, self._log_threshold)  # a float, set by _safe_log_nei
+                unsafe = log_pof < threshold
                 return torch.where(unsafe, -1e5 + log_pof.clamp_min(-1e4), value)
 
         _SAFE_LOG_NEI = SafeLogNEI

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from botorch.models import ModelListGP, SingleTaskGP
+    from botorch.models.gp_regression import SingleTaskGP
+    from botorch.models.model_list_gp_regression import ModelListGP
 
 __all__ = [
     "ADDITIVE_MIN_FUNCTIONS",
@@ -95,7 +96,8 @@ def _pooled_linear_mean(n_dims: int, dims: Sequence[int] | None = None) -> Any:
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 cpu = x[..., [d for d in self.dims if d % 2 == 0]].mean(-1)
                 mem = x[..., [d for d in self.dims if d % 2 == 1]].mean(-1)
-                return self.bias + self.weights[0] * cpu + self.weights[1] * mem
+                out: torch.Tensor = self.bias + self.weights[0] * cpu + self.weights[1] * mem
+                return out
 
         _POOLED_MEAN = PooledLinearMean
     return _POOLED_MEAN(n_dims, dims)
@@ -195,7 +197,7 @@ def fit_stage_models(
         A fitted ``ModelListGP`` with outputs ``[cost, stage_0, stage_1, ...]``.
     """
     import torch
-    from botorch.models import ModelListGP
+    from botorch.models.model_list_gp_regression import ModelListGP
 
     n = len(cost_usd)
     with torch.random.fork_rng():
@@ -248,7 +250,7 @@ def fit_outcome_models(
         A fitted ``ModelListGP`` in eval mode.
     """
     import torch
-    from botorch.models import ModelListGP
+    from botorch.models.model_list_gp_regression import ModelListGP
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -304,7 +306,10 @@ def _batched_linear_mean(masks: np.ndarray) -> Any:
             def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: ... x m x n x d
                 cpu = (x * self.cpu_w.unsqueeze(-2)).sum(-1)
                 mem = (x * self.mem_w.unsqueeze(-2)).sum(-1)
-                return self.bias + self.weights[:, :1] * cpu + self.weights[:, 1:] * mem
+                out: torch.Tensor = (
+                    self.bias + self.weights[:, :1] * cpu + self.weights[:, 1:] * mem
+                )
+                return out
 
         _BATCHED_MEAN = BatchedPooledLinearMean
     return _BATCHED_MEAN(masks)
@@ -346,7 +351,7 @@ def _batched_model_class() -> Any:
         from botorch.posteriors.gpytorch import GPyTorchPosterior
         from gpytorch.distributions import MultitaskMultivariateNormal
 
-        class BatchedOutcomes(Model):  # type: ignore[misc]
+        class BatchedOutcomes(Model):
             """``m`` independent outcomes as one GP batch; output ``j`` reads only the
             input dimensions of ``masks[j]`` (the others are zeroed), so a stage's latency
             depends on its own function's CPU and memory while the cost sees them all.
@@ -362,14 +367,19 @@ def _batched_model_class() -> Any:
                 self.register_buffer("masks", masks)
 
             @property
+            def _masks(self) -> torch.Tensor:
+                buffer: torch.Tensor = self.get_buffer("masks")
+                return buffer
+
+            @property
             def num_outputs(self) -> int:
-                return int(self.masks.shape[0])
+                return int(self._masks.shape[0])
 
             @property
             def batch_shape(self) -> torch.Size:
                 return torch.Size([])
 
-            def posterior(
+            def posterior(  # type: ignore[override]  # any keywords, as Model subclasses
                 self,
                 X: torch.Tensor,
                 output_indices: Any = None,
@@ -378,7 +388,7 @@ def _batched_model_class() -> Any:
                 **kwargs: Any,
             ) -> Any:
                 del kwargs
-                xm = X.unsqueeze(-3) * self.masks.unsqueeze(-2)  # ... x m x q x d
+                xm = X.unsqueeze(-3) * self._masks.unsqueeze(-2)  # ... x m x q x d
                 post = self.gp.posterior(xm, observation_noise=observation_noise)
                 mvn = MultitaskMultivariateNormal.from_batch_mvn(post.distribution, task_dim=-1)
                 out = GPyTorchPosterior(mvn)

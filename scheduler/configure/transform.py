@@ -47,7 +47,8 @@ class UnitTransform:
         lo, hi = lattice[0], lattice[-1]
         if hi - lo < 1e-12:  # a single allowed value: pin it at 1
             return np.ones_like(np.asarray(values, dtype=float))
-        return (self._warped(np.asarray(values, dtype=float)) - lo) / (hi - lo)
+        scaled = (self._warped(np.asarray(values, dtype=float)) - lo) / (hi - lo)
+        return np.asarray(scaled, dtype=float)
 
     def choices(self) -> list[np.ndarray]:
         """Unit coordinates of the lattice, per dimension (ascending, each in [0, 1])."""

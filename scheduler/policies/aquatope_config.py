@@ -441,7 +441,7 @@ class AquatopeConfigPolicy(Policy):
         if self.trials_run() >= self.budget:
             return None
         for _ in range(MAX_SKIPPED_PROPOSALS):
-            nxt = self._configurator.propose(self.samples)
+            nxt: Configuration | None = self._configurator.propose(self.samples)
             if nxt is None:
                 return None
             why = self.allowed(nxt)
