@@ -6,13 +6,14 @@ Runs one experiment config twice, changing only where it runs and who scales:
   Prometheus and AlertManager; our provider), policy `openfaas-ce` (observe only: the
   AlertManager autoscaler acts);
 * `ce-emulated`: `backend: local` (our gateway), policy `always-on` with the CE rule's
-  parameters (total rate > 5 req/s over 10 s for 5 s, a step every 30 s, back to min at once).
+  parameters (total rate > 5 req/s over 10 s for 5 s, a step every 30 s, back to min at once;
+  `--factor` sets its step in percent of scale.max).
 
 Same workflow, trace generator and seeds, so the same intended send times. Prints, per side,
 the QoS violation and cold start rates (mean and 95 % half-width over seeds), the
 replica-seconds of ready replicas and the largest replica count each function reached.
 
-Usage: python bench/openfaas_agreement.py [--seeds 1 2] [--duration 60] [--rate 40]
+Usage: python bench/openfaas_agreement.py [--seeds 1 2] [--duration 60] [--rate 40] [--factor 20]
 Needs what `aquatope up --platform openfaas` needs.
 """
 
@@ -32,13 +33,14 @@ from testbed.report.compare import compare_runs, load_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CE_PARAMS = (
-    "{threshold_rps: 5, rate_window_s: 10, fire_after_s: 5, repeat_s: 30, "
-    "scale_factor_pct: 20, cooldown_s: 0, per_replica: false}"
+    "{{threshold_rps: 5, rate_window_s: 10, fire_after_s: 5, repeat_s: 30, "
+    "scale_factor_pct: {factor:g}, cooldown_s: 0, per_replica: false}}"
 )
 
 
 def config(name: str, backend: str, policy: str, args: argparse.Namespace) -> str:
-    params = f"\n    params: {CE_PARAMS}" if policy == "always-on" else ""
+    params = CE_PARAMS.format(factor=args.factor)
+    params = f"\n    params: {params}" if policy == "always-on" else ""
     return f"""\
 name: {name}
 backend: {backend}
@@ -90,6 +92,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=40.0, help="trace requests per minute")
+    parser.add_argument(
+        "--factor",
+        type=float,
+        default=20.0,
+        help="always-on's scale_factor_pct (its default 20; this gateway's own default is 10)",
+    )
     args = parser.parse_args()
     work = temp_home("agreement")
     outs = {"ce-real": work / "out-real", "ce-emulated": work / "out-emulated"}
@@ -114,7 +122,11 @@ def main() -> None:
     )
 
     comparison = compare_runs(load_metrics(list(outs.values())))
-    figures: dict[str, Any] = {"bench": "openfaas_agreement", "seeds": args.seeds}
+    figures: dict[str, Any] = {
+        "bench": "openfaas_agreement",
+        "seeds": args.seeds,
+        "emulation_scale_factor_pct": args.factor,
+    }
     for label, out in outs.items():
         summary = comparison.get(label)
         est = summary.metrics
