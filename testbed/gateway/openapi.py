@@ -63,6 +63,16 @@ _INVOKE = {
 }
 
 
+def _basic_auth() -> list[dict[str, list[str]]]:
+    """The basic-auth requirement of ``/system/*`` (a fresh object per operation)."""
+    return [{"basicAuth": []}]
+
+
+def _system_get(ok: str) -> dict[str, Any]:
+    """A ``GET /system/...`` operation that answers 200 (``ok``) or 401 without basic auth."""
+    return {"security": _basic_auth(), "responses": _answers({200: ok, 401: _SYSTEM[401]})}
+
+
 def openapi_document(*, version: str) -> dict[str, Any]:
     """The OpenAPI 3.0 document of the gateway (OpenFaaS paths plus the testbed's own)."""
     deploy = {"required": True, "content": {"application/json": {"schema": deploy_schema()}}}
@@ -81,39 +91,26 @@ def openapi_document(*, version: str) -> dict[str, Any]:
             "/metrics": {
                 "get": {"responses": _answers({200: "Prometheus exposition"}), "security": []}
             },
-            "/system/openapi.json": {
-                "get": {
-                    "security": [{"basicAuth": []}],
-                    "responses": _answers({200: "this document", 401: _SYSTEM[401]}),
-                }
-            },
-            "/system/info": {
-                "get": {
-                    "security": [{"basicAuth": []}],
-                    "responses": _answers({200: "provider and version", 401: _SYSTEM[401]}),
-                }
-            },
+            "/system/openapi.json": {"get": _system_get("this document")},
+            "/system/info": {"get": _system_get("provider and version")},
             "/system/functions": {
-                "get": {
-                    "security": [{"basicAuth": []}],
-                    "responses": _answers({200: "every function's status", 401: _SYSTEM[401]}),
-                },
+                "get": _system_get("every function's status"),
                 "post": {
-                    "security": [{"basicAuth": []}],
+                    "security": _basic_auth(),
                     "requestBody": deploy,
                     "responses": _answers(
                         {202: "deployed", 400: "invalid body", 409: "already exists", **_SYSTEM}
                     ),
                 },
                 "put": {
-                    "security": [{"basicAuth": []}],
+                    "security": _basic_auth(),
                     "requestBody": deploy,
                     "responses": _answers(
                         {202: "updated", 400: "invalid body", 404: "no such function", **_SYSTEM}
                     ),
                 },
                 "delete": {
-                    "security": [{"basicAuth": []}],
+                    "security": _basic_auth(),
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -133,7 +130,7 @@ def openapi_document(*, version: str) -> dict[str, Any]:
             },
             "/system/function/{name}": {
                 "get": {
-                    "security": [{"basicAuth": []}],
+                    "security": _basic_auth(),
                     "parameters": [_NAME],
                     "responses": _answers(
                         {200: "the function's status", 400: "bad name", 404: "no such function"}
@@ -143,7 +140,7 @@ def openapi_document(*, version: str) -> dict[str, Any]:
             },
             "/system/scale-function/{name}": {
                 "post": {
-                    "security": [{"basicAuth": []}],
+                    "security": _basic_auth(),
                     "parameters": [_NAME],
                     "requestBody": {
                         "required": True,
@@ -173,7 +170,7 @@ def openapi_document(*, version: str) -> dict[str, Any]:
             },
             "/system/limits/{name}": {
                 "post": {
-                    "security": [{"basicAuth": []}],
+                    "security": _basic_auth(),
                     "parameters": [_NAME],
                     "requestBody": {
                         "required": True,
@@ -191,12 +188,7 @@ def openapi_document(*, version: str) -> dict[str, Any]:
                     ),
                 }
             },
-            "/system/workflows": {
-                "get": {
-                    "security": [{"basicAuth": []}],
-                    "responses": _answers({200: "the workflows served", 401: _SYSTEM[401]}),
-                }
-            },
+            "/system/workflows": {"get": _system_get("the workflows served")},
             "/function/{name}": {
                 "post": {
                     "parameters": [_NAME],
