@@ -55,6 +55,14 @@ class Schedule:
         counts = np.bincount(self.target, minlength=len(self.targets))
         return {t: int(c) for t, c in zip(self.targets, counts, strict=True)}
 
+    def arrivals_by_target(self) -> dict[str, np.ndarray]:
+        """Intended send times (sorted) per concrete target; targets never sent are left out."""
+        return {
+            name: self.intended_s[self.target == i]
+            for i, name in enumerate(self.targets)
+            if np.any(self.target == i)
+        }
+
     def rates(self, bin_s: float = 1.0) -> np.ndarray:
         """Intended sends per second in each ``bin_s`` bin, shape ``(ceil(duration/bin_s),)``."""
         bins = max(1, math.ceil(self.duration_s / bin_s - 1e-9))

@@ -22,8 +22,9 @@ and the tick rounding, the same for every budget.
 Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
 stage is called a little after the workflow); between uses keep it through the gap when the
 next use is covered and the gap is at most ``lead_s + tick``; otherwise start it when the
-next covered use is at most ``lead_s + tick`` away. Replicas serving or queued for requests
-are never released (the observed in-flight count is a floor).
+next covered use is at most ``lead_s + tick`` away. Replicas serving requests are never
+released, nor those running or starting while requests queue (the platform started them for
+the queue); a queued request does not start a replica of its own.
 
 Registered as ``oracle`` (``needs_arrivals``: the experiment runner passes the trace).
 """
@@ -189,7 +190,10 @@ class OraclePolicy(Policy):
             horizon_s = self._horizon_s(name, tick_s)
             keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, tick_s, horizon_s))
             want = math.ceil(keep / max(1, fn.max_inflight))
-            floor = math.ceil(fn.inflight / max(1, fn.max_inflight))
+            # replicas serving requests are kept; queued requests get the replicas the
+            # platform started for them, not one start each (on a small host a start storm
+            # slows every start)
+            floor = math.ceil(max(fn.inflight - fn.queued, 0) / max(1, fn.max_inflight))
             if fn.queued > 0:
                 floor = max(floor, fn.replicas_ready + fn.replicas_starting)
             out[name] = FunctionDecision(

@@ -45,7 +45,13 @@ DEFAULT_CONFIG = "experiments/evaluation.yaml"
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Override the seed count.")
 @click.option("--trace", "traces", multiple=True, help="Only this trace (repeatable).")
-@click.option("--policy", "families", multiple=True, help="Only this policy label (repeatable).")
+@click.option(
+    "--policy",
+    "families",
+    multiple=True,
+    help="Only this policy: a family (keep-alive) or one point of its sweep "
+    "(keep-alive-window-s-60). Repeatable.",
+)
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),

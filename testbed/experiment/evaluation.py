@@ -184,15 +184,28 @@ def load_evaluation(
                 raise ConfigError(f"{path}: no trace(s) {', '.join(unknown)}")
             raw["traces"] = {k: v for k, v in raw["traces"].items() if k in traces}
         if families:
-            kept = [
-                p
-                for p in raw.get("policies") or []
-                if isinstance(p, dict) and (p.get("label") or p.get("name")) in families
-            ]
-            if not kept:
+            kept = [_narrowed(p, set(families)) for p in raw.get("policies") or []]
+            if not any(kept):
                 raise ConfigError(f"{path}: no policy labelled {', '.join(families)}")
-            raw["policies"] = kept
+            raw["policies"] = [p for p in kept if p]
     return parse_evaluation(raw, source=path.resolve())
+
+
+def _narrowed(policy: Any, wanted: set[str]) -> dict[str, Any] | None:
+    """``policy`` if its family is wanted, only the wanted values of its sweep, or None."""
+    if not isinstance(policy, dict):
+        return None
+    family = str(policy.get("label") or policy.get("name"))
+    if family in wanted:
+        return policy
+    sweep = policy.get("sweep")
+    if not isinstance(sweep, dict) or len(sweep) != 1:
+        return None
+    ((param, values),) = sweep.items()
+    if not isinstance(values, list):
+        return None
+    chosen = [v for v in values if sweep_label(family, str(param), v) in wanted]
+    return {**policy, "sweep": {param: chosen}} if chosen else None
 
 
 @dataclass(frozen=True)

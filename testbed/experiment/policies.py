@@ -1,23 +1,51 @@
 """Policies for a run, with what some of them are owed: the oracle is given the trace.
 
 A policy class that declares ``needs_arrivals`` (``scheduler.registry.PolicyInfo``) gets the
-run's arrival times as its ``arrivals`` parameter, on the daemon's clock. A mix's arrivals are
-given for every workflow of the mix: the oracle knows *when* a request comes, not which of the
-mix's workflows the platform will draw for it.
+run's arrival times as its ``arrivals`` parameter, on the daemon's clock. The runner draws each
+mix request's workflow before the run (:func:`planned_arrivals`, the same seeded draw the load
+generator makes), so the oracle knows which workflow every request calls; arrivals still keyed
+by a mix are given to every workflow of the mix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from loadgen.trace import Trace
     from scheduler.policy import Policy
     from testbed.core.workflows import WorkflowCatalog
 
-__all__ = ["arrivals_for_policy", "create_run_policy"]
+__all__ = ["arrivals_for_policy", "create_run_policy", "planned_arrivals"]
+
+
+def planned_arrivals(
+    trace: Trace, targets: Sequence[str], catalog: WorkflowCatalog | None, *, seed: int
+) -> dict[str, np.ndarray]:
+    """The trace's requests resolved to the concrete workflows the client will call.
+
+    The plan a replay sends (:func:`loadgen.plan.plan`, same trace, targets and seed) draws
+    each mix request's workflow, so a live run, a simulated run and the oracle of either see
+    the same workflow for every request.
+
+    Args:
+        trace: the run's arrivals, one trace function per target.
+        targets: the run's workflows, mixes or ``function:NAME`` targets.
+        catalog: resolves workflows and mixes.
+        seed: the run's seed (the load generator's).
+
+    Returns:
+        Concrete workflow (or function) name -> sorted send times from the trace's start.
+    """
+    from loadgen.plan import plan
+
+    the_plan = plan(
+        trace, list(targets), catalog=catalog, mapping={t: t for t in targets}, seed=seed
+    )
+    return the_plan.schedule.arrivals_by_target()
 
 
 def arrivals_for_policy(

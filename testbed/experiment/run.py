@@ -340,7 +340,7 @@ def _run_live(
     from scheduler.clock import WallClock
     from scheduler.daemon import Daemon
     from testbed.backends import connect
-    from testbed.experiment.policies import create_run_policy
+    from testbed.experiment.policies import create_run_policy, planned_arrivals
 
     spec = prep.spec
     run_dir = writer.path
@@ -371,7 +371,7 @@ def _run_live(
             create_run_policy(
                 pol.name,
                 pol.params,
-                arrivals_s=trace.arrivals_s,
+                arrivals_s=planned_arrivals(trace, spec.workflows, prep.catalog, seed=seed),
                 catalog=prep.catalog,
                 offset_s=t0,
             ),
@@ -423,7 +423,7 @@ def _run_live(
 
 def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: RunWriter) -> int:
     """One simulated run into ``writer.path``; returns the number of requests recorded."""
-    from testbed.experiment.policies import create_run_policy
+    from testbed.experiment.policies import create_run_policy, planned_arrivals
     from testbed.experiment.simulate import build_sim, default_specs, sim_facts, simulate
 
     spec = prep.spec
@@ -432,14 +432,16 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
     lead_s = max(START_DELAY_S, spec.settle_s)
     options = {**dict(spec.backend_options), "start_s": -lead_s}
     sim = build_sim(options, seed=seed, workflows=prep.catalog)
-    specs = prep.function_specs or tuple(default_specs(sim, trace.arrivals_s))
+    # each mix request's workflow is drawn as the load generator draws it in a live run
+    arrivals = planned_arrivals(trace, spec.workflows, prep.catalog, seed=seed)
+    specs = prep.function_specs or tuple(default_specs(sim, arrivals))
     for function in specs:
         sim.deploy(function)
     started = time.perf_counter()
     results = simulate(
         sim,
-        trace,
-        create_run_policy(pol.name, pol.params, arrivals_s=trace.arrivals_s, catalog=prep.catalog),
+        arrivals,
+        create_run_policy(pol.name, pol.params, arrivals_s=arrivals, catalog=prep.catalog),
         tick_s=spec.tick_s,
         until_s=spec.duration_s or None,
         decisions_path=writer.path / DECISIONS_FILE,

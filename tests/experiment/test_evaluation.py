@@ -54,6 +54,14 @@ def test_sweeps_expand_into_labels_and_cells(grid: Path) -> None:
     assert spec.knobs["keep-alive-window-s-120"] == ("window_s", 120)
     assert len(list(cells(spec))) == 3 * 2
     assert load_evaluation(grid, seeds=1, families=["keep-alive"]).seeds == (0,)
+    # a family keeps its whole sweep, a sweep label only that point
+    narrowed = load_evaluation(grid, families=["always-on", "keep-alive-window-s-120"])
+    assert [p.label for p in narrowed.experiments["bursty"].policies] == [
+        "always-on",
+        "keep-alive-window-s-120",
+    ]
+    with pytest.raises(ConfigError, match="no policy labelled keep-alive-window-s-7"):
+        load_evaluation(grid, families=["keep-alive-window-s-7"])
     with pytest.raises(ConfigError, match="no trace"):
         load_evaluation(grid, traces=["nope"])
 

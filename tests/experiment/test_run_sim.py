@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from testbed.core.workflows import load_workflows
+from testbed.experiment.policies import planned_arrivals
 from testbed.experiment.results import find_runs, load_run
 from testbed.experiment.run import run_experiment
 from testbed.experiment.spec import load_spec
+from testbed.experiment.workload import build_trace
 from testbed.report.compare import compare_runs, load_metrics
 from testbed.report.html import write_report
 
@@ -64,7 +67,18 @@ def test_the_runner_gives_the_oracle_the_trace(tmp_path: Path) -> None:
         "policies:\n  - name: keep-alive\n    params: {window_s: 10}\n"
         "  - name: oracle\n    params: {lead_s: 30}\n"
     )
-    result = run_experiment(load_spec(config), tmp_path / "out")
+    spec = load_spec(config)
+    result = run_experiment(spec, tmp_path / "out")
+    # each mix request calls the workflow the load generator's seeded draw picks (as a live
+    # run would), and that plan is what the oracle is given
+    trace = build_trace(spec.trace, spec.workflows, seed=3, duration_s=spec.duration_s)
+    planned = planned_arrivals(trace, spec.workflows, load_workflows(), seed=3)
+    assert {"social-compose-post", "social-read-home", "social-read-user"} <= set(planned)
+    for run in map(load_run, find_runs([result.out_dir])):
+        sent = run.requests.groupby("workflow")["intended_s"]
+        assert {wf: sorted(t) for wf, t in sent} == {
+            wf: sorted(t.tolist()) for wf, t in planned.items()
+        }
     comp = compare_runs(load_metrics([result.out_dir]))
     oracle, keepalive = comp.get("oracle"), comp.get("keep-alive")
     # knowing every arrival, the unbounded oracle starts (almost) nothing cold

@@ -355,6 +355,33 @@ def test_cold_start_is_measured_while_replicas_keep_starting() -> None:
     assert 3.5 <= (pol._fns["f"].cold_start_s or 0.0) <= 4.5
 
 
+def test_look_ahead_is_an_upper_percentile_of_the_measured_cold_starts() -> None:
+    # eight starts of 1 s, then two of 10 s (contention): a replica started a mean cold start
+    # ahead of a call would be late one time in five; the look-ahead plans with the 90th
+    # percentile of the recent starts, so the slow starts set it
+    pol = AquatopePrewarmPolicy(forecaster="ewma", cold_start_s=1.0)
+    durations = [1.0] * 8 + [10.0, 10.0]
+    t = 0.0
+    reason = ""
+    for dur in durations:
+        for k in range(int(dur) + 1):
+            starting, ready = (1, 0) if k < dur else (0, 1)
+            f = fobs("f", arrivals=0, replicas_ready=ready, replicas_starting=starting)
+            t += 1.0
+            pol.decide(Observation(now_s=t, tick_s=1.0, functions={"f": f}))
+        f = fobs("f", arrivals=0, replicas_ready=0, replicas_starting=0)
+        t += 1.0
+        reason = (
+            pol.decide(Observation(now_s=t, tick_s=1.0, functions={"f": f})).functions["f"].reason
+        )
+    # each start is timed from the middle of the tick it was first seen in: 1.5 s and 10.5 s
+    assert "cold=10.50s" in reason, reason
+    assert (pol._fns["f"].cold_start_s or 0.0) < 9.0  # the running mean alone would be late
+    restored = AquatopePrewarmPolicy(forecaster="ewma", cold_start_s=1.0)
+    restored.load_state_dict(json.loads(json.dumps(pol.state_dict())))
+    assert list(restored._fns["f"].cold_samples) == list(pol._fns["f"].cold_samples)
+
+
 @pytest.mark.slow  # imports torch and trains the LSTM
 def test_paper_lstm_pool_is_a_selectable_variant() -> None:
     # the paper's pre-warmer: ceil of the LSTM's upper bound of the count per step, trained

@@ -95,6 +95,15 @@ def test_oracle_never_releases_replicas_serving_or_queued() -> None:
     assert d.functions["f"].replicas == 3
 
 
+def test_oracle_does_not_start_a_replica_per_queued_request() -> None:
+    # one request running, four queued behind the replica the platform is starting: the
+    # oracle keeps those two, it does not start one replica for each queued request (a start
+    # storm that slows every start on a small host)
+    policy = OraclePolicy(arrivals={}, idle_budget_s=0.0)
+    d = step(policy, 10.0, inflight=5, queued=4, replicas_ready=1, replicas_starting=1)
+    assert d.functions["f"].replicas == 2
+
+
 def test_static_pool_holds_n_and_keeps_replicas_for_queued_requests() -> None:
     assert "replicas" in available_policies()["static-pool"].parameters
     policy = create_policy("static-pool", {"replicas": "2"})
