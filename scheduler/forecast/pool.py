@@ -409,27 +409,34 @@ def replicas_worth_keeping(
     idle_cost: float,
     current: int = 0,
     start_cost: float = 0.0,
+    busy_cost: float | None = None,
 ) -> int:
     """Replicas whose expected saving exceeds their idle cost (the per-replica rule).
 
-    Replica ``k`` is kept (or started) while ``need[k-1] * blocked_cost > idle_cost`` (plus
-    ``start_cost`` for a replica that is not running or starting yet: ``k > current``). As
-    ``need`` does not increase with ``k``, the answer is the first ``k`` that fails, minus one.
+    Replica ``k`` is kept (or started) while ``need[k-1] * cost_k > idle_cost`` (plus
+    ``start_cost`` for a replica that is not running or starting yet: ``k > current``), where
+    ``cost_1 = blocked_cost`` (without replica 1 an arrival waits for a cold start) and
+    ``cost_k = busy_cost`` for ``k >= 2`` (without replica ``k`` it waits for one of the
+    ``k - 1`` busy ones to free up). As ``need`` does not increase with ``k`` and ``cost_k``
+    does not either, the answer is the first ``k`` that fails, minus one.
 
     Args:
         need: ``P(replica k needed within the horizon)``, from :func:`replica_need`.
-        blocked_cost: cost of an arrival that finds no warm slot (idle replica-seconds).
+        blocked_cost: cost of an arrival that finds no warm replica (idle replica-seconds).
         idle_cost: cost of one replica kept idle over the horizon (idle replica-seconds).
         current: replicas running or starting now.
         start_cost: extra cost of starting a replica (idle replica-seconds).
+        busy_cost: cost of an arrival that finds every warm replica busy (at most
+            ``blocked_cost``; None: ``blocked_cost``).
 
     Returns:
         A replica count >= 0.
     """
+    later = blocked_cost if busy_cost is None else min(busy_cost, blocked_cost)
     keep = 0
     for k, p in enumerate(need, start=1):
         threshold = idle_cost + (start_cost if k > current else 0.0)
-        if p * blocked_cost > threshold:
+        if p * (blocked_cost if k == 1 else later) > threshold:
             keep = k
         else:
             break

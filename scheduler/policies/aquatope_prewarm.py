@@ -30,22 +30,26 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
    for a replica not yet running or starting). ``blocked_cost`` is the price of the QoS miss
    a cold start causes: ``miss_price_s`` idle replica-seconds when the cold start exceeds the
    strictest QoS target of the function's workflows, ``miss_price_s x cold / target``
-   otherwise (every cold start counts for a function outside any workflow). One knob,
-   ``miss_price_s``; zero replicas are always a choice.
+   otherwise (every cold start counts for a function outside any workflow). Replicas
+   ``k >= 2`` are priced the same way by a shorter delay: without replica ``k`` an arrival
+   waits for one of the ``k - 1`` busy ones to finish a call (``min(cold, service)``), not for
+   a cold start. One knob, ``miss_price_s``; zero replicas are always a choice.
 6. **Floors.** Replicas serving requests are kept; while requests are queued, every replica
    running or starting is kept (the platform started them for the queue: cancelling them
    strands it). At most ``max(1, ceil(max_start_ratio x ready))`` replicas start at once.
 
 **Special cases.** ``forecaster="recent"`` sets ``P_k = 1`` for ``recent_window_s`` after
-concurrency ``k`` was last seen and 0 after; with ``miss_price_s > H + start_weight x cold``
-the rule then keeps each replica exactly ``recent_window_s`` after its last use: fixed
-keep-alive per replica. ``forecaster="lstm-paper"`` is the paper's pre-warmer: ``ceil`` of
+concurrency ``k`` was last seen and 0 after; when the price of each replica's delay exceeds
+``H + start_weight x cold`` the rule then keeps each replica exactly ``recent_window_s`` after
+its last use: fixed keep-alive per replica. ``forecaster="lstm-paper"`` is the paper's pre-warmer: ``ceil`` of
 the LSTM's uncalibrated upper ``paper_level`` bound of the count per step, over the steps the
 look-ahead touches (trained, as the paper does, once ``lstm_min_steps`` of history exist).
 
 Cold-start and service times are measured from the observations (each replica seen starting
 is timed until the ready count rises; latency of ticks without cold starts, queueing or starts)
-with ``cold_start_s`` / ``service_s`` as defaults until measured.
+with ``cold_start_s`` / ``service_s`` as defaults until measured. The look-ahead plans with the
+90th percentile of the last 32 measured starts, so a replica started that early is ready in
+time in nine cases out of ten (starts slowed by other starts on a small host included).
 """
 
 from __future__ import annotations
@@ -430,8 +434,10 @@ class AquatopePrewarmPolicy(Policy):
             rows = np.maximum(rows, seen)
         return rows
 
-    def _blocked_cost(self, name: str, obs: Observation, cold_s: float) -> float:
-        """Price of an arrival that finds no warm slot (idle replica-seconds)."""
+    def _blocked_cost(self, name: str, obs: Observation, delay_s: float) -> float:
+        """Price of an arrival delayed ``delay_s`` (idle replica-seconds): the whole
+        ``miss_price_s`` when the delay alone breaks the strictest QoS target of the
+        function's workflows, its share of the target otherwise."""
         key = tuple(sorted(obs.workflows))
         if self._targets[0] != key:
             strictest: dict[str, float] = {}
@@ -441,8 +447,8 @@ class AquatopePrewarmPolicy(Policy):
             self._targets = (key, strictest)
         target = self._targets[1].get(name)
         share = 1.0
-        if target is not None and cold_s < target:
-            share = cold_s / target
+        if target is not None and delay_s < target:
+            share = delay_s / target
         return self.config.miss_price_s * share
 
     def _need(
@@ -544,6 +550,9 @@ class AquatopePrewarmPolicy(Policy):
         current = fo.replicas_ready + fo.replicas_starting
         window_s = cold_s + obs.tick_s
         blocked = self._blocked_cost(name, obs, cold_s)
+        # an arrival that finds every warm replica busy waits for one (about a service time),
+        # or for a start if that is quicker: a smaller delay than a cold start
+        busy = self._blocked_cost(name, obs, min(cold_s, self._service(st)))
         if cfg.forecaster == "lstm-paper":
             upper = st.paper_upper[:steps] if st.paper_upper else [0.0]
             wanted = max(0, math.ceil(max(upper) - _EPS))
@@ -553,6 +562,7 @@ class AquatopePrewarmPolicy(Policy):
             wanted = replicas_worth_keeping(
                 need,
                 blocked_cost=blocked,
+                busy_cost=busy,
                 idle_cost=window_s,
                 current=current,
                 start_cost=cfg.start_weight * cold_s,

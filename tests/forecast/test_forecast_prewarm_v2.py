@@ -14,6 +14,8 @@ from scheduler.forecast.calibrate import score_quantile
 from scheduler.forecast.dag import DagPropagator
 from scheduler.forecast.gaps import GapModel
 from scheduler.forecast.pool import pool_cost, replica_need, replicas_worth_keeping
+from scheduler.policies.aquatope_prewarm import AquatopePrewarmPolicy
+from scheduler.policy import FunctionObservation, Observation
 from testbed.core.platform import QoS, Stage, Workflow
 
 
@@ -98,3 +100,37 @@ def test_per_replica_rule_charges_starts_only_for_new_replicas() -> None:
     kept = replicas_worth_keeping(need, blocked_cost=10.0, idle_cost=1.5, current=3, start_cost=4)
     assert kept == 3
     assert replicas_worth_keeping(need, blocked_cost=1.0, idle_cost=1.5) == 0
+
+
+def test_replicas_beyond_the_first_are_priced_by_the_wait_for_a_busy_one() -> None:
+    # without replica 1 an arrival waits for a cold start; without replica 2 it waits for
+    # replica 1 to finish a call: a shorter delay, so replica 2 must be likelier to pay off
+    need = [0.9, 0.5, 0.2]
+    assert replicas_worth_keeping(need, blocked_cost=10.0, idle_cost=1.5, busy_cost=4.0) == 2
+    assert replicas_worth_keeping(need, blocked_cost=10.0, idle_cost=1.5, busy_cost=2.0) == 1
+    # the wait is never priced above a cold start
+    assert replicas_worth_keeping(need, blocked_cost=10.0, idle_cost=1.5, busy_cost=99.0) == 3
+
+
+def test_prewarm_keeps_one_replica_for_short_calls_that_rarely_overlap() -> None:
+    # 12 calls a minute of 30 ms each against a 150 ms QoS: a second replica would save a
+    # 30 ms wait now and then, not a cold start; at a price that keeps the first replica
+    # warm, the second is not worth its idle time
+    qos = Workflow(name="w", qos=QoS(target_s=0.15), stages=(Stage("f", "f"),))
+    pol = AquatopePrewarmPolicy(forecaster="ewma", step_s=10.0, miss_price_s=300.0, gaps=False)
+    rng = np.random.default_rng(0)
+    kept = []
+    for t in range(1, 601):
+        f = FunctionObservation(
+            name="f",
+            arrivals=int(rng.poisson(0.2)),
+            completions=1,
+            mean_service_s=0.03,
+            replicas_ready=kept[-1] if kept else 1,
+            target_replicas=kept[-1] if kept else 1,
+        )
+        d = pol.decide(
+            Observation(now_s=float(t), tick_s=1.0, functions={"f": f}, workflows={"w": qos})
+        )
+        kept.append(d.functions["f"].replicas or 0)
+    assert kept[-300:] == [1] * 300
