@@ -7,7 +7,9 @@ keeps the previous snapshot's counters and differences them each tick, the way a
 gateway restarted) counts its new value as the increase. Targets, limits, scale bounds and
 ``max_inflight`` come from ``Platform.list()``. OOM kills are counted from the replica states
 ``list()`` reports: a replica id newly seen ``oom-killed`` is one kill (the ids seen are kept,
-bounded, so a dead replica still listed on the next tick is not counted twice).
+bounded, so a dead replica still listed on the next tick is not counted twice). Workflow
+end-to-end latencies come from the platform's cumulative histogram, differenced the same way
+(:func:`testbed.core.latency.latencies_between`), into ``Observation.workflow_latency_s``.
 
 Parsing Prometheus text is not done here: platform clients return a
 :class:`~testbed.core.platform.MetricsSnapshot` already.
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from scheduler.policy import FunctionObservation, Observation
+from testbed.core.latency import latencies_between
 from testbed.core.platform import (
     FunctionMetrics,
     FunctionStatus,
@@ -55,6 +58,7 @@ class Observer:
         self._last_s: float | None = None
         self._counters: dict[str, tuple[float, ...]] = {}
         self._oom_seen: dict[str, list[str]] = {}
+        self._workflow_counts: dict[str, tuple[int, ...]] = {}
 
     def _new_oom_kills(self, status: FunctionStatus) -> int:
         seen = self._oom_seen.setdefault(status.name, [])
@@ -125,11 +129,36 @@ class Observer:
                 oom_kills=self._new_oom_kills(status),
                 requests=status.spec.requests,
             )
+        latencies = self._workflow_latencies(snapshot)
         self._counters = counters
         self._last_s = now_s
         return Observation(
-            now_s=now_s, tick_s=tick_s, functions=functions, workflows=dict(self.workflows)
+            now_s=now_s,
+            tick_s=tick_s,
+            functions=functions,
+            workflows=dict(self.workflows),
+            workflow_latency_s=latencies,
         )
+
+    def _workflow_latencies(self, snapshot: MetricsSnapshot) -> dict[str, tuple[float, ...]]:
+        """End-to-end latencies of the workflow requests finished since the last tick.
+
+        Nothing on the very first tick (as for the counters); a workflow that first shows up
+        later counts from zero, so its first requests are not lost.
+        """
+        out: dict[str, tuple[float, ...]] = {}
+        counts: dict[str, tuple[int, ...]] = {}
+        for name, wm in snapshot.workflows.items():
+            if not wm.latency_counts:
+                continue
+            counts[name] = tuple(wm.latency_counts)
+            if self._last_s is None:
+                continue
+            new = latencies_between(self._workflow_counts.get(name), counts[name])
+            if new:
+                out[name] = new
+        self._workflow_counts = counts
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         """The last counters and time, JSON-serialisable."""
@@ -139,6 +168,7 @@ class Observer:
                 k: dict(zip(_COUNTERS, v, strict=True)) for k, v in self._counters.items()
             },
             "oom_seen": {k: list(v) for k, v in self._oom_seen.items()},
+            "workflow_counts": {k: list(v) for k, v in self._workflow_counts.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -152,4 +182,8 @@ class Observer:
         self._oom_seen = {
             str(name): [str(i) for i in ids]
             for name, ids in dict(state.get("oom_seen", {})).items()
+        }
+        self._workflow_counts = {
+            str(name): tuple(int(c) for c in counts)
+            for name, counts in dict(state.get("workflow_counts", {})).items()
         }

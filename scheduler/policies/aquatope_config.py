@@ -79,6 +79,7 @@ from testbed.core.prices import decoupled_usd_per_s
 __all__ = ["AquatopeConfigPolicy", "Exclusion"]
 
 MAX_SKIPPED_PROPOSALS = 25  # excluded proposals answered in one tick before giving up
+_FAILED_X = 3.0  # a failed trial or request counts as this many times the QoS target
 
 
 def _critical_path_s(workflow: Workflow, service_s: Mapping[str, float]) -> float | None:
@@ -379,7 +380,7 @@ class AquatopeConfigPolicy(Policy):
         done = sum(t.completions for t in ticks)
         measurement = Measurement(
             cost_usd=sum(t.cost_usd for t in ticks) / invocations if ticks else 0.0,
-            latency_s=3 * workflow.qos.target_s,
+            latency_s=_FAILED_X * workflow.qos.target_s,
             failed=True,
             requests=sum(t.arrivals for t in ticks),
             error_rate=sum(t.errors for t in ticks) / done if done else 1.0,
@@ -396,7 +397,7 @@ class AquatopeConfigPolicy(Policy):
         if tick.errors >= 2 and tick.errors > self.error_burst * max(finished, 1):
             return f"error burst ({tick.errors} of {finished} calls failed)", ""
         target = workflow.qos.target_s
-        if math.isfinite(tick.latency_s) and tick.latency_s > self.rollback_factor * target:
+        if tick.latency_s > self.rollback_factor * target:  # NaN (no latency) is not over
             return f"tail {tick.latency_s:.3g} s over {self.rollback_factor:g}x the target", ""
         e2e = self._trial.e2e()
         if len(e2e) >= self.min_invocations:
@@ -564,7 +565,11 @@ class AquatopeConfigPolicy(Policy):
             mean_s = fobs[f].mean_service_s
             if mean_s:
                 service[f] = float(mean_s)
-        e2e = tuple(float(x) for x in observation.workflow_latency_s.get(workflow.name, ()))
+        # a failed request (read back as infinitely slow) counts as far over the target
+        worst = _FAILED_X * workflow.qos.target_s
+        e2e = tuple(
+            min(float(x), worst) for x in observation.workflow_latency_s.get(workflow.name, ())
+        )
         if e2e:
             latency: float | None = float(np.percentile(e2e, self._pct(workflow)))
         else:

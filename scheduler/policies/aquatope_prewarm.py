@@ -41,9 +41,10 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
 **Special cases.** ``forecaster="recent"`` sets ``P_k = 1`` for ``recent_window_s`` after
 concurrency ``k`` was last seen and 0 after; when the price of each replica's delay exceeds
 ``H + start_weight x cold`` the rule then keeps each replica exactly ``recent_window_s`` after
-its last use: fixed keep-alive per replica. ``forecaster="lstm-paper"`` is the paper's pre-warmer: ``ceil`` of
-the LSTM's uncalibrated upper ``paper_level`` bound of the count per step, over the steps the
-look-ahead touches (trained, as the paper does, once ``lstm_min_steps`` of history exist).
+its last use: fixed keep-alive per replica. ``forecaster="lstm-paper"`` is the paper's
+pre-warmer: ``ceil`` of the LSTM's uncalibrated upper ``paper_level`` bound of the count per
+step, over the steps the look-ahead touches (trained, as the paper does, once
+``lstm_min_steps`` of history exist).
 
 Cold-start and service times are measured from the observations (each replica seen starting
 is timed until the ready count rises; latency of ticks without cold starts, queueing or starts)

@@ -8,7 +8,9 @@ testbed's exceptions here and nowhere else.
 from __future__ import annotations
 
 import builtins
+import itertools
 import json
+import math
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +27,7 @@ from testbed.core.errors import (
     InvocationError,
     PlatformError,
 )
+from testbed.core.latency import WORKFLOW_LATENCY_BUCKETS_S, WorkflowMetrics
 from testbed.core.platform import (
     FunctionMetrics,
     FunctionSpec,
@@ -135,10 +138,22 @@ def parse_metrics(text: str, at_s: float) -> MetricsSnapshot:
         fields.setdefault(name, {}).setdefault(key, 0.0)
         fields[name][key] += value
 
+    workflow_buckets: dict[str, dict[float, float]] = {}
+    workflow_errors: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             fn = sample.labels.get("function_name")
             if fn is None:
+                wf = sample.labels.get("workflow_name")
+                if wf is not None and sample.name == "gateway_workflow_seconds_bucket":
+                    le = float(sample.labels.get("le", "+Inf"))
+                    workflow_buckets.setdefault(wf, {})[le] = sample.value
+                elif (
+                    wf is not None
+                    and sample.name == "gateway_workflow_invocation_total"
+                    and not 200 <= int(sample.labels.get("code", "0") or 0) < 300
+                ):
+                    workflow_errors[wf] = workflow_errors.get(wf, 0.0) + sample.value
                 continue
             fn = fn.split(".", 1)[0]  # a real OpenFaaS gateway labels ``name.namespace``
             metric = sample.name
@@ -177,7 +192,28 @@ def parse_metrics(text: str, at_s: float) -> MetricsSnapshot:
         )
         for fn, v in fields.items()
     }
-    return MetricsSnapshot(at_s=at_s, functions=functions)
+    workflows = {
+        wf: _workflow_metrics(b, errors=int(workflow_errors.get(wf, 0)))
+        for wf, b in workflow_buckets.items()
+    }
+    return MetricsSnapshot(at_s=at_s, functions=functions, workflows=workflows)
+
+
+def _workflow_metrics(cumulative: Mapping[float, float], *, errors: int) -> WorkflowMetrics:
+    """A workflow's histogram from its cumulative ``le`` buckets.
+
+    The bounds must be among :data:`WORKFLOW_LATENCY_BUCKETS_S` (ours); a bound left out has
+    the count of the one below it (the gateway lists only buckets that hold requests).
+    """
+    total = cumulative.get(math.inf, 0.0)
+    known = set(WORKFLOW_LATENCY_BUCKETS_S)
+    if any(b not in known for b in cumulative if math.isfinite(b)):
+        return WorkflowMetrics(completed=int(total), errors=errors)  # other bounds: counts only
+    finite: list[float] = []
+    for bound in WORKFLOW_LATENCY_BUCKETS_S:
+        finite.append(cumulative.get(bound, finite[-1] if finite else 0.0))
+    counts = [int(b - a) for a, b in itertools.pairwise([0.0, *finite, total])]
+    return WorkflowMetrics(completed=int(total), errors=errors, latency_counts=tuple(counts))
 
 
 class OpenFaaSPlatform:

@@ -14,6 +14,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from testbed.core.config import DEFAULT_MAX_INFLIGHT, Limits, ScaleBounds
 from testbed.core.errors import ConfigError
+from testbed.core.latency import WorkflowMetrics
 
 __all__ = [
     "FunctionMetrics",
@@ -27,6 +28,7 @@ __all__ = [
     "ReplicaState",
     "Stage",
     "Workflow",
+    "WorkflowMetrics",
     "WorkflowMix",
     "decode_output",
 ]
@@ -171,10 +173,12 @@ class FunctionMetrics:
 
 @dataclass(frozen=True)
 class MetricsSnapshot:
-    """Metrics of every function at one instant ``at_s`` (platform clock, seconds)."""
+    """Metrics of every function at one instant ``at_s`` (platform clock, seconds), and of
+    every workflow the platform runs (end-to-end; empty where it runs none)."""
 
     at_s: float
     functions: Mapping[str, FunctionMetrics]
+    workflows: Mapping[str, WorkflowMetrics] = field(default_factory=dict)
 
 
 @runtime_checkable

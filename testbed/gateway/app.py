@@ -185,7 +185,11 @@ class _Routes:
         self.config = gateway.config
         self.functions_dir = functions_dir
         self.provider = provider
-        self.collector = GatewayCollector(lambda: gateway.pools, lambda: gateway.workflow_counts)
+        self.collector = GatewayCollector(
+            lambda: gateway.pools,
+            lambda: gateway.workflow_counts,
+            lambda: gateway.workflow_latency,
+        )
         self.background: set[asyncio.Task[Any]] = set()
         self.pending_bytes = [0]  # bodies held by queued async calls
         self.woken: set[str] = set()  # provider mode: functions just scaled from zero

@@ -27,6 +27,7 @@ from testbed.core.errors import (
     InvocationError,
     PlatformError,
 )
+from testbed.core.latency import LatencyHistogram
 from testbed.core.platform import FunctionSpec, FunctionStatus, Workflow
 from testbed.gateway.dag import run_dag
 from testbed.gateway.pool import FunctionPool, Replica
@@ -78,6 +79,7 @@ class Gateway:
         self.workflows = dict(workflows)
         self.pools: dict[str, FunctionPool] = {}
         self.workflow_counts: dict[tuple[str, int], int] = {}
+        self.workflow_latency: dict[str, LatencyHistogram] = {}  # end to end, per workflow
         self.created_at_s: dict[str, float] = {}  # deploy time per function (``createdAt``)
         self.started_at = time.time()
         self._session: aiohttp.ClientSession | None = None
@@ -374,9 +376,14 @@ class Gateway:
         except KeyError:
             known = ", ".join(sorted(self.workflows)) or "none"
             return 404, {"error": f"workflow {name!r} not found (known: {known})"}
+        started = time.perf_counter()
         status, response = await run_dag(workflow, body, self.call)
         key = (name, status)
         self.workflow_counts[key] = self.workflow_counts.get(key, 0) + 1
+        hist = self.workflow_latency.get(name)
+        if hist is None:
+            hist = self.workflow_latency[name] = LatencyHistogram()
+        hist.add(time.perf_counter() - started, ok=200 <= status < 300)
         return status, response
 
 

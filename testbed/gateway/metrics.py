@@ -17,6 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from testbed.core.latency import WORKFLOW_LATENCY_BUCKETS_S, LatencyHistogram
 from testbed.gateway.pool import LATENCY_BUCKETS_S, FunctionPool
 
 __all__ = ["GatewayCollector", "render_metrics"]
@@ -29,9 +30,11 @@ class GatewayCollector(Collector):
         self,
         pools: Callable[[], Mapping[str, FunctionPool]],
         workflow_counts: Callable[[], Mapping[tuple[str, int], int]],
+        workflow_latency: Callable[[], Mapping[str, LatencyHistogram]] = dict,
     ):
         self._pools = pools
         self._workflow_counts = workflow_counts
+        self._workflow_latency = workflow_latency
 
     def collect(self) -> Iterator[Metric]:
         pools = self._pools()
@@ -97,8 +100,22 @@ class GatewayCollector(Collector):
         )
         for (workflow, code), count in sorted(self._workflow_counts().items()):
             workflows.add_metric([workflow, str(code)], count)
+        workflow_seconds = HistogramMetricFamily(
+            "gateway_workflow_seconds",
+            "Workflow time taken end to end (failed requests only in the +Inf bucket)",
+            labels=["workflow_name"],
+        )
+        for workflow, hist in sorted(self._workflow_latency().items()):
+            cumulative = 0
+            buckets = []
+            for bound, count in zip(WORKFLOW_LATENCY_BUCKETS_S, hist.counts, strict=False):
+                if count:  # a bucket left out has the cumulative count of the one below it
+                    cumulative += count
+                    buckets.append((repr(bound), cumulative))
+            buckets.append(("+Inf", cumulative + hist.counts[-1]))
+            workflow_seconds.add_metric([workflow], buckets, 0.0)
         yield from (invocations, started, cold, seconds, service_count, target, replicas)
-        yield from (inflight, queued, workflows)
+        yield from (inflight, queued, workflows, workflow_seconds)
 
 
 def render_metrics(collector: GatewayCollector) -> bytes:

@@ -45,6 +45,7 @@ import numpy as np
 
 from testbed.core.config import DEFAULT_COLD_START_TIMEOUT_S, DEFAULT_INVOKE_TIMEOUT_S, Limits
 from testbed.core.errors import ConfigError, FunctionNotFound
+from testbed.core.latency import LatencyHistogram
 from testbed.core.platform import FunctionSpec, Workflow, WorkflowMix
 from testbed.sim.distributions import Sampler
 from testbed.sim.profile import FunctionProfile, Profile
@@ -332,6 +333,8 @@ class Engine:
         self.rec = Recorder()
         self.functions: dict[str, _Fn] = {}
         self.workflows: dict[str, _Wf] = {}
+        # end-to-end latency of each workflow's finished requests (the platform's metrics)
+        self.workflow_latency: dict[str, LatencyHistogram] = {}
         self.mixes: dict[str, tuple[list[str], np.ndarray, np.random.Generator]] = {}
         self._heap: list[tuple[float, int, int, Any, Any]] = []
         self._seq = itertools.count()
@@ -736,6 +739,10 @@ class Engine:
         inv.finished = True
         self.open_invocations -= 1
         end = t + self._overhead.draw()
+        hist = self.workflow_latency.get(inv.wf.name)
+        if hist is None:
+            hist = self.workflow_latency[inv.wf.name] = LatencyHistogram()
+        hist.add(end - inv.arrive_s, ok=200 <= status < 300)
         self._record_request(
             inv.rid,
             inv.wf.code,

@@ -481,6 +481,9 @@ class SimPlatform:
         return MetricsSnapshot(
             at_s=self._engine.now,
             functions={name: metrics(fn) for name, fn in self._engine.functions.items()},
+            workflows={
+                name: hist.snapshot() for name, hist in self._engine.workflow_latency.items()
+            },
         )
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from testbed.backends import connect
 from testbed.backends.openfaas import OpenFaaSPlatform
+from testbed.core.latency import WorkflowMetrics, latencies_between
 from tests.helpers import wait_until
 
 WORKFLOW = """
@@ -281,6 +283,21 @@ def test_workflow_stage_failure_is_reported(gateway) -> None:
     r = anon.post("/workflow/shout", content=b"{broken")
     assert r.status_code == 500
     assert "stage 'first' failed" in r.json()["error"]
+
+
+def test_workflow_latency_is_exported_end_to_end(gateway) -> None:
+    platform, _, anon = gateway
+    before = platform.metrics().workflows.get("shout", WorkflowMetrics())
+    started = time.perf_counter()
+    assert anon.post("/workflow/shout", json={"text": "hi"}).status_code == 200
+    client_s = time.perf_counter() - started
+    assert anon.post("/workflow/shout", content=b"{broken").status_code == 500
+    assert "gateway_workflow_seconds_bucket" in anon.get("/metrics").text
+    after = platform.metrics().workflows["shout"]
+    assert (after.completed - before.completed, after.errors - before.errors) == (2, 1)
+    new = latencies_between(before.latency_counts or None, after.latency_counts)
+    assert len(new) == 2 and new[-1] == math.inf  # the failed one met no target
+    assert 0.0 < new[0] <= client_s * 1.025  # the gateway's share of what the client saw
 
 
 def test_metrics_use_openfaas_names_and_count(gateway) -> None:

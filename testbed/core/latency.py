@@ -1,0 +1,98 @@
+"""End-to-end latency of workflow requests as a fine histogram: recorded by the platforms,
+differenced by the scheduler's observer into one tick's latencies.
+
+Buckets are 5 % apart (geometric) from 1 ms to about 300 s, so a latency read back as its bucket's
+geometric midpoint is within 2.5 % of what was measured: close enough to judge a QoS target,
+and bounded in size however many requests a tick sees (the Prometheus way: a platform exports
+cumulative bucket counts, the reader differences two scrapes). A failed request counts as
+infinitely slow: it met no target.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "WORKFLOW_LATENCY_BUCKETS_S",
+    "LatencyHistogram",
+    "WorkflowMetrics",
+    "latencies_between",
+]
+
+_RATIO = 1.05
+WORKFLOW_LATENCY_BUCKETS_S: tuple[float, ...] = tuple(
+    round(0.001 * _RATIO**i, 9) for i in range(int(math.log(300_000) / math.log(_RATIO)) + 1)
+)
+"""Upper bounds (seconds) of the histogram's finite buckets; one more bucket holds the rest."""
+
+_MIDPOINTS_S: tuple[float, ...] = tuple(
+    math.sqrt(lo * hi)
+    for lo, hi in zip(
+        (WORKFLOW_LATENCY_BUCKETS_S[0] / _RATIO, *WORKFLOW_LATENCY_BUCKETS_S[:-1]),
+        WORKFLOW_LATENCY_BUCKETS_S,
+        strict=True,
+    )
+)
+
+
+@dataclass(frozen=True)
+class WorkflowMetrics:
+    """Cumulative end-to-end figures of one workflow's requests (since the platform started).
+
+    Attributes:
+        completed: requests finished, whatever their status.
+        errors: of which failed.
+        latency_counts: requests per bucket of :data:`WORKFLOW_LATENCY_BUCKETS_S`
+            (not cumulative), then one count for slower ones and failed ones; empty when
+            the platform does not measure latency.
+    """
+
+    completed: int = 0
+    errors: int = 0
+    latency_counts: tuple[int, ...] = ()
+
+
+class LatencyHistogram:
+    """A platform's running histogram of one workflow (not thread-safe: one event loop)."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(WORKFLOW_LATENCY_BUCKETS_S) + 1)
+        self.completed = 0
+        self.errors = 0
+
+    def add(self, latency_s: float, *, ok: bool) -> None:
+        """Record one finished request (a failed one lands in the last bucket)."""
+        self.completed += 1
+        if not ok:
+            self.errors += 1
+            self.counts[-1] += 1
+            return
+        self.counts[bisect.bisect_left(WORKFLOW_LATENCY_BUCKETS_S, latency_s)] += 1
+
+    def snapshot(self) -> WorkflowMetrics:
+        """The cumulative figures now."""
+        return WorkflowMetrics(self.completed, self.errors, tuple(self.counts))
+
+
+def latencies_between(before: Sequence[int] | None, after: Sequence[int]) -> tuple[float, ...]:
+    """Latencies of the requests that finished between two snapshots' bucket counts.
+
+    Each is read as its bucket's geometric midpoint; the last bucket (slower than the largest
+    bound, or failed) reads as ``inf``. A bucket whose count went down (the platform
+    restarted) counts its new value, as a Prometheus ``increase()`` would.
+
+    Args:
+        before: the earlier counts (None: nothing before).
+        after: the later counts.
+    """
+    out: list[float] = []
+    finite = len(_MIDPOINTS_S)
+    for i, now in enumerate(after):
+        prev = before[i] if before is not None and i < len(before) else 0
+        new = now - prev if now >= prev else now
+        if new > 0:
+            out.extend([_MIDPOINTS_S[i] if i < finite else math.inf] * new)
+    return tuple(out)
