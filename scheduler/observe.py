@@ -127,6 +127,10 @@ class Observer:
                 min_replicas=bounds.min,
                 max_replicas=bounds.max,
                 oom_kills=self._new_oom_kills(status),
+                peak_rss_mb=max(
+                    (r.peak_memory_mb for r in status.replicas if r.peak_memory_mb is not None),
+                    default=None,
+                ),
                 requests=status.spec.requests,
             )
         latencies = self._workflow_latencies(snapshot)

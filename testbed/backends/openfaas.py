@@ -107,6 +107,7 @@ def _status_from_json(data: Mapping[str, Any]) -> FunctionStatus:
             inflight=int(r.get("inflight") or 0),
             container_id=r.get("containerId"),
             detail=r.get("detail") or "",
+            peak_memory_mb=r.get("peakMemoryMB"),
         )
         for r in extra.get("replicas", [])
     )

@@ -109,6 +109,7 @@ class ReplicaInfo:
     inflight: int = 0
     container_id: str | None = None
     detail: str = ""
+    peak_memory_mb: float | None = None  # peak resident memory so far, where it can be read
 
 
 @dataclass(frozen=True)

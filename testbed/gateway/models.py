@@ -297,6 +297,7 @@ def status_json(status: FunctionStatus, *, created_at_s: float | None = None) ->
                     "inflight": r.inflight,
                     "containerId": r.container_id,
                     "detail": r.detail,
+                    "peakMemoryMB": r.peak_memory_mb,
                 }
                 for r in status.replicas
             ],

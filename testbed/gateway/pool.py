@@ -61,6 +61,11 @@ class Replica:
             startup_s=h.startup_s if h else None,
             inflight=self.inflight,
             container_id=h.container_id if h else None,
+            peak_memory_mb=(
+                self.pool.runtime.peak_memory_mb(h)
+                if h is not None and self.pool is not None and self.state == "ready"
+                else None
+            ),
         )
 
 

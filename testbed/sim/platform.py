@@ -111,6 +111,9 @@ class SimPlatform:
         start_s: initial simulated time.
         host_cores: cores shared by all replicas (CPU contention); None takes the profile
             machine's ``cpu_count``, ``math.inf`` (or ``"unlimited"``) turns contention off.
+        report_peak_memory: replicas that served a call report the profile's peak memory
+            in their status, as the local runtime reports what it reads (default); False
+            models runtimes that cannot read it (docker, OpenFaaS CE).
     """
 
     def __init__(
@@ -125,8 +128,10 @@ class SimPlatform:
         host_cores: float | str | None = None,
         queue_timeout_s: float | None = None,
         health_poll_s: float = GATEWAY_HEALTH_POLL_S,
+        report_peak_memory: bool = True,
     ) -> None:
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
+        self.report_peak_memory = bool(report_peak_memory)
         self.seed = seed
         self.function_profiles = dict(function_profiles or {})
         if host_cores == "unlimited":
@@ -328,6 +333,12 @@ class SimPlatform:
                 startup_s=r.startup_s,
                 inflight=r.inflight,
                 detail="memory limit below the function's peak" if r.state == 4 else "",
+                # the profile's measured peak, once the replica has served a call
+                peak_memory_mb=(
+                    fn.profile.memory_mb
+                    if self.report_peak_memory and r.state == 1 and r.last_used_s > r.started_s
+                    else None
+                ),
             )
             for r in [*fn.replicas, *fn.dead]
         )

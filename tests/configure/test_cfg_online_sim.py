@@ -56,7 +56,7 @@ def bursty_trace(duration_s: float, seed: int = 0) -> np.ndarray:
 
 
 def run(
-    method: str, *, requests_mb: int | None, duration_s: float
+    method: str, *, requests_mb: int | None, duration_s: float, peak_memory: bool = True
 ) -> tuple[pd.DataFrame, AquatopeConfigPolicy]:
     workflows = load_workflows()
     ml = workflows.get("ml-pipeline")
@@ -66,7 +66,8 @@ def run(
         specs = [replace(s, requests=Limits(cpu_cores=0.5, memory_mb=requests_mb)) for s in specs]
     config = AquatopeConfigPolicy(workflow=ml.name, method=method, budget=10, trial_ticks=30)
     results = run_simulation(
-        {"host_cores": math.inf},  # trials' effect alone, without CPU contention on the host
+        # trials' effect alone, without CPU contention on the host
+        {"host_cores": math.inf, "report_peak_memory": peak_memory},
         workflows,
         {ml.name: bursty_trace(duration_s)},
         ReplicasAndLimits(AlwaysOnPolicy(), config),
@@ -84,9 +85,10 @@ def worst_window(requests: pd.DataFrame) -> float:
 
 
 def test_oom_trials_on_the_sim_are_rolled_back_with_a_bounded_number_of_failed_requests() -> None:
-    # random proposals with memory floored at the (too low) declared requests: some trials
-    # put a torch stage under its ~240 MB peak and are OOM-killed
-    requests, config = run("random", requests_mb=128, duration_s=900.0)
+    # random proposals with memory floored at the (too low) declared requests, on a platform
+    # that does not report replicas' peak memory (docker, OpenFaaS CE): some trials put a
+    # torch stage under its ~240 MB peak and are OOM-killed
+    requests, config = run("random", requests_mb=128, duration_s=900.0, peak_memory=False)
     oom_rollbacks = [s for s in config.samples if "OOM" in s.measurement.detail]
     assert oom_rollbacks, "the seed no longer proposes an OOM-ing trial: pick another"
     failed = requests[requests["ok"] != True]  # noqa: E712
@@ -98,6 +100,18 @@ def test_oom_trials_on_the_sim_are_rolled_back_with_a_bounded_number_of_failed_r
     for s in oom_rollbacks:
         f = s.measurement.detail.removeprefix("OOM kill of ")
         assert config.floor_mb(f) > s.config[f].memory_mb
+
+
+def test_observed_peak_memory_keeps_every_trial_above_it() -> None:
+    # the same under-declared stack and random proposals where the platform reports each
+    # replica's peak memory: the floor (peak + margin) is learned while the incumbent serves,
+    # so no trial ever goes under it and no request is lost to an OOM kill
+    requests, config = run("random", requests_mb=128, duration_s=900.0)
+    assert config.trials_total >= 5
+    assert not [s for s in config.samples if "OOM" in s.measurement.detail]
+    assert not requests["error"].fillna("").str.contains("oom-killed").any()
+    for f in ("object-detection", "digit-classifier"):
+        assert config.floor_mb(f) >= 240  # the torch stages' measured peak, plus the margin
 
 
 @pytest.mark.slow

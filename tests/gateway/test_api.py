@@ -300,6 +300,14 @@ def test_workflow_latency_is_exported_end_to_end(gateway) -> None:
     assert 0.0 < new[0] <= client_s * 1.025  # the gateway's share of what the client saw
 
 
+def test_replicas_report_their_peak_memory(gateway) -> None:
+    platform, _, anon = gateway
+    assert anon.post("/function/echo", content=b"m").status_code == 200
+    ready = [r for r in platform.status("echo").replicas if r.state == "ready"]
+    # a Python replica holds at least its interpreter: several MB, far below a GB
+    assert ready and all(5.0 < (r.peak_memory_mb or 0.0) < 1024.0 for r in ready)
+
+
 def test_metrics_use_openfaas_names_and_count(gateway) -> None:
     platform, _, anon = gateway
     before = platform.metrics().functions["echo"].completed

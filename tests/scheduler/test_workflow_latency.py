@@ -1,4 +1,5 @@
-"""Workflow end-to-end latency: platform histogram -> observer -> Observation, per tick."""
+"""What the platforms measure for the configurator, through the observer into Observation:
+workflow end-to-end latency (a histogram, per tick) and replicas' peak memory."""
 
 from __future__ import annotations
 
@@ -110,3 +111,23 @@ def test_simulated_workflow_latencies_reach_the_observation() -> None:
     assert got == pytest.approx(np.sort(want), rel=0.025)
     assert got[0] == pytest.approx(0.1 + 0.3 + 0.01, rel=0.025)  # warm
     assert got[-1] > 2.0  # the first one waited for two cold starts
+
+
+def test_simulated_peak_memory_reaches_the_observation() -> None:
+    profile = Profile(
+        functions={
+            "f": FunctionProfile(
+                service_s=Distribution.constant(0.1),
+                cold_start_s=Distribution.constant(1.0),
+                memory_mb=330.0,
+            )
+        }
+    )
+    sim = SimPlatform(profile)
+    sim.deploy(FunctionSpec(name="f"))
+    observer = Observer(tick_s=1.0)
+    sim.scale("f", replicas=1)
+    sim.run_until(2.0)
+    assert observer.observe(sim, sim.now).functions["f"].peak_rss_mb is None  # not used yet
+    sim.invoke("f")
+    assert observer.observe(sim, sim.now).functions["f"].peak_rss_mb == 330.0

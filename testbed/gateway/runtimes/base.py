@@ -84,6 +84,12 @@ class ReplicaRuntime(abc.ABC):
     async def exit_status(self, handle: ReplicaHandle) -> ExitStatus | None:
         """``None`` while the replica runs, else why it stopped."""
 
+    def peak_memory_mb(self, handle: ReplicaHandle) -> float | None:
+        """Peak resident memory of the replica so far (MB), or None where it cannot be read
+        cheaply (it is read on every status listing)."""
+        del handle
+        return None
+
     def is_alive(self, handle: ReplicaHandle) -> bool:
         """A cheap synchronous check before each request; ``True`` when unsure.
 

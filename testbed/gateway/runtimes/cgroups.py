@@ -119,6 +119,18 @@ class CgroupTree:
         quota_text, period_text = (self.cpu_root / name / "cpu.max").read_text().split()
         return None if quota_text == "max" else int(quota_text) / int(period_text)
 
+    def peak_memory_mb(self, name: str) -> float | None:
+        """Peak memory use of the group so far (MB), or None when the kernel does not say."""
+        path = (
+            self.memory_root
+            / name
+            / ("memory.max_usage_in_bytes" if self.version == 1 else "memory.peak")
+        )
+        try:
+            return int(path.read_text()) / 2**20
+        except (OSError, ValueError):
+            return None
+
     def oom_kills(self, name: str) -> int:
         """How many processes the kernel OOM-killed in this group."""
         path = (

@@ -278,6 +278,22 @@ class LocalRuntime(ReplicaRuntime):
             detail = f"exited with code {code}"
         return ExitStatus(oom, detail)
 
+    def peak_memory_mb(self, handle: ReplicaHandle) -> float | None:
+        """The replica's cgroup peak where it has one, else the process's peak RSS (VmHWM)."""
+        if self.cgroups is not None:
+            peak = self.cgroups.peak_memory_mb(handle.replica_id)
+            if peak is not None:
+                return peak
+        if handle.pid is None:
+            return None
+        try:
+            for line in Path(f"/proc/{handle.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+
     def is_alive(self, handle: ReplicaHandle) -> bool:
         """One ``waitid`` (no reaping): false once the process has exited, zombie or reaped."""
         proc = self._procs.get(handle.replica_id)
