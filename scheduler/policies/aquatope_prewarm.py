@@ -106,6 +106,7 @@ class _Fn:
     service_s: float | None = None
     cold_start_s: float | None = None
     cold_samples: deque[float] = field(default_factory=lambda: deque(maxlen=_COLD_SAMPLES))
+    cold_upper_s: float | None = None  # their 90th percentile (recomputed on each sample)
     start_times: deque[float] = field(default_factory=deque)  # replicas starting, FIFO
     prev_starting: int = 0
     prev_ready: int = 0
@@ -187,6 +188,7 @@ class AquatopePrewarmPolicy(Policy):
             prev = st.cold_start_s if st.cold_start_s is not None else sample
             st.cold_start_s = 0.7 * prev + 0.3 * sample
             st.cold_samples.append(sample)
+            st.cold_upper_s = float(np.quantile(np.fromiter(st.cold_samples, float), _COLD_LEVEL))
         left = st.prev_starting - done
         for _ in range(min(max(left - fo.replicas_starting, 0), len(st.start_times))):
             st.start_times.popleft()
@@ -202,8 +204,8 @@ class AquatopePrewarmPolicy(Policy):
         start in progress. A replica started this long before a call is ready for it in
         nine cases out of ten, contention between starts included."""
         cold = st.cold_start_s if st.cold_start_s is not None else self.config.cold_start_s
-        if st.cold_samples:
-            cold = max(cold, float(np.quantile(np.fromiter(st.cold_samples, float), _COLD_LEVEL)))
+        if st.cold_upper_s is not None:
+            cold = max(cold, st.cold_upper_s)
         if st.start_times:  # a stuck start must not stretch the look-ahead without bound
             cold = max(cold, min(now_s - st.start_times[0], _MAX_COLD_S))
         return cold
@@ -646,6 +648,9 @@ class AquatopePrewarmPolicy(Policy):
             st.service_s = None if raw["service_s"] is None else float(raw["service_s"])
             st.cold_start_s = None if raw["cold_start_s"] is None else float(raw["cold_start_s"])
             st.cold_samples.extend(float(v) for v in raw.get("cold_samples", []))
+            if st.cold_samples:
+                samples = np.fromiter(st.cold_samples, float)
+                st.cold_upper_s = float(np.quantile(samples, _COLD_LEVEL))
             st.start_times.extend(float(v) for v in raw.get("start_times", []))
             st.prev_starting = int(raw.get("prev_starting", 0))
             st.prev_ready = int(raw.get("prev_ready", 0))

@@ -15,6 +15,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 __all__ = [
     "WORKFLOW_LATENCY_BUCKETS_S",
     "LatencyHistogram",
@@ -36,6 +38,10 @@ _MIDPOINTS_S: tuple[float, ...] = tuple(
         strict=True,
     )
 )
+
+
+# what each bucket reads back as: its geometric midpoint, and inf for the last one
+_READ_BACK_S = np.asarray([*_MIDPOINTS_S, math.inf], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -88,11 +94,14 @@ def latencies_between(before: Sequence[int] | None, after: Sequence[int]) -> tup
         before: the earlier counts (None: nothing before).
         after: the later counts.
     """
-    out: list[float] = []
-    finite = len(_MIDPOINTS_S)
-    for i, now in enumerate(after):
-        prev = before[i] if before is not None and i < len(before) else 0
-        new = now - prev if now >= prev else now
-        if new > 0:
-            out.extend([_MIDPOINTS_S[i] if i < finite else math.inf] * new)
-    return tuple(out)
+    now = np.asarray(after, dtype=np.int64)
+    prev = np.zeros_like(now)
+    if before is not None:
+        b = np.asarray(before, dtype=np.int64)[: now.size]
+        prev[: b.size] = b
+    new = np.where(now >= prev, now - prev, now)  # a count that went down: a restart
+    hit = np.flatnonzero(new)
+    if hit.size == 0:
+        return ()
+    values = _READ_BACK_S[np.minimum(hit, _READ_BACK_S.size - 1)]
+    return tuple(np.repeat(values, new[hit]).tolist())
