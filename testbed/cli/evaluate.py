@@ -182,11 +182,19 @@ def summarise_into(
         runs, families=spec.families, knobs=dict(spec.knobs), qos_percentile=percentile
     )
     exp = next(iter(spec.experiments.values()))
+    counts = sorted({len(p.per_seed) for pts in summary.traces.values() for p in pts})
+    seeds = (
+        f"{counts[0]} seeds per point"
+        if len(counts) == 1
+        else f"{counts[0]} to {counts[-1]} seeds per point (the seeds column)"
+        if counts
+        else "no runs yet"
+    )
     preamble = (f"{spec.description.strip()}\n\n" if spec.description else "") + (
         f"Backend `{exp.backend}`, workflows {', '.join(exp.workflows)}, "
         f"{exp.duration_s / 60:g} trace minutes per run of which the first "
         f"{exp.warmup_s / 60:g} train the policies and are not scored, "
-        f"{len(spec.seeds)} seeds per point, {os.cpu_count()} cores. "
+        f"{seeds}, {os.cpu_count()} cores. "
         f"Raw runs: `{out_dir}`. Simulator fidelity against live runs: docs/simulator.md."
     )
     written = write_results_markdown(

@@ -56,6 +56,16 @@ def is_aquatope(family: str) -> bool:
     return family.startswith("aquatope")
 
 
+def is_ablation(family: str) -> bool:
+    """An Aquatope variant with one part switched off: shown, never a competitor or a claim."""
+    return family.startswith("ablation")
+
+
+def is_competitor(family: str) -> bool:
+    """A baseline the claims are measured against (not Aquatope, an ablation or the oracle)."""
+    return not (is_aquatope(family) or is_ablation(family) or family == ORACLE)
+
+
 @dataclass(frozen=True)
 class PointSummary:
     """One label on one trace: its metrics over seeds (per seed, and as t-intervals)."""
@@ -171,7 +181,7 @@ def _unmeasured(trace: str, kind: str, label: str, note: str) -> Claim:
 
 
 def _qos_claims(trace: str, points: Sequence[PointSummary], floor: float) -> list[Claim]:
-    competitors = [p for p in points if not is_aquatope(p.family) and p.family != ORACLE]
+    competitors = [p for p in points if is_competitor(p.family)]
     claims = []
     for ours in (p for p in points if is_aquatope(p.family)):
         cost = ours.mean("cost_usd")
@@ -192,7 +202,7 @@ def _qos_claims(trace: str, points: Sequence[PointSummary], floor: float) -> lis
 
 def _cost_claims(trace: str, points: Sequence[PointSummary], allowed_pct: float) -> list[Claim]:
     meeting = [p for p in points if p.mean("qos_violation_pct") <= allowed_pct]
-    competitors = [p for p in meeting if not is_aquatope(p.family) and p.family != ORACLE]
+    competitors = [p for p in meeting if is_competitor(p.family)]
     claims = []
     for ours in (p for p in points if is_aquatope(p.family)):
         if ours not in meeting:

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from testbed.core.errors import ConfigError
 from testbed.experiment.evaluation import cells, load_evaluation, run_evaluation, sweep_label
-from testbed.report.evaluation import bootstrap_ratio
+from testbed.report.compare import Estimate
+from testbed.report.evaluation import PointSummary, _cost_claims, _qos_claims, bootstrap_ratio
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,3 +125,30 @@ def test_bootstrap_ratio_of_means_with_paired_interval() -> None:
     assert ratio == pytest.approx(2.0) and low < 2.0 < high
     ratio, _, _ = bootstrap_ratio({0: 2.0}, {0: 0.0}, floor=1.0)
     assert ratio == pytest.approx(3.0)
+
+
+def _point(label: str, family: str, viol: list[float], cost: list[float]) -> PointSummary:
+    per_seed = {
+        s: {"qos_violation_pct": v, "cost_usd": c}
+        for s, (v, c) in enumerate(zip(viol, cost, strict=True))
+    }
+    estimates = {
+        "qos_violation_pct": Estimate(sum(viol) / len(viol), 0.0, len(viol)),
+        "cost_usd": Estimate(sum(cost) / len(cost), 0.0, len(cost)),
+    }
+    return PointSummary(label, family, None, per_seed, estimates, requests=100)
+
+
+def test_ablations_and_the_oracle_are_never_the_baseline_of_a_claim() -> None:
+    ours = _point("aquatope-prewarm-x", "aquatope-prewarm", [1.0, 1.0], [1.0, 1.0])
+    points = [
+        ours,
+        _point("ablation-no-gaps", "ablation-no-gaps", [0.1, 0.1], [0.5, 0.5]),
+        _point("oracle-b", "oracle", [0.0, 0.0], [0.2, 0.2]),
+        _point("keep-alive-w", "keep-alive", [4.0, 4.0], [0.9, 0.9]),
+    ]
+    (qos,) = _qos_claims("t", points, floor=0.0)
+    assert qos.aquatope == "aquatope-prewarm-x" and qos.competitor == "keep-alive-w"
+    assert qos.value == pytest.approx(4.0)
+    (cost,) = _cost_claims("t", points, allowed_pct=5.0)
+    assert cost.competitor == "keep-alive-w"
