@@ -112,8 +112,11 @@ class EvaluationSummary:
 def _summarise_points(
     runs: Sequence[RunMetrics], families: Mapping[str, str], knobs: Mapping[str, object]
 ) -> tuple[PointSummary, ...]:
+    # the evaluation file's order (``families`` follows it), whatever version of the file
+    # wrote the runs; labels it does not name follow, in the order their runs recorded
+    rank = {label: i for i, label in enumerate(families)}
     groups: dict[str, list[RunMetrics]] = {}
-    for run in sorted(runs, key=lambda r: (r.order, r.seed)):
+    for run in sorted(runs, key=lambda r: (rank.get(r.label, len(rank)), r.order, r.seed)):
         groups.setdefault(run.label, []).append(run)
     points = []
     for label, members in groups.items():
