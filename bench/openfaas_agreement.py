@@ -34,7 +34,7 @@ from testbed.report.compare import compare_runs, load_metrics
 REPO = Path(__file__).resolve().parents[1]
 CE_PARAMS = (
     "{{threshold_rps: 5, rate_window_s: 10, fire_after_s: 5, repeat_s: 30, "
-    "scale_factor_pct: {factor:g}, cooldown_s: 0, per_replica: false}}"
+    "scale_factor_pct: {factor:g}, cooldown_s: 0, per_replica: false, replica_cap: 5}}"
 )
 
 
@@ -95,8 +95,8 @@ def main() -> None:
     parser.add_argument(
         "--factor",
         type=float,
-        default=20.0,
-        help="always-on's scale_factor_pct (its default 20; this gateway's own default is 10)",
+        default=10.0,
+        help="always-on's scale_factor_pct (default 10, the CE gateway's; the older rule: 20)",
     )
     args = parser.parse_args()
     work = temp_home("agreement")

@@ -5,9 +5,13 @@ Source: OpenFaaS CE autoscaling (docs.openfaas.com, "Autoscaling", legacy/CE sec
 ``sum by (function_name) (rate(gateway_function_invocation_total{code="200"}[10s])) > 5`` with
 ``for: 5s``; AlertManager re-sends a firing alert every ``repeat_interval`` (30 s in the stack's
 config); each firing notification raises the replicas by ``ceil(max * scale_factor / 100)``
-(``com.openfaas.scale.factor``, default 20 %, ``max`` default 20) up to ``max``; when the alert
-resolves the gateway sets the replicas back to ``min`` (default 1). Functions never go to zero
-(CE has no idler).
+up to ``max``; when the alert resolves the gateway sets the replicas back to ``min`` (default
+1). Functions never go to zero (CE has no idler). The defaults are those of the CE gateway
+this project builds (``gateway/handlers/alerthandler.go`` ``CalculateReplicas`` and
+``gateway/scaling/ranges.go``): ``max`` is capped at ``DefaultMaxReplicas`` = 5 and the factor
+(``com.openfaas.scale.factor``) defaults to 10 %, so each notification adds one replica, up to
+five. The older documented rule (factor 20 %, no cap: +4 of a max of 20) is
+``scale_factor_pct=20, replica_cap=None``.
 
 Departures, as the lead asked for them: the threshold is applied to the request rate *per
 ready replica* by default (``per_replica=true``; ``per_replica=false`` is the CE rule on the
@@ -68,18 +72,20 @@ class AlwaysOnPolicy(Policy):
     ``rate_window_s`` (Prometheus ``rate(...[10s])``). The alert is *pending* while the rate
     (per ready replica when ``per_replica``) exceeds ``threshold_rps`` and *firing* once it has
     done so for ``fire_after_s``. While firing, the target rises by
-    ``ceil(max_replicas * scale_factor_pct / 100)`` at once and again every ``repeat_s``, up to
-    the function's max. Once the alert has been resolved for ``cooldown_s``, the target drops
-    to the minimum (``max(1, min_replicas)``).
+    ``ceil(max * scale_factor_pct / 100)`` at once and again every ``repeat_s``, up to ``max``,
+    the function's max replicas capped at ``replica_cap``. Once the alert has been resolved
+    for ``cooldown_s``, the target drops to the minimum (``max(1, min_replicas)``).
 
     Args:
         threshold_rps: requests per second that trigger the alert (OpenFaaS: 5).
         rate_window_s: window of the rate (OpenFaaS: 10 s).
         fire_after_s: how long the rate must stay above the threshold (OpenFaaS ``for: 5s``).
         repeat_s: interval between scale-up steps while firing (AlertManager repeat, 30 s).
-        scale_factor_pct: step as a percentage of the max replicas (OpenFaaS: 20).
+        scale_factor_pct: step as a percentage of the max replicas (OpenFaaS CE: 10).
         cooldown_s: time after the alert resolved before scaling back to the minimum.
         per_replica: compare the rate per ready replica (True) or the total rate (CE rule).
+        replica_cap: the most replicas the autoscaler ever asks for (OpenFaaS CE: 5); None
+            leaves the function's own max.
     """
 
     name = "always-on"
@@ -91,9 +97,10 @@ class AlwaysOnPolicy(Policy):
         rate_window_s: float = 10.0,
         fire_after_s: float = 5.0,
         repeat_s: float = 30.0,
-        scale_factor_pct: float = 20.0,
+        scale_factor_pct: float = 10.0,
         cooldown_s: float = 30.0,
         per_replica: bool = True,
+        replica_cap: int | None = 5,
     ) -> None:
         if not threshold_rps > 0:
             raise ValueError(f"always-on: threshold_rps must be positive, got {threshold_rps}")
@@ -112,6 +119,9 @@ class AlwaysOnPolicy(Policy):
         self.scale_factor_pct = float(scale_factor_pct)
         self.cooldown_s = float(cooldown_s)
         self.per_replica = bool(per_replica)
+        if replica_cap is not None and int(replica_cap) < 1:
+            raise ValueError(f"always-on: replica_cap must be >= 1 or None, got {replica_cap}")
+        self.replica_cap = None if replica_cap is None else int(replica_cap)
         self._fns: dict[str, _FnState] = {}
 
     def _rate_rps(self, st: _FnState, fn: FunctionObservation, now_s: float) -> float:
@@ -131,7 +141,12 @@ class AlwaysOnPolicy(Policy):
             if st is None:
                 st = self._fns[name] = _FnState()
             lo = max(1, fn.min_replicas)
-            hi = max(lo, fn.max_replicas)
+            top = (
+                fn.max_replicas
+                if self.replica_cap is None
+                else min(fn.max_replicas, self.replica_cap)
+            )
+            hi = max(lo, top)
             if st.target is None:
                 st.target = min(hi, max(lo, fn.target_replicas))
             rate = self._rate_rps(st, fn, now_s)
@@ -144,7 +159,7 @@ class AlwaysOnPolicy(Policy):
                 firing = now_s - st.above_since_s >= self.fire_after_s
                 due = st.last_up_s is None or now_s - st.last_up_s >= self.repeat_s
                 if firing and due and st.target < hi:
-                    step = math.ceil(fn.max_replicas * self.scale_factor_pct / 100)
+                    step = math.ceil(top * self.scale_factor_pct / 100)
                     st.target = min(hi, st.target + max(1, step))
                     st.last_up_s = now_s
                     reason = f"alert firing: {per:.1f} rps {what} > {self.threshold_rps:g}"

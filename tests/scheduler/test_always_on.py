@@ -21,8 +21,23 @@ def test_min_bound_above_one_is_kept() -> None:
     assert d.functions["f"].replicas == 3
 
 
+def test_ce_gateway_defaults_add_one_replica_per_notification_up_to_five() -> None:
+    # the gateway this project builds: max capped at 5, factor 10 %: ceil(5 x 10 %) = +1
+    policy = AlwaysOnPolicy(per_replica=False)
+    targets = [
+        step(policy, float(t), arrivals=100, replicas_ready=1, max_replicas=20)
+        .functions["f"]
+        .replicas
+        for t in range(1, 200)
+    ]
+    assert targets[4] == 1 and targets[5] == 2  # fires at t=6
+    assert targets[35] == 3 and targets[65] == 4 and targets[95] == 5
+    assert max(targets) == 5  # never above the cap, although the function allows 20
+
+
 def test_fires_after_window_steps_by_factor_then_waits_repeat() -> None:
-    policy = AlwaysOnPolicy(cooldown_s=20)  # 5 rps per replica, 10 s rate, for 5 s, repeat 30 s
+    # the older documented rule: factor 20 % of a max of 20, no cap (+4 per notification)
+    policy = AlwaysOnPolicy(cooldown_s=20, scale_factor_pct=20, replica_cap=None)
     targets = []
     for t in range(1, 100):
         d = step(policy, float(t), arrivals=100, replicas_ready=1)  # 100 rps on one replica
@@ -47,14 +62,15 @@ def test_fires_after_window_steps_by_factor_then_waits_repeat() -> None:
 
 
 def test_rate_per_replica_stops_scaling_when_replicas_absorb_it() -> None:
-    policy = AlwaysOnPolicy()
+    policy = AlwaysOnPolicy(replica_cap=None)
     for t in range(1, 31):
         d = step(policy, float(t), arrivals=40, replicas_ready=9, target_replicas=9)
         assert d.functions["f"].replicas == 9  # 40 rps / 9 = 4.4 rps each: no alert
     # as in OpenFaaS CE, a resolved alert sends the function back to its minimum (cooldown 30 s)
     d = step(policy, 31.0, arrivals=40, replicas_ready=9, target_replicas=9)
     assert d.functions["f"].replicas == 1
-    total = AlwaysOnPolicy(per_replica=False)  # the CE rule: total rate 40 > 5 fires
+    # the CE rule: total rate 40 > 5 fires (older factor: +4 of a max of 20)
+    total = AlwaysOnPolicy(per_replica=False, scale_factor_pct=20, replica_cap=None)
     reps = [
         step(total, float(t), arrivals=40, replicas_ready=9).functions["f"].replicas
         for t in range(1, 10)
@@ -63,10 +79,10 @@ def test_rate_per_replica_stops_scaling_when_replicas_absorb_it() -> None:
 
 
 def test_max_bound_caps_scale_up_and_state_round_trips() -> None:
-    a = AlwaysOnPolicy(repeat_s=0)
+    a = AlwaysOnPolicy(repeat_s=0, replica_cap=None)
     for t in range(1, 10):
         step(a, float(t), arrivals=1000, replicas_ready=1, max_replicas=6)
-    b = AlwaysOnPolicy(repeat_s=0)
+    b = AlwaysOnPolicy(repeat_s=0, replica_cap=None)
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     for p in (a, b):
         d = step(p, 10.0, arrivals=1000, replicas_ready=1, max_replicas=6)
