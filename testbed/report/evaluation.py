@@ -146,14 +146,20 @@ def bootstrap_ratio(
     seed: int = 0,
     floor: float = 0.0,
 ) -> tuple[float, float, float]:
-    """Ratio of means over the seeds both have, with a paired 95 % bootstrap interval.
+    """Ratio of means over the seeds both have a value for, with a paired 95 % bootstrap
+    interval.
 
     ``floor`` is added to both means (so a ratio of zero violations stays finite).
 
     Returns:
         ``(ratio, low, high)``; NaNs when no seed is shared.
     """
-    seeds = sorted(set(numerator) & set(denominator))
+    # a seed without a value on either side (no scored request: NaN) says nothing
+    seeds = sorted(
+        s
+        for s in set(numerator) & set(denominator)
+        if numerator[s] == numerator[s] and denominator[s] == denominator[s]
+    )
     if not seeds:
         return math.nan, math.nan, math.nan
     num = np.array([numerator[s] for s in seeds], dtype="float64")
@@ -370,7 +376,9 @@ def write_results_markdown(
     lines += [
         "",
         "Intervals are paired 95 % bootstrap intervals over seeds; a claim holds on a trace "
-        "when the interval's low end reaches the goal.",
+        "when the interval's low end reaches the goal. A seed whose trace sends no request in "
+        "the scored window has no value and is left out (the tables' seeds column counts the "
+        "seeds with a value; table intervals are Student-t over them).",
         "",
     ]
     written: list[Path] = []
@@ -380,7 +388,8 @@ def write_results_markdown(
         lines += [header, "| --- | --- |" + " --- |" * len(COLUMNS)]
         for p in points:
             cells = [format_estimate(p.estimates[k], DIGITS.get(k, 2)) for k, _, _ in COLUMNS]
-            lines.append(f"| {p.label} | {len(p.per_seed)} | " + " | ".join(cells) + " |")
+            seeds = p.estimates["qos_violation_pct"].n  # seeds with a scored request
+            lines.append(f"| {p.label} | {seeds} | " + " | ".join(cells) + " |")
         lines.append("")
         for x, y, name in (
             ("idle_replica_s", "cold_start_pct", "cold-vs-idle"),

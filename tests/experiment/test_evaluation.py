@@ -152,3 +152,10 @@ def test_ablations_and_the_oracle_are_never_the_baseline_of_a_claim() -> None:
     assert qos.value == pytest.approx(4.0)
     (cost,) = _cost_claims("t", points, allowed_pct=5.0)
     assert cost.competitor == "keep-alive-w"
+
+
+def test_a_seed_without_requests_is_left_out_of_the_ratio() -> None:
+    nan = float("nan")
+    ratio, low, high = bootstrap_ratio({0: 4.0, 1: 8.0, 2: 6.0}, {0: 2.0, 1: 4.0, 2: nan})
+    assert ratio == pytest.approx(2.0) and low == pytest.approx(2.0)
+    assert high == pytest.approx(2.0)
