@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv and install the package with its dependencies
 
 demo: $(STAMP) ## the comparison in miniature: the simulator (curves, intervals, oracle), then a short live run
-	$(BIN)/aquatope evaluate experiments/demo-sim.yaml -o $(RESULTS)/demo/sim --results-md $(RESULTS)/demo/RESULTS.md
+	$(BIN)/aquatope evaluate experiments/demo-sim.yaml --fresh -o $(RESULTS)/demo/sim --results-md $(RESULTS)/demo/RESULTS.md
 	$(BIN)/aquatope experiment run experiments/demo.yaml -o $(RESULTS)/demo/live
 	$(BIN)/aquatope compare $(RESULTS)/demo/live
 	$(BIN)/aquatope report $(RESULTS)/demo/live -o $(RESULTS)/demo/live/report.html

@@ -59,6 +59,11 @@ DEFAULT_CONFIG = "experiments/evaluation.yaml"
     help="Worker processes (default: the core count).",
 )
 @click.option("--summarise-only", is_flag=True, help="Skip running; summarise what is there.")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Run every cell again, replacing complete runs already in --out (after a code change).",
+)
 def evaluate(
     config: str,
     out_dir: Path,
@@ -68,6 +73,7 @@ def evaluate(
     families: tuple[str, ...],
     jobs: int | None,
     summarise_only: bool,
+    fresh: bool,
 ) -> None:
     """Run the evaluation grid in CONFIG and write its summary (tables, plots, claims)."""
     from rich.console import Console
@@ -111,7 +117,13 @@ def evaluate(
                         task, total=total, completed=n, description=f"{cell.trace} {cell.label}"
                     )
 
-                run_evaluation(spec, out_dir, jobs=jobs, on_cell_done=done)
+                results = run_evaluation(spec, out_dir, jobs=jobs, on_cell_done=done, fresh=fresh)
+            reused = sum(1 for r in results if not r.ran)
+            if reused:
+                console.print(
+                    f"reused {reused} complete run(s) already in {out_dir} (they may come from "
+                    "older code: --fresh runs them again)"
+                )
         command = _command_line(config, out_dir, results_md, seeds, traces, families)
         summary, written = summarise_into(spec, out_dir, results_md, command=command)
     except TestbedError as exc:

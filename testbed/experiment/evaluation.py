@@ -278,6 +278,7 @@ def run_evaluation(
     *,
     jobs: int | None = None,
     on_cell_done: Callable[[CellResult, int, int], None] | None = None,
+    fresh: bool = False,
 ) -> list[CellResult]:
     """Run every cell not yet complete, ``jobs`` at a time (default: the core count).
 
@@ -286,6 +287,7 @@ def run_evaluation(
         out_dir: where runs go (``<trace>/<label>/seed-<n>``); may hold an earlier partial grid.
         jobs: worker processes.
         on_cell_done: ``(result, done, total)`` after each cell, skipped ones included.
+        fresh: run every cell again, replacing complete runs (they may be from older code).
 
     Returns:
         One result per cell, in completion order.
@@ -305,7 +307,7 @@ def run_evaluation(
     all_cells = list(cells(spec))
     total = len(all_cells)
     for cell in all_cells:
-        if is_complete(cell.run_dir(out)):
+        if not fresh and is_complete(cell.run_dir(out)):
             results.append(CellResult(cell, ran=False))
             if on_cell_done is not None:
                 on_cell_done(results[-1], len(results), total)

@@ -87,6 +87,8 @@ def test_grid_runs_resumes_and_summarises(grid: Path, tmp_path: Path) -> None:
     assert len(first) == 6 and all(r.ran and r.error is None for r in first)
     again = run_evaluation(spec, out, jobs=2)
     assert not any(r.ran for r in again)  # everything was complete
+    redone = run_evaluation(spec, out, jobs=2, fresh=True)  # e.g. after a code change
+    assert len(redone) == 6 and all(r.ran and r.error is None for r in redone)
     shutil.rmtree(out / "bursty" / "always-on" / "seed-1")
     third = run_evaluation(spec, out, jobs=2)
     assert [(r.cell.label, r.cell.seed) for r in third if r.ran] == [("always-on", 1)]
