@@ -30,18 +30,11 @@ WORKFLOW_LATENCY_BUCKETS_S: tuple[float, ...] = tuple(
 )
 """Upper bounds (seconds) of the histogram's finite buckets; one more bucket holds the rest."""
 
-_MIDPOINTS_S: tuple[float, ...] = tuple(
-    math.sqrt(lo * hi)
-    for lo, hi in zip(
-        (WORKFLOW_LATENCY_BUCKETS_S[0] / _RATIO, *WORKFLOW_LATENCY_BUCKETS_S[:-1]),
-        WORKFLOW_LATENCY_BUCKETS_S,
-        strict=True,
-    )
-)
-
-
-# what each bucket reads back as: its geometric midpoint, and inf for the last one
-_READ_BACK_S = np.asarray([*_MIDPOINTS_S, math.inf], dtype=np.float64)
+# what each bucket reads back as: its geometric midpoint (a bucket's lower bound is the one
+# below it, or the first bound over the ratio), and inf for the last one
+_UPPER = np.asarray(WORKFLOW_LATENCY_BUCKETS_S, dtype=np.float64)
+_LOWER = np.concatenate(([_UPPER[0] / _RATIO], _UPPER[:-1]))
+_READ_BACK_S = np.append(np.sqrt(_LOWER * _UPPER), math.inf)
 
 
 @dataclass(frozen=True)
