@@ -57,11 +57,12 @@ class Schedule:
 
     def arrivals_by_target(self) -> dict[str, np.ndarray]:
         """Intended send times (sorted) per concrete target; targets never sent are left out."""
-        return {
-            name: self.intended_s[self.target == i]
-            for i, name in enumerate(self.targets)
-            if np.any(self.target == i)
-        }
+        out: dict[str, np.ndarray] = {}
+        for i, name in enumerate(self.targets):
+            times = self.intended_s[self.target == i]
+            if times.size:
+                out[name] = times
+        return out
 
     def rates(self, bin_s: float = 1.0) -> np.ndarray:
         """Intended sends per second in each ``bin_s`` bin, shape ``(ceil(duration/bin_s),)``."""

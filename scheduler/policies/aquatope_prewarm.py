@@ -188,7 +188,7 @@ class AquatopePrewarmPolicy(Policy):
             prev = st.cold_start_s if st.cold_start_s is not None else sample
             st.cold_start_s = 0.7 * prev + 0.3 * sample
             st.cold_samples.append(sample)
-            st.cold_upper_s = float(np.quantile(np.fromiter(st.cold_samples, float), _COLD_LEVEL))
+            st.cold_upper_s = _upper_cold_s(st.cold_samples)
         left = st.prev_starting - done
         for _ in range(min(max(left - fo.replicas_starting, 0), len(st.start_times))):
             st.start_times.popleft()
@@ -649,8 +649,7 @@ class AquatopePrewarmPolicy(Policy):
             st.cold_start_s = None if raw["cold_start_s"] is None else float(raw["cold_start_s"])
             st.cold_samples.extend(float(v) for v in raw.get("cold_samples", []))
             if st.cold_samples:
-                samples = np.fromiter(st.cold_samples, float)
-                st.cold_upper_s = float(np.quantile(samples, _COLD_LEVEL))
+                st.cold_upper_s = _upper_cold_s(st.cold_samples)
             st.start_times.extend(float(v) for v in raw.get("start_times", []))
             st.prev_starting = int(raw.get("prev_starting", 0))
             st.prev_ready = int(raw.get("prev_ready", 0))
@@ -664,6 +663,11 @@ class AquatopePrewarmPolicy(Policy):
         self._dag_state = dict(state.get("dag", {}))
         self._dag = None
         self._dag_key = ()
+
+
+def _upper_cold_s(samples: deque[float]) -> float:
+    """The cold-start time the look-ahead plans with: the :data:`_COLD_LEVEL` percentile."""
+    return float(np.quantile(np.fromiter(samples, float), _COLD_LEVEL))
 
 
 def _grid_up(value: float) -> float:

@@ -15,11 +15,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from loadgen.plan import Plan
     from loadgen.trace import Trace
     from scheduler.policy import Policy
     from testbed.core.workflows import WorkflowCatalog
 
-__all__ = ["arrivals_for_policy", "create_run_policy", "planned_arrivals"]
+__all__ = ["arrivals_for_policy", "create_run_policy", "planned_arrivals", "run_plan"]
+
+
+def run_plan(
+    trace: Trace, targets: Sequence[str], catalog: WorkflowCatalog | None, *, seed: int
+) -> Plan:
+    """What a run's client sends: the plan of ``trace`` onto ``targets`` (one trace function
+    per target) with the run's seed, which draws each mix request's workflow."""
+    from loadgen.plan import plan
+
+    return plan(trace, list(targets), catalog=catalog, mapping={t: t for t in targets}, seed=seed)
 
 
 def planned_arrivals(
@@ -27,9 +38,8 @@ def planned_arrivals(
 ) -> dict[str, np.ndarray]:
     """The trace's requests resolved to the concrete workflows the client will call.
 
-    The plan a replay sends (:func:`loadgen.plan.plan`, same trace, targets and seed) draws
-    each mix request's workflow, so a live run, a simulated run and the oracle of either see
-    the same workflow for every request.
+    The same plan the replay sends (:func:`run_plan`), so a live run, a simulated run and the
+    oracle of either see the same workflow for every request.
 
     Args:
         trace: the run's arrivals, one trace function per target.
@@ -40,12 +50,7 @@ def planned_arrivals(
     Returns:
         Concrete workflow (or function) name -> sorted send times from the trace's start.
     """
-    from loadgen.plan import plan
-
-    the_plan = plan(
-        trace, list(targets), catalog=catalog, mapping={t: t for t in targets}, seed=seed
-    )
-    return the_plan.schedule.arrivals_by_target()
+    return run_plan(trace, targets, catalog, seed=seed).schedule.arrivals_by_target()
 
 
 def arrivals_for_policy(

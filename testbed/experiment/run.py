@@ -226,14 +226,12 @@ def _replay_child(
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
     from loadgen.options import ReplayOptions
-    from loadgen.plan import plan
     from loadgen.run import replay
     from testbed.core.workflows import load_workflows
+    from testbed.experiment.policies import run_plan
 
     catalog = load_workflows(workflows_dir)
-    the_plan = plan(
-        trace, list(targets), catalog=catalog, mapping={t: t for t in targets}, seed=seed
-    )
+    the_plan = run_plan(trace, targets, catalog, seed=seed)  # what the oracle is given too
 
     def report(p: Any) -> None:
         data = [p.elapsed_s, p.dispatched, p.completed, p.errors, p.p95_latency_s]
