@@ -83,6 +83,7 @@ class Soak:
     gateway: GatewayProcess
     platform: OpenFaaSPlatform
     t0: float
+    traffic_functions: frozenset[str] = frozenset()  # replica kills pick among these only
     faults: list[Fault] = field(default_factory=list)
     daemon_stop: threading.Event = field(default_factory=threading.Event)
     daemon_thread: threading.Thread | None = None
@@ -125,6 +126,14 @@ def _replica_processes(soak: Soak) -> list[psutil.Process]:
         return []
 
 
+def _function_of(process: psutil.Process) -> str:
+    try:
+        cmd = process.cmdline()
+    except psutil.Error:
+        return "?"
+    return cmd[cmd.index("--function") + 1] if "--function" in cmd else "?"
+
+
 def _kill_replica(soak: Soak, rng: random.Random) -> Fault | None:
     if soak.backend == "docker":
         import docker
@@ -133,19 +142,22 @@ def _kill_replica(soak: Soak, rng: random.Random) -> Fault | None:
         from testbed.gateway.runtimes.docker import gateway_id_for
 
         ours = f"{LABEL_GATEWAY}={gateway_id_for(soak.home)}"
-        containers = client.containers.list(filters={"label": [LABEL_FUNCTION, ours]})
+        containers = [
+            c
+            for c in client.containers.list(filters={"label": [LABEL_FUNCTION, ours]})
+            if c.labels.get(LABEL_FUNCTION) in soak.traffic_functions
+        ]
         if not containers:
             return None
         victim = rng.choice(containers)
         name = victim.labels.get(LABEL_FUNCTION, "?")
         victim.kill()
         return Fault("replica-kill", name, soak.now_s(), detail=victim.short_id)
-    procs = _replica_processes(soak)
+    procs = [p for p in _replica_processes(soak) if _function_of(p) in soak.traffic_functions]
     if not procs:
         return None
     victim = rng.choice(procs)
-    cmd = victim.cmdline()
-    name = cmd[cmd.index("--function") + 1] if "--function" in cmd else "?"
+    name = _function_of(victim)
     try:
         victim.send_signal(signal.SIGKILL)
     except psutil.Error:
@@ -244,7 +256,11 @@ def main() -> int:
         platform.deploy(stack[name])
     for name in sorted(names):
         platform.scale(name, replicas=1)  # replicas start while the replay child starts
-    soak = Soak(args.backend, home, port, gateway, platform, t0=0.0)
+    # only functions that take traffic: recovery of a replica nobody calls cannot be seen
+    # (noop is touched by the OOM fault alone)
+    soak = Soak(
+        args.backend, home, port, gateway, platform, t0=0.0, traffic_functions=frozenset(names)
+    )
     out = home / "run"
     the_plan = plan(_trace(args.duration_s, args.seed), list(WORKFLOWS), seed=args.seed)
     result: dict[str, Any] = {}
