@@ -55,10 +55,18 @@ def large_random_search(problem: SizingProblem, n: int, seed: int) -> float:
     return float(best)
 
 
-def run_method(problem: SizingProblem, method: str, seed: int, budget: int) -> dict[str, Any]:
+def run_method(
+    problem: SizingProblem,
+    method: str,
+    seed: int,
+    budget: int,
+    aquatope_options: dict[str, float] | None = None,
+) -> dict[str, Any]:
     space = problem.space()
     constraints = [qos_constraint(problem.qos_target_s)]
     options: dict[str, Any] = {"stop_rel_ei": 0.0} if method == "cherrypick" else {}
+    if method == "aquatope":
+        options.update(aquatope_options or {})
     configurator = make_configurator(
         method, space, constraints, seed=seed, workflow=problem.workflow(), **options
     )
@@ -167,7 +175,23 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--step-dims", default="4,8,12,16", help="'' skips the step times")
+    parser.add_argument(
+        "--aquatope-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a numeric option of the Aquatope configurator (e.g. qos_margin=0.02); repeatable",
+    )
     args = parser.parse_args()
+    aquatope_options: dict[str, float] = {}
+    for item in args.aquatope_option:
+        key, sep, value = item.partition("=")
+        try:
+            aquatope_options[key] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            parser.error(f"--aquatope-option {item!r}: expected KEY=NUMBER")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -178,7 +202,8 @@ def main() -> None:
         problem = problem_by_name(name)
         _, optimum = problem.optimum()
         runs = {
-            m: [run_method(problem, m, s, args.budget) for s in range(args.seeds)] for m in methods
+            m: [run_method(problem, m, s, args.budget, aquatope_options) for s in range(args.seeds)]
+            for m in methods
         }
         headroom = {
             m: mean_ci([1 - optimum / r["true_cost_usd"] for r in runs[m] if r["true_cost_usd"]])

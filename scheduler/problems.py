@@ -170,6 +170,7 @@ class SizingProblem:
                 failed=True,
                 error_rate=1.0,
                 detail="OOM",
+                stage_replica_s=dict.fromkeys(self.functions, 1.0 / self.rate_rps),
             )
         stage = {
             f: float(self.models[f].latency_s(config[f].cpu_cores, config[f].memory_mb))
@@ -178,13 +179,21 @@ class SizingProblem:
         }
         path = sum(max(stage[f] for f in layer) for layer in self.layers)
         noisy = path * math.exp(rng.normal(0.0, self.noise_rel / 2))
-        cost = self.true_cost_usd(config) * math.exp(rng.normal(0.0, self.cost_noise_rel))
+        cost_noise = math.exp(rng.normal(0.0, self.cost_noise_rel))
+        replica_s = {  # busy at the target utilisation plus one idle warm replica
+            f: self._replica_s_per_invocation(f, config) * cost_noise for f in self.functions
+        }
         return Measurement(
-            cost_usd=cost,
+            cost_usd=self.true_cost_usd(config) * cost_noise,
             latency_s=noisy,
             noise_s=latency * self.noise_rel,
             stage_latency_s=stage,
+            stage_replica_s=replica_s,
         )
+
+    def _replica_s_per_invocation(self, f: str, config: Configuration) -> float:
+        lat = float(self.models[f].latency_s(config[f].cpu_cores, config[f].memory_mb))
+        return lat / self.utilisation + 1.0 / self.rate_rps
 
     def true_cost_usd_floor(self, config: Configuration) -> float:
         """Idle cost only (what an OOM-looping configuration still pays)."""

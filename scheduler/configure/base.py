@@ -49,6 +49,11 @@ class Measurement:
         detail: a short human-readable note (e.g. "sim backend", "OOM in resize").
         stage_latency_s: per-function tail latency of its stage calls (seconds), when the
             evaluator can see stages; the Bayesian configurator then models each stage.
+        stage_replica_s: per-function replica-seconds alive (ready or starting, busy or
+            idle) per invocation, when the evaluator counts replicas per function. Cost is
+            then ``sum(price(cpu, memory) * replica_s)`` with a price known in advance, so the
+            Bayesian configurator models only each function's replica-seconds, over that
+            function's two dimensions.
     """
 
     cost_usd: float
@@ -59,6 +64,7 @@ class Measurement:
     error_rate: float = 0.0
     detail: str = ""
     stage_latency_s: Mapping[str, float] = field(default_factory=dict)
+    stage_replica_s: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.cost_usd) and self.cost_usd >= 0):
@@ -67,6 +73,9 @@ class Measurement:
             raise ValueError(f"latency_s must be finite and > 0, got {self.latency_s}")
         if self.noise_s < 0:
             raise ValueError(f"noise_s must be >= 0, got {self.noise_s}")
+        bad = [f for f, v in self.stage_replica_s.items() if not (math.isfinite(v) and v >= 0)]
+        if bad:
+            raise ValueError(f"stage_replica_s must be finite and >= 0, got {bad[0]!r}")
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,7 @@ class _LoadRun:
             error_rate=err,
             detail=detail + (f", {err:.0%} errors" if err else ""),
             stage_latency_s=stages if set(stages) == set(config.names) else {},
+            stage_replica_s={f: replica_seconds.get(f, 0.0) / len(latencies) for f in config.names},
         )
 
 

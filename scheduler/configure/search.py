@@ -7,6 +7,9 @@ What it does per :meth:`AquatopeConfigurator.propose` call:
    lower only while the previous rung met the QoS target. Samples handed in from earlier
    profiling (a previous session, another load) count too.
 2. **Models.** A cost GP and latency GPs (:mod:`~scheduler.configure.surrogate`), float64.
+   When trials report each function's replica-seconds, the cost is not learned as one
+   function of every dimension: it is the known price of each function's (cpu, memory)
+   times its replica-seconds, each learned over that function's two dimensions.
    With the workflow DAG and samples carrying per-stage latencies, one GP per stage over
    that function's two dimensions, composed along the DAG's critical path; otherwise one
    end-to-end log-latency GP (additive per function for 3+ functions).
@@ -16,7 +19,8 @@ What it does per :meth:`AquatopeConfigurator.propose` call:
    ``pof_threshold`` are ranked below every safe one, and the search is confined to a trust
    region (an L∞ box in the unit space) around the cheapest feasible configuration, which
    grows after an improvement and shrinks after repeated misses (as in TuRBO).
-   P(feasible) is a quasi-Monte-Carlo estimate over the joint posterior.
+   P(feasible) is the probability that a *measurement* meets the target: a quasi-Monte-Carlo
+   estimate over the joint posterior plus each latency model's fitted measurement noise.
 5. **Discrete search.** The acquisition is maximised over the lattice itself
    (:func:`lattice_local_search`: random lattice starts plus the incumbent, then greedy moves
    of one or two lattice steps along one dimension, every restart's neighbours scored in one
@@ -53,6 +57,7 @@ from scheduler.configure.surrogate import (
 )
 from scheduler.configure.transform import UnitTransform, Warp
 from testbed.core.platform import Workflow
+from testbed.core.prices import CPU_USD_PER_CORE_S, MEMORY_USD_PER_GIB_S
 
 __all__ = ["AquatopeConfigurator", "BOStep"]
 
@@ -105,9 +110,9 @@ class AquatopeConfigurator:
             the latency is modelled per stage and composed along the critical path.
         structure: ``"auto"`` (per stage when possible), ``"stages"`` or ``"e2e"`` (one
             end-to-end latency GP).
-        qos_margin: the models aim at ``target × (1 - qos_margin)``: headroom for the
-            measurement noise of a trial near the boundary (samples are still judged
-            against the real target).
+        qos_margin: the models aim at ``target × (1 - qos_margin)``: headroom on top of
+            the measurement noise, which P(feasible) already includes (samples are still
+            judged against the real target).
 
     Raises:
         ValueError: no latency constraint, or settings out of range.
@@ -134,7 +139,7 @@ class AquatopeConfigurator:
         num_restarts: int = 3,
         workflow: Workflow | None = None,
         structure: str = "auto",
-        qos_margin: float = 0.05,
+        qos_margin: float = 0.0,
     ) -> None:
         target = latency_target(constraints)
         if target is None:
@@ -253,8 +258,44 @@ class AquatopeConfigurator:
             s.measurement.failed or set(s.measurement.stage_latency_s) >= names for s in samples
         )
 
+    def _log_replica_s(self, samples: Sequence[ConfigSample]) -> np.ndarray | None:
+        """``n x functions`` log replica-seconds per invocation, or None when a trial that
+        ran lacks them (the cost is then one GP over every dimension). A failed trial without
+        them (e.g. an excluded region) gets each function's median."""
+        names = self.space.names
+        rows: list[list[float] | None] = []
+        for s in samples:
+            got = s.measurement.stage_replica_s
+            if set(got) >= set(names):
+                rows.append([math.log(max(got[f], 1e-9)) for f in names])
+            elif s.measurement.failed:
+                rows.append(None)
+            else:
+                return None
+        known = np.array([r for r in rows if r is not None])
+        if len(known) < 2:
+            return None
+        median = np.median(known, axis=0).tolist()
+        return np.array([r if r is not None else median for r in rows])
+
+    def _structured_negative_cost(self, Z: Any, X: Any = None) -> Any:
+        """MC objective: ``-sum_f price_f(X) * exp(Z_f)`` (outputs 0..n-1: log replica-s)."""
+        if X is None:
+            raise ValueError("the structured cost needs the candidate points")
+        values = self.transform.values_of_unit(X)
+        price = values[..., 0::2] * CPU_USD_PER_CORE_S + values[..., 1::2] / 1024.0 * (
+            MEMORY_USD_PER_GIB_S
+        )
+        n_f = price.shape[-1]
+        return -(price * Z[..., :n_f].exp()).sum(-1)
+
     def _bo(self, samples: Sequence[ConfigSample]) -> Configuration | None:
-        with quiet_numerics():
+        import torch
+
+        # BoTorch draws from torch's global generator (baseline pruning), which torch seeds
+        # at random per process: a forked, seeded one keeps a proposal repeatable
+        with quiet_numerics(), torch.random.fork_rng():
+            torch.manual_seed(self.seed * 1000 + self._steps)
             return self._bo_step(samples)
 
     def _bo_step(self, samples: Sequence[ConfigSample]) -> Configuration | None:
@@ -273,8 +314,10 @@ class AquatopeConfigurator:
         self._steps += 1
         step_seed = self.seed * 1000 + self._steps
         log_target = math.log(self.target_s * (1 - self.qos_margin))
+        objective: Callable[..., Any] = _negative_cost
         if self._stage_mode(samples):
             names = self.space.names
+            n_f = len(names)
             stage = np.array(
                 [
                     [
@@ -287,16 +330,27 @@ class AquatopeConfigurator:
                 ]
             )
             stage = np.minimum(stage, cap)
-            names_groups = self.space.groups
-            masks = np.zeros((1 + len(names), self.space.n_dims), dtype=bool)
-            masks[0] = True  # cost: every dimension
-            for j, g in enumerate(names_groups):
-                masks[1 + j, list(g)] = True  # stage j: its own function's CPU and memory
+            own = np.zeros((n_f, self.space.n_dims), dtype=bool)
+            for j, g in enumerate(self.space.groups):
+                own[j, list(g)] = True  # function j: its own CPU and memory
+            replica_s = self._log_replica_s(samples)
+            if replica_s is not None:
+                # cost = sum_f price_f(cpu, memory) * replica-seconds_f: the price is known,
+                # so only each function's replica-seconds is learned, over its 2 dimensions
+                columns, masks, lat_from = (
+                    np.column_stack([replica_s, stage]),
+                    np.vstack([own, own]),
+                    n_f,
+                )
+                objective = self._structured_negative_cost
+            else:
+                masks = np.vstack([np.ones((1, self.space.n_dims), dtype=bool), own])
+                columns, lat_from = np.column_stack([cost, stage]), 1
             model = fit_batched_outcomes(
                 x_np,
-                np.column_stack([cost, stage]),
+                columns,
                 masks,
-                groups=None,  # one ARD kernel: a stage's masked inputs leave it 2-D
+                groups=None,  # one ARD kernel: an output's masked inputs leave it 2-D
                 seed=step_seed,
                 warm_start=self._warm,
             )
@@ -307,8 +361,14 @@ class AquatopeConfigurator:
             ratio = np.log(np.exp(log_lat[ok]) / composed[ok]) if ok.any() else np.zeros(1)
             log_ratio = float(np.mean(ratio) + np.std(ratio))
 
+            # a trial is judged on *measured* stage latencies: compose the posterior samples
+            # plus each stage's fitted measurement noise (the largest of k noisy parallel
+            # stages lies above the largest latent one), with fixed draws per sample count
+            stage_noise = _NoiseDraws(model.observation_sd()[lat_from:], seed=step_seed)
+
             def log_latency(Z: torch.Tensor) -> torch.Tensor:
-                out: torch.Tensor = compose(Z[..., 1:].exp()).log() + log_ratio
+                noisy = Z[..., lat_from:] + stage_noise.like(Z[..., lat_from:])
+                out: torch.Tensor = compose(noisy.exp()).log() + log_ratio
                 return out
 
         else:
@@ -322,8 +382,11 @@ class AquatopeConfigurator:
                 warm_start=self._warm,
             )
 
+            e2e_noise = _NoiseDraws(model.observation_sd()[1:], seed=step_seed)
+
             def log_latency(Z: torch.Tensor) -> torch.Tensor:
-                return Z[..., 1]
+                noisy: torch.Tensor = Z[..., 1] + e2e_noise.like(Z[..., 1:])[..., 0]
+                return noisy
 
         self._warm = hyperparameters(model.gp)
         x_train = torch.as_tensor(x_np, dtype=dtype)
@@ -335,6 +398,7 @@ class AquatopeConfigurator:
             ),
             constraint=lambda Z: log_latency(Z) - log_target,
             threshold=self.pof_threshold,
+            objective=objective,
         )
         center = self.transform.to_unit([incumbent.config])[0]
         choices = []
@@ -454,6 +518,28 @@ def lattice_local_search(
     return to_x(current[best][None, :])[0]
 
 
+class _NoiseDraws:
+    """Fixed standard-normal draws times per-output standard deviations, one set per leading
+    (Monte-Carlo sample) size, shaped to broadcast over a samples tensor ``S x ... x k``."""
+
+    def __init__(self, sd: np.ndarray, *, seed: int) -> None:
+        self.sd = np.asarray(sd, dtype=float)
+        self.seed = seed
+        self._cache: dict[int, Any] = {}
+
+    def like(self, Z: Any) -> Any:
+        import torch
+
+        n = int(Z.shape[0])
+        if n not in self._cache:
+            rng = np.random.default_rng([self.seed, n])
+            self._cache[n] = torch.as_tensor(
+                rng.standard_normal((n, len(self.sd))) * self.sd, dtype=Z.dtype
+            )
+        draws = self._cache[n]
+        return draws.reshape((n,) + (1,) * (Z.dim() - 2) + (len(self.sd),))
+
+
 def _negative_cost(Z: Any, X: Any = None) -> Any:
     """MC objective: maximise ``-cost`` (output 0 of the model list)."""
     del X
@@ -486,7 +572,13 @@ _SAFE_LOG_NEI: Any = None
 
 
 def _safe_log_nei(
-    *, model: Any, X_baseline: Any, sampler: Any, constraint: Any, threshold: float
+    *,
+    model: Any,
+    X_baseline: Any,
+    sampler: Any,
+    constraint: Any,
+    threshold: float,
+    objective: Callable[..., Any] = _negative_cost,
 ) -> Any:
     """Constrained qLogNEI whose candidates with P(feasible) below ``threshold`` rank last.
 
@@ -527,7 +619,7 @@ def _safe_log_nei(
         model=model,
         X_baseline=X_baseline,
         sampler=sampler,
-        objective=GenericMCObjective(_negative_cost),
+        objective=GenericMCObjective(objective),
         constraints=[constraint],
         eta=1e-2,
         prune_baseline=True,

@@ -11,7 +11,7 @@ to the nearest lattice coordinate only to absorb float error.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,6 +38,9 @@ class UnitTransform:
         self._choices: list[np.ndarray] = []
         for d in range(space.n_dims):
             self._choices.append(self._scale(d, space.values(d)))
+        lattice = [self._warped(space.values(d)) for d in range(space.n_dims)]
+        self._lo = np.array([w[-1] if w[-1] - w[0] < 1e-12 else w[0] for w in lattice])
+        self._span = np.array([0.0 if w[-1] - w[0] < 1e-12 else w[-1] - w[0] for w in lattice])
 
     def _warped(self, values: np.ndarray) -> np.ndarray:
         return np.log(values) if self.warp == "log" else np.asarray(values, dtype=float)
@@ -49,6 +52,18 @@ class UnitTransform:
             return np.ones_like(np.asarray(values, dtype=float))
         scaled = (self._warped(np.asarray(values, dtype=float)) - lo) / (hi - lo)
         return np.asarray(scaled, dtype=float)
+
+    def values_of_unit(self, X: Any) -> Any:
+        """Unit points (a torch tensor ``... x d``) → raw values (cores, MiB), differentiably.
+
+        The inverse of the warp and scaling, for lattice and off-lattice points alike.
+        """
+        import torch
+
+        lo = torch.as_tensor(self._lo, dtype=X.dtype)
+        span = torch.as_tensor(self._span, dtype=X.dtype)
+        warped = lo + X * span
+        return warped.exp() if self.warp == "log" else warped
 
     def choices(self) -> list[np.ndarray]:
         """Unit coordinates of the lattice, per dimension (ascending, each in [0, 1])."""

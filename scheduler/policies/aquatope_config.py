@@ -148,6 +148,7 @@ class _Tick:
     arrivals: int
     stage_s: dict[str, float]
     e2e_s: tuple[float, ...] = ()
+    replica_s: dict[str, float] = field(default_factory=dict)  # per function, this tick
     errors: int = 0
     completions: int = 0
 
@@ -158,6 +159,13 @@ class _Trial:
 
     def e2e(self) -> list[float]:
         return [x for t in self.ticks for x in t.e2e_s]
+
+    def replica_s(self, workflow: Workflow, invocations: int) -> dict[str, float]:
+        """Replica-seconds alive per invocation, per function, over the trial's ticks."""
+        return {
+            f: sum(t.replica_s.get(f, 0.0) for t in self.ticks) / invocations
+            for f in workflow.functions
+        }
 
 
 @register_policy("aquatope-config")
@@ -371,6 +379,7 @@ class AquatopeConfigPolicy(Policy):
             error_rate=errors / done if done else 0.0,
             detail="online e2e" if e2e else "online estimate",
             stage_latency_s=stage if len(stage) == len(workflow.functions) else {},
+            stage_replica_s=self._trial.replica_s(workflow, invocations),
         )
         return ConfigSample(self.current, measurement, source=self._source)
 
@@ -385,6 +394,7 @@ class AquatopeConfigPolicy(Policy):
             requests=sum(t.arrivals for t in ticks),
             error_rate=sum(t.errors for t in ticks) / done if done else 1.0,
             detail=why,
+            stage_replica_s=self._trial.replica_s(workflow, invocations) if ticks else {},
         )
         return ConfigSample(config, measurement, source=self._source)
 
@@ -577,15 +587,13 @@ class AquatopeConfigPolicy(Policy):
         roots = {s.function for s in workflow.stages if not s.after}
         arrivals = max((fobs[f].arrivals for f in roots), default=0)
         cost = 0.0
+        replica_s: dict[str, float] = {}
         for f in workflow.functions:
             o = fobs[f]
             cpu = o.limits.cpu_cores if o.limits.cpu_cores is not None else 1.0
             mem = o.limits.memory_mb if o.limits.memory_mb is not None else 128
-            cost += (
-                (o.replicas_ready + o.replicas_starting)
-                * decoupled_usd_per_s(cpu, mem)
-                * observation.tick_s
-            )
+            replica_s[f] = (o.replicas_ready + o.replicas_starting) * observation.tick_s
+            cost += replica_s[f] * decoupled_usd_per_s(cpu, mem)
         return _Tick(
             latency_s=latency if latency is not None else math.nan,
             cost_usd=cost,
@@ -594,6 +602,7 @@ class AquatopeConfigPolicy(Policy):
             e2e_s=e2e,
             errors=sum(fobs[f].errors for f in workflow.functions),
             completions=sum(fobs[f].completions for f in workflow.functions),
+            replica_s=replica_s,
         )
 
     def _raise_memory(self, config: Configuration, function: str) -> Configuration:
@@ -645,6 +654,7 @@ class AquatopeConfigPolicy(Policy):
                 "error_rate": m.error_rate,
                 "detail": m.detail,
                 "stage_latency_s": dict(m.stage_latency_s),
+                "stage_replica_s": dict(m.stage_replica_s),
                 "source": s.source,
             }
 
@@ -681,6 +691,9 @@ class AquatopeConfigPolicy(Policy):
                     detail=str(s.get("detail", "")),
                     stage_latency_s={
                         str(k): float(v) for k, v in dict(s.get("stage_latency_s", {})).items()
+                    },
+                    stage_replica_s={
+                        str(k): float(v) for k, v in dict(s.get("stage_replica_s", {})).items()
                     },
                 ),
                 source=s.get("source", "online"),

@@ -19,7 +19,7 @@ from scheduler.configure import (
     run_search,
 )
 from scheduler.configure.evaluate import ProblemEvaluator
-from scheduler.problems import SizingProblem, chain_problem
+from scheduler.problems import SizingProblem, chain_problem, heterogeneous_problem
 
 
 class ConfiguratorMixin:
@@ -108,6 +108,18 @@ class TestAquatope(ConfiguratorMixin):
     method = "aquatope"
     budget = 20
     max_cost_ratio = 1.10  # within a few percent (run-to-run spread 1.03-1.09 seen) in 20
+
+    def test_sizes_opposite_shapes_within_six_percent_of_the_optimum(self) -> None:
+        """The heterogeneous problem (a memory-bound stage, four CPU-bound fan-out shards, a
+        stage that stops speeding up past one core): power-tuning's pick is 1.55x the
+        optimum there. Seeds 0-4 measured 1.03-1.06x in 30 trials."""
+        problem = heterogeneous_problem()
+        result = self.run(problem, budget=30)
+        assert result.best is not None, result.stop_reason
+        chosen = result.best.config
+        assert problem.true_latency_s(chosen) <= problem.qos_target_s
+        ratio = problem.true_cost_usd(chosen) / problem.optimum()[1]
+        assert ratio <= 1.06, f"cost/optimum = {ratio:.3f}"
 
 
 def test_every_registered_method_has_a_test_case() -> None:

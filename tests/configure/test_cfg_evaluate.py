@@ -11,6 +11,7 @@ import pytest
 from scheduler.configure import SearchSpace, make_configurator, qos_constraint, run_search
 from scheduler.configure.evaluate import LiveEvaluator, SimEvaluator, summarise_latencies
 from testbed.core.platform import FunctionSpec
+from testbed.core.prices import decoupled_usd_per_s
 
 
 def test_tail_counts_failures_at_the_timeout() -> None:
@@ -42,6 +43,14 @@ def test_sim_evaluator_measures_cost_and_oom() -> None:
     smaller = space.from_indices([5, 10] * len(workflow.functions))  # 0.6 cores, 768 MB
     small = ev.evaluate(smaller)
     assert small.cost_usd < big.cost_usd / 3
+    # the cost is the known price times each function's replica-seconds per invocation
+    for m, config in ((big, space.all_max()), (small, smaller)):
+        assert set(m.stage_replica_s) == set(workflow.functions)
+        priced = sum(
+            decoupled_usd_per_s(c.cpu_cores, c.memory_mb) * m.stage_replica_s[f]
+            for f, c in config.items()
+        )
+        assert priced == pytest.approx(m.cost_usd, rel=1e-9)
     oom = ev.evaluate(space.all_min())  # 128 MB is below what torch needs
     assert oom.failed and oom.error_rate > 0.5
 

@@ -186,6 +186,11 @@ def test_an_oom_killing_trial_is_rolled_back_in_the_same_tick_and_its_region_exc
     assert [s.measurement.stage_latency_s for s in clone.samples] == [
         s.measurement.stage_latency_s for s in policy.samples
     ]
+    assert [s.measurement.stage_replica_s for s in clone.samples] == [
+        s.measurement.stage_replica_s for s in policy.samples
+    ]
+    served = [s for s in policy.samples if not s.measurement.failed]
+    assert served and all(set(s.measurement.stage_replica_s) == set(driver.limits) for s in served)
 
 
 def test_memory_never_goes_below_a_reported_peak_rss_plus_margin() -> None:
