@@ -414,7 +414,8 @@ def _batched_model_class() -> Any:
                 with torch.no_grad():
                     noise = self.gp.likelihood.noise.reshape(-1)
                     scale = self.gp.outcome_transform.stdvs.reshape(-1)
-                    return (noise.sqrt() * scale).numpy().astype(float)
+                    sd: np.ndarray = (noise.sqrt() * scale).numpy().astype(float)
+                return sd
 
             def posterior(  # type: ignore[override]  # any keywords, as Model subclasses
                 self,
