@@ -38,6 +38,13 @@ MODULES: dict[str, list[str]] = {
     "testbed/experiment/results.py": ["tests/experiment/test_results.py", *REPORT_TESTS],
     "loadgen/traces/azure2019.py": ["tests/loadgen/test_azure_readers.py"],
     "scheduler/policies/keepalive.py": ["tests/scheduler/test_keepalive.py"],
+    "scheduler/policies/hybrid_histogram.py": ["tests/scheduler/test_hybrid_histogram.py"],
+    "scheduler/policies/kpa.py": ["tests/scheduler/test_kpa.py"],
+    "scheduler/policies/always_on.py": ["tests/scheduler/test_always_on.py"],
+    "scheduler/forecast/pool.py": [
+        "tests/forecast/test_forecast_pool_dag.py",
+        "tests/forecast/test_forecast_prewarm_v2.py",
+    ],
 }
 # Not here: testbed/gateway/pool.py runs inside the gateway process the tests start, where
 # mutmut sees no test reach it (docs/testing.md, "Not measured").
