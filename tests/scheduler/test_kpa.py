@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from scheduler.policies.kpa import KnativeKPAPolicy, observed_concurrency
 from tests.scheduler.sched_helpers import fobs, step
 
@@ -74,3 +76,77 @@ def test_state_round_trip_continues_identically() -> None:
     b = KnativeKPAPolicy(target_concurrency=1.0)
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     assert _run(a, 123, 200, conc=6, ready=2) == _run(b, 123, 200, conc=6, ready=2)
+
+
+PHASES = [  # (ticks, concurrency, ready replicas): steady, 3x burst, burst over, silence
+    (120, 2, 2),
+    (10, 6, 2),
+    (60, 2, 6),
+    (110, 0, 1),
+]
+
+
+def _scenario(start_s: float = 0.0):  # type: ignore[no-untyped-def]
+    t = start_s
+    for ticks, conc, ready in PHASES:
+        for _ in range(ticks):
+            yield t, conc, ready
+            t += 1.0
+
+
+def test_restored_at_any_tick_decides_like_the_uninterrupted_policy() -> None:
+    """Through panic, its end and scale to zero, a policy rebuilt from its JSON state at
+    every tick decides exactly as the one that never stopped."""
+    straight = KnativeKPAPolicy(target_concurrency=1.0)
+    restored = KnativeKPAPolicy(target_concurrency=1.0)
+    reasons = set()
+    for t, conc, ready in _scenario(start_s=500.0):
+        want = step(straight, t, inflight=conc, replicas_ready=ready).functions["f"]
+        fresh = KnativeKPAPolicy(target_concurrency=1.0)
+        fresh.load_state_dict(json.loads(json.dumps(restored.state_dict())))
+        restored = fresh
+        got = step(restored, t, inflight=conc, replicas_ready=ready).functions["f"]
+        assert (got.replicas, got.reason) == (want.replicas, want.reason), t
+        reasons.add(want.reason.split(":")[0])
+        if want.reason.endswith("; scale to zero"):
+            reasons.add("scale to zero")
+    assert {"stable", "panic", "scale to zero"} <= reasons
+
+
+def test_a_function_first_seen_late_averages_over_its_own_age() -> None:
+    policy = KnativeKPAPolicy(target_concurrency=1.0)
+    out = _run(policy, 1000, 1005, conc=2, ready=2)
+    # five seconds old: the windows average over 5 s, not over 60 s of assumed silence
+    assert [d.replicas for d in out] == [2] * 5
+
+
+def test_one_ready_replica_panics_at_twice_its_target() -> None:
+    policy = KnativeKPAPolicy(target_concurrency=1.0)
+    _run(policy, 0, 60, conc=1, ready=1)
+    burst = _run(policy, 60, 66, conc=3, ready=1)
+    assert burst[-1].reason.startswith("panic") and burst[-1].replicas == 3
+
+
+def test_silence_goes_to_one_replica_for_the_grace_then_zero() -> None:
+    policy = KnativeKPAPolicy(target_concurrency=1.0)
+    _run(policy, 0, 60, conc=4, ready=4)
+    idle = _run(policy, 60, 200, conc=0, ready=4)
+    # no traffic means zero whatever the ready count (no scale-down-rate floor of 2), held
+    # at one replica through the grace period
+    silent = idle[59:]  # from t=119 the 60 s window holds no traffic
+    assert {d.replicas for d in silent} == {1, 0}
+    assert [d.replicas for d in silent] == sorted((d.replicas for d in silent), reverse=True)
+    assert idle[-1].reason.endswith("; scale to zero")
+    assert step(policy, 200.0, inflight=0, replicas_ready=0).reason == "knative kpa"
+
+
+def test_settings_knative_allows_and_refuses() -> None:
+    KnativeKPAPolicy(max_scale_up_rate=1.5, max_scale_down_rate=1.5, scale_to_zero_grace_s=0.0)
+    KnativeKPAPolicy(scale_to_zero_grace_s=0.5, target_utilization=1.0)
+    assert KnativeKPAPolicy().panic_window_s == 6.0  # Knative: 10 % of the 60 s window
+    with pytest.raises(ValueError, match=r"target_utilization in \(0, 1\]"):
+        KnativeKPAPolicy(target_utilization=1.5)
+    with pytest.raises(ValueError, match="scale rates must be > 1"):
+        KnativeKPAPolicy(max_scale_up_rate=1.0)
+    with pytest.raises(ValueError, match="scale_to_zero_grace_s must be >= 0"):
+        KnativeKPAPolicy(scale_to_zero_grace_s=-1.0)
