@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from scheduler.policies.always_on import AlwaysOnPolicy
 from tests.scheduler.sched_helpers import step
 
@@ -88,3 +90,63 @@ def test_max_bound_caps_scale_up_and_state_round_trips() -> None:
         d = step(p, 10.0, arrivals=1000, replicas_ready=1, max_replicas=6)
         assert d.functions["f"].replicas == 6
     assert a.state_dict() == b.state_dict()
+
+
+def _phases():  # type: ignore[no-untyped-def]
+    """(t, arrivals, ready): quiet, a burst that fires twice, then quiet through the cooldown."""
+    t = 1.0
+    for ticks, arrivals, ready in ((10, 2, 1), (70, 100, 2), (60, 0, 3)):
+        for _ in range(ticks):
+            yield t, arrivals, ready
+            t += 1.0
+
+
+def test_restored_at_any_tick_decides_like_the_uninterrupted_policy() -> None:
+    straight, restored = AlwaysOnPolicy(), AlwaysOnPolicy()
+    kinds = set()
+    for t, arrivals, ready in _phases():
+        want = step(straight, t, arrivals=arrivals, replicas_ready=ready).functions["f"]
+        fresh = AlwaysOnPolicy()
+        fresh.load_state_dict(json.loads(json.dumps(restored.state_dict())))
+        restored = fresh
+        got = step(restored, t, arrivals=arrivals, replicas_ready=ready).functions["f"]
+        assert (got.replicas, got.reason) == (want.replicas, want.reason), t
+        kinds.add(want.reason.split(":")[0].split(" ")[1])
+    assert {"pending", "firing", "firing,", "resolved"} <= kinds, kinds
+    empty = AlwaysOnPolicy()
+    empty.load_state_dict({})  # nothing saved yet: a fresh start
+    assert step(empty, 0.0).functions["f"].replicas == 1
+
+
+def test_reasons_say_what_the_alert_compares() -> None:
+    per_replica, total = AlwaysOnPolicy(), AlwaysOnPolicy(per_replica=False)
+    d = step(per_replica, 1.0, arrivals=120, replicas_ready=2)
+    assert d.reason == "openfaas-ce alert autoscaling"
+    assert d.functions["f"].reason == "alert pending: 6.0 rps per replica > 5"
+    assert step(total, 1.0, arrivals=80).functions["f"].reason == "alert pending: 8.0 rps total > 5"
+    quiet = step(AlwaysOnPolicy(), 1.0, arrivals=10, replicas_ready=1).functions["f"]
+    assert quiet.reason == "1.0 rps per replica <= 5"
+
+
+def test_at_the_cap_a_firing_alert_does_not_step() -> None:
+    policy = AlwaysOnPolicy(repeat_s=0, replica_cap=2)
+    reasons = [
+        step(policy, float(t), arrivals=1000, replicas_ready=1).functions["f"].reason
+        for t in range(1, 12)
+    ]
+    stepped = [r for r in reasons if r.startswith("alert firing:")]
+    assert len(stepped) == 1  # 1 -> 2, then the cap: "next step not due" from then on
+    assert reasons[-1].startswith("alert firing, next step not due")
+
+
+def test_settings_are_checked() -> None:
+    AlwaysOnPolicy(scale_factor_pct=100)
+    for bad, match in (
+        ({"threshold_rps": 0}, "threshold_rps must be positive"),
+        ({"cooldown_s": -1}, "fire_after_s, repeat_s and cooldown_s must be >= 0"),
+        ({"scale_factor_pct": 0}, r"scale_factor_pct must be in \(0, 100\]"),
+        ({"scale_factor_pct": 100.5}, r"scale_factor_pct must be in \(0, 100\]"),
+        ({"replica_cap": 0}, "replica_cap must be >= 1 or None"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            AlwaysOnPolicy(**bad)
