@@ -44,6 +44,7 @@ MODULES: dict[str, list[str]] = {
     "scheduler/forecast/pool.py": [
         "tests/forecast/test_forecast_pool_dag.py",
         "tests/forecast/test_forecast_prewarm_v2.py",
+        "tests/forecast/test_forecast_pool_edges.py",
     ],
 }
 # Not here: testbed/gateway/pool.py runs inside the gateway process the tests start, where

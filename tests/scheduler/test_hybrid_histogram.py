@@ -194,3 +194,99 @@ def test_each_replica_follows_its_own_last_use_in_the_simulator() -> None:
     assert [run.alive_at(t) for t in (7, 36, 66)] == [3, 3, 3]
     assert [run.alive_at(t) for t in (67, 95)] == [1, 1]
     assert run.alive_at(96) == 0
+
+
+def test_cv_of_the_bin_counts_is_the_sample_cv_over_every_bin() -> None:
+    import numpy as np
+
+    hist = IdleTimeHistogram(n_bins=10, bin_s=60.0)
+    for minutes in (0.5, 0.5, 0.5, 2.2, 2.9, 7.0, 30.0):  # bins 0,0,0,2,2,7 and one OOB
+        hist.add(minutes * 60.0)
+    counts = np.zeros(10)
+    counts[[0, 2, 7]] = [3, 2, 1]
+    expected = counts.std(ddof=1) / counts.mean()
+    assert hist.cv == pytest.approx(expected)
+    assert (hist.count, hist.oob) == (6, 1) and hist.oob_rate == pytest.approx(1 / 7)
+    again = IdleTimeHistogram(n_bins=10, bin_s=60.0)
+    again.load_json(json.loads(json.dumps(hist.to_json())))
+    assert again.cv == pytest.approx(expected)
+    assert (again.count, again.oob, again.raw_min) == (6, 1, hist.raw_min)
+
+
+def test_a_few_out_of_bound_idle_times_keep_the_histogram() -> None:
+    policy = HybridHistogramPolicy(range_s=20 * MIN)
+    _train(policy, [2] * 18 + [30])  # one idle time past the 20-minute range in 19
+    assert policy.windows("f").mode == "histogram"
+    assert policy.windows("f").keepalive_end_s == pytest.approx(3 * MIN * 1.1)
+
+
+def _app_tick(policy: HybridHistogramPolicy, t: float, wfs: dict, **active: int):  # type: ignore[no-untyped-def]
+    fns = {
+        n: fobs(n, arrivals=active.get(n, 0), replicas_ready=0, replicas_starting=0)
+        for n in ("a", "b", "c")
+    }
+    o = Observation(now_s=t, tick_s=MIN, functions=fns, workflows=wfs)
+    return policy.decide(o)
+
+
+def test_restored_at_any_tick_decides_like_the_uninterrupted_policy() -> None:
+    """An application of two functions, a lone function, idle times in and out of range:
+    rebuilt from its JSON state at every tick, the policy decides as the one that never
+    stopped (histograms, out-of-bound counts, applications and per-replica slots included)."""
+    wf = Workflow(name="w", qos=QoS(target_s=1.0), stages=(Stage("a", "a"), Stage("b", "b")))
+    wfs = {"w": wf}
+    kw = {"range_s": 12 * MIN, "min_idle_times": 3, "cv_threshold": 0.5}
+    straight, restored = HybridHistogramPolicy(**kw), HybridHistogramPolicy(**kw)
+    modes = set()
+    gaps = [3, 3, 4, 3, 15, 3, 4, 3, 3, 20, 3]
+    t = 0.0
+    for beat, gap in enumerate(gaps):
+        for k in range(gap):
+            active = {"a": 2} if k == 0 else {}
+            if k == 0 and beat % 2:
+                active["c"] = 1
+            want = _app_tick(straight, t, wfs, **active)
+            fresh = HybridHistogramPolicy(**kw)
+            fresh.load_state_dict(json.loads(json.dumps(restored.state_dict())))
+            restored = fresh
+            assert _app_tick(restored, t, wfs, **active) == want, t
+            modes |= {straight.windows(n).mode for n in ("w", "c")}
+            t += MIN
+    assert straight.windows("a") == straight.windows("b") == straight.windows("w")
+    assert {"histogram", "fixed"} <= modes
+
+
+def test_a_function_in_two_workflows_joins_the_first_by_name() -> None:
+    def wf(name: str, *fns: str) -> Workflow:
+        return Workflow(name=name, qos=QoS(target_s=1.0), stages=tuple(Stage(f, f) for f in fns))
+
+    wfs = {"w2": wf("w2", "b", "c"), "w1": wf("w1", "a", "b")}
+    policy = HybridHistogramPolicy()
+    _app_tick(policy, 0.0, wfs, a=1)
+    state = policy.state_dict()
+    assert state["app_of"] == {"a": "w1", "b": "w1", "c": "w2"}
+
+
+def test_history_of_a_workflow_trains_its_application() -> None:
+    wf = Workflow(name="w", qos=QoS(target_s=1.0), stages=(Stage("a", "a"), Stage("b", "b")))
+    every_10_min = [-36000.0 + 600.0 * k for k in range(60)]
+    future_only = [100.0, 200.0]  # after the first tick: not history yet, and skipped
+    policy = HybridHistogramPolicy(history_arrivals={"c": future_only, "w": every_10_min})
+    _app_tick(policy, 0.0, {"w": wf})
+    assert policy.windows("a").mode == policy.windows("w").mode == "histogram"
+    assert policy.windows("c").mode == "fixed"
+
+
+def test_settings_are_checked() -> None:
+    HybridHistogramPolicy(range_s=60.0, bin_s=60.0, head_percentile=0.0, oob_threshold=1.0)
+    for bad, match in (
+        ({"bin_s": 0.0}, "0 < bin_s <= range_s"),
+        ({"head_percentile": 99.0, "tail_percentile": 99.0}, "head_percentile < tail"),
+        ({"margin": 1.0}, r"margins must be in \[0, 1\)"),
+        ({"arima_margin": 1.0}, r"margins must be in \[0, 1\)"),
+        ({"oob_threshold": 1.5}, r"oob_threshold must be in \(0, 1\]"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            HybridHistogramPolicy(**bad)
+    with pytest.raises(ValueError, match="at least one idle time"):
+        arima_next([])
