@@ -290,3 +290,32 @@ def test_settings_are_checked() -> None:
             HybridHistogramPolicy(**bad)
     with pytest.raises(ValueError, match="at least one idle time"):
         arima_next([])
+
+
+def test_a_function_warm_when_first_seen_counts_its_first_idle_time() -> None:
+    policy = HybridHistogramPolicy()
+    fns = {"f": fobs("f", replicas_ready=0, replicas_starting=1)}  # starting, no requests
+    d = policy.decide(Observation(now_s=0.0, tick_s=MIN, functions=fns))
+    assert d.reason == "hybrid histogram"
+    assert d.functions["f"].replicas == 1  # the windows start now: kept, not "never used"
+    assert d.functions["f"].reason.endswith("fixed: pre-warm 0s, keep-alive until 14400s")
+    step(policy, 5 * MIN, tick_s=MIN, arrivals=1)
+    assert policy.state_dict()["functions"]["f"]["hist"]["bins"] == {"5": 1}
+
+
+def test_every_function_is_decided_when_several_were_never_used() -> None:
+    policy = HybridHistogramPolicy()
+    d = _app_tick(policy, 0.0, {}, c=1)
+    assert set(d.functions) == {"a", "b", "c"}
+    assert d.functions["a"].reason == d.functions["b"].reason == "never used"
+
+
+def test_history_of_a_workflow_whose_functions_joined_another_application() -> None:
+    def wf(name: str) -> Workflow:
+        return Workflow(name=name, qos=QoS(target_s=1.0), stages=(Stage("a", "a"), Stage("b", "b")))
+
+    every_10_min = [-36000.0 + 600.0 * k for k in range(60)]
+    policy = HybridHistogramPolicy(history_arrivals={"w2": every_10_min})
+    _app_tick(policy, 0.0, {"w1": wf("w1"), "w2": wf("w2")})
+    assert policy.windows("a") == policy.windows("w1")
+    assert policy.windows("w1").mode == "histogram"  # w2's history trained w1, a and b's app
