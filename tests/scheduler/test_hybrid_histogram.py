@@ -9,6 +9,7 @@ import pytest
 from scheduler.policies.hybrid_histogram import (
     HybridHistogramPolicy,
     IdleTimeHistogram,
+    Windows,
     arima_next,
 )
 from scheduler.policy import Observation
@@ -221,8 +222,11 @@ def test_a_few_out_of_bound_idle_times_keep_the_histogram() -> None:
 
 
 def _app_tick(policy: HybridHistogramPolicy, t: float, wfs: dict, **active: int):  # type: ignore[no-untyped-def]
+    # n requests in flight on n ready replicas: the per-replica slots see n replicas in use
     fns = {
-        n: fobs(n, arrivals=active.get(n, 0), replicas_ready=0, replicas_starting=0)
+        n: fobs(
+            n, arrivals=active.get(n, 0), inflight=active.get(n, 0), replicas_ready=active.get(n, 0)
+        )
         for n in ("a", "b", "c")
     }
     o = Observation(now_s=t, tick_s=MIN, functions=fns, workflows=wfs)
@@ -242,7 +246,7 @@ def test_restored_at_any_tick_decides_like_the_uninterrupted_policy() -> None:
     t = 0.0
     for beat, gap in enumerate(gaps):
         for k in range(gap):
-            active = {"a": 2} if k == 0 else {}
+            active = {"a": 3} if k == 0 else {}
             if k == 0 and beat % 2:
                 active["c"] = 1
             want = _app_tick(straight, t, wfs, **active)
@@ -319,3 +323,12 @@ def test_history_of_a_workflow_whose_functions_joined_another_application() -> N
     _app_tick(policy, 0.0, {"w1": wf("w1"), "w2": wf("w2")})
     assert policy.windows("a") == policy.windows("w1")
     assert policy.windows("w1").mode == "histogram"  # w2's history trained w1, a and b's app
+
+
+def test_empty_or_unknown_state_is_a_fresh_start() -> None:
+    policy = HybridHistogramPolicy(range_s=600.0)
+    policy.load_state_dict({})
+    assert policy.windows("nobody") == Windows("fixed", 0.0, 600.0)
+    hist = IdleTimeHistogram(n_bins=10, bin_s=60.0)
+    hist.load_json({})
+    assert (hist.count, hist.oob, hist.raw_min, hist.cv) == (0, 0, [], 0.0)
