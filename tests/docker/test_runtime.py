@@ -112,6 +112,19 @@ def test_memory_shrink_below_usage_is_refused(
     assert call(handle, {"spin": 10})["function"] == "probe"
 
 
+def test_peak_memory_is_read_from_the_containers_cgroup(
+    runtime: Any, probe_spec: FunctionSpec
+) -> None:
+    handle = run(runtime.start_replica(probe_spec, "probe-p1", Limits(memory_mb=256)))
+    before = runtime.peak_memory_mb(handle)
+    # a Python replica holds at least its interpreter: several MB, below its limit
+    assert before is not None and 5.0 < before < 256.0
+    call(handle, {"alloc_mb": 80})
+    after = runtime.peak_memory_mb(handle)
+    assert after is not None and after >= before + 70.0, (before, after)
+    run(runtime.stop_replica(handle))
+
+
 def test_oom_kill_is_reported(runtime: Any, probe_spec: FunctionSpec) -> None:
     limits = Limits(cpu_cores=1.0, memory_mb=48)
     handle = run(runtime.start_replica(probe_spec, "probe-d1", limits))
@@ -151,6 +164,7 @@ def test_restarted_gateway_adopts_its_replicas(
     for handle in adopted:
         assert health(handle)["function"] == "probe"
         assert run(successor.exit_status(handle)) is None
+        assert 5.0 < (successor.peak_memory_mb(handle) or 0.0) < 96.0  # adopted, still read
     for handle in adopted:
         run(successor.stop_replica(handle))
     run(successor.close())  # no replica left: the network holder and network go too

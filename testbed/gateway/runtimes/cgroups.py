@@ -18,16 +18,16 @@ from pathlib import Path
 from testbed.core.config import Limits
 from testbed.core.errors import DeployError
 
-__all__ = ["CgroupTree", "detect", "remove_stale_groups"]
+__all__ = ["CgroupTree", "detect", "memory_peak_file", "read_peak_mb", "remove_stale_groups"]
 
 CPU_PERIOD_US = 100_000
 _ROOT = Path("/sys/fs/cgroup")
 
 
-def _own_path(controller: str) -> str:
-    """This process's cgroup path for ``controller`` ('' for the v2 unified entry)."""
+def _own_path(controller: str, pid: int | str = "self") -> str:
+    """The cgroup path of process ``pid`` for ``controller`` ('' for the v2 unified entry)."""
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
         return "/"
     for line in lines:
@@ -35,6 +35,28 @@ def _own_path(controller: str) -> str:
         if controller in controllers.split(",") or (controller == "" and controllers == ""):
             return path
     return "/"
+
+
+def memory_peak_file(pid: int) -> Path | None:
+    """The file holding the peak memory use of the cgroup that process ``pid`` lives in
+    (a container's init, say), or None when this process cannot see it (another pid or
+    cgroup namespace, no memory controller)."""
+    v1 = _ROOT / "memory"
+    if v1.is_dir():
+        path = _own_path("memory", pid)
+        candidate = v1 / path.lstrip("/") / "memory.max_usage_in_bytes"
+    else:
+        path = _own_path("", pid)
+        candidate = _ROOT / path.lstrip("/") / "memory.peak"
+    return candidate if path != "/" and candidate.is_file() else None
+
+
+def read_peak_mb(path: Path) -> float | None:
+    """MB in a ``memory.max_usage_in_bytes`` or ``memory.peak`` file, None if unreadable."""
+    try:
+        return int(path.read_text()) / 2**20
+    except (OSError, ValueError):
+        return None
 
 
 def _writable_dir(path: Path) -> bool:
@@ -121,15 +143,11 @@ class CgroupTree:
 
     def peak_memory_mb(self, name: str) -> float | None:
         """Peak memory use of the group so far (MB), or None when the kernel does not say."""
-        path = (
+        return read_peak_mb(
             self.memory_root
             / name
             / ("memory.max_usage_in_bytes" if self.version == 1 else "memory.peak")
         )
-        try:
-            return int(path.read_text()) / 2**20
-        except (OSError, ValueError):
-            return None
 
     def oom_kills(self, name: str) -> int:
         """How many processes the kernel OOM-killed in this group."""

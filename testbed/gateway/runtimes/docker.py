@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,6 +40,7 @@ from testbed.core.config import Limits, aquatope_home
 from testbed.core.errors import BackendUnavailable, ConfigError, DeployError, PlatformError
 from testbed.core.platform import FunctionSpec
 from testbed.gateway.runtimes.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
+from testbed.gateway.runtimes.cgroups import memory_peak_file, read_peak_mb
 from testbed.gateway.runtimes.images.build import image_ref
 from testbed.gateway.runtimes.images.context import APP_DIR, CONTAINER_PORT
 from testbed.gateway.runtimes.images.engine import (
@@ -132,6 +133,13 @@ def remove_all(state_dir: Path | None = None, *, gateway_id: str | None = None) 
         return removed
     finally:
         client.close()
+
+
+def _peak_file(attrs: Mapping[str, Any]) -> dict[str, Path]:
+    """``{"memory_peak_file": path}`` for a running container's cgroup peak, or ``{}``."""
+    pid = int((attrs.get("State") or {}).get("Pid") or 0)
+    path = memory_peak_file(pid) if pid > 0 else None
+    return {"memory_peak_file": path} if path is not None else {}
 
 
 class DockerRuntime(ReplicaRuntime):
@@ -403,7 +411,7 @@ class DockerRuntime(ReplicaRuntime):
         )
         networking = None if pod else api.create_networking_config({self.network: {}})
 
-        def create_and_start() -> tuple[str, str]:
+        def create_and_start() -> tuple[str, str, dict[str, Any]]:
             # The low-level API: one request to create, one to start (the high-level
             # model would inspect the container in between).
             created = api.create_container(
@@ -419,17 +427,17 @@ class DockerRuntime(ReplicaRuntime):
             container_id = str(created["Id"])
             try:
                 api.start(container_id)
-                if pod:
-                    return container_id, str(self._holder_ip)
                 attrs = api.inspect_container(container_id)
+                if pod:
+                    return container_id, str(self._holder_ip), attrs
                 networks = attrs["NetworkSettings"]["Networks"]
-                return container_id, str(networks[self.network]["IPAddress"])
+                return container_id, str(networks[self.network]["IPAddress"]), attrs
             except BaseException:
                 api.remove_container(container_id, force=True)
                 raise
 
         try:
-            container_id, ip = await self._call(
+            container_id, ip, attrs = await self._call(
                 f"{spec.name}: start replica {replica_id}", create_and_start
             )
         except BaseException:
@@ -443,7 +451,7 @@ class DockerRuntime(ReplicaRuntime):
             started_at=started_at,
             ready_at=started_at,
             container_id=container_id,
-            extra={"image": image, "port": port},
+            extra={"image": image, "port": port, **_peak_file(attrs)},
         )
         try:
             health = await self._wait_ready(handle, ip, port)
@@ -675,6 +683,11 @@ class DockerRuntime(ReplicaRuntime):
             return None
         return await self._inspect_exit(handle)
 
+    def peak_memory_mb(self, handle: ReplicaHandle) -> float | None:
+        """The container's cgroup peak (read from the host), None where it cannot be seen."""
+        path = handle.extra.get("memory_peak_file")
+        return read_peak_mb(path) if isinstance(path, Path) else None
+
     async def adopt_leftovers(self) -> list[ReplicaHandle]:
         """Re-adopt healthy replicas labelled with this gateway's id; remove the rest."""
 
@@ -721,7 +734,12 @@ class DockerRuntime(ReplicaRuntime):
                 ready_at=time.time(),
                 startup_s=health.get("startup_s") if health else None,
                 container_id=container_id,
-                extra={"image": attrs["Config"]["Image"], "port": port, "adopted": True},
+                extra={
+                    "image": attrs["Config"]["Image"],
+                    "port": port,
+                    "adopted": True,
+                    **_peak_file(attrs),
+                },
             )
             if health is None:
                 await self.stop_replica(handle)
