@@ -359,16 +359,20 @@ class AquatopeConfigurator:
             composed = np.array([compose(torch.as_tensor(np.exp(r))).item() for r in stage])
             # measured end-to-end tail over the composed stage tails (tails do not add exactly)
             ratio = np.log(np.exp(log_lat[ok]) / composed[ok]) if ok.any() else np.zeros(1)
-            log_ratio = float(np.mean(ratio) + np.std(ratio))
+            log_ratio = float(np.mean(ratio))
 
-            # a trial is judged on *measured* stage latencies: compose the posterior samples
-            # plus each stage's fitted measurement noise (the largest of k noisy parallel
-            # stages lies above the largest latent one), with fixed draws per sample count
-            stage_noise = _NoiseDraws(model.observation_sd()[lat_from:], seed=step_seed)
+            # a trial is judged on *measured* latencies: compose the posterior samples plus
+            # each stage's fitted measurement noise (the largest of k noisy parallel stages
+            # lies above the largest latent one), then the end-to-end tail's own scatter
+            # around the composed one; fixed draws per sample count
+            noise = _NoiseDraws(
+                np.append(model.observation_sd()[lat_from:], np.std(ratio)), seed=step_seed
+            )
 
             def log_latency(Z: torch.Tensor) -> torch.Tensor:
-                noisy = Z[..., lat_from:] + stage_noise.like(Z[..., lat_from:])
-                out: torch.Tensor = compose(noisy.exp()).log() + log_ratio
+                draws = noise.like(Z)
+                noisy = Z[..., lat_from:] + draws[..., :n_f]
+                out: torch.Tensor = compose(noisy.exp()).log() + log_ratio + draws[..., n_f]
                 return out
 
         else:
@@ -520,7 +524,8 @@ def lattice_local_search(
 
 class _NoiseDraws:
     """Fixed standard-normal draws times per-output standard deviations, one set per leading
-    (Monte-Carlo sample) size, shaped to broadcast over a samples tensor ``S x ... x k``."""
+    (Monte-Carlo sample) size: for samples ``Z`` of shape ``S x ... x m``, :meth:`like`
+    gives ``S x 1 x ... x len(sd)``, which broadcasts over ``Z``'s middle dimensions."""
 
     def __init__(self, sd: np.ndarray, *, seed: int) -> None:
         self.sd = np.asarray(sd, dtype=float)
