@@ -137,9 +137,15 @@ class SizingProblem:
             prev = layer
         return Workflow(self.name, QoS(target_s=self.qos_target_s), tuple(stages))
 
+    def _replica_s(self, f: str, cpu: np.ndarray, mem: np.ndarray) -> np.ndarray:
+        """Replica-seconds per invocation: busy at the target utilisation plus one idle
+        warm replica."""
+        busy: np.ndarray = self.models[f].latency_s(cpu, mem) / self.utilisation
+        return busy + 1.0 / self.rate_rps
+
     def _function_cost(self, f: str, cpu: np.ndarray, mem: np.ndarray) -> np.ndarray:
-        lat = self.models[f].latency_s(cpu, mem)
-        return price_usd_per_s(cpu, mem) * (lat / self.utilisation + 1.0 / self.rate_rps)
+        cost: np.ndarray = price_usd_per_s(cpu, mem) * self._replica_s(f, cpu, mem)
+        return cost
 
     def true_latency_s(self, config: Configuration) -> float:
         """Noise-free tail latency of the workflow (seconds; inf on OOM)."""
@@ -180,8 +186,9 @@ class SizingProblem:
         path = sum(max(stage[f] for f in layer) for layer in self.layers)
         noisy = path * math.exp(rng.normal(0.0, self.noise_rel / 2))
         cost_noise = math.exp(rng.normal(0.0, self.cost_noise_rel))
-        replica_s = {  # busy at the target utilisation plus one idle warm replica
-            f: self._replica_s_per_invocation(f, config) * cost_noise for f in self.functions
+        replica_s = {
+            f: float(self._replica_s(f, np.array(c.cpu_cores), np.array(c.memory_mb))) * cost_noise
+            for f, c in config.items()
         }
         return Measurement(
             cost_usd=self.true_cost_usd(config) * cost_noise,
@@ -190,10 +197,6 @@ class SizingProblem:
             stage_latency_s=stage,
             stage_replica_s=replica_s,
         )
-
-    def _replica_s_per_invocation(self, f: str, config: Configuration) -> float:
-        lat = float(self.models[f].latency_s(config[f].cpu_cores, config[f].memory_mb))
-        return lat / self.utilisation + 1.0 / self.rate_rps
 
     def true_cost_usd_floor(self, config: Configuration) -> float:
         """Idle cost only (what an OOM-looping configuration still pays)."""
