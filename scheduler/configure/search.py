@@ -57,7 +57,7 @@ from scheduler.configure.surrogate import (
 )
 from scheduler.configure.transform import UnitTransform, Warp
 from testbed.core.platform import Workflow
-from testbed.core.prices import CPU_USD_PER_CORE_S, MEMORY_USD_PER_GIB_S
+from testbed.core.prices import decoupled_usd_per_s
 
 __all__ = ["AquatopeConfigurator", "BOStep"]
 
@@ -283,9 +283,7 @@ class AquatopeConfigurator:
         if X is None:
             raise ValueError("the structured cost needs the candidate points")
         values = self.transform.values_of_unit(X)
-        price = values[..., 0::2] * CPU_USD_PER_CORE_S + values[..., 1::2] / 1024.0 * (
-            MEMORY_USD_PER_GIB_S
-        )
+        price: Any = decoupled_usd_per_s(values[..., 0::2], values[..., 1::2])  # elementwise
         n_f = price.shape[-1]
         return -(price * Z[..., :n_f].exp()).sum(-1)
 
@@ -389,7 +387,7 @@ class AquatopeConfigurator:
             e2e_noise = _NoiseDraws(model.observation_sd()[1:], seed=step_seed)
 
             def log_latency(Z: torch.Tensor) -> torch.Tensor:
-                noisy: torch.Tensor = Z[..., 1] + e2e_noise.like(Z[..., 1:])[..., 0]
+                noisy: torch.Tensor = Z[..., 1] + e2e_noise.like(Z)[..., 0]
                 return noisy
 
         self._warm = hyperparameters(model.gp)
