@@ -4,7 +4,8 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
 
 1. **History.** Arrivals are summed into steps of ``step_s`` seconds (ring buffer of
    ``history_steps``); the idle gaps between ticks with calls feed a
-   :class:`~scheduler.forecast.gaps.GapModel` (period and phase of timers, sparse calls).
+   :class:`~scheduler.forecast.gaps.GapModel` (sparse calls) and the ticks with calls an
+   :class:`~scheduler.forecast.phase.ActivityLog` (timers' phases).
 2. **Forecast** at each step boundary: the forecaster (``gp`` by default; EWMA until
    ``min_history_steps``) gives each coming step's count; a
    :class:`~scheduler.forecast.calibrate.ConformalCalibrator` turns mean and spread into
@@ -21,10 +22,16 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
    paths delayed by the upstream's fractional latency in steps).
 4. **Need per replica** (:func:`~scheduler.forecast.pool.replica_need`):
    ``P_k = P(concurrency >= (k-1) m + 1 within H)`` (``m`` requests per replica) from the
-   scenarios. For the first replica the gap model's hazard ``P(call within H | idle so far)``
-   replaces the forecast once it rests on enough gaps (blended with the forecast as one
-   pseudo-gap). Requests in flight upstream are concurrency, not a count per step: ``n``
-   running upstream calls make replicas ``1..ceil(n x gain x min(1, S_d / S_u) / m)`` certain.
+   scenarios. For an idle function the first replica's need is a mixture of experts
+   (:class:`~scheduler.forecast.mixture.ExpertMixture`): that forecast, the gap model's
+   hazard ``P(call within H | idle so far)``, the base rate and periodic experts that read
+   the same window one, two, ... periods ago
+   (:class:`~scheduler.forecast.phase.PeriodicExperts`: merged and thinned timers), each
+   weighted by its log score on this function's idle ticks so far (the forecast alone until
+   :data:`_MIN_SCORED` ticks are scored); replicas ``k >= 2`` are capped by it, and calls
+   seen in the current step (own or upstream) keep the forecast as a floor. Requests in
+   flight upstream are concurrency, not a count per step: ``n`` running upstream calls make
+   replicas ``1..ceil(n x gain x min(1, S_d / S_u) / m)`` certain.
 5. **Decide per replica** (:func:`~scheduler.forecast.pool.replicas_worth_keeping`): keep
    (or start) replica ``k`` while ``P_k x blocked_cost > H`` (plus ``start_weight x cold``
    for a replica not yet running or starting). ``blocked_cost`` is the price of the QoS miss
@@ -69,6 +76,8 @@ import numpy as np
 from scheduler.forecast import ConformalCalibrator, Forecaster, make_forecaster
 from scheduler.forecast.dag import DagPropagator
 from scheduler.forecast.gaps import GapModel
+from scheduler.forecast.mixture import ExpertMixture, group_prior
+from scheduler.forecast.phase import ActivityLog, PeriodicExperts
 from scheduler.forecast.pool import replica_need, replicas_worth_keeping
 from scheduler.policies.prewarm_config import PrewarmConfig
 from scheduler.policy import Decision, FunctionDecision, FunctionObservation, Observation, Policy
@@ -87,8 +96,8 @@ _MAX_COLD_S = 60.0  # cap on the lower bound a start in progress puts on the col
 _COLD_SAMPLES = 32  # recent cold starts kept per function ...
 _COLD_LEVEL = 0.9  # ... whose 90th percentile is the look-ahead: a start must finish in time
 _HEAVY = ("gp", "lstm")  # forecasters whose fit is expensive: refits are rationed
-_GAP_PRIOR = 1.0  # weight (in gaps) of the forecast in the first replica's need
 _FORECAST_LEVELS = (0.5, 0.9, 0.95, 0.99)
+_MIN_SCORED = 120  # idle ticks the first replica's experts are scored on before they count
 _TOL_UP = 1.1  # the need is reused while its inputs stay within 10 % of those it used
 _GRID_STEP = math.log(1.05)  # ... on a 5 % grid, so replica_need's per-scenario memo hits
 _SIG_STEPS = 96  # steps summarised to tell whether a function's traffic changed since a fit
@@ -101,6 +110,9 @@ class _Fn:
     history: deque[float]
     calibrator: ConformalCalibrator
     gaps: GapModel = field(default_factory=GapModel)
+    periodic: PeriodicExperts = field(default_factory=PeriodicExperts)
+    activity: ActivityLog | None = None  # ticks with calls, for the periodic experts
+    mixture: ExpertMixture | None = None  # the first replica's experts, scored as they go
     step_arrivals: float = 0.0
     step_elapsed_s: float = 0.0
     service_s: float | None = None
@@ -418,8 +430,16 @@ class AquatopePrewarmPolicy(Policy):
     def _observe_use(self, st: _Fn, fo: FunctionObservation, obs: Observation) -> None:
         """Idle gaps (first replica) and when each replica was last needed (``recent``)."""
         active = fo.arrivals > 0 or fo.inflight > 0
-        if self.config.gaps:
+        if self.config.gaps or self.config.phase:
+            n_gaps = len(st.gaps.gaps)
             st.gaps.observe(obs.now_s, active=active, tick_s=obs.tick_s)
+            if self.config.phase and len(st.gaps.gaps) != n_gaps:
+                st.periodic.learn_periods(st.gaps.gaps, tick_s=obs.tick_s)
+        if self.config.phase or self.config.gaps:
+            log = self._activity(st)
+            log.observe(obs.now_s, active=active, tick_s=obs.tick_s)
+            if st.mixture is not None:
+                st.mixture.resolve(obs.now_s, log.any_active)
         if self.config.forecaster == "recent" and active:
             per = max(fo.max_inflight, 1)
             spread = math.ceil(fo.arrivals * self._service(st) / obs.tick_s - _EPS)
@@ -504,20 +524,76 @@ class AquatopePrewarmPolicy(Policy):
                 else []
             )
             st.need_cache = (exact, raw, (service_s, window_s), tuple(need))
-        if cfg.gaps:
-            hazard = st.gaps.probability(now_s=obs.now_s, horizon_s=window_s + obs.tick_s)
-            if hazard is not None:
-                p_gap, n_gaps = hazard
-                p_fc = need[0] if need else 0.0
-                p1 = (n_gaps * p_gap + _GAP_PRIOR * p_fc) / (n_gaps + _GAP_PRIOR)
-                need = [min(p, p1) for p in need] if need else [p1]
-                if not need[0]:
-                    need = []
+        if (cfg.gaps or cfg.phase) and fo.inflight == 0:
+            # the mixture is the first replica's need; later ones cannot be likelier (while
+            # a call is in flight the first replica is needed anyway: nothing to predict)
+            p_fc = need[0] if need else 0.0
+            p1 = self._first_replica(st, obs, window_s + obs.tick_s, p_fc)
+            if self._demand_seen_now(name, dag):
+                p1 = max(p1, p_fc)  # this step's calls are evidence no expert has seen
+            need = [p1] + [min(p, p1) for p in need[1:]]
+            if not need[0]:
+                need = []
         imminent = self._imminent(name, obs, dag)
         if imminent > 0:
             sure = math.ceil(imminent / per - _EPS)
             need = [1.0] * sure + need[sure:] if len(need) >= sure else [1.0] * sure
         return need
+
+    def _demand_seen_now(self, name: str, dag: DagPropagator | None) -> bool:
+        """Whether calls in the current step (the function's own, past the first, or any
+        upstream's) already raised its forecast: the reactive floor and DAG propagation."""
+        cfg = self.config
+        if cfg.reactive and self._fns[name].step_arrivals > 1:
+            return True
+        if dag is None:
+            return False
+        return any(up in self._fns and self._fns[up].step_arrivals > 0 for up in dag.upstream(name))
+
+    def _activity(self, st: _Fn) -> ActivityLog:
+        if st.activity is None:
+            st.activity = ActivityLog(span_s=st.periodic.span_s)
+        return st.activity
+
+    def _experts(self) -> tuple[list[str], list[float]]:
+        """The first replica's experts and their prior (even over forecast, idle gaps, the
+        base rate and the periodic family)."""
+        names, groups = ["forecast"], {"forecast": 1}
+        if self.config.gaps:
+            names.append("gaps")
+            groups["gaps"] = 1
+        if self.config.phase:
+            periodic = PeriodicExperts().names
+            names.extend(periodic)
+            groups["base"] = 1
+            groups["periodic"] = len(periodic) - 1
+        return names, group_prior(groups)
+
+    def _first_replica(self, st: _Fn, obs: Observation, horizon_s: float, p_fc: float) -> float:
+        """``P(a call within horizon_s)``: the mixture of the rate forecast, the idle-gap
+        hazard and the periodic experts, each weighted by how well it has predicted this
+        function's calls so far (:class:`~scheduler.forecast.mixture.ExpertMixture`)."""
+        probs = [p_fc]
+        base = p_fc
+        periodic: np.ndarray | None = None
+        if self.config.phase:
+            periodic, _ = st.periodic.predict(
+                self._activity(st), now_s=obs.now_s, horizon_s=horizon_s
+            )
+            base = float(periodic[0])
+        if self.config.gaps:
+            hazard = st.gaps.probability(now_s=obs.now_s, horizon_s=horizon_s)
+            probs.append(hazard[0] if hazard is not None else base)
+        if periodic is not None:
+            probs.extend(periodic.tolist())
+        if st.mixture is None:
+            names, prior = self._experts()
+            st.mixture = ExpertMixture(names, prior=prior)
+        vector = np.asarray(probs)
+        st.mixture.record(obs.now_s, obs.now_s + horizon_s, vector, tick_s=obs.tick_s)
+        if st.mixture.scored < _MIN_SCORED:  # the experts have not been tried yet
+            return p_fc
+        return st.mixture.predict(vector)
 
     def _imminent(self, name: str, obs: Observation, dag: DagPropagator | None) -> float:
         """Concurrent calls the upstreams' running requests will make soon."""
@@ -631,6 +707,9 @@ class AquatopePrewarmPolicy(Policy):
                     "paper_upper": list(st.paper_upper),
                     "calibrator": st.calibrator.state_dict(),
                     "gaps": st.gaps.state_dict(),
+                    "periodic": st.periodic.state_dict(),
+                    "activity": st.activity.state_dict() if st.activity is not None else None,
+                    "mixture": st.mixture.state_dict() if st.mixture is not None else None,
                 }
                 for name, st in self._fns.items()
             },
@@ -660,6 +739,13 @@ class AquatopePrewarmPolicy(Policy):
             st.paper_upper = [float(v) for v in raw.get("paper_upper", [])]
             st.calibrator.load_state_dict(raw["calibrator"])
             st.gaps.load_state_dict(raw.get("gaps", {}))
+            st.periodic.load_state_dict(raw.get("periodic") or {})
+            if raw.get("activity") is not None:
+                self._activity(st).load_state_dict(raw["activity"])
+            if raw.get("mixture") is not None:
+                names, prior = self._experts()
+                st.mixture = ExpertMixture(names, prior=prior)
+                st.mixture.load_state_dict(raw["mixture"])
         self._dag_state = dict(state.get("dag", {}))
         self._dag = None
         self._dag_key = ()

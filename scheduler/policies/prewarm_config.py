@@ -55,7 +55,10 @@ class PrewarmConfig:
         calibrate: conformal calibration of the forecast quantiles.
         reactive: the rate seen so far in the current step is a floor on the forecast.
         dag: propagate demand along workflow DAGs.
-        gaps: learn idle gaps (periodic timers, sparse functions) for the first replica.
+        gaps: learn idle gaps (sparse functions) for the first replica.
+        phase: periodic experts (timers: the same window one, two, ... periods ago) for the
+            first replica; the rate forecast, the idle-gap hazard and these are mixed by
+            how well each has predicted the function's calls so far.
         seed: seed of the model fits.
 
     Raises:
@@ -83,6 +86,7 @@ class PrewarmConfig:
     reactive: bool = True
     dag: bool = True
     gaps: bool = True
+    phase: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -1,0 +1,159 @@
+"""A Bayesian mixture of probability experts, weighted by how well each has predicted so far.
+
+Every tick each expert states the chance of an event in a window ahead (here: a call to a
+function within the look-ahead); once the window has passed, each is charged its log loss
+``-log p`` (event) or ``-log(1 - p)`` (none). The mixture predicts ``sum_m w_m p_m`` with
+
+    w_m  ~  prior_m * exp(-eta * L_m),   L_m <- decay * L_m + loss_m
+
+which is Bayes' rule over the experts with the evidence discounted (``decay``: the process
+may change; ``eta = tick / window``: windows that overlap share one outcome, so each is
+counted once per window, not once per tick). The mixture's log loss stays within
+``log(1 / prior_m) / eta`` of the best expert's, whatever the arrivals are: on timers the
+periodic experts win, on memoryless traffic the base rate or the rate forecast does, with
+no switch to tune.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ExpertMixture", "group_prior"]
+
+_CLIP = 1e-4  # probabilities are scored inside [_CLIP, 1 - _CLIP]: one miss is not infinite
+
+
+class ExpertMixture:
+    """Prequential mixture of experts that each predict one event probability.
+
+    Args:
+        names: the experts, in the order their probabilities are given.
+        prior: prior weight per expert (normalised); uniform when omitted.
+        half_life: scored windows after which old evidence counts half.
+
+    Example:
+        >>> mix = ExpertMixture(("always", "never"))
+        >>> for t in range(20):
+        ...     mix.record(float(t), float(t) + 1.0, np.array([0.9, 0.1]), tick_s=1.0)
+        ...     _ = mix.resolve(float(t) + 1.0, lambda start, end: True)
+        >>> [round(float(w), 3) for w in mix.weights()]
+        [1.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        *,
+        prior: Sequence[float] | None = None,
+        half_life: float = 3600.0,
+    ) -> None:
+        if not names:
+            raise ValueError("a mixture needs at least one expert")
+        weights = np.ones(len(names)) if prior is None else np.asarray(prior, dtype=np.float64)
+        if (
+            weights.shape != (len(names),)
+            or np.any(weights <= 0)
+            or not np.all(np.isfinite(weights))
+        ):
+            raise ValueError(f"prior must be {len(names)} positive finite weights")
+        if not half_life > 0:
+            raise ValueError(f"half_life must be > 0, got {half_life}")
+        self.names = tuple(names)
+        self._log_prior = np.log(weights / weights.sum())
+        self._decay = 0.5 ** (1.0 / half_life)
+        self._loss = np.zeros(len(names))
+        self._weights: np.ndarray | None = None  # cached until the next score
+        self._scored = 0
+        # (window start, window end, eta, probabilities) not yet scored, oldest first
+        self._pending: deque[tuple[float, float, float, np.ndarray]] = deque()
+
+    @property
+    def scored(self) -> int:
+        """Windows scored so far."""
+        return self._scored
+
+    def weights(self) -> np.ndarray:
+        """Posterior weight of each expert."""
+        if self._weights is None:
+            logw = self._log_prior - self._loss
+            w: np.ndarray = np.exp(logw - logw.max())
+            w /= w.sum()
+            self._weights = w
+        return self._weights.copy()
+
+    def predict(self, probs: np.ndarray) -> float:
+        """The mixture's probability, given each expert's."""
+        self.weights()
+        assert self._weights is not None
+        return min(max(float(self._weights @ np.asarray(probs, dtype=np.float64)), 0.0), 1.0)
+
+    def record(self, start_s: float, end_s: float, probs: np.ndarray, *, tick_s: float) -> None:
+        """Remember the experts' probabilities for an event in ``(start_s, end_s]``."""
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.shape != (len(self.names),):
+            raise ValueError(f"expected {len(self.names)} probabilities, got {probs.shape}")
+        eta = min(1.0, tick_s / max(end_s - start_s, tick_s))
+        self._pending.append((start_s, end_s, eta, probs))
+
+    def resolve(self, now_s: float, happened: Callable[[float, float], bool]) -> int:
+        """Score every recorded window that has ended by ``now_s``.
+
+        Args:
+            now_s: current time.
+            happened: ``(start, end) -> whether the event occurred in (start, end]``.
+
+        Returns:
+            Windows scored.
+        """
+        due = 0
+        while self._pending and self._pending[0][1] <= now_s + 1e-9:
+            start, end, eta, probs = self._pending.popleft()
+            p = np.clip(probs, _CLIP, 1.0 - _CLIP)
+            loss = np.log(p if happened(start, end) else 1.0 - p)
+            loss *= -eta
+            self._loss *= self._decay
+            self._loss += loss
+            due += 1
+        if due:
+            self._weights = None
+            self._scored += due
+        return due
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state, windows still open included."""
+        return {
+            "names": list(self.names),
+            "loss": self._loss.tolist(),
+            "scored": self._scored,
+            "pending": [[a, b, eta, p.tolist()] for a, b, eta, p in self._pending],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (ignored if the experts differ)."""
+        if list(state.get("names", [])) != list(self.names):
+            return
+        loss = np.asarray(state.get("loss", []), dtype=np.float64)
+        if loss.shape != self._loss.shape or not np.all(np.isfinite(loss)):
+            raise ValueError("mixture state: loss does not match the experts")
+        pending: deque[tuple[float, float, float, np.ndarray]] = deque()
+        for a, b, eta, probs in state.get("pending", []):
+            row = np.asarray(probs, dtype=np.float64)
+            if row.shape != loss.shape:
+                raise ValueError("mixture state: a pending window does not match the experts")
+            pending.append((float(a), float(b), float(eta), row))
+        self._loss = loss
+        self._weights = None
+        self._scored = int(state.get("scored", 0))
+        self._pending = pending
+
+
+def group_prior(groups: Mapping[str, int]) -> list[float]:
+    """Prior weights that split the mass evenly between groups, then within each group."""
+    out: list[float] = []
+    for size in groups.values():
+        out.extend([1.0 / (len(groups) * size)] * size)
+    return out if out else [1.0]

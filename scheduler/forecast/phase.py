@@ -1,0 +1,278 @@
+"""Periodic experts: will a function be called in the next ``h`` seconds, read off past cycles.
+
+A function driven by timers is called at fixed phases of one or more periods (a cron job
+every 5 minutes; several timers merged onto one workflow; the same timer thinned by a
+workflow mix). The time since the last call (:class:`~scheduler.forecast.gaps.GapModel`)
+cannot see such structure once timers overlap, and a rate forecast smears it over a step.
+Each *periodic expert* ``P`` looks at the same window one, two, ... ``cycles`` periods ago:
+
+    p_P(t, h) = (#{k <= K_P : a call in (t - kP, t - kP + h]} + alpha * base) / (K_P + alpha)
+
+(windows widened by ``tol_s`` for clock jitter; ``K_P`` the cycles that fit in ``span_s``,
+at least two, at most ``max_cycles``, of those observed so far: a sparse function called at
+second 30 of one minute in eight still reads as "only ever at second 30"), shrunk
+towards the *base rate* ``base``: the share of the last back-to-back windows of length ``h``
+that saw a call, which is itself an expert (the memoryless one). The periods tried are a
+ladder of calendar periods (cron's) plus the most frequent idle gaps the function showed, so
+timers at other periods are found too. Which expert to believe is left to
+:class:`~scheduler.forecast.mixture.ExpertMixture`, which scores them as they go.
+
+Calls are kept as runs of consecutive active ticks (:class:`ActivityLog`), so a busy
+function costs one run, and every query is one vectorised :func:`numpy.searchsorted`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CALENDAR_PERIODS_S", "ActivityLog", "PeriodicExperts"]
+
+# cron's usual periods: half a minute to an hour
+CALENDAR_PERIODS_S: tuple[float, ...] = (
+    30.0, 60.0, 120.0, 180.0, 240.0, 300.0, 360.0, 420.0, 480.0, 540.0, 600.0,
+    900.0, 1200.0, 1800.0, 3600.0,
+)  # fmt: skip
+
+
+class ActivityLog:
+    """Ticks that saw a call (or a request in flight), as runs ``[start, end]`` of tick times.
+
+    Args:
+        span_s: how far back runs are kept (seconds).
+        max_runs: most runs kept (the oldest go first).
+    """
+
+    def __init__(self, *, span_s: float, max_runs: int = 2048) -> None:
+        if not span_s > 0 or max_runs < 1:
+            raise ValueError(f"span_s must be > 0 and max_runs >= 1, got {span_s}, {max_runs}")
+        self.span_s = float(span_s)
+        self.max_runs = int(max_runs)
+        self._starts: list[float] = []
+        self._ends: list[float] = []
+        self._origin_s: float | None = None  # first tick observed: nothing is known before
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def origin_s(self) -> float | None:
+        """Time of the oldest tick still covered (None before the first observation)."""
+        return self._origin_s
+
+    @property
+    def runs(self) -> list[tuple[float, float]]:
+        """The runs held, oldest first."""
+        return list(zip(self._starts, self._ends, strict=True))
+
+    def observe(self, now_s: float, *, active: bool, tick_s: float) -> None:
+        """Record the tick ending at ``now_s``."""
+        if self._origin_s is None:
+            self._origin_s = now_s - tick_s
+        if active:
+            if self._ends and now_s - self._ends[-1] <= 1.5 * tick_s:
+                self._ends[-1] = now_s
+            else:
+                self._starts.append(now_s)
+                self._ends.append(now_s)
+            self._arrays = None
+        cut = now_s - self.span_s
+        self._origin_s = max(self._origin_s, cut)
+        old = 0
+        while old < len(self._ends) and self._ends[old] < cut:
+            old += 1
+        capped = max(len(self._starts) - old - self.max_runs, 0)
+        if old + capped:
+            del self._starts[: old + capped], self._ends[: old + capped]
+            self._arrays = None
+        if capped:  # runs dropped for the cap: the time they covered is unknown now
+            self._origin_s = max(self._origin_s, self._starts[0] - tick_s)
+
+    def any_active(self, lo: float, hi: float) -> bool:
+        """Whether a recorded active tick lies in ``(lo, hi]`` (one window)."""
+        i = bisect.bisect_right(self._starts, hi) - 1
+        return i >= 0 and self._ends[i] > lo
+
+    def active_in(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Whether a recorded active tick lies in ``(lo, hi]``, element-wise."""
+        if not self._starts:
+            return np.zeros(np.shape(lo), dtype=bool)
+        if self._arrays is None:  # a sentinel run at -inf: every window finds a run
+            self._arrays = (
+                np.asarray([-np.inf, *self._starts]),
+                np.asarray([-np.inf, *self._ends]),
+            )
+        starts, ends = self._arrays
+        found: np.ndarray = ends[np.searchsorted(starts, hi, side="right") - 1] > lo
+        return found
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state."""
+        return {"starts": list(self._starts), "ends": list(self._ends), "origin_s": self._origin_s}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        self._starts = [float(v) for v in state.get("starts", [])]
+        self._ends = [float(v) for v in state.get("ends", [])]
+        if len(self._starts) != len(self._ends):
+            raise ValueError("activity log: starts and ends differ in length")
+        origin = state.get("origin_s")
+        self._origin_s = None if origin is None else float(origin)
+        self._arrays = None
+
+
+class PeriodicExperts:
+    """The base rate and one periodic expert per candidate period, for one function.
+
+    Args:
+        periods_s: the calendar periods always tried.
+        learned: extra periods taken from the most frequent idle gaps (at least
+            ``min_gap_count`` of them each).
+        span_s: history the periodic experts read (seconds): ``span_s / P`` cycles of
+            period ``P``, between 2 and ``max_cycles``.
+        max_cycles: most past cycles one periodic expert reads.
+        base_windows: back-to-back windows the base rate reads.
+        alpha: pseudo-cycles of shrinkage towards the base rate.
+        tol_s: each past window is widened by this much on both sides (clock jitter).
+        min_gap_count: how often a gap must recur to become a period.
+
+    Example:
+        >>> log = ActivityLog(span_s=3600.0)
+        >>> for t in range(1, 1201):  # a call at second 30 of every minute
+        ...     log.observe(float(t), active=t % 60 == 30, tick_s=1.0)
+        >>> experts = PeriodicExperts(periods_s=(60.0,), learned=0)
+        >>> base, p60 = experts.predict(log, now_s=1227.0, horizon_s=3.0)[0]
+        >>> round(float(base), 2), round(float(p60), 2)  # (20 cycles + 1 x base) / 21
+        (0.05, 0.95)
+    """
+
+    def __init__(
+        self,
+        *,
+        periods_s: Sequence[float] = CALENDAR_PERIODS_S,
+        learned: int = 2,
+        span_s: float = 7200.0,
+        max_cycles: int = 120,
+        base_windows: int = 256,
+        alpha: float = 1.0,
+        tol_s: float = 1.0,
+        min_gap_count: int = 3,
+    ) -> None:
+        if not periods_s or min(periods_s) <= 0 or learned < 0 or max_cycles < 2:
+            raise ValueError("periods_s must be positive, learned >= 0 and max_cycles >= 2")
+        if not span_s > 0:
+            raise ValueError(f"span_s must be > 0, got {span_s}")
+        if base_windows < 1 or alpha <= 0 or tol_s < 0 or min_gap_count < 1:
+            raise ValueError("base_windows >= 1, alpha > 0, tol_s >= 0 and min_gap_count >= 1")
+        self.calendar = tuple(sorted(float(p) for p in periods_s))
+        self.learned = int(learned)
+        self.window_s = float(span_s)
+        self.max_cycles = int(max_cycles)
+        self.base_windows = int(base_windows)
+        self.alpha = float(alpha)
+        self.tol_s = float(tol_s)
+        self.min_gap_count = int(min_gap_count)
+        self._extra: tuple[float, ...] = (0.0,) * self.learned  # 0 = no period learned yet
+        self._cache: tuple[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] | None
+        self._cache = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Expert names, in the order :meth:`predict` returns them: ``base`` first."""
+        slots = [f"learned-{i}" for i in range(self.learned)]
+        return ("base", *(f"period-{p:g}s" for p in self.calendar), *slots)
+
+    @property
+    def periods_s(self) -> tuple[float, ...]:
+        """The periods of the periodic experts (0 for a learned slot still empty)."""
+        return (*self.calendar, *self._extra)
+
+    @property
+    def span_s(self) -> float:
+        """History the experts need kept: ``span_s``, and two of the longest period."""
+        return max(self.window_s, 2.0 * max(self.calendar)) + 2.0 * self.tol_s
+
+    def _cycles(self, periods: np.ndarray) -> np.ndarray:
+        fit = np.floor(self.window_s / np.maximum(periods, 1e-9))
+        cycles: np.ndarray = np.clip(fit, 2, self.max_cycles).astype(np.int64)
+        return cycles
+
+    def learn_periods(self, gaps_s: Iterable[float], *, tick_s: float) -> None:
+        """Fill the learned slots with the most frequent idle gaps (at tick resolution) that
+        no calendar period already covers; a slot keeps its period until another recurs
+        more often (each slot is one expert, so its score follows its period)."""
+        if not self.learned:
+            return
+        counts = Counter(round(g / tick_s) * tick_s for g in gaps_s if g > 2 * tick_s)
+        near = self.tol_s + tick_s
+        fresh = [
+            gap
+            for gap, n in counts.most_common()
+            if n >= self.min_gap_count and all(abs(gap - p) > near for p in self.calendar)
+        ][: self.learned]
+        kept = [p for p in self._extra if p > 0 and any(abs(p - g) <= near for g in fresh)]
+        for gap in fresh:
+            if all(abs(gap - p) > near for p in kept):
+                kept.append(gap)
+        self._extra = tuple((kept + [0.0] * self.learned)[: self.learned])
+
+    def predict(
+        self, log: ActivityLog, *, now_s: float, horizon_s: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each expert's chance of a call in ``(now_s, now_s + horizon_s]``.
+
+        Returns:
+            ``(probabilities, cycles)``: one entry per :attr:`names` (base rate first);
+            ``cycles`` counts the past windows each read (0: the expert has no history
+            yet and repeats the base rate).
+        """
+        origin = log.origin_s
+        n = 1 + len(self.calendar) + self.learned
+        if origin is None:
+            return np.zeros(n), np.zeros(n, dtype=np.int64)
+        lo_off, hi_off, segments = self._layout(horizon_s)
+        seen = lo_off >= origin - now_s - 1e-9  # windows inside the observed history
+        called = log.active_in(now_s + lo_off, now_s + hi_off) & seen
+        used = np.add.reduceat(seen, segments)
+        hits = np.add.reduceat(called, segments)
+        base = (hits[0] + 0.5) / (used[0] + 1.0)
+        probs = (hits + self.alpha * base) / (used + self.alpha)
+        probs[0] = base
+        return probs, used.astype(np.int64)
+
+    def _layout(self, horizon_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every window the experts read, as offsets from now (cached per horizon): the
+        base rate's back-to-back windows, then each period's ``k = 1..K_P`` past windows
+        (an empty learned slot gets one window that is never inside the history)."""
+        key = (horizon_s, self.periods_s)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        j = np.arange(1, self.base_windows + 1, dtype=np.float64)
+        lows: list[np.ndarray] = [-j * horizon_s]
+        highs: list[np.ndarray] = [-(j - 1) * horizon_s]
+        sizes = [j.size]
+        for period in self.periods_s:
+            if period <= 0:
+                lows.append(np.array([-np.inf]))
+                highs.append(np.array([-np.inf]))
+                sizes.append(1)
+                continue
+            lag = period * np.arange(1, int(self._cycles(np.array([period]))[0]) + 1)
+            lows.append(-lag - self.tol_s)
+            highs.append(-lag + horizon_s + self.tol_s)
+            sizes.append(lag.size)
+        segments = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        layout = (np.concatenate(lows), np.concatenate(highs), segments)
+        self._cache = (key, layout)
+        return layout
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state (the learned periods)."""
+        return {"learned": list(self._extra)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        extra = [float(v) for v in state.get("learned", [])]
+        self._extra = tuple((extra + [0.0] * self.learned)[: self.learned])
