@@ -8,10 +8,12 @@ function within the look-ahead); once the window has passed, each is charged its
 
 which is Bayes' rule over the experts with the evidence discounted (``decay``: the process
 may change; ``eta = tick / window``: windows that overlap share one outcome, so each is
-counted once per window, not once per tick). The mixture's log loss stays within
-``log(1 / prior_m) / eta`` of the best expert's, whatever the arrivals are: on timers the
-periodic experts win, on memoryless traffic the base rate or the rate forecast does, with
-no switch to tune.
+counted once per window, not once per tick), and a fixed ``share`` of the prior mixed back
+into the weights (Herbster and Warmuth's fixed share: the mixture never rules an event
+out because one expert does). Its log loss stays within about
+``log(1 / ((1 - share) prior_m)) / eta`` per window of the best expert's, whatever the
+arrivals are: on timers the periodic experts win, on memoryless traffic the base rate or
+the rate forecast does, with no switch to tune.
 """
 
 from __future__ import annotations
@@ -34,14 +36,18 @@ class ExpertMixture:
         names: the experts, in the order their probabilities are given.
         prior: prior weight per expert (normalised); uniform when omitted.
         half_life: scored windows after which old evidence counts half.
+        share: weight always given back to the prior (fixed share): no expert is ever
+            trusted alone, so an event every expert calls impossible (a timer never seen)
+            keeps a floor of ``share x`` the prior's prediction, and the weights can move
+            to another expert as soon as it predicts better.
 
     Example:
         >>> mix = ExpertMixture(("always", "never"))
         >>> for t in range(20):
         ...     mix.record(float(t), float(t) + 1.0, np.array([0.9, 0.1]), tick_s=1.0)
         ...     _ = mix.resolve(float(t) + 1.0, lambda start, end: True)
-        >>> [round(float(w), 3) for w in mix.weights()]
-        [1.0, 0.0]
+        >>> [round(float(w), 3) for w in mix.weights()]  # 2 % always given back to the prior
+        [0.99, 0.01]
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class ExpertMixture:
         *,
         prior: Sequence[float] | None = None,
         half_life: float = 3600.0,
+        share: float = 0.02,
     ) -> None:
         if not names:
             raise ValueError("a mixture needs at least one expert")
@@ -63,7 +70,11 @@ class ExpertMixture:
         if not half_life > 0:
             raise ValueError(f"half_life must be > 0, got {half_life}")
         self.names = tuple(names)
-        self._log_prior = np.log(weights / weights.sum())
+        if not 0.0 <= share < 1.0:
+            raise ValueError(f"share must be in [0, 1), got {share}")
+        self.share = float(share)
+        self._prior = weights / weights.sum()
+        self._log_prior = np.log(self._prior)
         self._decay = 0.5 ** (1.0 / half_life)
         self._loss = np.zeros(len(names))
         self._weights: np.ndarray | None = None  # cached until the next score
@@ -77,11 +88,12 @@ class ExpertMixture:
         return self._scored
 
     def weights(self) -> np.ndarray:
-        """Posterior weight of each expert."""
+        """Weight of each expert: the posterior, with a ``share`` of the prior mixed back."""
         if self._weights is None:
             logw = self._log_prior - self._loss
             w: np.ndarray = np.exp(logw - logw.max())
-            w /= w.sum()
+            w *= (1.0 - self.share) / w.sum()
+            w += self.share * self._prior
             self._weights = w
         return self._weights.copy()
 

@@ -56,8 +56,9 @@ step, over the steps the look-ahead touches (trained, as the paper does, once
 Cold-start and service times are measured from the observations (each replica seen starting
 is timed until the ready count rises; latency of ticks without cold starts, queueing or starts)
 with ``cold_start_s`` / ``service_s`` as defaults until measured. The look-ahead plans with the
-90th percentile of the last 32 measured starts, so a replica started that early is ready in
-time in nine cases out of ten (starts slowed by other starts on a small host included).
+lead ``L`` among the last 32 measured starts that minimises ``L + miss_price_s x P(start >
+L)`` (at the usual prices the slowest of them), so a replica started that early is ready in
+time, starts slowed by other starts on a small host included.
 """
 
 from __future__ import annotations
@@ -94,7 +95,6 @@ _WEIGHTS = tuple(hi - lo for lo, hi in itertools.pairwise(_EDGES))
 _Z = tuple(NormalDist().inv_cdf(q) for q in SIZING_LEVELS)
 _MAX_COLD_S = 60.0  # cap on the lower bound a start in progress puts on the cold-start time
 _COLD_SAMPLES = 32  # recent cold starts kept per function ...
-_COLD_LEVEL = 0.9  # ... whose 90th percentile is the look-ahead: a start must finish in time
 _HEAVY = ("gp", "lstm")  # forecasters whose fit is expensive: refits are rationed
 _FORECAST_LEVELS = (0.5, 0.9, 0.95, 0.99)
 _MIN_SCORED = 120  # idle ticks the first replica's experts are scored on before they count
@@ -118,7 +118,7 @@ class _Fn:
     service_s: float | None = None
     cold_start_s: float | None = None
     cold_samples: deque[float] = field(default_factory=lambda: deque(maxlen=_COLD_SAMPLES))
-    cold_upper_s: float | None = None  # their 90th percentile (recomputed on each sample)
+    cold_upper_s: float | None = None  # the lead planned with (recomputed on each sample)
     start_times: deque[float] = field(default_factory=deque)  # replicas starting, FIFO
     prev_starting: int = 0
     prev_ready: int = 0
@@ -200,7 +200,7 @@ class AquatopePrewarmPolicy(Policy):
             prev = st.cold_start_s if st.cold_start_s is not None else sample
             st.cold_start_s = 0.7 * prev + 0.3 * sample
             st.cold_samples.append(sample)
-            st.cold_upper_s = _upper_cold_s(st.cold_samples)
+            st.cold_upper_s = _lead_s(st.cold_samples, self.config.miss_price_s)
         left = st.prev_starting - done
         for _ in range(min(max(left - fo.replicas_starting, 0), len(st.start_times))):
             st.start_times.popleft()
@@ -211,10 +211,9 @@ class AquatopePrewarmPolicy(Policy):
         st.prev_ready = fo.replicas_ready
 
     def _cold(self, st: _Fn, now_s: float) -> float:
-        """Cold-start time to plan with: the 90th percentile of the recent measured starts
-        (at least their running mean; the default until measured), at least the oldest
-        start in progress. A replica started this long before a call is ready for it in
-        nine cases out of ten, contention between starts included."""
+        """Cold-start time to plan with: the priced lead over the recent measured starts
+        (:func:`_lead_s`; at least their running mean; the default until measured), at
+        least the oldest start in progress."""
         cold = st.cold_start_s if st.cold_start_s is not None else self.config.cold_start_s
         if st.cold_upper_s is not None:
             cold = max(cold, st.cold_upper_s)
@@ -728,7 +727,7 @@ class AquatopePrewarmPolicy(Policy):
             st.cold_start_s = None if raw["cold_start_s"] is None else float(raw["cold_start_s"])
             st.cold_samples.extend(float(v) for v in raw.get("cold_samples", []))
             if st.cold_samples:
-                st.cold_upper_s = _upper_cold_s(st.cold_samples)
+                st.cold_upper_s = _lead_s(st.cold_samples, self.config.miss_price_s)
             st.start_times.extend(float(v) for v in raw.get("start_times", []))
             st.prev_starting = int(raw.get("prev_starting", 0))
             st.prev_ready = int(raw.get("prev_ready", 0))
@@ -751,9 +750,14 @@ class AquatopePrewarmPolicy(Policy):
         self._dag_key = ()
 
 
-def _upper_cold_s(samples: deque[float]) -> float:
-    """The cold-start time the look-ahead plans with: the :data:`_COLD_LEVEL` percentile."""
-    return float(np.quantile(np.fromiter(samples, float), _COLD_LEVEL))
+def _lead_s(samples: deque[float], miss_price_s: float) -> float:
+    """The cold-start time the look-ahead plans with, priced like everything else: the lead
+    ``L`` among the recent starts that minimises ``L + miss_price_s x P(start > L)`` (a
+    second of lead costs a second of idle replica; a start that outlasts it costs a miss).
+    At the usual prices that is the slowest recent start; near-zero prices plan with less."""
+    ordered = np.sort(np.fromiter(samples, float))
+    later = (ordered.size - np.searchsorted(ordered, ordered, side="right")) / ordered.size
+    return float(ordered[int(np.argmin(ordered + miss_price_s * later))])
 
 
 def _grid_up(value: float) -> float:

@@ -77,7 +77,7 @@ def test_a_period_off_the_calendar_is_learned_from_recurring_gaps() -> None:
 
 
 def test_the_mixture_moves_to_the_expert_that_predicts_and_counts_overlap_once() -> None:
-    mix = ExpertMixture(("right", "wrong"), half_life=1e9)
+    mix = ExpertMixture(("right", "wrong"), half_life=1e9, share=0.0)
     for t in range(200):
         outcome = t % 10 == 0
         probs = np.array([0.9 if outcome else 0.05, 0.5])
@@ -86,6 +86,11 @@ def test_the_mixture_moves_to_the_expert_that_predicts_and_counts_overlap_once()
     w = mix.weights()
     assert w[0] > 0.999 and mix.scored == 200
     assert mix.predict(np.array([0.9, 0.5])) == pytest.approx(0.9, abs=1e-3)
+    # fixed share: the prior keeps 2 % of the weight, however wrong an expert has been
+    shared = ExpertMixture(("right", "wrong"), half_life=1e9)
+    shared.load_state_dict(mix.state_dict())
+    assert shared.weights() == pytest.approx([0.99, 0.01], abs=1e-6)
+    assert shared.predict(np.array([0.0, 0.5])) == pytest.approx(0.005, abs=1e-6)
     # a window four ticks long overlaps three others: each counts a quarter
     wide = ExpertMixture(("a", "b"))
     wide.record(0.0, 4.0, np.array([0.9, 0.1]), tick_s=1.0)
@@ -100,6 +105,8 @@ def test_the_mixture_moves_to_the_expert_that_predicts_and_counts_overlap_once()
     assert other.weights() == pytest.approx([0.5, 0.5])
     with pytest.raises(ValueError, match="prior"):
         ExpertMixture(("a", "b"), prior=(1.0, 0.0))
+    with pytest.raises(ValueError, match="share"):
+        ExpertMixture(("a", "b"), share=1.0)
     assert group_prior({"one": 1, "many": 4}) == [0.5, 0.125, 0.125, 0.125, 0.125]
 
 
