@@ -399,3 +399,16 @@ def test_paper_lstm_pool_is_a_selectable_variant() -> None:
     assert models[30] == "ewma" and models[-1] == "lstm"
     assert st.paper_upper  # the pool is ceil(upper count), not the per-replica rule
     assert d.functions["f"].replicas >= np.ceil(st.paper_upper[0] - 1e-9)
+
+
+def test_the_start_lead_is_priced_like_a_miss() -> None:
+    from collections import deque
+
+    from scheduler.policies.aquatope_prewarm import _lead_s
+
+    starts = deque([1.0] * 30 + [1.5, 6.0])
+    # L + price x P(start > L) at L = 1, 1.5, 6: price 300 -> 19.75, 10.9, 6
+    assert _lead_s(starts, 300.0) == 6.0
+    assert _lead_s(starts, 50.0) == 1.5  # 4.1, 3.1, 6: one slow start is not worth 4.5 s
+    assert _lead_s(starts, 1.0) == 1.0  # a miss worth a second: plan with the usual start
+    assert _lead_s(deque([2.0, 2.0, 2.0]), 1e6) == 2.0  # ties: nothing outlasts the slowest

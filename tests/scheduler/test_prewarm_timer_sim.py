@@ -38,18 +38,8 @@ def _idle_replica_s(timeline: pd.DataFrame, start_s: float, end_s: float) -> flo
 
 
 def _run(policy: Policy, seed: int = 0) -> tuple[int, float]:
-    fp = FunctionProfile(
-        service_s=Distribution.constant(0.2), cold_start_s=Distribution.constant(2.0)
-    )
-    sim = SimPlatform(Profile(functions={"timer": fp}), workflows=(), seed=seed)
-    sim.deploy(FunctionSpec(name="timer"))
-    daemon = Daemon(sim, policy, clock=sim.clock, tick_s=1.0, workflows=sim.workflows)
-    res = sim.run_trace(
-        {"timer": _timer_times(seed)}, until_s=RUN_S, tick_s=1.0, on_tick=lambda _t: daemon.tick()
-    )
-    scored = res.requests[res.requests.sent_s >= SCORED_FROM_S]
-    timeline = res.timeline[res.timeline.function == "timer"]
-    return int(scored.cold_start.sum()), _idle_replica_s(timeline, SCORED_FROM_S, RUN_S)
+    cold, _, idle = _run_times(policy, _timer_times(seed), seed)
+    return cold, idle
 
 
 def test_timer_is_warm_before_each_firing_and_beats_keep_alive_at_equal_idle() -> None:
