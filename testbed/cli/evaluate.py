@@ -125,7 +125,10 @@ def evaluate(
                     "older code: --fresh runs them again)"
                 )
         command = _command_line(config, out_dir, results_md, seeds, traces, families)
-        summary, written = summarise_into(spec, out_dir, results_md, command=command)
+        # the directory may hold runs of policies left out by --policy: their families and
+        # knobs (the oracle is a bound, not a competitor) come from the whole file
+        whole = load_evaluation(config) if families else spec
+        summary, written = summarise_into(spec, out_dir, results_md, command=command, labels=whole)
     except TestbedError as exc:
         raise click.ClickException(str(exc)) from None
     _print_summary(summary)
@@ -178,9 +181,16 @@ def _print_summary(summary: EvaluationSummary) -> None:
 
 
 def summarise_into(
-    spec: EvaluationSpec, out_dir: Path, results_md: Path, *, command: str
+    spec: EvaluationSpec,
+    out_dir: Path,
+    results_md: Path,
+    *,
+    command: str,
+    labels: EvaluationSpec | None = None,
 ) -> tuple[EvaluationSummary, list[Path]]:
-    """Summarise the runs of ``spec`` under ``out_dir`` into ``results_md``."""
+    """Summarise the runs of ``spec``'s traces under ``out_dir`` into ``results_md``; every
+    run there is read, each label's family and knob taken from ``labels`` (default
+    ``spec``)."""
     from testbed.experiment.results import find_runs
     from testbed.report.compare import load_metrics
     from testbed.report.evaluation import summarise, write_results_markdown
@@ -190,8 +200,9 @@ def summarise_into(
         root = out_dir / trace
         runs[trace] = load_metrics(find_runs([root])) if root.is_dir() else []
     percentile = _qos_percentile(spec)
+    known = labels if labels is not None else spec
     summary = summarise(
-        runs, families=spec.families, knobs=dict(spec.knobs), qos_percentile=percentile
+        runs, families=known.families, knobs=dict(known.knobs), qos_percentile=percentile
     )
     exp = next(iter(spec.experiments.values()))
     counts = sorted({len(p.per_seed) for pts in summary.traces.values() for p in pts})

@@ -105,6 +105,19 @@ def test_grid_runs_resumes_and_summarises(grid: Path, tmp_path: Path) -> None:
     assert "The paper's claims, measured" in text
     assert (tmp_path / "RESULTS" / "bursty-cold-vs-idle.png").stat().st_size > 10_000
 
+    # narrowed to one policy, the summary still reads every run in the directory, and the
+    # others keep the family and knob the whole file gives them
+    from testbed.cli.evaluate import summarise_into
+
+    narrow = load_evaluation(grid, families=["always-on"])
+    part, _ = summarise_into(narrow, out, tmp_path / "part.md", command="-", labels=spec)
+    families = {p.label: (p.family, p.knob) for p in part.traces["bursty"]}
+    assert families["keep-alive-window-s-2"] == ("keep-alive", ("window_s", 2))
+    guessed, _ = summarise_into(narrow, out, tmp_path / "guess.md", command="-")
+    assert {p.label: p.family for p in guessed.traces["bursty"]}["keep-alive-window-s-2"] == (
+        "keep-alive-window-s-2"  # without the whole file a label is its own family
+    )
+
     from testbed.experiment.results import find_runs
     from testbed.report.compare import load_metrics
     from testbed.report.evaluation import summarise
