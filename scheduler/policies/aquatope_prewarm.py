@@ -434,7 +434,6 @@ class AquatopePrewarmPolicy(Policy):
             st.gaps.observe(obs.now_s, active=active, tick_s=obs.tick_s)
             if self.config.phase and len(st.gaps.gaps) != n_gaps:
                 st.periodic.learn_periods(st.gaps.gaps, tick_s=obs.tick_s)
-        if self.config.phase or self.config.gaps:
             log = self._activity(st)
             log.observe(obs.now_s, active=active, tick_s=obs.tick_s)
             if st.mixture is not None:
@@ -554,19 +553,19 @@ class AquatopePrewarmPolicy(Policy):
             st.activity = ActivityLog(span_s=st.periodic.span_s)
         return st.activity
 
-    def _experts(self) -> tuple[list[str], list[float]]:
-        """The first replica's experts and their prior (even over forecast, idle gaps, the
-        base rate and the periodic family)."""
+    def _new_mixture(self, st: _Fn) -> ExpertMixture:
+        """The first replica's experts, with a prior even over the forecast, the idle-gap
+        hazard, the base rate and the periodic family."""
         names, groups = ["forecast"], {"forecast": 1}
         if self.config.gaps:
             names.append("gaps")
             groups["gaps"] = 1
         if self.config.phase:
-            periodic = PeriodicExperts().names
+            periodic = st.periodic.names
             names.extend(periodic)
             groups["base"] = 1
             groups["periodic"] = len(periodic) - 1
-        return names, group_prior(groups)
+        return ExpertMixture(names, prior=group_prior(groups))
 
     def _first_replica(self, st: _Fn, obs: Observation, horizon_s: float, p_fc: float) -> float:
         """``P(a call within horizon_s)``: the mixture of the rate forecast, the idle-gap
@@ -586,8 +585,7 @@ class AquatopePrewarmPolicy(Policy):
         if periodic is not None:
             probs.extend(periodic.tolist())
         if st.mixture is None:
-            names, prior = self._experts()
-            st.mixture = ExpertMixture(names, prior=prior)
+            st.mixture = self._new_mixture(st)
         vector = np.asarray(probs)
         st.mixture.record(obs.now_s, obs.now_s + horizon_s, vector, tick_s=obs.tick_s)
         if st.mixture.scored < _MIN_SCORED:  # the experts have not been tried yet
@@ -742,8 +740,7 @@ class AquatopePrewarmPolicy(Policy):
             if raw.get("activity") is not None:
                 self._activity(st).load_state_dict(raw["activity"])
             if raw.get("mixture") is not None:
-                names, prior = self._experts()
-                st.mixture = ExpertMixture(names, prior=prior)
+                st.mixture = self._new_mixture(st)
                 st.mixture.load_state_dict(raw["mixture"])
         self._dag_state = dict(state.get("dag", {}))
         self._dag = None
