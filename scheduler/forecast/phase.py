@@ -190,8 +190,9 @@ class PeriodicExperts:
         return (*self.calendar, *self._extra)
 
     @property
-    def span_s(self) -> float:
-        """History the experts need kept: ``span_s``, and two of the longest period."""
+    def history_s(self) -> float:
+        """History an :class:`ActivityLog` must keep for these experts: ``span_s``, and two
+        of the longest calendar period."""
         return max(self.window_s, 2.0 * max(self.calendar)) + 2.0 * self.tol_s
 
     def _cycles(self, periods: np.ndarray) -> np.ndarray:

@@ -550,7 +550,7 @@ class AquatopePrewarmPolicy(Policy):
 
     def _activity(self, st: _Fn) -> ActivityLog:
         if st.activity is None:
-            st.activity = ActivityLog(span_s=st.periodic.span_s)
+            st.activity = ActivityLog(span_s=st.periodic.history_s)
         return st.activity
 
     def _new_mixture(self, st: _Fn) -> ExpertMixture:
