@@ -89,19 +89,22 @@ class ExpertMixture:
 
     def weights(self) -> np.ndarray:
         """Weight of each expert: the posterior, with a ``share`` of the prior mixed back."""
+        return self._current().copy()
+
+    def predict(self, probs: np.ndarray) -> float:
+        """The mixture's probability, given each expert's."""
+        p = float(self._current() @ np.asarray(probs, dtype=np.float64))
+        return min(max(p, 0.0), 1.0)
+
+    def _current(self) -> np.ndarray:
+        """The weights, computed once per score (cached, not copied)."""
         if self._weights is None:
             logw = self._log_prior - self._loss
             w: np.ndarray = np.exp(logw - logw.max())
             w *= (1.0 - self.share) / w.sum()
             w += self.share * self._prior
             self._weights = w
-        return self._weights.copy()
-
-    def predict(self, probs: np.ndarray) -> float:
-        """The mixture's probability, given each expert's."""
-        self.weights()
-        assert self._weights is not None
-        return min(max(float(self._weights @ np.asarray(probs, dtype=np.float64)), 0.0), 1.0)
+        return self._weights
 
     def record(self, start_s: float, end_s: float, probs: np.ndarray, *, tick_s: float) -> None:
         """Remember the experts' probabilities for an event in ``(start_s, end_s]``."""
