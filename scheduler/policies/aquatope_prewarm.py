@@ -17,9 +17,10 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
    (``max_fits_per_tick``, most stale first); other steps only re-condition.
 3. **Scenarios** for the look-ahead ``H = cold start + tick`` (a replica dropped now is back
    only after that): each level's largest rate over the steps ``H`` touches, floored by the
-   rate seen so far in this step (``reactive``; the first call of a step is not a rate), and
-   propagated along workflow DAGs (:class:`~scheduler.forecast.dag.DagPropagator`, upstream
-   paths delayed by the upstream's fractional latency in steps).
+   rate seen so far in this step (``reactive``; the step's first batch, the calls of its
+   first tick with calls, is not a rate: a timer firing many calls at once), and
+   propagated along workflow DAGs (:class:`~scheduler.forecast.dag.DagPropagator`,
+   upstream paths delayed by the upstream's fractional latency in steps).
 4. **Need per replica** (:func:`~scheduler.forecast.pool.replica_need`):
    ``P_k = P(concurrency >= (k-1) m + 1 within H)`` (``m`` requests per replica) from the
    scenarios. For an idle function the first replica's need is a mixture of experts
@@ -115,6 +116,8 @@ class _Fn:
     mixture: ExpertMixture | None = None  # the first replica's experts, scored as they go
     step_arrivals: float = 0.0
     step_elapsed_s: float = 0.0
+    step_first_batch: float = 0.0  # calls in the step's first tick with calls
+    step_active_ticks: int = 0  # ticks of the step with calls
     service_s: float | None = None
     cold_start_s: float | None = None
     cold_samples: deque[float] = field(default_factory=lambda: deque(maxlen=_COLD_SAMPLES))
@@ -382,6 +385,10 @@ class AquatopePrewarmPolicy(Policy):
             st = self._fn(name)
             self._observe_timing(st, fo, obs)
             self._observe_use(st, fo, obs)
+            if fo.arrivals > 0:
+                if st.step_active_ticks == 0:
+                    st.step_first_batch = fo.arrivals
+                st.step_active_ticks += 1
             st.step_arrivals += fo.arrivals
             st.step_elapsed_s += obs.tick_s
             if st.step_elapsed_s + _EPS >= cfg.step_s:
@@ -393,6 +400,8 @@ class AquatopePrewarmPolicy(Policy):
                 closed[name] = count
                 st.step_arrivals = 0.0
                 st.step_elapsed_s = 0.0
+                st.step_first_batch = 0.0
+                st.step_active_ticks = 0
         latency = {n: self._service(self._fns[n]) / cfg.step_s for n in obs.functions}
         if dag is not None and closed:
             dag.observe_step(closed, latency_steps=latency)
@@ -448,12 +457,20 @@ class AquatopePrewarmPolicy(Policy):
                 st.seen_s[k] = obs.now_s
 
     def _own_counts(self, st: _Fn, horizon: int) -> np.ndarray:
-        """This function's count scenarios per step, floored by the rate seen in this step."""
+        """This function's count scenarios per step, floored by the rate seen in this step.
+
+        The step's first batch (the calls of its first tick with calls) is not a rate: a
+        timer firing many calls at once says nothing about the next seconds. The rate is
+        the calls after it over the step's elapsed time, once a second tick saw calls."""
         rows = self._scenarios(st, horizon)
-        if self.config.reactive and st.step_elapsed_s > 0 and st.step_arrivals > 1:
-            seen = (st.step_arrivals - 1.0) / st.step_elapsed_s * self.config.step_s
-            rows = np.maximum(rows, seen)
+        if self._rate_seen(st):
+            seen = (st.step_arrivals - st.step_first_batch) / st.step_elapsed_s
+            rows = np.maximum(rows, seen * self.config.step_s)
         return rows
+
+    def _rate_seen(self, st: _Fn) -> bool:
+        """Whether this step's calls so far are a rate (``reactive``): calls in two ticks."""
+        return self.config.reactive and st.step_elapsed_s > 0 and st.step_active_ticks > 1
 
     def _blocked_cost(self, name: str, obs: Observation, delay_s: float) -> float:
         """Price of an arrival delayed ``delay_s`` (idle replica-seconds): the whole
@@ -541,8 +558,7 @@ class AquatopePrewarmPolicy(Policy):
     def _demand_seen_now(self, name: str, dag: DagPropagator | None) -> bool:
         """Whether calls in the current step (the function's own, past the first, or any
         upstream's) already raised its forecast: the reactive floor and DAG propagation."""
-        cfg = self.config
-        if cfg.reactive and self._fns[name].step_arrivals > 1:
+        if self._rate_seen(self._fns[name]):
             return True
         if dag is None:
             return False
@@ -691,6 +707,8 @@ class AquatopePrewarmPolicy(Policy):
                     "history": list(st.history),
                     "step_arrivals": st.step_arrivals,
                     "step_elapsed_s": st.step_elapsed_s,
+                    "step_first_batch": st.step_first_batch,
+                    "step_active_ticks": st.step_active_ticks,
                     "service_s": st.service_s,
                     "cold_start_s": st.cold_start_s,
                     "cold_samples": list(st.cold_samples),
@@ -721,6 +739,9 @@ class AquatopePrewarmPolicy(Policy):
             st.history.extend(float(v) for v in raw["history"])
             st.step_arrivals = float(raw["step_arrivals"])
             st.step_elapsed_s = float(raw["step_elapsed_s"])
+            # (states written before these existed: the step's calls as one batch)
+            st.step_first_batch = float(raw.get("step_first_batch", st.step_arrivals))
+            st.step_active_ticks = int(raw.get("step_active_ticks", st.step_arrivals > 0))
             st.service_s = None if raw["service_s"] is None else float(raw["service_s"])
             st.cold_start_s = None if raw["cold_start_s"] is None else float(raw["cold_start_s"])
             st.cold_samples.extend(float(v) for v in raw.get("cold_samples", []))

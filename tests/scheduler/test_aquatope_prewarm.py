@@ -160,7 +160,8 @@ def test_state_round_trips_through_json() -> None:
 
 def test_aquatope_composes_with_or_without_configurator() -> None:
     pol = AquatopePolicy(prewarm=PrewarmConfig(forecaster="ewma"))
-    d = pol.decide(_obs(1.0, entry=3))
+    pol.decide(_obs(1.0, entry=3))
+    d = pol.decide(_obs(2.0, entry=3))  # calls in two ticks: a rate to keep replicas for
     if "aquatope-config" not in available_policies():
         assert pol.config is None and "pre-warm only" in d.reason
     assert d.functions["entry"].replicas >= 1
@@ -324,7 +325,8 @@ def test_gp_fits_are_batched_and_rationed_per_minute() -> None:
 def test_starts_at_once_are_limited_by_ready_replicas() -> None:
     pol = AquatopePrewarmPolicy(forecaster="ewma")
     targets = []
-    for t, (ready, starting) in enumerate([(1, 0), (1, 1), (2, 0), (4, 0)], start=1):
+    # the first tick's 20 calls are one batch, not yet a rate; from the second on they are
+    for t, (ready, starting) in enumerate([(1, 0), (1, 0), (1, 1), (2, 0), (4, 0)], start=1):
         f = fobs(
             "f",
             arrivals=20,
@@ -336,7 +338,7 @@ def test_starts_at_once_are_limited_by_ready_replicas() -> None:
         )
         d = pol.decide(Observation(now_s=float(t), tick_s=1.0, functions={"f": f}))
         targets.append(d.functions["f"].replicas)
-    assert targets == [2, 2, 4, 8]  # at most as many starting as are ready: doubling
+    assert targets[1:] == [2, 2, 4, 8]  # at most as many starting as are ready: doubling
 
 
 def test_cold_start_is_measured_while_replicas_keep_starting() -> None:
@@ -412,3 +414,20 @@ def test_the_start_lead_is_priced_like_a_miss() -> None:
     assert _lead_s(starts, 50.0) == 1.5  # 4.1, 3.1, 6: one slow start is not worth 4.5 s
     assert _lead_s(starts, 1.0) == 1.0  # a miss worth a second: plan with the usual start
     assert _lead_s(deque([2.0, 2.0, 2.0]), 1e6) == 2.0  # ties: nothing outlasts the slowest
+
+
+def test_a_batch_of_calls_in_one_tick_is_not_a_rate() -> None:
+    # a timer fires six calls at once and they finish within the tick: nothing says more
+    # are coming, so no replica is started for them; calls in a second tick are a rate
+    def first_ticks(batches: list[int]) -> int:
+        pol = AquatopePrewarmPolicy(forecaster="ewma", step_s=10.0, miss_price_s=3000.0)
+        replicas = 0
+        for t, n in enumerate(batches, start=1):
+            f = fobs("f", arrivals=n, completions=n, mean_service_s=0.2, replicas_ready=0)
+            d = pol.decide(Observation(now_s=float(t), tick_s=1.0, functions={"f": f}))
+            replicas = d.functions["f"].replicas
+        return replicas
+
+    assert first_ticks([6]) == 0
+    assert first_ticks([6, 0, 0]) == 0
+    assert first_ticks([6, 0, 2]) >= 1
