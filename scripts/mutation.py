@@ -41,6 +41,14 @@ MODULES: dict[str, list[str]] = {
     "scheduler/policies/hybrid_histogram.py": ["tests/scheduler/test_hybrid_histogram.py"],
     "scheduler/policies/kpa.py": ["tests/scheduler/test_kpa.py"],
     "scheduler/policies/always_on.py": ["tests/scheduler/test_always_on.py"],
+    "scheduler/forecast/phase.py": [
+        "tests/forecast/test_forecast_phase_exact.py",
+        "tests/forecast/test_forecast_phase.py",
+    ],
+    "scheduler/forecast/mixture.py": [
+        "tests/forecast/test_forecast_mixture.py",
+        "tests/forecast/test_forecast_phase.py",
+    ],
     "scheduler/forecast/pool.py": [
         "tests/forecast/test_forecast_pool_dag.py",
         "tests/forecast/test_forecast_prewarm_v2.py",
