@@ -112,6 +112,27 @@ def test_state_round_trips_through_json_with_open_windows() -> None:
     assert b.scored == a.scored
 
 
+def test_a_state_without_open_windows_or_a_count_loads_as_none_and_zero() -> None:
+    mix = ExpertMixture(("x", "y"))
+    mix.load_state_dict({"names": ["x", "y"], "loss": [0.0, 2.0]})
+    assert mix.scored == 0 and mix.resolve(1e9, lambda s, e: True) == 0
+    assert mix.weights()[0] > mix.weights()[1]
+    mix.load_state_dict({})  # not this mixture's: ignored
+    assert mix.weights()[0] > mix.weights()[1]
+
+
+def test_evidence_is_halved_every_3600_windows_by_default() -> None:
+    mix = ExpertMixture(("a", "b"), share=0.0)
+    mix.record(0.0, 1.0, np.array([0.9, 0.1]), tick_s=1.0)
+    mix.resolve(1.0, lambda s, e: True)
+    gap = math.log(0.9) - math.log(0.1)  # L_b - L_a after the first window
+    for t in range(1, 3601):  # equal forecasts: the gap only decays
+        mix.record(float(t), float(t) + 1.0, np.array([0.5, 0.5]), tick_s=1.0)
+        mix.resolve(float(t) + 1.0, lambda s, e: False)
+    w = mix.weights()
+    assert math.log(w[0] / w[1]) == pytest.approx(gap / 2, rel=1e-9)
+
+
 def test_a_state_of_other_experts_is_ignored_and_a_broken_one_refused() -> None:
     a = ExpertMixture(("x", "y"))
     a.record(0.0, 1.0, np.array([0.9, 0.1]), tick_s=1.0)

@@ -45,17 +45,18 @@ def _observe(log: ActivityLog, active: set[int], start: int, until: int) -> None
         log.observe(float(t), active=t in active, tick_s=1.0)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_predict_is_the_definition_read_by_brute_force(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "log_span_s"), [(0, 900.0), (1, 900.0), (2, 1e9)])
+def test_predict_is_the_definition_read_by_brute_force(seed: int, log_span_s: float) -> None:
     rng = np.random.default_rng(seed)
     # a 45 s timer at phase 7, thinned, plus noise; history shorter than the longest reads
     active = {t for t in range(7, 1400, 45) if rng.random() < 0.7}
     active |= {int(t) for t in rng.integers(1, 1400, 25)}
-    log = ActivityLog(span_s=900.0)
+    log = ActivityLog(span_s=log_span_s)
     _observe(log, active, 1, 1400)
-    assert log.origin_s == 500.0
+    origin = max(0.0, 1400.0 - log_span_s)
+    assert log.origin_s == origin
     experts = PeriodicExperts(
-        periods_s=(30.0, 60.0, 400.0),
+        periods_s=(1.0, 30.0, 60.0, 400.0),
         learned=2,
         span_s=600.0,  # 20, 10 and (clamped up) 2 cycles ...
         max_cycles=15,  # ... and 30 s clamped down to 15
@@ -64,16 +65,18 @@ def test_predict_is_the_definition_read_by_brute_force(seed: int) -> None:
         tol_s=1.0,
     )
     experts.learn_periods([45.0] * 5, tick_s=1.0)
-    assert experts.periods_s == (30.0, 60.0, 400.0, 45.0, 0.0)
-    kept = {t for t in active if t > 500}
+    assert experts.periods_s == (1.0, 30.0, 60.0, 400.0, 45.0, 0.0)
+    kept = {t for t in active if t > origin}
     # two horizons in turn: each must get its own layout, not the other's cached one
     for now, h in [(1400.0, 3.0), (1400.0, 10.0), (1401.0, 3.0), (1439.0, 5.0)]:
         probs, cycles = experts.predict(log, now_s=now, horizon_s=h)
-        want_p, want_c = _brute_force(kept, 500.0, now, h, experts)
+        want_p, want_c = _brute_force(kept, origin, now, h, experts)
         assert probs.tolist() == pytest.approx(want_p, abs=1e-12)
         assert cycles.tolist() == want_c
         assert cycles.dtype == np.int64
-    assert want_c[1:4] == [15, 10, 2]  # the clamps were exercised (windows before the origin aside)
+    # the clamps were exercised: 1 s and 30 s capped at 15 cycles, 400 s raised to 2 (all
+    # inside the history at the last query)
+    assert want_c[1:5] == [15, 15, 10, 2]
 
 
 def test_windows_starting_exactly_at_the_origin_count() -> None:
@@ -85,6 +88,9 @@ def test_windows_starting_exactly_at_the_origin_count() -> None:
     assert cycles.tolist() == [4, 2] and probs[0] == pytest.approx(2.5 / 5.0)
     # period 10: (10,15] and (0,5] both start inside the history; both hit
     assert probs[1] == pytest.approx((2 + 0.5) / 3)
+    # a window starting 0.8 s before the origin is not inside it
+    probs, cycles = experts.predict(log, now_s=20.0, horizon_s=5.2)
+    assert cycles[0] == 3
 
 
 def test_no_history_predicts_zero_with_a_count_per_expert() -> None:
@@ -144,7 +150,9 @@ def test_boundary_expert_settings_are_accepted() -> None:
 
 
 def test_gaps_become_periods_at_tick_resolution_off_the_calendar() -> None:
-    def learned(gaps: list[float], tick_s: float = 1.0, experts: PeriodicExperts | None = None):
+    def learned(
+        gaps: list[float], tick_s: float = 1.0, experts: PeriodicExperts | None = None
+    ) -> tuple[float, ...]:
         experts = experts or PeriodicExperts()
         experts.learn_periods(gaps, tick_s=tick_s)
         return experts.periods_s[-2:]
@@ -160,14 +168,14 @@ def test_gaps_become_periods_at_tick_resolution_off_the_calendar() -> None:
 
 
 def test_a_learned_slot_keeps_its_period_while_it_recurs() -> None:
-    experts = PeriodicExperts()
+    experts = PeriodicExperts(learned=3)
     experts.learn_periods([75.0] * 3, tick_s=1.0)
     experts.learn_periods([100.0] * 5 + [75.0] * 3, tick_s=1.0)
-    assert experts.periods_s[-2:] == (75.0, 100.0)  # 75 stays in its slot though now second
+    assert experts.periods_s[-3:] == (75.0, 100.0, 0.0)  # 75 keeps its slot though second
     experts.learn_periods([77.0] * 5 + [100.0] * 4, tick_s=1.0)
-    assert experts.periods_s[-2:] == (75.0, 100.0)  # 77 is 75 within the tolerance
+    assert experts.periods_s[-3:] == (75.0, 100.0, 0.0)  # 77 is 75 within the tolerance
     experts.learn_periods([100.0] * 5 + [130.0] * 4, tick_s=1.0)
-    assert experts.periods_s[-2:] == (100.0, 130.0)  # 75 stopped recurring: its slot is reused
+    assert experts.periods_s[-3:] == (100.0, 130.0, 0.0)  # 75 stopped recurring
 
 
 def test_learned_periods_restore_padded_to_the_slots() -> None:
@@ -185,6 +193,10 @@ def test_activity_runs_merge_only_consecutive_ticks() -> None:
     fresh = ActivityLog(span_s=1e9)
     fresh.observe(5.0, active=False, tick_s=1.0)
     assert fresh.origin_s == 4.0  # the first tick covers (4, 5]
+    coarse = ActivityLog(span_s=1e9)
+    for t in (2.0, 4.0, 6.0, 10.0):  # ticks of 2 s: 2, 4 and 6 are consecutive, 10 is not
+        coarse.observe(t, active=True, tick_s=2.0)
+    assert coarse.runs == [(2.0, 6.0), (10.0, 10.0)]
 
 
 def test_any_active_window_boundaries() -> None:
@@ -224,5 +236,13 @@ def test_activity_state_keeps_an_unknown_origin_and_refuses_torn_runs() -> None:
     log = ActivityLog(span_s=10.0)
     log.load_state_dict(ActivityLog(span_s=10.0).state_dict())
     assert log.origin_s is None and log.runs == []
+    log.load_state_dict({})
+    assert log.origin_s is None and log.runs == []
+    busy = ActivityLog(span_s=1e9)
+    _observe(busy, {3, 8}, 1, 10)
+    busy.active_in(np.array([0.0]), np.array([10.0]))  # arrays cached ...
+    busy.load_state_dict({"starts": [5.0], "ends": [5.0], "origin_s": 0.0})
+    # ... and dropped on a load: queries read the loaded runs
+    assert busy.active_in(np.array([2.0, 4.0]), np.array([3.0, 5.0])).tolist() == [False, True]
     with pytest.raises(ValueError, match="differ in length"):
         log.load_state_dict({"starts": [1.0, 2.0], "ends": [1.0]})
