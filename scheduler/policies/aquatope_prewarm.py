@@ -556,7 +556,7 @@ class AquatopePrewarmPolicy(Policy):
         return need
 
     def _demand_seen_now(self, name: str, dag: DagPropagator | None) -> bool:
-        """Whether calls in the current step (the function's own, past the first, or any
+        """Whether calls in the current step (the function's own, past the first batch, or any
         upstream's) already raised its forecast: the reactive floor and DAG propagation."""
         if self._rate_seen(self._fns[name]):
             return True
