@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scheduler.forecast.phase import CALENDAR_PERIODS_S, ActivityLog, PeriodicExperts
+from tests.forecast.test_forecast_phase import _log
 
 
 def _brute_force(
@@ -40,19 +41,13 @@ def _brute_force(
     return probs, cycles
 
 
-def _observe(log: ActivityLog, active: set[int], start: int, until: int) -> None:
-    for t in range(start, until + 1):
-        log.observe(float(t), active=t in active, tick_s=1.0)
-
-
 @pytest.mark.parametrize(("seed", "log_span_s"), [(0, 900.0), (1, 900.0), (2, 1e9)])
 def test_predict_is_the_definition_read_by_brute_force(seed: int, log_span_s: float) -> None:
     rng = np.random.default_rng(seed)
     # a 45 s timer at phase 7, thinned, plus noise; history shorter than the longest reads
     active = {t for t in range(7, 1400, 45) if rng.random() < 0.7}
     active |= {int(t) for t in rng.integers(1, 1400, 25)}
-    log = ActivityLog(span_s=log_span_s)
-    _observe(log, active, 1, 1400)
+    log = _log(active, 1400, span_s=log_span_s)
     origin = max(0.0, 1400.0 - log_span_s)
     assert log.origin_s == origin
     experts = PeriodicExperts(
@@ -80,8 +75,7 @@ def test_predict_is_the_definition_read_by_brute_force(seed: int, log_span_s: fl
 
 
 def test_windows_starting_exactly_at_the_origin_count() -> None:
-    log = ActivityLog(span_s=1e9)
-    _observe(log, {5, 15}, 1, 20)  # origin 0
+    log = _log({5, 15}, 20)  # origin 0
     experts = PeriodicExperts(periods_s=(10.0,), learned=0, base_windows=4, tol_s=0.0, span_s=20.0)
     probs, cycles = experts.predict(log, now_s=20.0, horizon_s=5.0)
     # base windows (15,20], (10,15], (5,10], (0,5]: all inside, two with a call
@@ -187,8 +181,7 @@ def test_learned_periods_restore_padded_to_the_slots() -> None:
 
 
 def test_activity_runs_merge_only_consecutive_ticks() -> None:
-    log = ActivityLog(span_s=1e9)
-    _observe(log, {10, 11, 13, 20}, 1, 25)
+    log = _log({10, 11, 13, 20}, 25)
     assert log.runs == [(10.0, 11.0), (13.0, 13.0), (20.0, 20.0)]
     fresh = ActivityLog(span_s=1e9)
     fresh.observe(5.0, active=False, tick_s=1.0)
@@ -200,8 +193,7 @@ def test_activity_runs_merge_only_consecutive_ticks() -> None:
 
 
 def test_any_active_window_boundaries() -> None:
-    log = ActivityLog(span_s=1e9)
-    _observe(log, {10}, 1, 30)
+    log = _log({10}, 30)
     assert log.any_active(9.0, 10.0)  # the only run is the first: found
     assert not log.any_active(10.0, 12.0)  # a run ending at the window's open end is outside
     assert log.active_in(np.array([9.0, 10.0]), np.array([10.0, 12.0])).tolist() == [True, False]
@@ -238,8 +230,7 @@ def test_activity_state_keeps_an_unknown_origin_and_refuses_torn_runs() -> None:
     assert log.origin_s is None and log.runs == []
     log.load_state_dict({})
     assert log.origin_s is None and log.runs == []
-    busy = ActivityLog(span_s=1e9)
-    _observe(busy, {3, 8}, 1, 10)
+    busy = _log({3, 8}, 10)
     busy.active_in(np.array([0.0]), np.array([10.0]))  # arrays cached ...
     busy.load_state_dict({"starts": [5.0], "ends": [5.0], "origin_s": 0.0})
     # ... and dropped on a load: queries read the loaded runs
