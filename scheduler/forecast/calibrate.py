@@ -30,6 +30,7 @@ floats (JSON round-trip through :meth:`state_dict`).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -133,7 +134,7 @@ class ConformalCalibrator:
         return self._q_eff.get(q, q)
 
     def _bin(self, mean: float) -> int:
-        return int(np.searchsorted(self.bin_edges, mean, side="right"))
+        return bisect.bisect_right(self.bin_edges, mean)
 
     def track(self, q: float) -> None:
         """Also calibrate level ``q`` (adaptive level and miss count) from now on."""
@@ -204,17 +205,16 @@ class ConformalCalibrator:
         levels = [self.effective_level(q) for q in qs]
         flat = mu.reshape(-1)
         out = np.empty((len(qs), flat.size))
-        ordered: dict[int, np.ndarray] = {}
+        offsets: dict[int, np.ndarray] = {}  # per residual pool: its offset at every level
         for j, m in enumerate(flat.tolist()):
             pool = self._binned[self._bin(m)]
             if len(pool) < self.min_scores:
                 pool = self._scores
             key = id(pool)
-            if key not in ordered:
-                ordered[key] = np.sort(np.fromiter(pool, dtype=np.float64, count=len(pool)))
-            scores = ordered[key]
-            for i, level in enumerate(levels):
-                out[i, j] = m + score_quantile(scores, level)
+            if key not in offsets:
+                scores = np.sort(np.fromiter(pool, dtype=np.float64, count=len(pool)))
+                offsets[key] = np.array([score_quantile(scores, level) for level in levels])
+            out[:, j] = m + offsets[key]
         return np.maximum(out, 0.0).reshape((len(qs), *mu.shape))
 
     def update(self, *, mean: float, std: float, observed: float) -> None:

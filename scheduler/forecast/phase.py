@@ -38,6 +38,9 @@ CALENDAR_PERIODS_S: tuple[float, ...] = (
     900.0, 1200.0, 1800.0, 3600.0,
 )  # fmt: skip
 
+# (window starts, window ends, segment starts, windows per segment, earliest finite start)
+_Layout = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]
+
 
 class ActivityLog:
     """Ticks that saw a call (or a request in flight), as runs ``[start, end]`` of tick times.
@@ -55,7 +58,11 @@ class ActivityLog:
         self._starts: list[float] = []
         self._ends: list[float] = []
         self._origin_s: float | None = None  # first tick observed: nothing is known before
-        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+        # the runs mirrored in arrays for vectorised queries, kept up to date in place:
+        # run i sits at index lo + 1 + i, index lo holds a sentinel run at -inf
+        self._mirror_s = np.full(64, -np.inf)
+        self._mirror_e = np.full(64, -np.inf)
+        self._mirror_lo = 0
 
     @property
     def origin_s(self) -> float | None:
@@ -74,10 +81,11 @@ class ActivityLog:
         if active:
             if self._ends and now_s - self._ends[-1] <= 1.5 * tick_s:
                 self._ends[-1] = now_s
+                self._mirror_e[self._mirror_lo + len(self._ends)] = now_s
             else:
                 self._starts.append(now_s)
                 self._ends.append(now_s)
-            self._arrays = None
+                self._mirror_append(now_s)
         cut = now_s - self.span_s
         self._origin_s = max(self._origin_s, cut)
         old = 0
@@ -86,9 +94,28 @@ class ActivityLog:
         capped = max(len(self._starts) - old - self.max_runs, 0)
         if old + capped:
             del self._starts[: old + capped], self._ends[: old + capped]
-            self._arrays = None
+            self._mirror_lo += old + capped  # the last run dropped becomes the sentinel
+            self._mirror_s[self._mirror_lo] = self._mirror_e[self._mirror_lo] = -np.inf
         if capped:  # runs dropped for the cap: the time they covered is unknown now
             self._origin_s = max(self._origin_s, self._starts[0] - tick_s)
+
+    def _mirror_append(self, start_s: float) -> None:
+        """Add a run ``[start_s, start_s]`` to the arrays (compacting or growing them)."""
+        n = len(self._starts)  # runs, the new one included
+        if self._mirror_lo + n + 1 > self._mirror_s.size:
+            self._mirror_rebuild(capacity=max(64, 2 * (n + 1)))
+            return
+        i = self._mirror_lo + n
+        self._mirror_s[i] = self._mirror_e[i] = start_s
+
+    def _mirror_rebuild(self, *, capacity: int) -> None:
+        """Copy the runs into fresh arrays, the sentinel first."""
+        n = len(self._starts)
+        self._mirror_s = np.full(max(capacity, n + 1), -np.inf)
+        self._mirror_e = np.full(max(capacity, n + 1), -np.inf)
+        self._mirror_s[1 : n + 1] = self._starts
+        self._mirror_e[1 : n + 1] = self._ends
+        self._mirror_lo = 0
 
     def any_active(self, lo: float, hi: float) -> bool:
         """Whether a recorded active tick lies in ``(lo, hi]`` (one window)."""
@@ -99,13 +126,10 @@ class ActivityLog:
         """Whether a recorded active tick lies in ``(lo, hi]``, element-wise."""
         if not self._starts:
             return np.zeros(np.shape(lo), dtype=bool)
-        if self._arrays is None:  # a sentinel run at -inf: every window finds a run
-            self._arrays = (
-                np.asarray([-np.inf, *self._starts]),
-                np.asarray([-np.inf, *self._ends]),
-            )
-        starts, ends = self._arrays
-        found: np.ndarray = ends[np.searchsorted(starts, hi, side="right") - 1] > lo
+        end = self._mirror_lo + len(self._starts) + 1  # the sentinel: every window finds a run
+        starts = self._mirror_s[self._mirror_lo : end]
+        ends = self._mirror_e[self._mirror_lo : end]
+        found: np.ndarray = ends[starts.searchsorted(hi, side="right") - 1] > lo
         return found
 
     def state_dict(self) -> dict[str, Any]:
@@ -120,7 +144,7 @@ class ActivityLog:
             raise ValueError("activity log: starts and ends differ in length")
         origin = state.get("origin_s")
         self._origin_s = None if origin is None else float(origin)
-        self._arrays = None
+        self._mirror_rebuild(capacity=2 * (len(self._starts) + 1))
 
 
 class PeriodicExperts:
@@ -175,8 +199,7 @@ class PeriodicExperts:
         self.tol_s = float(tol_s)
         self.min_gap_count = int(min_gap_count)
         self._extra: tuple[float, ...] = (0.0,) * self.learned  # 0 = no period learned yet
-        self._cache: tuple[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] | None
-        self._cache = None
+        self._cache: tuple[tuple[Any, ...], _Layout] | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -233,20 +256,30 @@ class PeriodicExperts:
         n = 1 + len(self.calendar) + self.learned
         if origin is None:
             return np.zeros(n), np.zeros(n, dtype=np.int64)
-        lo_off, hi_off, segments = self._layout(horizon_s)
-        seen = lo_off >= origin - now_s - 1e-9  # windows inside the observed history
-        called = log.active_in(now_s + lo_off, now_s + hi_off) & seen
-        used = np.add.reduceat(seen, segments)
+        lo_off, hi_off, segments, sizes, earliest = self._layout(horizon_s)
+        called = log.active_in(now_s + lo_off, now_s + hi_off)
+        if earliest >= origin - now_s - 1e-9:  # every window inside the observed history
+            used = sizes  # (a window at -inf, an empty slot's, is never inside nor called)
+        else:
+            seen = lo_off >= origin - now_s - 1e-9
+            called &= seen
+            used = np.add.reduceat(seen, segments)
         hits = np.add.reduceat(called, segments)
         base = (hits[0] + 0.5) / (used[0] + 1.0)
         probs = (hits + self.alpha * base) / (used + self.alpha)
         probs[0] = base
         return probs, used.astype(np.int64)
 
-    def _layout(self, horizon_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _layout(self, horizon_s: float) -> _Layout:
         """Every window the experts read, as offsets from now (cached per horizon): the
         base rate's back-to-back windows, then each period's ``k = 1..K_P`` past windows
-        (an empty learned slot gets one window that is never inside the history)."""
+        (an empty learned slot gets one window that is never inside the history).
+
+        Returns:
+            ``(lo, hi, segments, sizes, earliest)``: window bounds, where each expert's
+            windows start, how many of them can be inside the history, and the earliest
+            finite window start (all are inside once the history reaches back that far).
+        """
         key = (horizon_s, self.periods_s)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
@@ -265,7 +298,15 @@ class PeriodicExperts:
             highs.append(-lag + horizon_s + self.tol_s)
             sizes.append(lag.size)
         segments = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        layout = (np.concatenate(lows), np.concatenate(highs), segments)
+        lo = np.concatenate(lows)
+        finite = np.isfinite(lo)
+        layout = (
+            lo,
+            np.concatenate(highs),
+            segments,
+            np.add.reduceat(finite, segments),
+            float(lo[finite].min()),
+        )
         self._cache = (key, layout)
         return layout
 

@@ -637,7 +637,13 @@ class Engine:
             return  # superseded by a later change of the demand
         self._advance_v()
         jobs = self._cpu_jobs
-        done = []
+        if not jobs:
+            return
+        # this event was timed for the first job to finish: it is done, even when rounding
+        # left a sliver of its work below the clock's resolution (waiting for that sliver
+        # would schedule the next event at this same instant, forever)
+        done = [heapq.heappop(jobs)]
+        self._v = max(self._v, done[0][0])
         while jobs and jobs[0][0] <= self._v + _V_EPS:
             done.append(heapq.heappop(jobs))
         for _, _, _, _, _, cores in done:

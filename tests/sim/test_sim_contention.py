@@ -104,3 +104,26 @@ def _ready(sim: SimPlatform, n: int) -> list:  # type: ignore[type-arg]
         assert sim.now < deadline
         sim.run_until(sim.now + 0.1)
     return [r for r in sim.status("f").replicas if r.state == "ready"]
+
+
+@pytest.mark.timeout(20)
+def test_work_left_below_the_clocks_resolution_still_finishes() -> None:
+    # Virtual time (the work each job has received) lags the clock after contention. With
+    # it just below 2**15 s and the clock just above, one step of virtual time (3.6e-12)
+    # is half a step of the clock and rounds away: the job's last sliver of work was
+    # scheduled at the same instant, forever (a simulated day hung at t = 32769 s).
+    sim = SimPlatform(_profile(), seed=0, workflows=(), host_cores=1)
+    sim.deploy(FunctionSpec(name="f", max_inflight=1))
+    sim.scale("f", replicas=1)
+    sim.run_until(32769.0)
+    sim.submit("f", at_s=32769.356206342374)
+    sim.run_until(32769.5)
+    engine = sim._engine
+    engine._advance_v()
+    engine._v = 32767.5
+    _, *rest = engine._cpu_jobs[0]
+    engine._cpu_jobs[0] = (math.nextafter(engine._v, math.inf), *rest)
+    engine._retime()
+    sim.run_until(32771.0)
+    assert sim.results().requests["status"].tolist() == [200]
+    assert not engine._cpu_jobs and engine.cpu_busy == 0.0
