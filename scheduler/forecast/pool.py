@@ -40,6 +40,7 @@ __all__ = [
     "delay_price_for_level",
     "erlang_b",
     "erlang_c",
+    "imminent_need",
     "lookahead_steps",
     "pool_cost",
     "replica_need",
@@ -400,6 +401,62 @@ def _need_one(
             tail = tail - pmf if tail > pmf else 0.0
             level += 1
     return tuple(out)
+
+
+def imminent_need(
+    sources: Iterable[tuple[int, float]], *, max_inflight: int = 1, max_replicas: int = 1000
+) -> list[float]:
+    """``P(replica k needed)`` from calls running upstream that will call this function.
+
+    Each source is ``(n, c)``: ``n`` upstream calls in flight, each expected to bring ``c``
+    concurrent calls here (edge weight x learned fan-out gain x overlap of the service
+    times). A call's contribution is ``floor(c)`` sure calls and one more with probability
+    ``c - floor(c)``: a fan-out of three is three calls, a branch taken by one call in five
+    is one call with probability 0.2, not a sure one. The concurrency is the sum over the
+    running calls (a Poisson-binomial count), and replica ``k`` is needed when it reaches
+    ``(k - 1) * max_inflight + 1``.
+
+    Args:
+        sources: ``(running calls, expected concurrency each)`` per upstream.
+        max_inflight: concurrent requests one replica accepts (>= 1).
+        max_replicas: longest list returned.
+
+    Returns:
+        ``[P_1, P_2, ...]``, non-increasing, ending before the first zero.
+
+    Example:
+        >>> [round(p, 3) for p in imminent_need([(2, 0.5)])]  # two calls, each a coin flip
+        [0.75, 0.25]
+    """
+    if max_inflight < 1:
+        raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
+    sure = 0
+    pmf = [1.0]  # distribution of the uncertain calls: pmf[i] = P(i of them happen)
+    for n, each in sources:
+        if n <= 0 or not each > 0:
+            continue
+        whole = math.floor(each)
+        frac = each - whole
+        sure += n * whole
+        if frac <= 1e-12:
+            continue
+        for _ in range(n):  # one Bernoulli(frac) per running call
+            grown = [0.0] * (len(pmf) + 1)
+            for i, p in enumerate(pmf):
+                grown[i] += p * (1.0 - frac)
+                grown[i + 1] += p * frac
+            pmf = grown
+    at_least = [0.0] * (len(pmf) + 1)  # at_least[i] = P(uncertain calls >= i)
+    for i in range(len(pmf) - 1, -1, -1):
+        at_least[i] = at_least[i + 1] + pmf[i]
+    out: list[float] = []
+    for k in range(1, max_replicas + 1):
+        missing = (k - 1) * max_inflight + 1 - sure  # uncertain calls replica k waits for
+        p = 1.0 if missing <= 0 else (at_least[missing] if missing < len(at_least) else 0.0)
+        if p <= 0.0:
+            break
+        out.append(min(p, 1.0))
+    return out
 
 
 def replicas_worth_keeping(

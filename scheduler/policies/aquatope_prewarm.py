@@ -31,8 +31,11 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
    weighted by its log score on this function's idle ticks so far (the forecast alone until
    :data:`_MIN_SCORED` ticks are scored); replicas ``k >= 2`` are capped by it, and calls
    seen in the current step (own or upstream) keep the forecast as a floor. Requests in
-   flight upstream are concurrency, not a count per step: ``n`` running upstream calls make
-   replicas ``1..ceil(n x gain x min(1, S_d / S_u) / m)`` certain.
+   flight upstream are concurrency, not a count per step: each of ``n`` running upstream
+   calls brings ``c = weight x gain x min(1, S_d / S_u)`` calls here, ``floor(c)`` sure and
+   one more with probability ``c - floor(c)`` (a branch taken by one call in five is a 0.2
+   chance of a call, priced like any other need, not a sure replica)
+   (:func:`~scheduler.forecast.pool.imminent_need`).
 5. **Decide per replica** (:func:`~scheduler.forecast.pool.replicas_worth_keeping`): keep
    (or start) replica ``k`` while ``P_k x blocked_cost > H`` (plus ``start_weight x cold``
    for a replica not yet running or starting). ``blocked_cost`` is the price of the QoS miss
@@ -80,7 +83,7 @@ from scheduler.forecast.dag import DagPropagator
 from scheduler.forecast.gaps import GapModel
 from scheduler.forecast.mixture import ExpertMixture, group_prior
 from scheduler.forecast.phase import ActivityLog, PeriodicExperts
-from scheduler.forecast.pool import replica_need, replicas_worth_keeping
+from scheduler.forecast.pool import imminent_need, replica_need, replicas_worth_keeping
 from scheduler.policies.prewarm_config import PrewarmConfig
 from scheduler.policy import Decision, FunctionDecision, FunctionObservation, Observation, Policy
 from scheduler.registry import register_policy
@@ -550,9 +553,9 @@ class AquatopePrewarmPolicy(Policy):
             if not need[0]:
                 need = []
         imminent = self._imminent(name, obs, dag)
-        if imminent > 0:
-            sure = math.ceil(imminent / per - _EPS)
-            need = [1.0] * sure + need[sure:] if len(need) >= sure else [1.0] * sure
+        if imminent:
+            soon = imminent_need(imminent, max_inflight=per, max_replicas=fo.max_replicas)
+            need = [max(a, b) for a, b in itertools.zip_longest(need, soon, fillvalue=0.0)]
         return need
 
     def _demand_seen_now(self, name: str, dag: DagPropagator | None) -> bool:
@@ -608,23 +611,28 @@ class AquatopePrewarmPolicy(Policy):
             return p_fc
         return st.mixture.predict(vector)
 
-    def _imminent(self, name: str, obs: Observation, dag: DagPropagator | None) -> float:
-        """Concurrent calls the upstreams' running requests will make soon."""
+    def _imminent(
+        self, name: str, obs: Observation, dag: DagPropagator | None
+    ) -> list[tuple[int, float]]:
+        """Calls running upstream and the concurrency each will bring here soon: edge
+        weight x learned gain x ``min(1, S_d / S_u)`` (:func:`imminent_need` prices them)."""
         if dag is None:
-            return 0.0
+            return []
         ups = dag.upstream(name)
         if not ups:
-            return 0.0
+            return []
         mine = self._service(self._fns[name])
-        total = 0.0
+        gain = dag.gain(name)
+        out: list[tuple[int, float]] = []
         for up, w in ups.items():
             fo_up = obs.functions.get(up)
             if fo_up is None or fo_up.inflight <= 0:
                 continue
             running = max(fo_up.inflight - fo_up.queued, 0)
             theirs = self._service(self._fns[up])
-            total += w * running * min(1.0, mine / max(theirs, 1e-6))
-        return total * dag.gain(name)
+            if running:
+                out.append((running, w * gain * min(1.0, mine / max(theirs, 1e-6))))
+        return out
 
     def _decide_one(
         self,

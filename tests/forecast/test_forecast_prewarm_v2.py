@@ -13,7 +13,12 @@ from scheduler.forecast import ConformalCalibrator
 from scheduler.forecast.calibrate import score_quantile
 from scheduler.forecast.dag import DagPropagator
 from scheduler.forecast.gaps import GapModel
-from scheduler.forecast.pool import pool_cost, replica_need, replicas_worth_keeping
+from scheduler.forecast.pool import (
+    imminent_need,
+    pool_cost,
+    replica_need,
+    replicas_worth_keeping,
+)
 from scheduler.policies.aquatope_prewarm import AquatopePrewarmPolicy
 from scheduler.policy import FunctionObservation, Observation
 from testbed.core.platform import QoS, Stage, Workflow
@@ -134,3 +139,51 @@ def test_prewarm_keeps_one_replica_for_short_calls_that_rarely_overlap() -> None
         )
         kept.append(d.functions["f"].replicas or 0)
     assert kept[-300:] == [1] * 300
+
+
+def test_imminent_calls_are_sure_only_as_far_as_they_are_certain() -> None:
+    # a fan-out of three from one running call is three sure calls
+    assert imminent_need([(1, 3.0)]) == [1.0, 1.0, 1.0]
+    # a branch taken by one call in five: a 0.2 chance per running call, not a sure replica
+    assert imminent_need([(1, 0.2)]) == pytest.approx([0.2])
+    two = imminent_need([(2, 0.5)])  # two coin flips: P(>= 1) = 0.75, P(2) = 0.25
+    assert two == pytest.approx([0.75, 0.25])
+    # 1.5 each from two calls: two sure calls, then up to two more by chance
+    assert imminent_need([(2, 1.5)]) == pytest.approx([1.0, 1.0, 0.75, 0.25])
+    # sources add up; two calls per replica regroup the concurrency
+    mixed = imminent_need([(1, 1.0), (3, 0.5)], max_inflight=2)
+    brute: dict[int, float] = {}
+    for flips in itertools.product((0, 1), repeat=3):
+        brute[1 + sum(flips)] = brute.get(1 + sum(flips), 0.0) + 0.125
+    want = [sum(p for n, p in brute.items() if n >= 2 * (k - 1) + 1) for k in (1, 2)]
+    assert mixed == pytest.approx(want)
+    assert imminent_need([(1, 3.0)], max_replicas=2) == [1.0, 1.0]
+    assert imminent_need([(0, 5.0), (2, 0.0)]) == []
+    with pytest.raises(ValueError, match="max_inflight"):
+        imminent_need([(1, 1.0)], max_inflight=0)
+
+
+def _mid_replicas_with_a_rare_branch_running(price: float) -> int:
+    """mid's replicas while one entry call (1 s) runs and mid takes 0.2 s: 0.2 calls."""
+    wf = Workflow(
+        name="pipe",
+        qos=QoS(target_s=5.0, percentile=95.0),
+        stages=(Stage("a", "entry"), Stage("b", "mid", after=("a",))),
+    )
+    pol = AquatopePrewarmPolicy(forecaster="ewma", miss_price_s=price, max_start_ratio=0)
+    pol._fn("entry").service_s = 1.0
+    pol._fn("mid").service_s = 0.2
+    fns = {
+        "entry": FunctionObservation(name="entry", inflight=1, replicas_ready=1),
+        "mid": FunctionObservation(name="mid", replicas_ready=0),
+    }
+    d = pol.decide(Observation(now_s=1.0, tick_s=1.0, functions=fns, workflows={"p": wf}))
+    return d.functions["mid"].replicas
+
+
+def test_a_rare_branch_in_flight_is_priced_not_a_sure_replica() -> None:
+    # a sure call is worth a start from a price of about 20 s, a 0.2 chance from five
+    # times that (it used to count as sure: one replica from 20 s on)
+    assert _mid_replicas_with_a_rare_branch_running(30.0) == 0
+    assert _mid_replicas_with_a_rare_branch_running(50.0) == 0
+    assert _mid_replicas_with_a_rare_branch_running(3000.0) == 1
