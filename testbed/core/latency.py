@@ -35,6 +35,7 @@ WORKFLOW_LATENCY_BUCKETS_S: tuple[float, ...] = tuple(
 _UPPER = np.asarray(WORKFLOW_LATENCY_BUCKETS_S, dtype=np.float64)
 _LOWER = np.concatenate(([_UPPER[0] / _RATIO], _UPPER[:-1]))
 _READ_BACK_S = np.append(np.sqrt(_LOWER * _UPPER), math.inf)
+_READ_BACK: list[float] = _READ_BACK_S.tolist()
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,14 @@ def latencies_between(before: Sequence[int] | None, after: Sequence[int]) -> tup
         before: the earlier counts (None: nothing before).
         after: the later counts.
     """
-    now = np.asarray(after, dtype=np.int64)
-    prev = np.zeros_like(now)
-    if before is not None:
-        b = np.asarray(before, dtype=np.int64)[: now.size]
-        prev[: b.size] = b
-    new = np.where(now >= prev, now - prev, now)  # a count that went down: a restart
-    hit = np.flatnonzero(new)
-    if hit.size == 0:
-        return ()
-    values = _READ_BACK_S[np.minimum(hit, _READ_BACK_S.size - 1)]
-    return tuple(np.repeat(values, new[hit]).tolist())
+    if before is not None and tuple(before) == tuple(after):
+        return ()  # nothing finished (most ticks of a quiet workflow)
+    prev = list(before or ())[: len(after)]
+    prev += [0] * (len(after) - len(prev))
+    last = len(_READ_BACK) - 1
+    out: list[float] = []
+    for i, (now, was) in enumerate(zip(after, prev, strict=True)):
+        new = now - was if now >= was else now  # a count that went down: a restart
+        if new:
+            out.extend([_READ_BACK[min(i, last)]] * int(new))
+    return tuple(out)
