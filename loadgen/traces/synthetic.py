@@ -8,6 +8,9 @@ Kinds:
 - ``flash-crowd``: a steady rate, then a sudden surge that decays exponentially.
 - ``timers``: strictly periodic timer triggers, each function with its own period (whole
   minutes) and phase, firing ``calls_per_fire`` calls each time.
+- ``poisson``: memoryless arrivals at a constant rate: nothing in a function's own past says
+  when its next call comes (sparse workflow requests: only the workflow's DAG tells which
+  stage is called next).
 - ``azure-like``: many functions grouped into applications, matching the published shape
   of the Azure Functions 2019 trace (Shahrad et al., ATC'20): heavy-tailed rates over ~8
   orders of magnitude, ~45% of applications invoked at most once per hour and ~81% at most
@@ -219,6 +222,16 @@ def timers(
     return MinuteCounts(tuple(names), counts, info, f"timers(seed={seed})")
 
 
+def poisson(functions: int, minutes: int, seed: int, *, rate_per_min: float = 1.0) -> MinuteCounts:
+    """Homogeneous Poisson arrivals at ``rate_per_min`` per function (memoryless)."""
+    if not 0 < rate_per_min < math.inf:
+        raise ConfigError(f"poisson: rate_per_min must be > 0 and finite, got {rate_per_min}")
+    rng = np.random.default_rng(seed)
+    names, info = _names(rng, functions, "http")
+    counts = rng.poisson(rate_per_min, size=(functions, minutes))
+    return MinuteCounts(tuple(names), counts.astype(np.int64), info, f"poisson(seed={seed})")
+
+
 def _app_sizes(rng: np.random.Generator, functions: int) -> list[int]:
     shares = np.array([s for _, _, s in AZURE_APP_SIZES])
     sizes: list[int] = []
@@ -326,6 +339,7 @@ KINDS: dict[str, Callable[..., MinuteCounts]] = {
     "flash-crowd": flash_crowd,
     "azure-like": azure_like,
     "timers": timers,
+    "poisson": poisson,
 }
 
 
@@ -335,7 +349,8 @@ def synthesize(
     """Generate a synthetic trace.
 
     Args:
-        kind: one of ``bursty``, ``diurnal``, ``flash-crowd``, ``azure-like``, ``timers``.
+        kind: one of :data:`KINDS` (``bursty``, ``diurnal``, ``flash-crowd``, ``azure-like``,
+            ``timers``, ``poisson``).
         functions: number of functions (>= 1).
         minutes: length in minutes (>= 1).
         seed: random seed; the same arguments give the same counts.

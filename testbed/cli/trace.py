@@ -43,7 +43,7 @@ def trace() -> None:
 @trace.command()
 @click.option(
     "--kind",
-    type=click.Choice(["bursty", "diurnal", "flash-crowd", "azure-like"]),
+    type=click.Choice(["bursty", "diurnal", "flash-crowd", "azure-like", "timers", "poisson"]),
     required=True,
     help="Generator.",
 )
@@ -67,7 +67,10 @@ def trace() -> None:
     "rate_per_min",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Mean invocations per minute per function (bursty, diurnal, flash-crowd; default 60).",
+    help=(
+        "Mean invocations per minute per function (bursty, diurnal, flash-crowd: default 60; "
+        "poisson: default 1)."
+    ),
 )
 @click.option(
     "-o",
@@ -88,8 +91,9 @@ def generate(
 
     options: dict[str, object] = {}
     if rate_per_min is not None:
-        if kind == "azure-like":
-            raise click.BadParameter("azure-like draws its own rates", param_hint="--rate")
+        if kind in ("azure-like", "timers"):
+            why = "draws its own rates" if kind == "azure-like" else "fires once per period"
+            raise click.BadParameter(f"{kind} {why}", param_hint="--rate")
         options["rate_per_min"] = rate_per_min
     with _errors():
         counts = synthesize(kind, functions=functions, minutes=minutes, seed=seed, **options)

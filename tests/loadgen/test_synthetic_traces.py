@@ -137,3 +137,19 @@ def test_timers_fire_on_their_own_period_and_phase() -> None:
         assert fires[0] < 7 and set(row[fires].tolist()) == {1}
     with pytest.raises(ConfigError, match="timers"):
         synthesize("timers", functions=1, minutes=10, seed=0, period_min=(0, 3))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_poisson_is_memoryless_at_its_rate(seed: int) -> None:
+    c = synthesize("poisson", functions=4, minutes=2000, seed=seed, rate_per_min=0.5)
+    assert c.counts.shape == (4, 2000)
+    assert c.counts.mean() == pytest.approx(0.5, rel=0.06)
+    # Poisson counts: variance equal to the mean, and no memory from one minute to the next
+    assert c.counts.var() == pytest.approx(c.counts.mean(), rel=0.12)
+    flat = c.counts.astype(float)
+    lag1 = np.mean([np.corrcoef(row[:-1], row[1:])[0, 1] for row in flat])
+    assert abs(lag1) < 0.05
+    again = synthesize("poisson", functions=4, minutes=2000, seed=seed, rate_per_min=0.5)
+    assert np.array_equal(c.counts, again.counts)
+    with pytest.raises(ConfigError, match="rate_per_min"):
+        synthesize("poisson", functions=1, minutes=10, seed=seed, rate_per_min=0.0)

@@ -65,6 +65,24 @@ def test_generate_rejects_bad_arguments(tmp_path: Path) -> None:
         ["trace", "generate", "--kind", "bursty", "--minutes", "0", "-o", str(tmp_path / "x.csv")],
     )
     assert res.exit_code == 2 and "--minutes" in res.output
+    res = CliRunner().invoke(
+        cli,
+        ["trace", "generate", "--kind", "timers", "--rate", "5", "-o", str(tmp_path / "x.csv")],
+    )
+    assert res.exit_code == 2 and "--rate" in res.output and "once per period" in res.output
+
+
+def test_generate_timers_and_poisson(tmp_path: Path) -> None:
+    for kind, rate in (("timers", []), ("poisson", ["--rate", "0.5"])):
+        out = tmp_path / f"{kind}.csv"
+        args = ["trace", "generate", "--kind", kind, "--functions", "3", "--minutes", "600"]
+        res = CliRunner().invoke(cli, [*args, *rate, "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        total = int(res.output.split(" invocations")[0].rsplit(" ", 1)[1])
+        if kind == "poisson":  # 3 functions x 600 min x 0.5 per min
+            assert 800 <= total <= 1000
+        else:  # one call per period of 2-10 minutes
+            assert 3 * 600 // 10 <= total <= 3 * 600 // 2 + 3
 
 
 def test_show_reports_broken_file_location(tmp_path: Path) -> None:
