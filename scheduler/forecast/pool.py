@@ -432,6 +432,7 @@ def imminent_need(
         raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
     sure = 0
     pmf = [1.0]  # distribution of the uncertain calls: pmf[i] = P(i of them happen)
+    top = (max_replicas - 1) * max_inflight + 1  # more calls than this change no answer
     for n, each in sources:
         if n <= 0 or not each > 0:
             continue
@@ -445,6 +446,9 @@ def imminent_need(
             for i, p in enumerate(pmf):
                 grown[i] += p * (1.0 - frac)
                 grown[i + 1] += p * frac
+            if len(grown) > top + 1:  # "top or more" is one bucket
+                grown[top] += sum(grown[top + 1 :])
+                del grown[top + 1 :]
             pmf = grown
     at_least = [0.0] * (len(pmf) + 1)  # at_least[i] = P(uncertain calls >= i)
     for i in range(len(pmf) - 1, -1, -1):

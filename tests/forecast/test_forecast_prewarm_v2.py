@@ -187,3 +187,14 @@ def test_a_rare_branch_in_flight_is_priced_not_a_sure_replica() -> None:
     assert _mid_replicas_with_a_rare_branch_running(30.0) == 0
     assert _mid_replicas_with_a_rare_branch_running(50.0) == 0
     assert _mid_replicas_with_a_rare_branch_running(3000.0) == 1
+
+
+def test_many_running_calls_are_cheap_and_exact_up_to_the_replica_cap() -> None:
+    # 400 coin flips: only P(>= 1) .. P(>= 3) matter with three replicas at most
+    capped = imminent_need([(400, 0.5)], max_replicas=3)
+    assert capped == pytest.approx([1.0, 1.0, 1.0])
+    few = imminent_need([(3, 0.5)], max_replicas=2)
+    assert few == pytest.approx([0.875, 0.5])
+    assert imminent_need([(3, 0.5)], max_replicas=2, max_inflight=2) == pytest.approx(
+        [0.875, 0.125]
+    )
