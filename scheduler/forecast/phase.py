@@ -23,7 +23,6 @@ function costs one run, and every query is one vectorised :func:`numpy.searchsor
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -55,14 +54,25 @@ class ActivityLog:
             raise ValueError(f"span_s must be > 0 and max_runs >= 1, got {span_s}, {max_runs}")
         self.span_s = float(span_s)
         self.max_runs = int(max_runs)
-        self._starts: list[float] = []
-        self._ends: list[float] = []
         self._origin_s: float | None = None  # first tick observed: nothing is known before
-        # the runs mirrored in arrays for vectorised queries, kept up to date in place:
-        # run i sits at index lo + 1 + i, index lo holds a sentinel run at -inf
-        self._mirror_s = np.full(64, -np.inf)
-        self._mirror_e = np.full(64, -np.inf)
-        self._mirror_lo = 0
+        self._fill([], [])
+
+    def _fill(self, starts: list[float], ends: list[float]) -> None:
+        """Hold these runs in fresh arrays: run ``i`` at index ``lo + 1 + i`` and a sentinel
+        run at -inf at index ``lo``, so every window query finds a run; queries read views,
+        updates write in place (dropped runs only move ``lo``)."""
+        n = len(starts)
+        self._s = np.full(max(64, 2 * (n + 1)), -np.inf)
+        self._e = np.full(self._s.size, -np.inf)
+        self._s[1 : n + 1] = starts
+        self._e[1 : n + 1] = ends
+        self._lo = 0
+        self._n = n
+
+    def _views(self) -> tuple[np.ndarray, np.ndarray]:
+        """Starts and ends of the runs held, the sentinel first."""
+        end = self._lo + self._n + 1
+        return self._s[self._lo : end], self._e[self._lo : end]
 
     @property
     def origin_s(self) -> float | None:
@@ -72,79 +82,68 @@ class ActivityLog:
     @property
     def runs(self) -> list[tuple[float, float]]:
         """The runs held, oldest first."""
-        return list(zip(self._starts, self._ends, strict=True))
+        starts, ends = self._views()
+        return list(zip(starts[1:].tolist(), ends[1:].tolist(), strict=True))
 
     def observe(self, now_s: float, *, active: bool, tick_s: float) -> None:
         """Record the tick ending at ``now_s``."""
         if self._origin_s is None:
             self._origin_s = now_s - tick_s
+        last = self._lo + self._n
         if active:
-            if self._ends and now_s - self._ends[-1] <= 1.5 * tick_s:
-                self._ends[-1] = now_s
-                self._mirror_e[self._mirror_lo + len(self._ends)] = now_s
+            if self._n and now_s - self._e[last] <= 1.5 * tick_s:
+                self._e[last] = now_s
             else:
-                self._starts.append(now_s)
-                self._ends.append(now_s)
-                self._mirror_append(now_s)
+                if last + 2 > self._s.size:  # full: compact (and grow) first
+                    starts, ends = self._views()
+                    self._fill(starts[1:].tolist(), ends[1:].tolist())
+                    last = self._n
+                self._s[last + 1] = self._e[last + 1] = now_s
+                self._n += 1
         cut = now_s - self.span_s
         self._origin_s = max(self._origin_s, cut)
         old = 0
-        while old < len(self._ends) and self._ends[old] < cut:
+        while old < self._n and self._e[self._lo + 1 + old] < cut:
             old += 1
-        capped = max(len(self._starts) - old - self.max_runs, 0)
+        capped = max(self._n - old - self.max_runs, 0)
         if old + capped:
-            del self._starts[: old + capped], self._ends[: old + capped]
-            self._mirror_lo += old + capped  # the last run dropped becomes the sentinel
-            self._mirror_s[self._mirror_lo] = self._mirror_e[self._mirror_lo] = -np.inf
+            self._lo += old + capped  # the last run dropped becomes the sentinel
+            self._n -= old + capped
+            self._s[self._lo] = self._e[self._lo] = -np.inf
         if capped:  # runs dropped for the cap: the time they covered is unknown now
-            self._origin_s = max(self._origin_s, self._starts[0] - tick_s)
-
-    def _mirror_append(self, start_s: float) -> None:
-        """Add a run ``[start_s, start_s]`` to the arrays (compacting or growing them)."""
-        n = len(self._starts)  # runs, the new one included
-        if self._mirror_lo + n + 1 > self._mirror_s.size:
-            self._mirror_rebuild(capacity=max(64, 2 * (n + 1)))
-            return
-        i = self._mirror_lo + n
-        self._mirror_s[i] = self._mirror_e[i] = start_s
-
-    def _mirror_rebuild(self, *, capacity: int) -> None:
-        """Copy the runs into fresh arrays, the sentinel first."""
-        n = len(self._starts)
-        self._mirror_s = np.full(max(capacity, n + 1), -np.inf)
-        self._mirror_e = np.full(max(capacity, n + 1), -np.inf)
-        self._mirror_s[1 : n + 1] = self._starts
-        self._mirror_e[1 : n + 1] = self._ends
-        self._mirror_lo = 0
+            self._origin_s = max(self._origin_s, float(self._s[self._lo + 1]) - tick_s)
 
     def any_active(self, lo: float, hi: float) -> bool:
         """Whether a recorded active tick lies in ``(lo, hi]`` (one window)."""
-        i = bisect.bisect_right(self._starts, hi) - 1
-        return i >= 0 and self._ends[i] > lo
+        starts, ends = self._views()
+        return bool(ends[int(starts.searchsorted(hi, side="right")) - 1] > lo)
 
     def active_in(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Whether a recorded active tick lies in ``(lo, hi]``, element-wise."""
-        if not self._starts:
+        if not self._n:
             return np.zeros(np.shape(lo), dtype=bool)
-        end = self._mirror_lo + len(self._starts) + 1  # the sentinel: every window finds a run
-        starts = self._mirror_s[self._mirror_lo : end]
-        ends = self._mirror_e[self._mirror_lo : end]
+        starts, ends = self._views()
         found: np.ndarray = ends[starts.searchsorted(hi, side="right") - 1] > lo
         return found
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state."""
-        return {"starts": list(self._starts), "ends": list(self._ends), "origin_s": self._origin_s}
+        starts, ends = self._views()
+        return {
+            "starts": starts[1:].tolist(),
+            "ends": ends[1:].tolist(),
+            "origin_s": self._origin_s,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
-        self._starts = [float(v) for v in state.get("starts", [])]
-        self._ends = [float(v) for v in state.get("ends", [])]
-        if len(self._starts) != len(self._ends):
+        starts = [float(v) for v in state.get("starts", [])]
+        ends = [float(v) for v in state.get("ends", [])]
+        if len(starts) != len(ends):
             raise ValueError("activity log: starts and ends differ in length")
         origin = state.get("origin_s")
         self._origin_s = None if origin is None else float(origin)
-        self._mirror_rebuild(capacity=2 * (len(self._starts) + 1))
+        self._fill(starts, ends)
 
 
 class PeriodicExperts:
