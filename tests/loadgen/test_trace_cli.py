@@ -260,3 +260,12 @@ def test_web_ui_answers_and_drives_load(noop_gateway: str, tmp_path: Path) -> No
             proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_generate_offers_every_synthetic_kind() -> None:
+    # the CLI lists the kinds by hand (importing the generators would slow every --help)
+    from loadgen.traces.synthetic import KINDS
+    from testbed.cli.trace import generate
+
+    kind = next(p for p in generate.params if p.name == "kind")
+    assert set(kind.type.choices) == set(KINDS)  # type: ignore[attr-defined]
