@@ -108,6 +108,15 @@ def _deploy_stack(app: App, stack_path: str, names: tuple[str, ...] = ()) -> lis
     help="Gateway port (0: any free port).",
 )
 @click.option("--no-deploy", is_flag=True, help="Start the gateway without deploying the stack.")
+@click.option(
+    "--gateway-image",
+    metavar="REF|local|auto",
+    envvar="OPENFAAS_GATEWAY_IMAGE",
+    default="auto",
+    show_default=True,
+    help="With --platform openfaas: the OpenFaaS gateway image (auto: the official image when "
+    "a registry gives it, else built from the source archive; local: always built).",
+)
 @pass_app
 def up(
     app: App,
@@ -117,6 +126,7 @@ def up(
     host: str,
     port: int,
     no_deploy: bool,
+    gateway_image: str,
 ) -> None:
     """Start the gateway in the background and deploy the stack."""
     from testbed.gateway.launch import start_gateway
@@ -138,7 +148,7 @@ def up(
             click.echo(f"cleaned up {leftovers} replica process(es) left by an earlier crash")
         _remove_stale_cgroups()
         if platform_name == "openfaas":
-            _up_openfaas(app, backend, stack_path, port, no_deploy)
+            _up_openfaas(app, backend, stack_path, port, no_deploy, gateway_image)
             return
         if backend == "docker":
             from testbed.gateway.runtimes.docker import ensure_engine
@@ -166,10 +176,12 @@ def up(
     click.echo(f"logs: {gateway.log_path}")
 
 
-def _up_openfaas(app: App, backend: str, stack_path: str, port: int, no_deploy: bool) -> None:
+def _up_openfaas(
+    app: App, backend: str, stack_path: str, port: int, no_deploy: bool, image: str
+) -> None:
     from testbed.openfaas_ce import StackOptions, start_stack
 
-    stack = start_stack(StackOptions(home=app.home, port=port, backend=backend))
+    stack = start_stack(StackOptions(home=app.home, port=port, backend=backend, image=image))
     atomic_write_json(
         app.gateway_file,
         {
@@ -184,6 +196,7 @@ def _up_openfaas(app: App, backend: str, stack_path: str, port: int, no_deploy: 
     app.gateway_url_option = stack.url
     deployed = [] if no_deploy else _deploy_stack(app, stack_path)
     click.echo(f"OpenFaaS gateway: {stack.url} (UI: {stack.url}/ui/, metrics: {stack.metrics_url})")
+    click.echo(f"gateway image: {stack.image} ({stack.image_origin})")
     click.echo(f"workflows: {stack.workflow_url}/workflow/NAME (ours; stages via the gateway)")
     kind = "Docker containers" if backend == "docker" else "local processes"
     click.echo(f"provider: ours, replicas as {kind} (pid {stack.pids['provider']})")

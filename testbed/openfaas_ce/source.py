@@ -8,6 +8,10 @@ built into a cache directory outside it (``$AQUATOPE_CACHE`` or ``~/.cache/aquat
 by the archive's hash, and an image ``aquatope-of/gateway:<hash>`` ``FROM scratch`` is built
 from that directory (no registry needed). The ``LICENSE`` sits beside the binary and inside the
 image.
+
+:func:`gateway_image` picks the image a stack runs: ``$OPENFAAS_GATEWAY_IMAGE`` when set (an
+image reference, or ``local`` for the build from source), else the official image
+(:data:`OFFICIAL_IMAGE`) when it is present or a registry gives it, else the build from source.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.core.atomic import atomic_write_text
@@ -25,15 +30,23 @@ from testbed.core.errors import BackendUnavailable
 
 __all__ = [
     "GO_BINARY",
+    "IMAGE_ENV",
     "IMAGE_REPOSITORY",
+    "OFFICIAL_IMAGE",
+    "GatewayImage",
     "build_gateway",
     "build_image",
     "cache_root",
     "find_source",
+    "gateway_image",
 ]
 
 GO_BINARY = Path("/usr/lib/go-1.19/bin/go")  # Debian bookworm's golang-1.19-go
 IMAGE_REPOSITORY = "aquatope-of/gateway"
+IMAGE_ENV = "OPENFAAS_GATEWAY_IMAGE"
+# the CE gateway release nearest the source archive (both still speak NATS Streaming)
+OFFICIAL_IMAGE = "ghcr.io/openfaas/gateway:0.27.2"
+PULL_TIMEOUT_S = 60.0
 LABEL_STACK = "io.aquatope.openfaas-ce"
 _DEFAULT_SOURCE = Path("../shared/third_party/openfaas-gateway/openfaas-gateway-src.tar.gz")
 _DOCKERFILE = """\
@@ -185,3 +198,72 @@ def build_image(build_dir: Path) -> str:
     finally:
         client.close()
     return tag
+
+
+@dataclass(frozen=True)
+class GatewayImage:
+    """The gateway image a stack runs, and where it came from (said by ``aquatope up``)."""
+
+    ref: str
+    origin: str
+
+
+def gateway_image(
+    choice: str | None = None,
+    *,
+    official: str = OFFICIAL_IMAGE,
+    pull_timeout_s: float = PULL_TIMEOUT_S,
+) -> GatewayImage:
+    """The OpenFaaS gateway image to run.
+
+    Args:
+        choice: an image reference, ``local`` (build from the source archive) or ``auto``
+            (default: ``$OPENFAAS_GATEWAY_IMAGE``, else ``auto``): the official image when it
+            is here or a registry gives it, else the build from source.
+        official: the official image ``auto`` tries first.
+        pull_timeout_s: how long a pull may take before it counts as no registry.
+
+    Raises:
+        BackendUnavailable: a named image that is neither here nor pullable, or a build
+            from source that cannot run (no archive, no Go, no engine).
+    """
+    wanted = (os.environ.get(IMAGE_ENV, "") if choice is None else choice).strip() or "auto"
+    if wanted == "local":
+        return GatewayImage(build_image(build_gateway()), "built from source")
+    if wanted != "auto":
+        problem = _present_or_pulled(wanted, pull_timeout_s)
+        if problem:
+            raise BackendUnavailable(
+                f"{IMAGE_ENV}={wanted}: not on this engine and not pulled ({problem}); "
+                f"unset it (or set it to 'local') to build the gateway from source"
+            )
+        return GatewayImage(wanted, f"{IMAGE_ENV}")
+    problem = _present_or_pulled(official, pull_timeout_s)
+    if not problem:
+        return GatewayImage(official, "official image")
+    return GatewayImage(
+        build_image(build_gateway()), f"built from source ({official} not pulled: {problem})"
+    )
+
+
+def _present_or_pulled(ref: str, timeout_s: float) -> str:
+    """``""`` when ``ref`` is on the engine (pulled now if need be), else why it is not."""
+    import docker.errors
+    import requests.exceptions
+
+    from testbed.gateway.runtimes.images.engine import connect_engine
+
+    client = connect_engine(timeout_s=timeout_s)
+    try:
+        try:
+            client.images.get(ref)
+            return ""
+        except docker.errors.ImageNotFound:
+            pass
+        client.images.pull(ref)
+        return ""
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        text = str(getattr(exc, "explanation", None) or exc).strip()
+        return (text.splitlines()[0][:200] if text else type(exc).__name__) or "failed"
+    finally:
+        client.close()

@@ -37,7 +37,7 @@ from testbed.openfaas_ce.monitoring import (
     write_alertmanager_config,
     write_prometheus_config,
 )
-from testbed.openfaas_ce.source import LABEL_STACK, build_gateway, build_image
+from testbed.openfaas_ce.source import LABEL_STACK, gateway_image
 
 __all__ = [
     "STATE_FILE",
@@ -73,6 +73,10 @@ class StackOptions:
         timeout_s: gateway read/write/upstream timeout.
         cold_start_timeout_s: our provider's cold start limit.
         workflows_dir: workflows the front serves (default: the shipped ones).
+        image: the gateway image: a reference, ``local`` (built from the source archive) or
+            ``auto`` (the official image when a registry gives it, else ``local``); default
+            ``$OPENFAAS_GATEWAY_IMAGE``, else ``auto`` (see
+            :func:`~testbed.openfaas_ce.source.gateway_image`).
     """
 
     home: Path
@@ -82,6 +86,7 @@ class StackOptions:
     timeout_s: float = 125.0
     cold_start_timeout_s: float = 60.0
     workflows_dir: Path | None = None
+    image: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -101,6 +106,7 @@ class OpenFaaSStack:
         pids: host pids of ``provider``, ``prometheus``, ``alertmanager`` and ``front``.
         workflow_url: our workflow front (``/workflow/{name}`` with every stage through the
             OpenFaaS gateway; other paths passed to it), on the host's loopback.
+        image: the gateway image the container runs, and where it came from.
     """
 
     url: str
@@ -109,6 +115,8 @@ class OpenFaaSStack:
     pids: dict[str, int]
     home: Path
     workflow_url: str = ""
+    image: str = ""
+    image_origin: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +126,8 @@ class OpenFaaSStack:
             "pids": dict(self.pids),
             "home": str(self.home),
             "workflow_url": self.workflow_url,
+            "image": self.image,
+            "image_origin": self.image_origin,
         }
 
     @classmethod
@@ -129,6 +139,8 @@ class OpenFaaSStack:
             pids={str(k): int(v) for k, v in dict(data["pids"]).items()},
             home=Path(data["home"]),
             workflow_url=str(data.get("workflow_url") or ""),
+            image=str(data.get("image") or ""),
+            image_origin=str(data.get("image_origin") or ""),
         )
 
     def __enter__(self) -> OpenFaaSStack:
@@ -156,10 +168,17 @@ def _which(name: str) -> str:
 
 
 def _write_secrets(directory: Path, password: str) -> None:
-    """OpenFaaS reads the bare user and password (no newline)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write_text(directory / "basic-auth-user", "admin", mode=0o600)
-    atomic_write_text(directory / "basic-auth-password", password, mode=0o600)
+    """OpenFaaS reads the bare user and password (no newline).
+
+    The official image runs the gateway as an unprivileged user, so the mounted directory and
+    files are readable by any user; its parent is 0700, so on the host only root reaches them.
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.parent.chmod(0o700)
+    directory.mkdir(exist_ok=True)
+    directory.chmod(0o755)
+    atomic_write_text(directory / "basic-auth-user", "admin", mode=0o644)
+    atomic_write_text(directory / "basic-auth-password", password, mode=0o644)
 
 
 def _start_process(cmd: list[str], log_path: Path, netns: str) -> subprocess.Popen[bytes]:
@@ -264,7 +283,7 @@ def start_stack(options: StackOptions) -> OpenFaaSStack:
         raise BackendUnavailable("the OpenFaaS stack needs root (nsenter into its namespace)")
     tools = {name: _which(binary) for name, binary in _BINARIES.items()}
     _which("nsenter")
-    image = build_image(build_gateway())
+    image = gateway_image(options.image)
     password = ensure_password(home)
     of_dir = home / "openfaas-ce"
     logs = home / "logs"
@@ -285,13 +304,21 @@ def start_stack(options: StackOptions) -> OpenFaaSStack:
         "upstream_timeout": f"{max(1.0, options.timeout_s - 5):g}s",
     }
     client = connect_engine()
-    stack = OpenFaaSStack(url="", metrics_url="", container=name, pids={}, home=home)
+    stack = OpenFaaSStack(
+        url="",
+        metrics_url="",
+        container=name,
+        pids={},
+        home=home,
+        image=image.ref,
+        image_origin=image.origin,
+    )
     atomic_write_json(home / STATE_FILE, stack.to_json())
     try:
         network = _replica_network(client, home) if options.backend == "docker" else None
         with engine_errors("starting the OpenFaaS gateway container"):
             container = client.containers.run(
-                image,
+                image.ref,
                 name=name,
                 detach=True,
                 environment=env,
@@ -309,13 +336,7 @@ def start_stack(options: StackOptions) -> OpenFaaSStack:
             api_port = int(published["8080/tcp"][0]["HostPort"])
             metrics_port = int(published["8082/tcp"][0]["HostPort"])
         url = f"http://127.0.0.1:{api_port}"
-        stack = OpenFaaSStack(
-            url=url,
-            metrics_url=f"http://127.0.0.1:{metrics_port}",
-            container=name,
-            pids={},
-            home=home,
-        )
+        stack = replace(stack, url=url, metrics_url=f"http://127.0.0.1:{metrics_port}")
         atomic_write_json(home / STATE_FILE, stack.to_json())
         provider = start_gateway(
             backend=options.backend,

@@ -76,3 +76,99 @@ def test_missing_tools_are_named_before_anything_starts(
     with pytest.raises(BackendUnavailable, match=r"prometheus not found.*apt-get install"):
         start_stack(StackOptions(home=tmp_path))
     assert not (tmp_path / STATE_FILE).exists()
+
+
+def _scratch_image(tag: str) -> str:
+    """A one-label image built from ``scratch`` (no registry, no layers), tagged ``tag``."""
+    from testbed.gateway.runtimes.images.engine import connect_engine
+
+    client = connect_engine()
+    try:
+        dockerfile = io.BytesIO(b"FROM scratch\nLABEL io.aquatope.test=gateway-image\n")
+        client.images.build(fileobj=dockerfile, tag=tag, rm=True)
+    finally:
+        client.close()
+    return tag
+
+
+def _remove_image(tag: str) -> None:
+    import docker.errors
+
+    from testbed.gateway.runtimes.images.engine import connect_engine
+
+    client = connect_engine()
+    try:
+        client.images.remove(tag, force=True)
+    except docker.errors.ImageNotFound:
+        pass
+    finally:
+        client.close()
+
+
+@pytest.mark.docker
+def test_a_named_gateway_image_is_run_as_it_is() -> None:
+    from testbed.openfaas_ce.source import IMAGE_ENV, gateway_image
+
+    tag = _scratch_image("aquatope-test/named-gateway:1")
+    try:
+        chosen = gateway_image(tag)
+    finally:
+        _remove_image(tag)
+    assert (chosen.ref, chosen.origin) == (tag, IMAGE_ENV)
+
+
+@pytest.mark.docker
+def test_auto_prefers_the_official_image_when_it_is_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from testbed.openfaas_ce.source import gateway_image
+
+    monkeypatch.setenv("AQUATOPE_CACHE", str(tmp_path / "cache"))  # a build would fill it
+    tag = _scratch_image("aquatope-test/official-gateway:1")
+    try:
+        chosen = gateway_image("auto", official=tag)
+    finally:
+        _remove_image(tag)
+    assert (chosen.ref, chosen.origin) == (tag, "official image")
+    assert not (tmp_path / "cache").exists()  # nothing was built
+
+
+@pytest.mark.docker
+def test_a_named_image_no_registry_gives_is_a_one_line_error() -> None:
+    import time
+
+    from testbed.openfaas_ce.source import IMAGE_ENV, gateway_image
+
+    started = time.monotonic()
+    # a registry on a loopback port nothing listens on: the pull is refused at once
+    with pytest.raises(BackendUnavailable, match=rf"{IMAGE_ENV}=127\.0\.0\.1:9/.*not pulled"):
+        gateway_image("127.0.0.1:9/aquatope/missing:1", pull_timeout_s=30)
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.openfaas
+def test_auto_builds_from_source_when_no_registry_answers(tmp_path: Path) -> None:
+    from testbed.openfaas_ce.source import IMAGE_REPOSITORY, gateway_image
+
+    if not GO_BINARY.is_file():
+        pytest.fail(f"{GO_BINARY} missing: scripts/ensure-system-deps.sh installs golang-1.19-go")
+    chosen = gateway_image("auto", official="127.0.0.1:9/openfaas/gateway:0.27.2")
+    assert chosen.ref.startswith(IMAGE_REPOSITORY + ":")
+    assert chosen.origin.startswith("built from source (127.0.0.1:9/openfaas/gateway:0.27.2")
+
+
+def test_the_gateways_secrets_are_readable_in_its_container_and_by_root_alone_on_the_host(
+    tmp_path: Path,
+) -> None:
+    import stat
+
+    from testbed.openfaas_ce.stack import _write_secrets
+
+    secrets = tmp_path / "home" / "openfaas-ce" / "secrets"
+    _write_secrets(secrets, "s3cret")
+    mode = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (secrets.parent, secrets)}
+    # the official image reads the mount as an unprivileged user; the host stops at the parent
+    assert mode == {"openfaas-ce": 0o700, "secrets": 0o755}
+    for name, text in (("basic-auth-user", "admin"), ("basic-auth-password", "s3cret")):
+        assert (secrets / name).read_text() == text  # bare, no newline
+        assert stat.S_IMODE((secrets / name).stat().st_mode) == 0o644
