@@ -91,7 +91,7 @@ class GatewayCollector(Collector):
             target.add_metric([name], pool.target)
             replicas.add_metric([name, "ready"], pool.ready)
             replicas.add_metric([name, "starting"], pool.starting)
-            inflight.add_metric([name], pool.active)
+            inflight.add_metric([name], pool.active + pool.queued)  # running + waiting
             queued.add_metric([name], pool.queued)
         workflows = CounterMetricFamily(
             "gateway_workflow_invocation",

@@ -14,6 +14,7 @@ own scale from zero, so our provider sees (and flags) only the first of a burst 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -71,6 +72,27 @@ class Harness:
             self.platform.remove(spec.name)
             self.platform.deploy(spec)
         self.settle(lambda: not self.platform.status(spec.name).replicas, timeout_s=30)
+
+    @contextlib.contextmanager
+    def sending(self, name: str, n: int) -> Iterator[None]:
+        """``n`` requests to ``name`` sent together, answered by the end of the block."""
+        if isinstance(self.platform, SimPlatform):
+            sim = self.platform
+            for _ in range(n):
+                sim.submit(name, at_s=sim.now)
+            yield
+            sim.drain()
+            return
+        threads = [
+            threading.Thread(target=self.platform.invoke, args=(name, b"waiting")) for _ in range(n)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            yield
+        finally:
+            for thread in threads:
+                thread.join(timeout=120)
 
     def burst(self, name: str, n: int) -> list[bool]:
         """``n`` requests to ``name`` that arrive together; returns their cold-start flags."""
@@ -173,6 +195,27 @@ def test_burst_from_zero_counts_every_request_cold(
     else:
         assert any(cold)  # the request that made OpenFaaS scale from zero
     assert after.replicas_ready >= 1
+
+
+def test_requests_waiting_for_a_replica_count_as_in_flight(
+    harness: Harness, platform: Platform, echo_spec: FunctionSpec
+) -> None:
+    """``inflight`` is every request in the gateway, running or queued: what the policies size
+    replicas from (``FunctionObservation.inflight``), the same live and simulated."""
+    if not harness.sees_every_cold_start:
+        pytest.skip("OpenFaaS CE's gateway holds the requests of its own scale from zero")
+    harness.scale_to_zero(echo_spec)
+    seen: list[tuple[int, int]] = []
+
+    def waiting() -> bool:
+        m = platform.metrics().functions[echo_spec.name]
+        seen.append((m.inflight, m.queued))
+        return m.queued >= 1
+
+    with harness.sending(echo_spec.name, 2):
+        harness.settle(waiting, timeout_s=30)
+    inflight, queued = seen[-1]
+    assert inflight >= queued >= 1
 
 
 def test_scale_up_down_and_clamp(
