@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,10 +55,15 @@ MODULES: dict[str, list[str]] = {
         "tests/forecast/test_forecast_prewarm_v2.py",
         "tests/forecast/test_forecast_pool_edges.py",
     ],
+    "testbed/gateway/pool.py": ["tests/gateway/test_local_backend.py"],
 }
-# Not here: testbed/gateway/pool.py runs inside the gateway process the tests start, where
-# mutmut sees no test reach it (docs/testing.md, "Not measured").
+# modules whose code runs only in processes the tests start (the gateway): mutmut maps tests to
+# mutants by the calls it sees in the pytest process, so it would call every mutant "not
+# reached". Each sampled mutant is tested directly instead: its tests run with the mutant
+# switched on through ``MUTANT_UNDER_TEST``, which the processes they start inherit.
+SUBPROCESS_MODULES = frozenset({"testbed/gateway/pool.py"})
 
+_DIRECT_TIMEOUT_S = 600.0  # one direct test run of a mutant (a hang counts as killed)
 COPIED = ["testbed", "loadgen", "scheduler", "functions", "tests", "pyproject.toml"]
 STATUSES = (
     "killed",
@@ -164,6 +170,44 @@ class _Mutmut:
         ).stdout
 
 
+def _run_directly(
+    mm: _Mutmut, tests: list[str], names: list[str], workers: int
+) -> tuple[dict[str, str], bool]:
+    """Test each mutant by running ``tests`` with it switched on (``MUTANT_UNDER_TEST``):
+    ``killed`` when they fail or time out, ``survived`` when they pass, ``not checked`` past
+    the deadline. Returns the statuses and whether every mutant was checked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def pytest(mutant: str) -> str:
+        left = mm.deadline - time.monotonic()
+        if left <= 0:
+            return "not checked"
+        with subprocess.Popen(
+            [sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:cacheprovider"],
+            cwd=mm.work / "mutants",
+            env={**mm.env, "MUTANT_UNDER_TEST": mutant},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        ) as proc:
+            try:
+                output, _ = proc.communicate(timeout=min(left, _DIRECT_TIMEOUT_S))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                return "timeout" if left > _DIRECT_TIMEOUT_S else "not checked"
+        if not mutant and proc.returncode != 0:
+            sys.stderr.write(output[-6000:])
+        return "survived" if proc.returncode == 0 else "killed"
+
+    if pytest("") != "survived":
+        raise SystemExit(f"mutation: {' '.join(tests)} fail with no mutant switched on")
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        statuses = dict(zip(names, pool.map(pytest, names), strict=True))
+    return statuses, all(v != "not checked" for v in statuses.values())
+
+
 def run_module(
     module: str,
     tests: list[str],
@@ -173,7 +217,7 @@ def run_module(
     sample: int,
     seed: int,
     keep: Path | None,
-) -> dict:
+) -> dict[str, Any]:
     """Mutate ``module``, test it with ``tests``; return the counts and the survivors.
 
     With ``sample`` > 0, every mutant is generated but only a seeded random sample of that
@@ -185,16 +229,25 @@ def run_module(
         _copy_repo(work, module, tests)
         mm = _Mutmut(work, start + max_minutes * 60)
         children = ("--max-children", str(max_children))
-        if sample > 0:
+        if module in SUBPROCESS_MODULES:
+            # generate every mutant (mutmut finds no test for them), then test them directly
+            finished = mm.run(*children, "*__mutmut_1")
+            population = sorted(_statuses(mm.output("results", "--all", "true")))
+            chosen = population
+            if 0 < sample < len(population):
+                chosen = sorted(random.Random(seed).sample(population, sample))
+            status, finished = _run_directly(mm, tests, chosen, max_children)
+        elif sample > 0:
             # generate all and collect test coverage, testing only each function's first mutant
             finished = mm.run(*children, "*__mutmut_1")
             population = sorted(_statuses(mm.output("results", "--all", "true")))
             chosen = sorted(random.Random(seed).sample(population, min(sample, len(population))))
             finished = finished and mm.run(*children, *chosen)
+            status = _statuses(mm.output("results", "--all", "true"))
         else:
             finished = mm.run(*children)
             population = chosen = sorted(_statuses(mm.output("results", "--all", "true")))
-        status = _statuses(mm.output("results", "--all", "true"))
+            status = _statuses(mm.output("results", "--all", "true"))
         checked = {name: status[name] for name in chosen if status[name] != "not checked"}
         survivors = sorted(n for n, st in checked.items() if st in ("survived", "no tests"))
         if keep is not None:
