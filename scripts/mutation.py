@@ -129,6 +129,29 @@ def _wilson(killed: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (round(mid - half, 3), round(mid + half, 3))
 
 
+def _bounded(
+    cmd: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float, kill: int
+) -> tuple[int, str] | None:
+    """Run ``cmd`` in a session of its own: ``(exit code, output)``, or None when it ran past
+    ``timeout_s`` (its whole process group is then sent ``kill``)."""
+    with subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            output, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, kill)
+            proc.communicate()
+            return None
+    return proc.returncode, output
+
+
 class _Mutmut:
     """``python -m mutmut`` in one throw-away copy, each call bounded by a deadline."""
 
@@ -143,26 +166,19 @@ class _Mutmut:
     def run(self, *args: str, uncovered_ok: bool = False) -> bool:
         """``mutmut run ARGS``; False when the deadline stopped it. ``uncovered_ok``: its
         exit when no test reaches any mutant is not a failure (the mutants are generated)."""
-        with subprocess.Popen(
+        done = _bounded(
             [sys.executable, "-m", "mutmut", "run", *args],
             cwd=self.work,
             env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        ) as proc:
-            try:
-                output, _ = proc.communicate(timeout=max(1.0, self.deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:  # bounded: score what was checked so far
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.communicate()
-                return False
-        if proc.returncode != 0 and not (uncovered_ok and "could not find any test" in output):
+            timeout_s=max(1.0, self.deadline - time.monotonic()),
+            kill=signal.SIGTERM,
+        )
+        if done is None:  # bounded: score what was checked so far
+            return False
+        returncode, output = done
+        if returncode != 0 and not (uncovered_ok and "could not find any test" in output):
             sys.stderr.write(output[-6000:])
-            raise SystemExit(
-                f"mutation: mutmut run {' '.join(args[:3])} failed ({proc.returncode})"
-            )
+            raise SystemExit(f"mutation: mutmut run {' '.join(args[:3])} failed ({returncode})")
         return True
 
     def output(self, *args: str) -> str:
@@ -188,24 +204,19 @@ def _run_directly(
         left = mm.deadline - time.monotonic()
         if left <= 0:
             return "not checked"
-        with subprocess.Popen(
+        done = _bounded(
             [sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:cacheprovider"],
             cwd=mm.work / "mutants",
             env={**mm.env, "MUTANT_UNDER_TEST": mutant},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        ) as proc:
-            try:
-                output, _ = proc.communicate(timeout=min(left, _DIRECT_TIMEOUT_S))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                return "timeout" if left > _DIRECT_TIMEOUT_S else "not checked"
-        if not mutant and proc.returncode != 0:
+            timeout_s=min(left, _DIRECT_TIMEOUT_S),
+            kill=signal.SIGKILL,
+        )
+        if done is None:
+            return "timeout" if left > _DIRECT_TIMEOUT_S else "not checked"
+        returncode, output = done
+        if not mutant and returncode != 0:
             sys.stderr.write(output[-6000:])
-        return "survived" if proc.returncode == 0 else "killed"
+        return "survived" if returncode == 0 else "killed"
 
     if pytest("") != "survived":
         raise SystemExit(f"mutation: {' '.join(tests)} fail with no mutant switched on")
