@@ -251,7 +251,7 @@ def _present_or_pulled(ref: str, timeout_s: float) -> str:
     import docker.errors
     import requests.exceptions
 
-    from testbed.gateway.runtimes.images.engine import connect_engine
+    from testbed.gateway.runtimes.images.engine import connect_engine, error_line
 
     client = connect_engine(timeout_s=timeout_s)
     try:
@@ -263,7 +263,6 @@ def _present_or_pulled(ref: str, timeout_s: float) -> str:
         client.images.pull(ref)
         return ""
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        text = str(getattr(exc, "explanation", None) or exc).strip()
-        return (text.splitlines()[0][:200] if text else type(exc).__name__) or "failed"
+        return error_line(exc)
     finally:
         client.close()

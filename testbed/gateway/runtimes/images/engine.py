@@ -25,6 +25,7 @@ __all__ = [
     "LABEL_ROLE",
     "connect_engine",
     "engine_errors",
+    "error_line",
 ]
 
 ENGINE_HINT = (
@@ -60,12 +61,13 @@ def connect_engine(*, timeout_s: float = 60.0) -> docker.DockerClient:
         client.ping()
     except docker.errors.DockerException as exc:
         raise BackendUnavailable(
-            f"no Docker engine answers ({_short(exc)}); {ENGINE_HINT}"
+            f"no Docker engine answers ({error_line(exc)}); {ENGINE_HINT}"
         ) from None
     return client
 
 
-def _short(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """The first line of a Docker SDK or transport error (its type name when empty)."""
     text = str(getattr(exc, "explanation", None) or exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
@@ -74,7 +76,7 @@ def _raise_translated(exc: BaseException, what: str) -> NoReturn:
     import docker.errors
     import requests.exceptions
 
-    message = _short(exc)
+    message = error_line(exc)
     if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
         raise BackendUnavailable(
             f"{what}: the Docker engine stopped answering ({message}); {ENGINE_HINT}"
