@@ -246,24 +246,24 @@ def run_module(
         _copy_repo(work, module, tests)
         mm = _Mutmut(work, start + max_minutes * 60)
         children = ("--max-children", str(max_children))
-        if module in SUBPROCESS_MODULES:
-            # generate every mutant (mutmut finds no test for them), then test them directly
-            finished = mm.run(*children, "*__mutmut_1", uncovered_ok=True)
+        direct = module in SUBPROCESS_MODULES
+        if direct or sample > 0:
+            # generate all and collect test coverage, testing only each function's first
+            # mutant (a module tested directly has no coverage mutmut can see)
+            finished = mm.run(*children, "*__mutmut_1", uncovered_ok=direct)
             population = sorted(_statuses(mm.output("results", "--all", "true")))
             chosen = population
             if 0 < sample < len(population):
                 chosen = sorted(random.Random(seed).sample(population, sample))
-            status, finished = _run_directly(mm, tests, chosen, max_children)
-        elif sample > 0:
-            # generate all and collect test coverage, testing only each function's first mutant
-            finished = mm.run(*children, "*__mutmut_1")
-            population = sorted(_statuses(mm.output("results", "--all", "true")))
-            chosen = sorted(random.Random(seed).sample(population, min(sample, len(population))))
-            finished = finished and mm.run(*children, *chosen)
-            status = _statuses(mm.output("results", "--all", "true"))
         else:
             finished = mm.run(*children)
             population = chosen = sorted(_statuses(mm.output("results", "--all", "true")))
+        if direct:
+            status, checked_all = _run_directly(mm, tests, chosen, max_children)
+            finished = finished and checked_all
+        else:
+            if sample > 0:
+                finished = finished and mm.run(*children, *chosen)
             status = _statuses(mm.output("results", "--all", "true"))
         checked = {name: status[name] for name in chosen if status[name] != "not checked"}
         survivors = sorted(n for n, st in checked.items() if st in ("survived", "no tests"))

@@ -237,7 +237,7 @@ def gateway_image(
                 f"{IMAGE_ENV}={wanted}: not on this engine and not pulled ({problem}); "
                 f"unset it (or set it to 'local') to build the gateway from source"
             )
-        return GatewayImage(wanted, f"{IMAGE_ENV}")
+        return GatewayImage(wanted, IMAGE_ENV)
     problem = _present_or_pulled(official, pull_timeout_s)
     if not problem:
         return GatewayImage(official, "official image")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -78,30 +80,22 @@ def test_missing_tools_are_named_before_anything_starts(
     assert not (tmp_path / STATE_FILE).exists()
 
 
-def _scratch_image(tag: str) -> str:
-    """A one-label image built from ``scratch`` (no registry, no layers), tagged ``tag``."""
-    from testbed.gateway.runtimes.images.engine import connect_engine
-
-    client = connect_engine()
-    try:
-        dockerfile = io.BytesIO(b"FROM scratch\nLABEL io.aquatope.test=gateway-image\n")
-        client.images.build(fileobj=dockerfile, tag=tag, rm=True)
-    finally:
-        client.close()
-    return tag
-
-
-def _remove_image(tag: str) -> None:
+@contextlib.contextmanager
+def _scratch_image(tag: str) -> Iterator[str]:
+    """A one-label image built from ``scratch`` (no registry, no layers), tagged ``tag`` for
+    the block and removed after it."""
     import docker.errors
 
     from testbed.gateway.runtimes.images.engine import connect_engine
 
     client = connect_engine()
     try:
-        client.images.remove(tag, force=True)
-    except docker.errors.ImageNotFound:
-        pass
+        dockerfile = io.BytesIO(b"FROM scratch\nLABEL io.aquatope.test=gateway-image\n")
+        client.images.build(fileobj=dockerfile, tag=tag, rm=True)
+        yield tag
     finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(tag, force=True)
         client.close()
 
 
@@ -109,11 +103,8 @@ def _remove_image(tag: str) -> None:
 def test_a_named_gateway_image_is_run_as_it_is() -> None:
     from testbed.openfaas_ce.source import IMAGE_ENV, gateway_image
 
-    tag = _scratch_image("aquatope-test/named-gateway:1")
-    try:
+    with _scratch_image("aquatope-test/named-gateway:1") as tag:
         chosen = gateway_image(tag)
-    finally:
-        _remove_image(tag)
     assert (chosen.ref, chosen.origin) == (tag, IMAGE_ENV)
 
 
@@ -124,11 +115,8 @@ def test_auto_prefers_the_official_image_when_it_is_here(
     from testbed.openfaas_ce.source import gateway_image
 
     monkeypatch.setenv("AQUATOPE_CACHE", str(tmp_path / "cache"))  # a build would fill it
-    tag = _scratch_image("aquatope-test/official-gateway:1")
-    try:
+    with _scratch_image("aquatope-test/official-gateway:1") as tag:
         chosen = gateway_image("auto", official=tag)
-    finally:
-        _remove_image(tag)
     assert (chosen.ref, chosen.origin) == (tag, "official image")
     assert not (tmp_path / "cache").exists()  # nothing was built
 
