@@ -56,6 +56,7 @@ MODULES: dict[str, list[str]] = {
         "tests/forecast/test_forecast_pool_edges.py",
     ],
     "testbed/gateway/pool.py": [
+        "tests/gateway/test_pool_lifecycle.py",  # first: drives the pool directly, in seconds
         "tests/gateway/test_local_backend.py",
         "tests/gateway/test_replica_churn.py",
         "tests/gateway/test_api.py",

@@ -240,6 +240,7 @@ class _Callback(BaseHTTPRequestHandler):
 
 def test_async_function_calls_back(gateway) -> None:
     _, _, anon = gateway
+    _Callback.received.clear()  # a class attribute: it outlives a pytest session (mutmut runs two)
     server = HTTPServer(("127.0.0.1", 0), _Callback)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
