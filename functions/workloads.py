@@ -8,25 +8,34 @@ call it for every request. The helpers beside it return the ground truth the tes
 - ``social-compose-post``: ``{"user_id", "text", "media"?}``; text with @mentions, URLs and
   now and then a banned word, a small PNG attached to about a third of the posts.
 - ``social-read-home`` / ``social-read-user``: ``{"user_id", "start", "stop"}``.
+- ``video-analytics``: ``{"clip": base64 animated GIF}``, one of :data:`N_CLIPS` camera
+  clips (:mod:`functions.common.video`, 96 frames, about 300 KB), rendered once per process.
 - ``noop``: ``{}``; ``cpu-burn``: ``{"n": ...}``.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import random
 from dataclasses import dataclass
 
-from functions.common import digits
+from functions.common import digits, video
 from functions.common.social import N_USERS, username
 
 __all__ = [
+    "N_CLIPS",
     "WORKFLOWS",
     "MLSample",
+    "VideoSample",
     "make_payload",
     "ml_sample",
     "resolve",
+    "video_sample",
 ]
+
+N_CLIPS = 8
 
 _WORDS = tuple(
     [
@@ -76,18 +85,30 @@ def ml_sample(rng: random.Random, n_digits: int | None = None) -> MLSample:
         rng: source of every random choice.
         n_digits: how many digits (1-3); random when ``None``.
     """
-    _, _, test_x, test_y = digits.digits_split()
-    k = n_digits if n_digits is not None else rng.randint(1, digits.MAX_DIGITS)
-    idx = [rng.randrange(len(test_y)) for _ in range(k)]
-    canvas = digits.render_canvas(
-        [test_x[i] for i in idx],
-        [int(test_y[i]) for i in idx],
-        rng,
-        scale=digits.RENDER_SCALE,
-        rgb=True,
-    )
+    canvas = digits.held_out_canvas(rng, n_digits, rgb=True)
     body = json.dumps({"image": digits.encode_png_b64(canvas.pixels)}).encode()
     return MLSample(body, canvas.labels)
+
+
+@dataclass(frozen=True)
+class VideoSample:
+    """One video-analytics request and its truth (:class:`functions.common.video.Clip`)."""
+
+    payload: bytes
+    clip: video.Clip
+
+
+@functools.cache
+def _clip(index: int) -> VideoSample:
+    clip = video.render_clip(random.Random(f"video-analytics-clip-{index}"))
+    body = json.dumps({"clip": base64.b64encode(clip.gif).decode("ascii")}).encode()
+    return VideoSample(body, clip)
+
+
+def video_sample(rng: random.Random) -> VideoSample:
+    """One of :data:`N_CLIPS` fixed clips, picked by ``rng`` (rendering a clip takes longer
+    than a load generator should spend per request, so each is rendered once per process)."""
+    return _clip(rng.randrange(N_CLIPS))
 
 
 def _compose(rng: random.Random) -> dict[str, object]:
@@ -122,6 +143,7 @@ WORKFLOWS = (
     "social-compose-post",
     "social-read-home",
     "social-read-user",
+    "video-analytics",
     "noop",
     "cpu-burn",
 )
@@ -139,6 +161,8 @@ def make_payload(workflow: str, rng: random.Random) -> bytes:
         return json.dumps(_compose(rng)).encode()
     if workflow in ("social-read-home", "social-read-user"):
         return json.dumps(_read(rng)).encode()
+    if workflow == "video-analytics":
+        return video_sample(rng).payload
     if workflow == "noop":
         return b"{}"
     if workflow == "cpu-burn":

@@ -39,6 +39,7 @@ __all__ = [
     "digits_split",
     "encode_png_b64",
     "encode_u8",
+    "held_out_canvas",
     "render_canvas",
 ]
 
@@ -170,6 +171,29 @@ def render_canvas(
     else:
         pixels = canvas
     return Canvas(pixels, tuple(int(v) for v in labels), tuple(boxes))
+
+
+def held_out_canvas(
+    rng: random.Random,
+    n_digits: int | None = None,
+    *,
+    scale: int = RENDER_SCALE,
+    specks: bool = True,
+    rgb: bool = False,
+) -> Canvas:
+    """A canvas of ``n_digits`` (1-3, random when ``None``) held-out digits drawn by ``rng``:
+    what the shipped workflows' requests show (:func:`render_canvas` for the options)."""
+    _, _, test_x, test_y = digits_split()
+    k = n_digits if n_digits is not None else rng.randint(1, MAX_DIGITS)
+    idx = [rng.randrange(len(test_y)) for _ in range(k)]
+    return render_canvas(
+        [test_x[i] for i in idx],
+        [int(test_y[i]) for i in idx],
+        rng,
+        scale=scale,
+        specks=specks,
+        rgb=rgb,
+    )
 
 
 def encode_png_b64(pixels: np.ndarray) -> str:

@@ -32,10 +32,15 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
    :data:`_MIN_SCORED` ticks are scored); replicas ``k >= 2`` are capped by it, and calls
    seen in the current step (own or upstream) keep the forecast as a floor. Requests in
    flight upstream are concurrency, not a count per step: each of ``n`` running upstream
-   calls brings ``c = weight x gain x min(1, S_d / S_u)`` calls here, ``floor(c)`` sure and
-   one more with probability ``c - floor(c)`` (a branch taken by one call in five is a 0.2
-   chance of a call, priced like any other need, not a sure replica)
-   (:func:`~scheduler.forecast.pool.imminent_need`).
+   calls brings ``c = weight x gain x min(1, S_d / S_u)`` concurrent calls here, ``floor(c)``
+   sure and one more with probability ``c - floor(c)`` (a branch taken by one call in five
+   is a 0.2 chance of a call, priced like any other need, not a sure replica)
+   (:func:`~scheduler.forecast.pool.imminent_need`). The first replica is needed when any
+   call arrives within ``H``, however short: each call running at an ancestor up to
+   :data:`_DAG_HOPS` stages up brings ``path weight x clip((H - D) / S_a, 0, 1)`` calls by
+   then (the chance it finishes early enough for the stages between, ``D`` of service, to be
+   done within ``H``; a queued call waits for its replica's start first), so the torch stages
+   behind a 2 s first stage are started while its call runs.
 5. **Decide per replica** (:func:`~scheduler.forecast.pool.replicas_worth_keeping`): keep
    (or start) replica ``k`` while ``P_k x blocked_cost > H`` (plus ``start_weight x cold``
    for a replica not yet running or starting). ``blocked_cost`` is the price of the QoS miss
@@ -105,6 +110,7 @@ _MIN_SCORED = 120  # idle ticks the first replica's experts are scored on before
 _TOL_UP = 1.1  # the need is reused while its inputs stay within 10 % of those it used
 _GRID_STEP = math.log(1.05)  # ... on a 5 % grid, so replica_need's per-scenario memo hits
 _SIG_STEPS = 96  # steps summarised to tell whether a function's traffic changed since a fit
+_DAG_HOPS = 4  # stages up a workflow that calls in flight are followed for the first replica
 
 
 @dataclass
@@ -175,6 +181,10 @@ class AquatopePrewarmPolicy(Policy):
         self._dag: DagPropagator | None = None
         self._dag_key: tuple[str, ...] = ()
         self._dag_state: Mapping[str, Any] = {}
+        # per function: its ancestors up to _DAG_HOPS stages up, by path (see _ancestors)
+        self._paths: dict[str, list[tuple[str, tuple[tuple[str, float], ...], tuple[str, ...]]]]
+        self._paths = {}
+        self._calls_in_flight = False  # any request in flight this tick (_imminent's shortcut)
         self._targets: tuple[tuple[str, ...], dict[str, float]] = ((), {})  # strictest QoS
 
     # -- per-function bookkeeping ----------------------------------------------------------------
@@ -225,6 +235,14 @@ class AquatopePrewarmPolicy(Policy):
             cold = max(cold, st.cold_upper_s)
         if st.start_times:  # a stuck start must not stretch the look-ahead without bound
             cold = max(cold, min(now_s - st.start_times[0], _MAX_COLD_S))
+        return cold
+
+    def _start_left_s(self, st: _Fn, now_s: float) -> float:
+        """How long until a replica starting now (or the oldest start in progress) is ready,
+        as planned (:meth:`_cold`)."""
+        cold = self._cold(st, now_s)
+        if st.start_times:
+            return max(0.0, cold - (now_s - st.start_times[0]))
         return cold
 
     def _service(self, st: _Fn) -> float:
@@ -370,6 +388,7 @@ class AquatopePrewarmPolicy(Policy):
         if self._dag is None or key != self._dag_key:
             state = self._dag.state_dict() if self._dag is not None else self._dag_state
             self._dag = DagPropagator(obs.workflows, decay=0.98)
+            self._paths = {}
             self._dag.load_state_dict(state)
             self._dag_key = key
         return self._dag
@@ -434,6 +453,7 @@ class AquatopePrewarmPolicy(Policy):
                 counts = dag.propagate(counts, shift_steps=latency)
 
         out: dict[str, FunctionDecision] = {}
+        self._calls_in_flight = any(fo.inflight > 0 for fo in obs.functions.values())
         for name, fo in obs.functions.items():
             out[name] = self._decide_one(name, fo, obs, cold[name], need_steps[name], counts, dag)
         return Decision(functions=out)
@@ -552,9 +572,14 @@ class AquatopePrewarmPolicy(Policy):
             need = [p1] + [min(p, p1) for p in need[1:]]
             if not need[0]:
                 need = []
-        imminent = self._imminent(name, obs, dag)
-        if imminent:
-            soon = imminent_need(imminent, max_inflight=per, max_replicas=fo.max_replicas)
+        arriving, concurrent = self._imminent(name, obs, dag, window_s)
+        if concurrent or arriving:
+            soon = imminent_need(concurrent, max_inflight=per, max_replicas=fo.max_replicas)
+            # the first replica is needed when any call comes within the look-ahead, however
+            # briefly it runs: behind a long upstream call that is likelier than overlapping
+            first = imminent_need(arriving, max_inflight=1, max_replicas=1)
+            if first:
+                soon = [max(first[0], soon[0] if soon else 0.0), *soon[1:]]
             need = [max(a, b) for a, b in itertools.zip_longest(need, soon, fillvalue=0.0)]
         return need
 
@@ -612,27 +637,65 @@ class AquatopePrewarmPolicy(Policy):
         return st.mixture.predict(vector)
 
     def _imminent(
-        self, name: str, obs: Observation, dag: DagPropagator | None
-    ) -> list[tuple[int, float]]:
-        """Calls running upstream and the concurrency each will bring here soon: edge
-        weight x learned gain x ``min(1, S_d / S_u)`` (:func:`imminent_need` prices them)."""
-        if dag is None:
-            return []
-        ups = dag.upstream(name)
-        if not ups:
-            return []
+        self, name: str, obs: Observation, dag: DagPropagator | None, window_s: float
+    ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """Calls running upstream, as ``(running calls, expected calls each)`` per source.
+
+        Arriving: the calls each running call of an ancestor (up to :data:`_DAG_HOPS` stages
+        up) brings here within the look-ahead ``window_s``: the path's edge weights x learned
+        gains x ``clip((window_s - D) / S_a, 0, 1)``, the chance that the call finishes early
+        enough for the stages between (``D``, their service times) to be done within it; a
+        call queued at the ancestor first waits for its replica's start (``D`` grows by what
+        is left of it).
+        Concurrent: the concurrency each running call of a direct upstream brings (edge
+        weight x gain x ``min(1, S_d / S_u)``, the overlap of the service times).
+        :func:`imminent_need` prices both."""
+        if dag is None or not self._calls_in_flight:
+            return [], []
         mine = self._service(self._fns[name])
-        gain = dag.gain(name)
-        out: list[tuple[int, float]] = []
-        for up, w in ups.items():
+        arriving: list[tuple[int, float]] = []
+        concurrent: list[tuple[int, float]] = []
+        for up, edges, between in self._ancestors(name, dag):
             fo_up = obs.functions.get(up)
-            if fo_up is None or fo_up.inflight <= 0:
+            if fo_up is None or fo_up.inflight <= 0 or up not in self._fns:
                 continue
+            between_s = sum(self._service(self._fns[n]) for n in between if n in self._fns)
+            if between_s >= window_s:  # its calls reach here after the look-ahead
+                continue
+            path = math.prod(w * dag.gain(node) for node, w in edges)
+            theirs = max(self._service(self._fns[up]), 1e-6)
             running = max(fo_up.inflight - fo_up.queued, 0)
-            theirs = self._service(self._fns[up])
             if running:
-                out.append((running, w * gain * min(1.0, mine / max(theirs, 1e-6))))
-        return out
+                soon = min(1.0, max(0.0, window_s - between_s) / theirs)
+                arriving.append((running, path * soon))
+                if len(edges) == 1:
+                    concurrent.append((running, path * min(1.0, mine / theirs)))
+            if fo_up.queued > 0:  # they run once a replica is free (or started)
+                wait_s = self._start_left_s(self._fns[up], obs.now_s)
+                soon = min(1.0, max(0.0, window_s - between_s - wait_s) / theirs)
+                arriving.append((int(fo_up.queued), path * soon))
+        return arriving, concurrent
+
+    def _ancestors(
+        self, name: str, dag: DagPropagator
+    ) -> list[tuple[str, tuple[tuple[str, float], ...], tuple[str, ...]]]:
+        """Every path from an ancestor up to :data:`_DAG_HOPS` stages up down to ``name``:
+        ``(ancestor, ((node, edge weight into it), ...) from name up, stages between)``,
+        nearest first (cached until the workflows change)."""
+        paths = self._paths.get(name)
+        if paths is None:
+            paths = []
+            frontier: list[tuple[str, tuple[tuple[str, float], ...], tuple[str, ...]]]
+            frontier = [(name, (), ())]
+            for _hop in range(_DAG_HOPS):
+                reached = []
+                for node, edges, between in frontier:
+                    for up, w in dag.upstream(node).items():
+                        reached.append((up, (*edges, (node, w)), between))
+                paths.extend(reached)
+                frontier = [(up, edges, (*between, up)) for up, edges, between in reached]
+            self._paths[name] = paths
+        return paths
 
     def _decide_one(
         self,

@@ -5,19 +5,23 @@ deployable policy. It is given the trace's arrival times through its ``arrivals`
 (function or workflow name -> times in seconds on the platform clock; a workflow's times
 count for each function it calls) and looks ahead from ``obs.now_s`` only, so it stays pure.
 
-Model. Each arrival holds a replica for ``hold_s`` (service plus the short delay before a
-downstream stage is called). Arrivals of a function are assigned to replica slots by
-interval partitioning (the lowest slot free at the arrival), so slot ``k`` serves exactly
-the arrivals that find ``k - 1`` others in progress. Serving a use of slot ``k`` warm costs
-idle time: the whole gap since the slot's previous use if the replica is kept through it,
-or ``lead_s + tick`` if it is released and started again just in time (``lead_s`` is an
-upper bound of the cold start). The cheaper of the two is the use's *cost*. Every covered
-use saves one cold start, so covering the cheapest uses first, over all functions, is the
-least-cold-starts choice for the idle it spends: the oracle covers uses in order of cost
-(ties by time) while their summed cost stays within ``idle_budget_s``. Sweeping the budget
-from 0 to the sum of all costs traces the oracle's frontier (at the top every arrival is
-served warm). The budget is planned idle; the measured idle adds the hold after each use
-and the tick rounding, the same for every budget.
+Model. A workflow's arrival is a use of each of its functions, at the stage's offset in the
+workflow: the longest path of upstream service times (``service_s_by_function``, mean service
+per function; stages of functions it does not list take no time), so a stage behind a 2 s
+first stage is used 2 s after the request. Each use holds a replica for ``hold_s`` or the
+function's service time, whichever is longer (``hold_s``: service plus the short delay before
+a downstream stage is called, for functions of a few milliseconds). Arrivals of a function
+are assigned to replica slots by interval partitioning (the lowest slot free at the arrival),
+so slot ``k`` serves exactly the arrivals that find ``k - 1`` others in progress. Serving a
+use of slot ``k`` warm costs idle time: the whole gap since the slot's previous use if the
+replica is kept through it, or ``lead_s + tick`` if it is released and started again just in
+time (``lead_s`` is an upper bound of the cold start). The cheaper of the two is the use's
+*cost*. Every covered use saves one cold start, so covering the cheapest uses first, over all
+functions, is the least-cold-starts choice for the idle it spends: the oracle covers uses in
+order of cost (ties by time) while their summed cost stays within ``idle_budget_s``.
+Sweeping the budget from 0 to the sum of all costs traces the oracle's frontier (at the top
+every arrival is served warm). The budget is planned idle; the measured idle adds the hold
+after each use and the tick rounding, the same for every budget.
 
 Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
 stage is called a little after the workflow); between uses keep it through the gap when the
@@ -86,6 +90,9 @@ class OraclePolicy(Policy):
         lead_s: upper bound of a cold start, seconds (start this long before a use).
         hold_s: seconds one arrival holds its replica.
         lead_s_by_function: per-function ``lead_s`` (functions not listed use ``lead_s``).
+        service_s_by_function: mean service time per function (s): where each stage of a
+            workflow is called, and how long a use holds its replica (the experiment runner
+            fills it from the simulator's profile).
     """
 
     name = "oracle"
@@ -99,12 +106,16 @@ class OraclePolicy(Policy):
         lead_s: float = 5.0,
         hold_s: float = 1.0,
         lead_s_by_function: Mapping[str, float] | None = None,
+        service_s_by_function: Mapping[str, float] | None = None,
     ) -> None:
         if not idle_budget_s >= 0 or not lead_s >= 0 or not hold_s > 0:
             raise ValueError("oracle: need idle_budget_s >= 0, lead_s >= 0 and hold_s > 0")
         self.leads = {str(k): float(v) for k, v in (lead_s_by_function or {}).items()}
         if any(not v >= 0 for v in self.leads.values()):
             raise ValueError("oracle: lead_s_by_function values must be >= 0")
+        self.service_s = {str(k): float(v) for k, v in (service_s_by_function or {}).items()}
+        if any(not v >= 0 for v in self.service_s.values()):
+            raise ValueError("oracle: service_s_by_function values must be >= 0")
         self.idle_budget_s = float(idle_budget_s)
         self.lead_s = float(lead_s)
         self.hold_s = float(hold_s)
@@ -124,7 +135,8 @@ class OraclePolicy(Policy):
         return float(
             sum(
                 np.minimum(
-                    np.diff(uses, prepend=-math.inf) - self.hold_s, self._horizon_s(fn, tick_s)
+                    np.diff(uses, prepend=-math.inf) - self._hold_s(fn),
+                    self._horizon_s(fn, tick_s),
                 ).sum()
                 for fn, fn_slots in slots.items()
                 for uses in fn_slots
@@ -134,13 +146,32 @@ class OraclePolicy(Policy):
     def _horizon_s(self, function: str, tick_s: float) -> float:
         return self.leads.get(function, self.lead_s) + tick_s
 
+    def _hold_s(self, function: str) -> float:
+        return max(self.hold_s, self.service_s.get(function, 0.0))
+
+    def stage_offsets_s(self, workflow: Workflow) -> dict[str, float]:
+        """Seconds after a request each stage of ``workflow`` is called: the longest path of
+        its upstream stages' service times."""
+        offsets: dict[str, float] = {}
+        by_name = {s.name: s for s in workflow.stages}
+        for stage in workflow.topological_order():
+            offsets[stage.name] = max(
+                (offsets[up] + self.service_s.get(by_name[up].function, 0.0) for up in stage.after),
+                default=0.0,
+            )
+        return offsets
+
     def _slots_of(self, workflows: Mapping[str, Workflow]) -> dict[str, list[np.ndarray]]:
         per_fn: dict[str, list[np.ndarray]] = {}
         for key, times in self._given.items():
             wf = workflows.get(key)
-            for fn in wf.functions if wf is not None else (key,):
-                per_fn.setdefault(fn, []).append(times)
-        return {fn: assign_slots(np.concatenate(p), self.hold_s) for fn, p in per_fn.items()}
+            if wf is None:
+                per_fn.setdefault(key, []).append(times)
+                continue
+            offsets = self.stage_offsets_s(wf)
+            for stage in wf.stages:
+                per_fn.setdefault(stage.function, []).append(times + offsets[stage.name])
+        return {fn: assign_slots(np.concatenate(p), self._hold_s(fn)) for fn, p in per_fn.items()}
 
     def _build(self, observation: Observation) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         slots = self._slots_of(observation.workflows)
@@ -149,7 +180,7 @@ class OraclePolicy(Policy):
         for fn, fn_slots in slots.items():
             horizon_s = self._horizon_s(fn, observation.tick_s)
             for uses in fn_slots:
-                gaps = np.diff(uses, prepend=-math.inf) - self.hold_s
+                gaps = np.diff(uses, prepend=-math.inf) - self._hold_s(fn)
                 costs.append(np.minimum(gaps, horizon_s))
                 starts.append(uses)
         flat_cost = np.concatenate(costs) if costs else np.zeros(0)
@@ -167,11 +198,12 @@ class OraclePolicy(Policy):
                 pos += len(uses)
         return out
 
+    @staticmethod
     def _keep_slot(
-        self, uses: np.ndarray, covered: np.ndarray, now_s: float, tick_s: float, horizon_s: float
+        uses: np.ndarray, covered: np.ndarray, now_s: float, hold_s: float, horizon_s: float
     ) -> bool:
         i = int(np.searchsorted(uses, now_s, side="right"))  # uses[i] is the next use
-        prev_end = uses[i - 1] + self.hold_s if i > 0 else -math.inf
+        prev_end = uses[i - 1] + hold_s if i > 0 else -math.inf
         if prev_end > now_s and covered[i - 1]:  # a covered use may still be on its way
             return True
         if i >= len(uses) or not covered[i]:
@@ -188,7 +220,8 @@ class OraclePolicy(Policy):
         for name, fn in observation.functions.items():
             slots = self._slots.get(name, [])
             horizon_s = self._horizon_s(name, tick_s)
-            keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, tick_s, horizon_s))
+            hold_s = self._hold_s(name)
+            keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, hold_s, horizon_s))
             want = math.ceil(keep / max(1, fn.max_inflight))
             # replicas serving requests are kept; queued requests get the replicas the
             # platform started for them, not one start each (on a small host a start storm

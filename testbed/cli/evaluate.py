@@ -217,7 +217,7 @@ def summarise_into(
         f"Backend `{exp.backend}`, workflows {', '.join(exp.workflows)}, "
         f"{exp.duration_s / 60:g} trace minutes per run of which the first "
         f"{exp.warmup_s / 60:g} train the policies and are not scored, "
-        f"{seeds}, {os.cpu_count()} cores. "
+        f"{seeds}{_host_cores(spec)}; run on {os.cpu_count()} cores. "
         f"Raw runs: `{out_dir}`. Simulator fidelity against live runs: docs/simulator.md."
     )
     written = write_results_markdown(
@@ -228,6 +228,21 @@ def summarise_into(
         preamble=preamble,
     )
     return summary, written
+
+
+def _host_cores(spec: EvaluationSpec) -> str:
+    """The simulated host's cores, where a trace sets them (else the profile's machine)."""
+    cores = {
+        trace: exp.backend_options.get("host_cores")
+        for trace, exp in spec.experiments.items()
+        if exp.backend == "sim"
+    }
+    if not cores or not any(v is not None for v in cores.values()):
+        return ""
+    if len(set(cores.values())) == 1:
+        return f", a simulated host of {next(iter(cores.values()))} cores"
+    parts = [f"{trace} {'the profile machine' if v is None else v}" for trace, v in cores.items()]
+    return f", simulated host cores: {', '.join(parts)}"
 
 
 def _qos_percentile(spec: EvaluationSpec) -> float:

@@ -3,10 +3,12 @@
 An evaluation file names a shared ``base`` experiment (backend, workflows, duration, the
 training period as ``warmup_s``), the ``traces`` to compare on, the ``policies`` (each with
 an optional ``sweep`` of one parameter, expanded into one label per value) and the number
-of ``seeds``. It expands into one :class:`~testbed.experiment.spec.ExperimentSpec` per trace
-kind, whose runs are *cells* ``(trace, policy label, seed)``. Cells run in parallel worker
-processes, each written atomically by the one experiment runner (:func:`run_one`); a cell
-whose run directory is complete is skipped, so an interrupted grid resumes where it stopped.
+of ``seeds``. A trace may carry a ``base`` of its own, whose keys replace the shared ones
+for that trace (e.g. ``backend_options`` for a simulated host of another size). It expands
+into one :class:`~testbed.experiment.spec.ExperimentSpec` per trace kind, whose runs are
+*cells* ``(trace, policy label, seed)``. Cells run in parallel worker processes, each written
+atomically by the one experiment runner (:func:`run_one`); a cell whose run directory is
+complete is skipped, so an interrupted grid resumes where it stopped.
 
 Layout of the output directory::
 
@@ -136,10 +138,15 @@ def parse_evaluation(raw: Any, *, source: Path | None = None) -> EvaluationSpec:
             families[label] = family
             knobs[label] = (param, value)
     experiments: dict[str, ExperimentSpec] = {}
-    for trace_name, trace in ev.traces.items():
+    for trace_name, given in ev.traces.items():
         check_name(trace_name, what=f"{where}: traces.{trace_name}")
+        trace = dict(given)
+        overrides = trace.pop("base", None) or {}
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"{where}: traces.{trace_name}.base must be a mapping")
         body = {
             **ev.base,
+            **overrides,
             "name": f"{ev.name}-{trace_name}",
             "trace": trace,
             "policies": policies,

@@ -4,7 +4,8 @@ A policy class that declares ``needs_arrivals`` (``scheduler.registry.PolicyInfo
 run's arrival times as its ``arrivals`` parameter, on the daemon's clock. The runner draws each
 mix request's workflow before the run (:func:`planned_arrivals`, the same seeded draw the load
 generator makes), so the oracle knows which workflow every request calls; arrivals still keyed
-by a mix are given to every workflow of the mix.
+by a mix are given to every workflow of the mix. A policy that takes ``service_s_by_function``
+(the oracle: where each stage of a workflow is called) gets the profile's mean service times.
 """
 
 from __future__ import annotations
@@ -19,8 +20,15 @@ if TYPE_CHECKING:
     from loadgen.trace import Trace
     from scheduler.policy import Policy
     from testbed.core.workflows import WorkflowCatalog
+    from testbed.sim.profile import Profile
 
-__all__ = ["arrivals_for_policy", "create_run_policy", "planned_arrivals", "run_plan"]
+__all__ = [
+    "arrivals_for_policy",
+    "create_run_policy",
+    "planned_arrivals",
+    "profile_service_s",
+    "run_plan",
+]
 
 
 def run_plan(
@@ -86,8 +94,11 @@ def create_run_policy(
     arrivals_s: Mapping[str, Any] | None = None,
     catalog: WorkflowCatalog | None = None,
     offset_s: float = 0.0,
+    service_s: Mapping[str, float] | None = None,
 ) -> Policy:
-    """The registered policy ``name``, given the run's arrivals when it declares it needs them.
+    """The registered policy ``name``, given the run's arrivals when it declares it needs them
+    (and, when it takes ``service_s_by_function`` and the params do not set it, ``service_s``:
+    mean service time per function, from the simulator's profile).
 
     Raises:
         KeyError / ValueError / TypeError: as ``scheduler.registry.create_policy``.
@@ -98,4 +109,12 @@ def create_run_policy(
     info = available_policies().get(name)
     if info is not None and info.needs_arrivals and "arrivals" not in chosen:
         chosen["arrivals"] = arrivals_for_policy(arrivals_s or {}, catalog, offset_s=offset_s)
+    wants_service = info is not None and "service_s_by_function" in info.parameters
+    if wants_service and service_s and "service_s_by_function" not in chosen:
+        chosen["service_s_by_function"] = dict(service_s)
     return create_policy(name, chosen)
+
+
+def profile_service_s(profile: Profile) -> dict[str, float]:
+    """Mean service time per function of a simulator profile (seconds)."""
+    return {name: fn.service_s.mean_s for name, fn in profile.functions.items()}

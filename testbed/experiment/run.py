@@ -338,7 +338,12 @@ def _run_live(
     from scheduler.clock import WallClock
     from scheduler.daemon import Daemon
     from testbed.backends import connect
-    from testbed.experiment.policies import create_run_policy, planned_arrivals
+    from testbed.experiment.policies import (
+        create_run_policy,
+        planned_arrivals,
+        profile_service_s,
+    )
+    from testbed.sim.profile import load_profile
 
     spec = prep.spec
     run_dir = writer.path
@@ -372,6 +377,7 @@ def _run_live(
                 arrivals_s=planned_arrivals(trace, spec.workflows, prep.catalog, seed=seed),
                 catalog=prep.catalog,
                 offset_s=t0,
+                service_s=profile_service_s(load_profile(check_conditions=False)),  # an estimate
             ),
             clock=WallClock(),
             tick_s=spec.tick_s,
@@ -421,7 +427,11 @@ def _run_live(
 
 def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: RunWriter) -> int:
     """One simulated run into ``writer.path``; returns the number of requests recorded."""
-    from testbed.experiment.policies import create_run_policy, planned_arrivals
+    from testbed.experiment.policies import (
+        create_run_policy,
+        planned_arrivals,
+        profile_service_s,
+    )
     from testbed.experiment.simulate import build_sim, default_specs, sim_facts, simulate
 
     spec = prep.spec
@@ -439,7 +449,13 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
     results = simulate(
         sim,
         arrivals,
-        create_run_policy(pol.name, pol.params, arrivals_s=arrivals, catalog=prep.catalog),
+        create_run_policy(
+            pol.name,
+            pol.params,
+            arrivals_s=arrivals,
+            catalog=prep.catalog,
+            service_s=profile_service_s(sim.profile),
+        ),
         tick_s=spec.tick_s,
         until_s=spec.duration_s or None,
         decisions_path=writer.path / DECISIONS_FILE,

@@ -174,7 +174,7 @@ def run_simulation(
     horizon = until_s if until_s is not None else end_of_trace_s(pairs, tick_s=tick_s)
     policy_name = "none"
     if isinstance(policy, str):
-        from testbed.experiment.policies import create_run_policy
+        from testbed.experiment.policies import create_run_policy, profile_service_s
 
         policy_name = policy
         try:
@@ -183,7 +183,12 @@ def run_simulation(
                 concrete = sim.mix_workflows(target) if target in sim.mixes else [target]
                 for name in concrete:
                     by_workflow.setdefault(name, []).extend(times)
-            policy = create_run_policy(policy, dict(policy_params or {}), arrivals_s=by_workflow)
+            policy = create_run_policy(
+                policy,
+                dict(policy_params or {}),
+                arrivals_s=by_workflow,
+                service_s=profile_service_s(sim.profile),
+            )
         except (KeyError, ValueError) as exc:
             raise ConfigError(str(exc).strip("'\"")) from None
     elif policy is not None:

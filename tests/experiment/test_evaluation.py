@@ -67,6 +67,25 @@ def test_sweeps_expand_into_labels_and_cells(grid: Path) -> None:
         load_evaluation(grid, traces=["nope"])
 
 
+def test_a_trace_can_replace_base_keys_for_itself(tmp_path: Path) -> None:
+    path = tmp_path / "evaluation.yaml"
+    small_host = """  small-host:
+    kind: bursty
+    minutes: 6
+    base: {backend_options: {host_cores: 2}, duration_s: 120}
+policies:"""
+    bad = small_host.replace("base: {backend_options: {host_cores: 2}, duration_s: 120}", "base: 7")
+    path.write_text(GRID.replace("policies:", small_host, 1))
+    spec = load_evaluation(path)
+    assert spec.experiments["small-host"].backend_options == {"host_cores": 2}
+    assert spec.experiments["small-host"].duration_s == 120
+    assert spec.experiments["bursty"].backend_options == {}  # the others keep the base
+    assert spec.experiments["bursty"].duration_s == 360
+    path.write_text(GRID.replace("policies:", bad, 1))
+    with pytest.raises(ConfigError, match=r"traces\.small-host\.base must be a mapping"):
+        load_evaluation(path)
+
+
 def test_bad_evaluation_names_the_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(GRID.replace("seeds: 2", "seeds: 0"))

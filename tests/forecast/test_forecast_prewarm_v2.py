@@ -163,30 +163,70 @@ def test_imminent_calls_are_sure_only_as_far_as_they_are_certain() -> None:
         imminent_need([(1, 1.0)], max_inflight=0)
 
 
-def _mid_replicas_with_a_rare_branch_running(price: float) -> int:
-    """mid's replicas while one entry call (1 s) runs and mid takes 0.2 s: 0.2 calls."""
+def _replicas_behind_entry(
+    price: float, entry_s: float, *, of: str = "mid", queued: bool = False
+) -> int:
+    """``of``'s replicas in entry -> mid (0.2 s) -> last while one call is at entry: running
+    on its replica, or (``queued``) waiting for it to start. Starts take 1 s (the default),
+    so mid's and last's look-ahead is 2 s."""
     wf = Workflow(
         name="pipe",
         qos=QoS(target_s=5.0, percentile=95.0),
-        stages=(Stage("a", "entry"), Stage("b", "mid", after=("a",))),
+        stages=(
+            Stage("a", "entry"),
+            Stage("b", "mid", after=("a",)),
+            Stage("c", "last", after=("b",)),
+        ),
     )
     pol = AquatopePrewarmPolicy(forecaster="ewma", miss_price_s=price, max_start_ratio=0)
-    pol._fn("entry").service_s = 1.0
+    pol._fn("entry").service_s = entry_s
     pol._fn("mid").service_s = 0.2
+    entry = FunctionObservation(name="entry", inflight=1, replicas_ready=1)
+    if queued:
+        entry = FunctionObservation(
+            name="entry", inflight=1, queued=1, replicas_ready=0, replicas_starting=1
+        )
     fns = {
-        "entry": FunctionObservation(name="entry", inflight=1, replicas_ready=1),
+        "entry": entry,
         "mid": FunctionObservation(name="mid", replicas_ready=0),
+        "last": FunctionObservation(name="last", replicas_ready=0),
     }
     d = pol.decide(Observation(now_s=1.0, tick_s=1.0, functions=fns, workflows={"p": wf}))
-    return d.functions["mid"].replicas
+    return d.functions[of].replicas or 0
 
 
-def test_a_rare_branch_in_flight_is_priced_not_a_sure_replica() -> None:
-    # a sure call is worth a start from a price of about 20 s, a 0.2 chance from five
-    # times that (it used to count as sure: one replica from 20 s on)
-    assert _mid_replicas_with_a_rare_branch_running(30.0) == 0
-    assert _mid_replicas_with_a_rare_branch_running(50.0) == 0
-    assert _mid_replicas_with_a_rare_branch_running(3000.0) == 1
+def test_a_stage_behind_a_running_call_is_started_for_the_call_it_will_get() -> None:
+    # the 1 s entry call finishes within the 2 s look-ahead and then calls mid: a sure call,
+    # worth a start from a price of about 20 s (the overlap of the two service times, 0.2,
+    # used to be taken for the chance of a call: nothing started below a price of 100 s)
+    assert _replicas_behind_entry(10.0, entry_s=1.0) == 0
+    assert _replicas_behind_entry(30.0, entry_s=1.0) == 1
+    assert _replicas_behind_entry(50.0, entry_s=1.0) == 1
+
+
+def test_a_long_upstream_call_is_a_chance_of_a_call_within_the_lookahead() -> None:
+    # a 20 s entry call ends within the next 2 s with probability 0.1: priced, not sure
+    assert _replicas_behind_entry(50.0, entry_s=20.0) == 0
+    assert _replicas_behind_entry(150.0, entry_s=20.0) == 0
+    assert _replicas_behind_entry(3000.0, entry_s=20.0) == 1
+
+
+def test_a_call_two_stages_up_starts_the_stage_it_will_reach() -> None:
+    # entry's 1 s call, then mid's 0.2 s: last is called within its 2 s look-ahead for sure
+    # (only calls running in a direct upstream used to count: nothing was started here)
+    assert _replicas_behind_entry(50.0, entry_s=1.0, of="last") == 1
+    # a 20 s entry call reaches last within 2 s with probability (2 - 0.2) / 20 = 0.09
+    assert _replicas_behind_entry(50.0, entry_s=20.0, of="last") == 0
+    assert _replicas_behind_entry(3000.0, entry_s=20.0, of="last") == 1
+
+
+def test_a_call_queued_upstream_counts_once_its_replica_will_be_up() -> None:
+    # entry's call waits for entry's replica (1 s to start), then runs 1 s: mid is called
+    # within its 2 s look-ahead, and is started now rather than once entry's call runs
+    assert _replicas_behind_entry(50.0, entry_s=1.0, queued=True) == 1
+    # a 10 s call after the 1 s start: within 2 s with probability (2 - 1) / 10 = 0.1
+    assert _replicas_behind_entry(50.0, entry_s=10.0, queued=True) == 0
+    assert _replicas_behind_entry(3000.0, entry_s=10.0, queued=True) == 1
 
 
 def test_many_running_calls_are_cheap_and_exact_up_to_the_replica_cap() -> None:

@@ -63,6 +63,19 @@ def test_ml_pipeline_labels_digits(platform: Any, catalog: Any) -> None:
     assert correct >= 8
 
 
+def test_video_analytics_reads_the_digits_after_a_long_first_stage(platform: Any) -> None:
+    for index in (0, 1):
+        sample = workloads._clip(index)
+        body = _run(platform, "video-analytics", sample.payload)
+        stages = {s["stage"]: s for s in body["stages"]}
+        assert stages["keyframe-extractor"]["duration_s"] > 0.3  # seconds of motion analysis
+        assert (
+            stages["keyframe-extractor"]["duration_s"]
+            > 10 * stages["image-processing"]["duration_s"]
+        )
+        assert tuple(body["output"]["digit-classifier"]["labels"]) == sample.clip.labels
+
+
 def test_social_compose_then_read(platform: Any) -> None:
     author = 0
     payload = json.dumps({"user_id": author, "text": "through the gateway @user_7"}).encode()

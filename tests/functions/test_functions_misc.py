@@ -66,9 +66,10 @@ def test_payloads_are_deterministic_small_json(workflow: str) -> None:
     a = [workloads.make_payload(workflow, random.Random(42)) for _ in range(2)]
     assert a[0] == a[1]
     rng = random.Random(1)
+    limit = 1_000_000 if workflow == "video-analytics" else 8_000  # a clip of 96 frames
     for _ in range(20):
         payload = workloads.make_payload(workflow, rng)
-        assert len(payload) < 8_000
+        assert len(payload) < limit
         assert isinstance(json.loads(payload), dict)
 
 

@@ -89,6 +89,55 @@ def test_oracle_expands_workflows_and_prewarms_just_in_time() -> None:
     assert at(101.0) == {"a": 0, "b": 0, "c": 0}
 
 
+def test_oracle_calls_each_stage_after_its_upstream_service() -> None:
+    """A 2 s first stage: the second stage is used 2 s after the request, its replica is
+    started a lead ahead of that and held through its own 3 s service."""
+    stages = (
+        Stage("long", "long"),
+        Stage("x", "x", after=("long",)),
+        Stage("y", "y", after=("long",)),
+        Stage("join", "join", after=("x", "y")),
+    )
+    wf = Workflow(name="w", qos=QoS(target_s=9.0), stages=stages)
+    service = {"long": 2.0, "x": 3.0, "y": 0.5, "join": 0.1}
+    policy = OraclePolicy(
+        arrivals={"w": [100.0]}, lead_s=5.0, hold_s=1.0, service_s_by_function=service
+    )
+    assert policy.stage_offsets_s(wf) == {"long": 0.0, "x": 2.0, "y": 2.0, "join": 5.0}
+
+    def at(t: float) -> dict[str, int | None]:
+        o = Observation(
+            now_s=t,
+            tick_s=1.0,
+            functions={n: fobs(n, replicas_ready=0) for n in service},
+            workflows={"w": wf},
+        )
+        return {n: d.replicas for n, d in policy.decide(o).functions.items()}
+
+    assert at(94.0) == {"long": 1, "x": 0, "y": 0, "join": 0}
+    assert at(96.0) == {"long": 1, "x": 1, "y": 1, "join": 0}  # 6 s before their call at 102
+    assert at(99.0) == {"long": 1, "x": 1, "y": 1, "join": 1}  # join is called at 105
+    assert at(102.5) == {"long": 0, "x": 1, "y": 1, "join": 1}  # long's 2 s are over
+    assert at(103.5) == {"long": 0, "x": 1, "y": 0, "join": 1}  # y held 1 s, x its 3 s
+    assert at(105.5) == {"long": 0, "x": 0, "y": 0, "join": 1}
+    assert at(106.0) == {"long": 0, "x": 0, "y": 0, "join": 0}
+
+
+def test_the_runner_gives_the_oracle_the_profile_service_times() -> None:
+    from testbed.experiment.policies import create_run_policy, profile_service_s
+    from testbed.sim.profile import load_profile
+
+    service = profile_service_s(load_profile(check_conditions=False))
+    assert 1.0 < service["keyframe-extractor"] < 4.0
+    assert service["noop"] < 0.05
+    oracle = create_run_policy("oracle", {}, arrivals_s={}, service_s=service)
+    assert isinstance(oracle, OraclePolicy) and oracle.service_s == service
+    mine = create_run_policy("oracle", {"service_s_by_function": {"a": 1.0}}, service_s=service)
+    assert isinstance(mine, OraclePolicy) and mine.service_s == {"a": 1.0}  # params win
+    # policies that do not take it are built as before
+    assert create_run_policy("keep-alive", {}, service_s=service).name == "keep-alive"
+
+
 def test_oracle_never_releases_replicas_serving_or_queued() -> None:
     policy = OraclePolicy(arrivals={}, idle_budget_s=0.0)
     d = step(policy, 10.0, inflight=3, queued=2, replicas_ready=1, replicas_starting=2)
