@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 import pytest
 
-__all__ = ["in_ci", "missing", "needs", "wait_until"]
+__all__ = ["cli_with_ctrl_c", "in_ci", "missing", "needs", "wait_until"]
 
 T = TypeVar("T")
+
+
+def cli_with_ctrl_c(*args: str) -> list[str]:
+    """The argv of ``python -m testbed.cli ARGS`` in a process that turns SIGINT into
+    ``KeyboardInterrupt`` even when the suite itself runs with SIGINT ignored (a background
+    job of a non-interactive shell): Python installs no handler for an ignored SIGINT, and a
+    test's Ctrl-C would be lost."""
+    code = (
+        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "runpy.run_module('testbed.cli', run_name='__main__')"
+    )
+    return [sys.executable, "-c", code, *args]
 
 
 def wait_until(predicate: Callable[[], T], timeout_s: float = 20.0, interval_s: float = 0.05) -> T:

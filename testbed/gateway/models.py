@@ -211,6 +211,11 @@ def parse_deploy(
         raise ConfigError(f"annotations.{HANDLER_ANNOTATION}: {handler} has no handler.py")
     annotations[HANDLER_ANNOTATION] = handler
     env = dict(model.envVars)
+    for key, value in env.items():  # what execve cannot pass would fail every start
+        if not key or "=" in key or "\x00" in key:
+            raise ConfigError(f"envVars: {key!r} is not a variable name (empty, '=' or NUL)")
+        if "\x00" in value:
+            raise ConfigError(f"envVars.{key}: the value holds a NUL byte")
     try:
         max_inflight = int(env.get("max_inflight", "1"))
     except ValueError:

@@ -6,7 +6,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from testbed.cli import cli
 from testbed.experiment.results import find_runs, load_run, read_meta
 from testbed.report.compare import compare_runs, load_metrics
+from tests.helpers import cli_with_ctrl_c
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,7 +101,7 @@ def test_run_compare_then_interrupted_rerun(
     before = _digest(first)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "testbed.cli", "experiment", "run", str(config), "-o", str(out)],
+        cli_with_ctrl_c("experiment", "run", str(config), "-o", str(out)),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

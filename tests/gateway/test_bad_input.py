@@ -188,6 +188,22 @@ def _v1_cgroup(pid: int, controller: str) -> Path:
     pytest.skip("cgroup v1 layout needed for this check")
 
 
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"BAD": "nul\x00byte"}, "envVars.BAD: the value holds a NUL byte"),
+        ({"A=B": "x"}, "not a variable name"),
+        ({"": "x"}, "not a variable name"),
+    ],
+)
+def test_environment_no_process_can_get_is_400_on_deploy(gateway, handler_dirs, env, needle):
+    """Accepted, it would fail every replica start of the function (execve refuses it)."""
+    _, admin, _, _ = gateway
+    r = admin.post("/system/functions", json=_deploy_body(handler_dirs["echo"], envVars=env))
+    assert r.status_code == 400, r.text
+    assert needle in r.text
+
+
 def test_scale_max_above_the_platform_cap_is_400(gateway, handler_dirs) -> None:
     _, admin, _, _ = gateway
     body = _deploy_body(

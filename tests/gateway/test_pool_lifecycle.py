@@ -257,12 +257,17 @@ def test_a_runtime_bug_in_a_start_is_a_failed_start_naming_the_exception(
     logged with its traceback, and waiting requests get a DeployError naming it."""
     spec = FunctionSpec(name="envbug", handler=handler, env={"BAD": "nul\x00byte"})
 
+    runtime = _runtime(tmp_path, cgroups=True)
+
     async def scenario() -> None:
-        async with _pool(spec, _runtime(tmp_path)) as pool:
+        async with _pool(spec, runtime) as pool:
             with pytest.raises(DeployError) as failed:
                 await pool.acquire(_WAIT_S)
             assert str(failed.value) == pool.last_start_error == "ValueError: embedded null byte"
             assert pool.replicas == {} and pool.start_failures == 1
+            if runtime.cgroups is not None:  # the group made for the replica is gone too
+                roots = {runtime.cgroups.cpu_root, runtime.cgroups.memory_root}
+                assert [p for root in roots for p in root.iterdir() if p.is_dir()] == []
 
     with caplog.at_level(logging.ERROR, logger=LOGGER):
         _run(scenario())

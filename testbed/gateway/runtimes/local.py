@@ -200,7 +200,11 @@ class LocalRuntime(ReplicaRuntime):
             )
         except OSError as exc:
             log.close()
+            self._drop_cgroup(replica_id)
             raise DeployError(f"{spec.name}: cannot start replica: {exc}") from None
+        except BaseException:  # e.g. ValueError for a NUL byte in the environment
+            self._drop_cgroup(replica_id)
+            raise
         finally:
             if not log.closed:
                 log.close()
@@ -249,6 +253,11 @@ class LocalRuntime(ReplicaRuntime):
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+        if self.cgroups is not None:
+            self.cgroups.remove(replica_id)
+
+    def _drop_cgroup(self, replica_id: str) -> None:
+        """Remove the cgroup made for a replica whose process never started."""
         if self.cgroups is not None:
             self.cgroups.remove(replica_id)
 
