@@ -32,6 +32,7 @@ __all__ = [
     "make_payload",
     "ml_sample",
     "resolve",
+    "video_clip",
     "video_sample",
 ]
 
@@ -99,7 +100,10 @@ class VideoSample:
 
 
 @functools.cache
-def _clip(index: int) -> VideoSample:
+def video_clip(index: int) -> VideoSample:
+    """Clip ``index`` (0 to :data:`N_CLIPS` - 1) of the fixed set, rendered once per process."""
+    if not 0 <= index < N_CLIPS:
+        raise IndexError(f"clip {index} of {N_CLIPS}")
     clip = video.render_clip(random.Random(f"video-analytics-clip-{index}"))
     body = json.dumps({"clip": base64.b64encode(clip.gif).decode("ascii")}).encode()
     return VideoSample(body, clip)
@@ -108,7 +112,7 @@ def _clip(index: int) -> VideoSample:
 def video_sample(rng: random.Random) -> VideoSample:
     """One of :data:`N_CLIPS` fixed clips, picked by ``rng`` (rendering a clip takes longer
     than a load generator should spend per request, so each is rendered once per process)."""
-    return _clip(rng.randrange(N_CLIPS))
+    return video_clip(rng.randrange(N_CLIPS))
 
 
 def _compose(rng: random.Random) -> dict[str, object]:

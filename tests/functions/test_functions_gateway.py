@@ -65,7 +65,7 @@ def test_ml_pipeline_labels_digits(platform: Any, catalog: Any) -> None:
 
 def test_video_analytics_reads_the_digits_after_a_long_first_stage(platform: Any) -> None:
     for index in (0, 1):
-        sample = workloads._clip(index)
+        sample = workloads.video_clip(index)
         body = _run(platform, "video-analytics", sample.payload)
         stages = {s["stage"]: s for s in body["stages"]}
         assert stages["keyframe-extractor"]["duration_s"] > 0.3  # seconds of motion analysis

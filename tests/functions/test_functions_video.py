@@ -67,7 +67,7 @@ def test_the_workflow_labels_the_digits_of_each_clip(
     assert workflow.qos.target_s == 6.0
     right = 0
     for index in range(workloads.N_CLIPS):
-        sample = workloads._clip(index)
+        sample = workloads.video_clip(index)
         out = run_workflow(workflow, video_handlers, sample.payload).output
         right += tuple(out["digit-classifier"]["labels"]) == sample.clip.labels
         assert out["digit-classifier"]["boxes"] == out["digit-classifier-svm"]["boxes"]
@@ -133,3 +133,5 @@ def test_clips_are_fixed_per_index_and_picked_by_the_rng() -> None:
     assert a is b  # rendered once per process
     picked = {workloads.video_sample(random.Random(s)).clip.gif for s in range(40)}
     assert len(picked) == workloads.N_CLIPS
+    with pytest.raises(IndexError, match="clip 8 of 8"):
+        workloads.video_clip(workloads.N_CLIPS)
