@@ -253,11 +253,10 @@ class LocalRuntime(ReplicaRuntime):
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-        if self.cgroups is not None:
-            self.cgroups.remove(replica_id)
+        self._drop_cgroup(replica_id)
 
     def _drop_cgroup(self, replica_id: str) -> None:
-        """Remove the cgroup made for a replica whose process never started."""
+        """Remove a replica's cgroup (its process is gone, or never started)."""
         if self.cgroups is not None:
             self.cgroups.remove(replica_id)
 
