@@ -112,7 +112,6 @@ def profile(
     home = out / ".profile-home"
     home.mkdir(parents=True, exist_ok=True)
     os.environ["AQUATOPE_HOME"] = str(home.resolve())  # replicas' stores live here
-    os.environ.setdefault("SOCIAL_DB", str((home / "social" / "social.db").resolve()))
     settings = ProfileSettings(
         n_service=calls,
         n_cold=n_cold,

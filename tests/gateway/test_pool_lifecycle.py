@@ -113,7 +113,8 @@ async def _pool(spec: FunctionSpec, runtime: LocalRuntime) -> AsyncIterator[Func
 
 
 def _runtime(tmp_path: Path, *, cgroups: bool = False) -> LocalRuntime:
-    return LocalRuntime(state_dir=tmp_path / "home", use_cgroups=cgroups)
+    # the pool, not the user replicas run as, is under test here (see test_replica_identity)
+    return LocalRuntime(state_dir=tmp_path / "home", use_cgroups=cgroups, user="self")
 
 
 def _recorded(runtime: LocalRuntime) -> dict[str, int]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,18 +25,32 @@ from testbed.core.platform import FunctionSpec
 from testbed.gateway._pdeathsig import die_with_parent
 from testbed.gateway.runtimes.base import ExitStatus, LimitsOutcome, ReplicaHandle, ReplicaRuntime
 from testbed.gateway.runtimes.cgroups import CgroupTree, detect, remove_stale_groups
+from testbed.gateway.runtimes.identity import (
+    ReplicaUser,
+    drop_privileges,
+    replica_user,
+    unreachable,
+)
+from testbed.gateway.runtimes.interpreter import runner_command
+from testbed.gateway.runtimes.replica_home import prepare_replica_home, remove_orphaned_homes
 
 __all__ = ["LocalRuntime", "kill_recorded_replicas", "replica_environment"]
 
 READY_TIMEOUT_S = 120.0
 _EXITS_KEPT = 256
+_PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # where ``testbed`` is imported from
+
+_logger = logging.getLogger("aquatope.gateway")
 
 
-def _child_setup(cgroup_procs: list[str]) -> None:
-    """Runs in the child between fork and exec: join cgroups, die with the parent."""
+def _child_setup(cgroup_procs: list[str], user: ReplicaUser | None) -> None:
+    """Runs in the child between fork and exec: join cgroups (as root), switch to the
+    replica user, then ask to die with the parent (a change of user clears that request)."""
     for path in cgroup_procs:
         with open(path, "w") as fh:
             fh.write(str(os.getpid()))
+    if user is not None:
+        drop_privileges(user)
     die_with_parent(signal.SIGKILL)
 
 
@@ -128,11 +142,34 @@ def _exit_code_now(proc: asyncio.subprocess.Process) -> int | None:
 
 
 class LocalRuntime(ReplicaRuntime):
-    """Replicas as local processes, limited with cgroups when possible."""
+    """Replicas as local processes, limited with cgroups when possible.
+
+    Args:
+        state_dir: the gateway's state directory (default ``$AQUATOPE_HOME``).
+        use_cgroups: enforce limits with cgroups where this process may create them.
+        user: the account replicas switch to when the gateway is root, as
+            :func:`~.identity.replica_user` reads it (default ``$AQUATOPE_REPLICA_USER``,
+            else ``nobody``; ``"self"`` keeps the gateway's user).
+
+    Raises:
+        ConfigError: ``$AQUATOPE_REPLICA_USER`` names no user, or another user while the
+            gateway is not root.
+    """
 
     name = "local"
 
-    def __init__(self, *, state_dir: Path | None = None, use_cgroups: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        state_dir: Path | None = None,
+        use_cgroups: bool = True,
+        user: str | None = None,
+    ) -> None:
+        self.user = replica_user(user)
+        self._home: Path | None = None  # the replica user's home, made on first start
+        self._warned: set[tuple[str, Path]] = set()
+        if self.user is not None:
+            remove_orphaned_homes()
         self.state_dir = state_dir or aquatope_home()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir = self.state_dir / "logs"
@@ -155,11 +192,12 @@ class LocalRuntime(ReplicaRuntime):
         self, spec: FunctionSpec, replica_id: str, limits: Limits
     ) -> ReplicaHandle:
         started_at = time.time()
-        env = replica_environment(os.environ)
-        # shared function data stays where it was, without pointing at the gateway's home
-        env.setdefault("AQUATOPE_MODEL_DIR", str(self.state_dir / "models"))
-        env.setdefault("SOCIAL_DB", str(self.state_dir / "social" / "social.db"))
-        env.update(spec.env)
+        user = self._user_for(spec)
+        command = runner_command(user)
+        assert not isinstance(command, Path)  # _user_for checked the interpreter
+        argv, runner_env = command
+        env = self._environment(spec, user)
+        env.update(runner_env)
         threads = max(1, int(limits.cpu_cores or 1))
         env.setdefault("OMP_NUM_THREADS", str(threads))
         env["AQUATOPE_SPAWN_TS"] = repr(started_at)
@@ -180,9 +218,7 @@ class LocalRuntime(ReplicaRuntime):
         log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "testbed.runner",
+                *argv,
                 "--handler",
                 spec.handler,
                 "--function",
@@ -196,7 +232,7 @@ class LocalRuntime(ReplicaRuntime):
                 stdin=asyncio.subprocess.DEVNULL,
                 env=env,
                 cwd=spec.handler or None,
-                preexec_fn=lambda: _child_setup(procs_files),
+                preexec_fn=lambda: _child_setup(procs_files, user),
             )
         except OSError as exc:
             log.close()
@@ -232,6 +268,79 @@ class LocalRuntime(ReplicaRuntime):
             startup_s=float(ready.get("startup_s", ready_at - started_at)),
             pid=proc.pid,
         )
+
+    def _environment(self, spec: FunctionSpec, user: ReplicaUser | None) -> dict[str, str]:
+        """A replica's environment before its own ``AQUATOPE_*`` variables: the gateway's,
+        cleaned (:func:`replica_environment`), the function data's defaults, then the spec's.
+
+        Function data (the trained models, the social network's database) default to the
+        state directory for replicas running as the gateway's user and to the replica
+        user's home (:func:`prepare_replica_home`) for the others.
+        """
+        env = replica_environment(os.environ)
+        if user is None:
+            data = self.state_dir
+        else:
+            if self._home is None:
+                cache = Path(os.environ.get("AQUATOPE_MODEL_DIR") or self.state_dir / "models")
+                self._home = prepare_replica_home(self.state_dir, user, cache)
+            data = self._home
+            env["HOME"] = str(data)
+            env["USER"] = env["LOGNAME"] = user.name
+        env.setdefault("AQUATOPE_MODEL_DIR", str(data / "models"))
+        env.setdefault("SOCIAL_DB", str(data / "social" / "social.db"))
+        env.update(spec.env)
+        return env
+
+    def _user_for(self, spec: FunctionSpec) -> ReplicaUser | None:
+        """The user ``spec``'s replicas run as: :attr:`user` where it can reach everything
+        the replica needs (:meth:`_out_of_reach`), else the gateway's own (with a warning
+        once per function and path) or, for a user the operator named, a refusal.
+
+        Raises:
+            DeployError: the operator named the user and it cannot reach a path.
+        """
+        user = self.user
+        if user is None:
+            return None
+        blocked = self._out_of_reach(spec, user)
+        if blocked is None:
+            return user
+        if user.explicit:
+            raise DeployError(
+                f"{spec.name}: replicas run as {user.name} ($AQUATOPE_REPLICA_USER), "
+                f"who cannot reach {blocked}; make it readable or choose another user"
+            )
+        if (spec.name, blocked) not in self._warned:
+            self._warned.add((spec.name, blocked))
+            _logger.warning(
+                "%s: replicas run as the gateway's user, not %s, who cannot reach %s "
+                "(make it readable by %s, or set $AQUATOPE_REPLICA_USER)",
+                spec.name, user.name, blocked, user.name,
+            )  # fmt: skip
+        return None
+
+    @staticmethod
+    def _out_of_reach(spec: FunctionSpec, user: ReplicaUser) -> Path | None:
+        """The first path a replica running as ``user`` needs but cannot reach: a Python
+        to run (:func:`runner_command`), the testbed's package, its handler, and a model
+        cache or database set in its environment instead of the home made for it."""
+        command = runner_command(user)
+        if isinstance(command, Path):
+            return command
+        needs: list[tuple[str, str]] = [(str(_PACKAGE_ROOT), "rx")]
+        if spec.handler:
+            needs.append((spec.handler, "rx"))
+        given = {**replica_environment(os.environ), **spec.env}
+        if given.get("AQUATOPE_MODEL_DIR"):
+            needs.append((given["AQUATOPE_MODEL_DIR"], "rwx"))
+        if given.get("SOCIAL_DB"):
+            needs.append((str(Path(given["SOCIAL_DB"]).parent), "rwx"))
+        for path, want in needs:
+            blocked = unreachable(path, user, want)
+            if blocked is not None:
+                return blocked
+        return None
 
     async def _kill(self, replica_id: str) -> None:
         proc = self._procs.get(replica_id)
