@@ -5,7 +5,9 @@ run's arrival times as its ``arrivals`` parameter, on the daemon's clock. The ru
 mix request's workflow before the run (:func:`planned_arrivals`, the same seeded draw the load
 generator makes), so the oracle knows which workflow every request calls; arrivals still keyed
 by a mix are given to every workflow of the mix. A policy that takes ``service_s_by_function``
-(the oracle: where each stage of a workflow is called) gets the profile's mean service times.
+(the oracle: where each stage of a workflow is called) gets the profile's mean service times,
+one that takes ``cold_s_by_function`` (the oracle, bounding QoS) its p95 cold starts
+(:func:`profile_estimates`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "arrivals_for_policy",
     "create_run_policy",
     "planned_arrivals",
+    "profile_estimates",
     "profile_service_s",
     "run_plan",
 ]
@@ -95,10 +98,11 @@ def create_run_policy(
     catalog: WorkflowCatalog | None = None,
     offset_s: float = 0.0,
     service_s: Mapping[str, float] | None = None,
+    cold_s: Mapping[str, float] | None = None,
 ) -> Policy:
     """The registered policy ``name``, given the run's arrivals when it declares it needs them
-    (and, when it takes ``service_s_by_function`` and the params do not set it, ``service_s``:
-    mean service time per function, from the simulator's profile).
+    (and, when it takes ``service_s_by_function`` / ``cold_s_by_function`` and the params do
+    not set them, ``service_s`` / ``cold_s``: per function, from the simulator's profile).
 
     Raises:
         KeyError / ValueError / TypeError: as ``scheduler.registry.create_policy``.
@@ -109,12 +113,24 @@ def create_run_policy(
     info = available_policies().get(name)
     if info is not None and info.needs_arrivals and "arrivals" not in chosen:
         chosen["arrivals"] = arrivals_for_policy(arrivals_s or {}, catalog, offset_s=offset_s)
-    wants_service = info is not None and "service_s_by_function" in info.parameters
-    if wants_service and service_s and "service_s_by_function" not in chosen:
-        chosen["service_s_by_function"] = dict(service_s)
+    for param, given in (("service_s_by_function", service_s), ("cold_s_by_function", cold_s)):
+        wanted = info is not None and param in info.parameters
+        if wanted and given and param not in chosen:
+            chosen[param] = dict(given)
     return create_policy(name, chosen)
 
 
 def profile_service_s(profile: Profile) -> dict[str, float]:
     """Mean service time per function of a simulator profile (seconds)."""
     return {name: fn.service_s.mean_s for name, fn in profile.functions.items()}
+
+
+def profile_estimates(profile: Profile) -> dict[str, dict[str, float]]:
+    """What :func:`create_run_policy` hands policies from a profile: ``service_s`` (mean
+    service time per function) and ``cold_s`` (p95 cold start per function), seconds."""
+    return {
+        "service_s": profile_service_s(profile),
+        "cold_s": {
+            name: fn.cold_start_s.quantile_s(0.95) for name, fn in profile.functions.items()
+        },
+    }

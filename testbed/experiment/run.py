@@ -341,7 +341,7 @@ def _run_live(
     from testbed.experiment.policies import (
         create_run_policy,
         planned_arrivals,
-        profile_service_s,
+        profile_estimates,
     )
     from testbed.sim.profile import load_profile
 
@@ -377,7 +377,7 @@ def _run_live(
                 arrivals_s=planned_arrivals(trace, spec.workflows, prep.catalog, seed=seed),
                 catalog=prep.catalog,
                 offset_s=t0,
-                service_s=profile_service_s(load_profile(check_conditions=False)),  # an estimate
+                **profile_estimates(load_profile(check_conditions=False)),  # estimates
             ),
             clock=WallClock(),
             tick_s=spec.tick_s,
@@ -430,7 +430,7 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
     from testbed.experiment.policies import (
         create_run_policy,
         planned_arrivals,
-        profile_service_s,
+        profile_estimates,
     )
     from testbed.experiment.simulate import build_sim, default_specs, sim_facts, simulate
 
@@ -454,7 +454,7 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
             pol.params,
             arrivals_s=arrivals,
             catalog=prep.catalog,
-            service_s=profile_service_s(sim.profile),
+            **profile_estimates(sim.profile),
         ),
         tick_s=spec.tick_s,
         until_s=spec.duration_s or None,

@@ -174,7 +174,7 @@ def run_simulation(
     horizon = until_s if until_s is not None else end_of_trace_s(pairs, tick_s=tick_s)
     policy_name = "none"
     if isinstance(policy, str):
-        from testbed.experiment.policies import create_run_policy, profile_service_s
+        from testbed.experiment.policies import create_run_policy, profile_estimates
 
         policy_name = policy
         try:
@@ -187,7 +187,7 @@ def run_simulation(
                 policy,
                 dict(policy_params or {}),
                 arrivals_s=by_workflow,
-                service_s=profile_service_s(sim.profile),
+                **profile_estimates(sim.profile),
             )
         except (KeyError, ValueError) as exc:
             raise ConfigError(str(exc).strip("'\"")) from None
