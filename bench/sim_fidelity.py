@@ -49,6 +49,9 @@ TRACES: dict[str, dict[str, Any]] = {
         "compress": 8,
         "options": {"rate_per_min": 4, "surge": 5, "start_minute": 2, "decay_min": 1.5},
     },
+    # video-analytics' sparse requests (experiments/video-analytics.yaml), 4x compressed:
+    # one request per 30 s on average (use with --workflows video-analytics --duration-s 600)
+    "video": {"kind": "poisson", "minutes": 40, "compress": 4, "options": {"rate_per_min": 0.5}},
 }
 # Time constants scaled for traces played 8x faster than real time.
 POLICIES: dict[str, dict[str, Any]] = {
@@ -56,6 +59,19 @@ POLICIES: dict[str, dict[str, Any]] = {
     "keep-alive": {"name": "keep-alive", "params": {"window_s": 7.5}},
     "hybrid-histogram": {"name": "hybrid-histogram", "params": {"range_s": 900.0, "bin_s": 2.0}},
     "aquatope-prewarm": {"name": "aquatope-prewarm", "params": {"step_s": 2.0}},
+    # the video trace's (4x compressed): the DAG lead at a price that keeps nothing idle
+    "aquatope-prewarm-30": {
+        "name": "aquatope-prewarm",
+        "params": {"step_s": 2.5, "miss_price_s": 30},
+    },
+    "aquatope-prewarm-300": {
+        "name": "aquatope-prewarm",
+        "params": {"step_s": 2.5, "miss_price_s": 300},
+    },
+    "no-dag-30": {
+        "name": "aquatope-prewarm",
+        "params": {"step_s": 2.5, "miss_price_s": 30, "dag": False},
+    },
 }
 METRICS = ("qos_violation_pct", "cold_start_pct", "p95_s", "p99_s", "cost_usd")
 TOLERANCE = {"p95_s": 0.15, "p99_s": 0.15, "cost_usd": 0.05}

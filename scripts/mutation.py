@@ -55,6 +55,25 @@ MODULES: dict[str, list[str]] = {
         "tests/forecast/test_forecast_prewarm_v2.py",
         "tests/forecast/test_forecast_pool_edges.py",
     ],
+    "scheduler/forecast/dag.py": [
+        "tests/forecast/test_forecast_dag_edges.py",
+        "tests/forecast/test_forecast_pool_dag.py",
+        "tests/forecast/test_forecast_prewarm_v2.py",
+    ],
+    "scheduler/policies/oracle.py": [
+        "tests/scheduler/test_oracle_edges.py",
+        "tests/scheduler/test_oracle_qos.py",
+        "tests/scheduler/test_oracle_static.py",
+    ],
+    # (test_cfg_online_sim.py reads stack.yml, which the throw-away copy does not hold)
+    "scheduler/policies/aquatope_config.py": [
+        "tests/scheduler/test_aquatope_config_edges.py",
+        "tests/configure/test_cfg_policy.py",
+    ],
+    "scheduler/policies/aquatope.py": [
+        "tests/scheduler/test_aquatope_edges.py",
+        "tests/scheduler/test_aquatope_prewarm.py",
+    ],
     "testbed/gateway/pool.py": [
         "tests/gateway/test_pool_lifecycle.py",  # first: drives the pool directly, in seconds
         "tests/gateway/test_local_backend.py",

@@ -27,6 +27,7 @@ Everything works on per-step quantities of any unit (counts, rates, quantiles), 
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -75,7 +76,7 @@ class DagPropagator:
                         continue
                     into = self.edges.setdefault(stage.function, {})
                     into[up] = max(into.get(up, 0.0), share)
-        self.order = sorted(depth, key=lambda f: (depth[f], f))
+        self.order = _walk_order(depth, self.edges)
         self._observed: dict[str, float] = {f: 0.0 for f in self.edges}
         self._predicted: dict[str, float] = {f: 0.0 for f in self.edges}
         self._recent: dict[str, deque[float]] = {}  # upstream counts, newest last
@@ -164,6 +165,35 @@ class DagPropagator:
                     target[fn] = float(value)
         for fn, values in state.get("recent", {}).items():
             self._recent[fn] = deque((float(v) for v in values), maxlen=_LAG_STEPS)
+
+
+def _walk_order(depth: Mapping[str, int], edges: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Every function after all its upstreams (Kahn's algorithm, shallowest stage depth then
+    name first among those ready), so a burst reaches every stage it feeds even when
+    workflows share functions at different depths. A cycle across workflows (one calls a
+    before b, another b before a) is broken at its shallowest function."""
+    waiting = {f: len([u for u in edges.get(f, {}) if u in depth]) for f in depth}
+    below: dict[str, list[str]] = {}
+    for fn, ups in edges.items():
+        for up in ups:
+            below.setdefault(up, []).append(fn)
+    ready = [(depth[f], f) for f, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    left = set(depth)
+    while left:
+        if not ready:  # a cycle: start from its shallowest function
+            heapq.heappush(ready, min((depth[f], f) for f in left))
+        _, fn = heapq.heappop(ready)
+        if fn not in left:
+            continue
+        left.discard(fn)
+        order.append(fn)
+        for down in below.get(fn, []):
+            waiting[down] -= 1
+            if waiting[down] == 0 and down in left:
+                heapq.heappush(ready, (depth[down], down))
+    return order
 
 
 def _lagged(hist: deque[float], latency_steps: float) -> float:

@@ -441,6 +441,16 @@ class AquatopeConfigPolicy(Policy):
         if self.best is not None and not self.allowed(self.best):
             return self.best
         assert self.safe is not None
+        # the known-safe start, with every memory raised to its floor: an OOM kill at the kept
+        # configuration raised a floor that the declared memory may be below
+        self.safe = Configuration.of(
+            {
+                f: c
+                if c.memory_mb >= self.floor_mb(f)
+                else FunctionConfig(c.cpu_cores, self.floor_mb(f))
+                for f, c in self.safe.items()
+            }
+        )
         return self.safe
 
     def trials_run(self) -> int:

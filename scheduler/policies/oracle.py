@@ -23,16 +23,21 @@ Sweeping the budget from 0 to the sum of all costs traces the oracle's frontier 
 every arrival is served warm). The budget is planned idle; the measured idle adds the hold
 after each use and the tick rounding, the same for every budget.
 
-**Bounding QoS instead of cold starts** (``qos_aware``). A cold start that the workflow's
-slack absorbs costs no QoS: with ``qos_aware`` the oracle leaves such uses cold and covers
-only the others. Per workflow it picks the set of stages left cold with the most summed
-start lead (what serving them warm would cost per use) such that the longest path of
-service times, plus the cold start (``cold_s_by_function``, a high quantile: the experiment
-runner gives the profile's p95) of every stage of the set on that path, stays within the QoS
-target; every use of the other stages is covered (the budget still ranks them). With an
-unlimited budget it is the least idle replica-time that serves every request within its
-target under the model (mean service times, no queueing, cold starts at their p95): a bound
-for curves of QoS violations against idle or cost, not for cold starts.
+**Bounding QoS instead of cold starts** (``qos_aware``). A user pays for QoS misses, not for
+cold starts, and a stage behind slow ones need not be ready when its upstream could call it
+at the earliest, only when its call must start for the request to meet its target. With
+``qos_aware`` each stage is used at its *latest start*: the QoS target minus the longest path
+of service times from the stage to the workflow's end (never before its earliest call), and
+each start is planned that function's cold start ahead (``cold_s_by_function``, a high
+quantile: the experiment runner gives the profile's p95; ``lead_s`` for functions it does
+not list, ``lead_s_by_function`` still wins). A stage whose latest start leaves room for its
+cold start after its earliest call is thus started while its upstream runs, as a
+workflow-aware pre-warmer would, and a slack stage is simply left to start on its call.
+With an unlimited budget it serves every request within its target under the model (mean
+service times, no queueing, p95 starts) with replicas up only from their start to their
+latest start (a replica is kept a tick past it: by then its call has come, and one still
+running is kept as in use): the bound for curves of QoS violations against idle or cost. On a
+host where starts slow each other down beyond their p95, it misses.
 
 Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
 stage is called a little after the workflow); between uses keep it through the gap when the
@@ -49,7 +54,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -58,7 +62,7 @@ from scheduler.policy import Decision, FunctionDecision, Observation, Policy
 from scheduler.registry import register_policy
 from testbed.core.platform import Workflow
 
-__all__ = ["OraclePolicy", "assign_slots", "slot_indices", "stages_left_cold"]
+__all__ = ["OraclePolicy", "assign_slots"]
 
 
 def assign_slots(times_s: Sequence[float] | np.ndarray, hold_s: float) -> list[np.ndarray]:
@@ -71,20 +75,9 @@ def assign_slots(times_s: Sequence[float] | np.ndarray, hold_s: float) -> list[n
     Returns:
         One array per slot (slot 1 first).
     """
-    ordered = np.sort(np.asarray(times_s, dtype=np.float64))
-    index = slot_indices(ordered, hold_s)
-    return [ordered[index == k] for k in range(int(index.max()) + 1 if index.size else 0)]
-
-
-def slot_indices(times_s: np.ndarray, hold_s: float | np.ndarray) -> np.ndarray:
-    """The slot (0 = slot 1) each of the sorted ``times_s`` is served by: the lowest slot
-    free at its arrival, each arrival holding its slot for ``hold_s`` (one value, or one per
-    arrival)."""
     free: list[tuple[float, int]] = []  # (free from, slot)
-    out = np.zeros(len(times_s), dtype=np.int64)
-    holds = np.broadcast_to(np.asarray(hold_s, dtype=np.float64), np.shape(times_s))
-    n_slots = 0
-    for i, t in enumerate(float(x) for x in times_s):
+    slots: list[list[float]] = []
+    for t in sorted(float(x) for x in times_s):
         if free and free[0][0] <= t:
             _, k = heapq.heappop(free)
             # lowest free slot: pop every free one, keep the lowest index
@@ -96,66 +89,11 @@ def slot_indices(times_s: np.ndarray, hold_s: float | np.ndarray) -> np.ndarray:
                 if other != k:
                     heapq.heappush(free, (t, other))
         else:
-            k = n_slots
-            n_slots += 1
-        out[i] = k
-        heapq.heappush(free, (t + float(holds[i]), k))
-    return out
-
-
-@dataclass
-class _Slot:
-    """One replica slot's uses (sorted), how long each holds it, whether each may stay cold
-    (``qos_aware``), and whether each is covered (set by the plan)."""
-
-    uses: np.ndarray
-    holds: np.ndarray
-    exempt: np.ndarray
-    covered: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-
-
-def _longest_path_s(workflow: Workflow, seconds: Mapping[str, float]) -> float:
-    """The workflow's longest path, each stage taking ``seconds[stage name]``."""
-    done: dict[str, float] = {}
-    for stage in workflow.topological_order():
-        done[stage.name] = seconds[stage.name] + max((done[u] for u in stage.after), default=0.0)
-    return max(done.values())
-
-
-def stages_left_cold(
-    workflow: Workflow, service_s: Mapping[str, float], cold_s: Mapping[str, float],
-    lead_s: Mapping[str, float],
-) -> frozenset[str]:  # fmt: skip
-    """The stages whose cold starts the QoS target absorbs, chosen to save the most lead.
-
-    Among the sets of stages whose cold starts, added to the service times on every path,
-    keep the longest path within ``workflow.qos.target_s``, the one with the largest summed
-    ``lead_s`` of its functions (the idle a warm use of each costs), then the largest set,
-    then the first in stage order. Exhaustive up to 12 stages, greedy by lead beyond.
-    Functions missing from ``service_s`` / ``cold_s`` take no time / start instantly.
-    """
-    names = [s.name for s in workflow.stages]
-    fn_of = {s.name: s.function for s in workflow.stages}
-    base = {n: service_s.get(fn_of[n], 0.0) for n in names}
-
-    def fits(chosen: frozenset[str]) -> bool:
-        seconds = {n: base[n] + (cold_s.get(fn_of[n], 0.0) if n in chosen else 0.0) for n in names}
-        return _longest_path_s(workflow, seconds) <= workflow.qos.target_s + 1e-9
-
-    def saved(chosen: frozenset[str]) -> tuple[float, int]:
-        return (sum(lead_s.get(fn_of[n], 0.0) for n in chosen), len(chosen))
-
-    best: frozenset[str] = frozenset()
-    if len(names) <= 12:
-        for mask in range(1, 1 << len(names)):
-            chosen = frozenset(n for i, n in enumerate(names) if mask >> i & 1)
-            if saved(chosen) > saved(best) and fits(chosen):
-                best = chosen
-        return best
-    for name in sorted(names, key=lambda n: -lead_s.get(fn_of[n], 0.0)):
-        if fits(best | {name}):
-            best = best | {name}
-    return best
+            k = len(slots)
+            slots.append([])
+        slots[k].append(t)
+        heapq.heappush(free, (t + hold_s, k))
+    return [np.asarray(s, dtype=np.float64) for s in slots]
 
 
 @register_policy("oracle")
@@ -171,8 +109,9 @@ class OraclePolicy(Policy):
         service_s_by_function: mean service time per function (s): where each stage of a
             workflow is called, and how long a use holds its replica (the experiment runner
             fills it from the simulator's profile).
-        qos_aware: leave cold the uses whose cold start the workflow's QoS target absorbs
-            (see the module docstring): a bound on QoS violations, not on cold starts.
+        qos_aware: use each stage at its latest start that meets the workflow's QoS target
+            and plan starts with the cold starts (see the module docstring): a bound on QoS
+            violations and cost, not on cold starts.
         cold_s_by_function: cold start per function (s) for ``qos_aware`` (the experiment
             runner gives the profile's p95); functions not listed use ``lead_s``.
     """
@@ -209,126 +148,111 @@ class OraclePolicy(Policy):
         self.hold_s = float(hold_s)
         self._given = {str(k): np.asarray(v, dtype=np.float64) for k, v in (arrivals or {}).items()}
         # per function: per slot (use start times, covered flags)
-        self._slots: dict[str, list[_Slot]] | None = None
-        self.left_cold: dict[str, frozenset[str]] = {}  # per workflow, when qos_aware
+        self._slots: dict[str, list[tuple[np.ndarray, np.ndarray]]] | None = None
         self.planned_idle_s = 0.0
 
     def planned_cost_s(self, workflows: Mapping[str, Workflow], tick_s: float) -> float:
-        """Idle seconds that serving every given arrival warm would plan (the budget's top;
-        with ``qos_aware``, every arrival that needs it).
+        """Idle seconds that serving every given arrival warm would plan (the budget's top).
 
         Args:
             workflows: the workflows the arrival keys may name.
             tick_s: the daemon's tick.
         """
+        slots = self._slots_of(workflows)
         return float(
             sum(
-                self._use_cost(slot, self._horizon_s(fn, tick_s))[~slot.exempt].sum()
-                for fn, fn_slots in self._slots_of(workflows).items()
-                for slot in fn_slots
+                np.minimum(
+                    np.diff(uses, prepend=-math.inf) - self._hold_s(fn),
+                    self._horizon_s(fn, tick_s),
+                ).sum()
+                for fn, fn_slots in slots.items()
+                for uses in fn_slots
             )
         )
 
-    @staticmethod
-    def _use_cost(slot: _Slot, horizon_s: float) -> np.ndarray:
-        """Idle each use of one slot costs when served warm (see the module docstring)."""
-        ends = np.concatenate(([-math.inf], slot.uses[:-1] + slot.holds[:-1]))
-        return np.minimum(slot.uses - ends, horizon_s)
-
     def _horizon_s(self, function: str, tick_s: float) -> float:
-        return self.leads.get(function, self.lead_s) + tick_s
+        return self._lead_s(function) + tick_s
+
+    def _lead_s(self, function: str) -> float:
+        """How long before a use its start is planned: ``lead_s_by_function``, else (with
+        ``qos_aware``) the function's cold start, else ``lead_s``."""
+        if function in self.leads:
+            return self.leads[function]
+        if self.qos_aware and function in self.cold_s:
+            return self.cold_s[function]
+        return self.lead_s
 
     def _hold_s(self, function: str) -> float:
         return max(self.hold_s, self.service_s.get(function, 0.0))
 
-    def stage_offsets_s(
-        self, workflow: Workflow, cold: frozenset[str] = frozenset()
-    ) -> dict[str, float]:
+    def stage_offsets_s(self, workflow: Workflow) -> dict[str, float]:
         """Seconds after a request each stage of ``workflow`` is called: the longest path of
-        its upstream stages' service times (plus the cold starts of those in ``cold``)."""
+        its upstream stages' service times."""
         offsets: dict[str, float] = {}
         by_name = {s.name: s for s in workflow.stages}
-
-        def took(up: str) -> float:
-            fn = by_name[up].function
-            extra = self.cold_s.get(fn, self.leads.get(fn, self.lead_s)) if up in cold else 0.0
-            return self.service_s.get(fn, 0.0) + extra
-
         for stage in workflow.topological_order():
-            offsets[stage.name] = max((offsets[up] + took(up) for up in stage.after), default=0.0)
+            offsets[stage.name] = max(
+                (offsets[up] + self.service_s.get(by_name[up].function, 0.0) for up in stage.after),
+                default=0.0,
+            )
         return offsets
 
-    def _slots_of(self, workflows: Mapping[str, Workflow]) -> dict[str, list[_Slot]]:
-        """Per function, the uses of each slot (interval partitioning)."""
-        per_fn: dict[str, list[tuple[np.ndarray, bool, float]]] = {}
+    def latest_starts_s(self, workflow: Workflow) -> dict[str, float]:
+        """Seconds after a request each stage of ``workflow`` must start at the latest for
+        the request to finish within its QoS target (mean service times), never before the
+        stage's earliest call (:meth:`stage_offsets_s`)."""
+        by_name = {s.name: s for s in workflow.stages}
+        after: dict[str, float] = {}  # longest path from a stage's start to the end
+        for stage in reversed(workflow.topological_order()):
+            downstream = (after[n] for n in workflow.successors(stage.name))
+            own = self.service_s.get(by_name[stage.name].function, 0.0)
+            after[stage.name] = own + max(downstream, default=0.0)
+        earliest = self.stage_offsets_s(workflow)
+        return {n: max(earliest[n], workflow.qos.target_s - after[n]) for n in earliest}
+
+    def _slots_of(self, workflows: Mapping[str, Workflow]) -> dict[str, list[np.ndarray]]:
+        per_fn: dict[str, list[np.ndarray]] = {}
         for key, times in self._given.items():
             wf = workflows.get(key)
             if wf is None:
-                per_fn.setdefault(key, []).append((times, False, 0.0))
+                per_fn.setdefault(key, []).append(times)
                 continue
-            offsets = self.stage_offsets_s(wf)
-            cold = self._left_cold(wf) if self.qos_aware else frozenset()
-            # a stage behind stages left cold is called up to their cold starts later than
-            # its offset: its replica is up from the offset and held through the delay
-            late = self.stage_offsets_s(wf, cold) if cold else offsets
+            offsets = self.latest_starts_s(wf) if self.qos_aware else self.stage_offsets_s(wf)
             for stage in wf.stages:
-                delay = late[stage.name] - offsets[stage.name]
-                per_fn.setdefault(stage.function, []).append(
-                    (times + offsets[stage.name], stage.name in cold, delay)
-                )
-        out: dict[str, list[_Slot]] = {}
-        for fn, parts in per_fn.items():
-            times = np.concatenate([t for t, _, _ in parts])
-            exempt = np.concatenate([np.full(len(t), e, dtype=bool) for t, e, _ in parts])
-            holds = self._hold_s(fn) + np.concatenate([np.full(len(t), d) for t, _, d in parts])
-            order = np.argsort(times, kind="stable")
-            times, exempt, holds = times[order], exempt[order], holds[order]
-            index = slot_indices(times, holds)
-            out[fn] = [
-                _Slot(times[index == k], holds[index == k], exempt[index == k])
-                for k in range(int(index.max()) + 1 if index.size else 0)
-            ]
-        return out
+                per_fn.setdefault(stage.function, []).append(times + offsets[stage.name])
+        return {fn: assign_slots(np.concatenate(p), self._hold_s(fn)) for fn, p in per_fn.items()}
 
-    def _left_cold(self, workflow: Workflow) -> frozenset[str]:
-        if workflow.name not in self.left_cold:
-            functions = workflow.functions
-            self.left_cold[workflow.name] = stages_left_cold(
-                workflow,
-                self.service_s,
-                {f: self.cold_s.get(f, self.leads.get(f, self.lead_s)) for f in functions},
-                {f: self.leads.get(f, self.lead_s) for f in functions},
-            )
-        return self.left_cold[workflow.name]
-
-    def _build(self, observation: Observation) -> dict[str, list[_Slot]]:
+    def _build(self, observation: Observation) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         slots = self._slots_of(observation.workflows)
         costs: list[np.ndarray] = []
         starts: list[np.ndarray] = []
         for fn, fn_slots in slots.items():
             horizon_s = self._horizon_s(fn, observation.tick_s)
-            for slot in fn_slots:
-                costs.append(np.where(slot.exempt, math.inf, self._use_cost(slot, horizon_s)))
-                starts.append(slot.uses)
+            for uses in fn_slots:
+                gaps = np.diff(uses, prepend=-math.inf) - self._hold_s(fn)
+                costs.append(np.minimum(gaps, horizon_s))
+                starts.append(uses)
         flat_cost = np.concatenate(costs) if costs else np.zeros(0)
         order = np.lexsort((np.concatenate(starts) if starts else np.zeros(0), flat_cost))
-        order = order[np.isfinite(flat_cost[order])]  # uses left cold are never covered
         spent = np.cumsum(flat_cost[order])
         covered = np.zeros(len(flat_cost), dtype=bool)
         covered[order[spent <= self.idle_budget_s + 1e-9]] = True
         self.planned_idle_s = float(flat_cost[covered].sum())
+        out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         pos = 0
-        for fn_slots in slots.values():
-            for slot in fn_slots:
-                slot.covered = covered[pos : pos + len(slot.uses)]
-                pos += len(slot.uses)
-        return slots
+        for fn, fn_slots in slots.items():
+            out[fn] = []
+            for uses in fn_slots:
+                out[fn].append((uses, covered[pos : pos + len(uses)]))
+                pos += len(uses)
+        return out
 
     @staticmethod
-    def _keep_slot(slot: _Slot, now_s: float, horizon_s: float) -> bool:
-        uses, covered = slot.uses, slot.covered
+    def _keep_slot(
+        uses: np.ndarray, covered: np.ndarray, now_s: float, hold_s: float, horizon_s: float
+    ) -> bool:
         i = int(np.searchsorted(uses, now_s, side="right"))  # uses[i] is the next use
-        prev_end = uses[i - 1] + slot.holds[i - 1] if i > 0 else -math.inf
+        prev_end = uses[i - 1] + hold_s if i > 0 else -math.inf
         if prev_end > now_s and covered[i - 1]:  # a covered use may still be on its way
             return True
         if i >= len(uses) or not covered[i]:
@@ -345,7 +269,9 @@ class OraclePolicy(Policy):
         for name, fn in observation.functions.items():
             slots = self._slots.get(name, [])
             horizon_s = self._horizon_s(name, tick_s)
-            keep = sum(1 for slot in slots if self._keep_slot(slot, now_s, horizon_s))
+            # at its latest start a call is served, or running (kept by the floor below)
+            hold_s = tick_s if self.qos_aware else self._hold_s(name)
+            keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, hold_s, horizon_s))
             want = math.ceil(keep / max(1, fn.max_inflight))
             # replicas serving requests are kept; queued requests get the replicas the
             # platform started for them, not one start each (on a small host a start storm

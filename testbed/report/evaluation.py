@@ -13,7 +13,8 @@ The two claims of the paper, as this project tests them on each trace:
   within ``100 - percentile`` %) against the cheapest non-Aquatope policy that meets it
   too, as a saving with a paired bootstrap interval (goal: ≥ 34 %).
 
-The oracle (family ``oracle``) is a bound, never a competitor.
+The oracles (family ``oracle`` and labelled variants ``oracle-*``) are bounds, never
+competitors.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def is_aquatope(family: str) -> bool:
     return family.startswith("aquatope")
 
 
+def is_oracle(family: str) -> bool:
+    """A bound (``oracle``, or a labelled variant such as ``oracle-qos``): never a competitor."""
+    return family == ORACLE or family.startswith(f"{ORACLE}-")
+
+
 def is_ablation(family: str) -> bool:
     """An Aquatope variant with one part switched off: shown, never a competitor or a claim."""
     return family.startswith("ablation")
@@ -63,7 +69,7 @@ def is_ablation(family: str) -> bool:
 
 def is_competitor(family: str) -> bool:
     """A baseline the claims are measured against (not Aquatope, an ablation or the oracle)."""
-    return not (is_aquatope(family) or is_ablation(family) or family == ORACLE)
+    return not (is_aquatope(family) or is_ablation(family) or is_oracle(family))
 
 
 @dataclass(frozen=True)
@@ -306,7 +312,7 @@ def frontier_png(points: Sequence[PointSummary], *, x: str, y: str, title: str) 
         ys = [p.mean(y) for p in members]
         yerr = [0.0 if p.estimates[y].half_width != p.estimates[y].half_width
                 else p.estimates[y].half_width for p in members]  # fmt: skip
-        bound = family == ORACLE
+        bound = is_oracle(family)
         ax.errorbar(
             xs,
             ys,

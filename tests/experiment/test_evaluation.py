@@ -179,6 +179,7 @@ def test_ablations_and_the_oracle_are_never_the_baseline_of_a_claim() -> None:
         ours,
         _point("ablation-no-gaps", "ablation-no-gaps", [0.1, 0.1], [0.5, 0.5]),
         _point("oracle-b", "oracle", [0.0, 0.0], [0.2, 0.2]),
+        _point("oracle-qos", "oracle-qos", [0.0, 0.0], [0.1, 0.1]),  # a labelled variant
         _point("keep-alive-w", "keep-alive", [4.0, 4.0], [0.9, 0.9]),
     ]
     (qos,) = _qos_claims("t", points, floor=0.0)

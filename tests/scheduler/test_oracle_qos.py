@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.policies.oracle import OraclePolicy, stages_left_cold
+from scheduler.policies.oracle import OraclePolicy
 from scheduler.policy import Observation
 from testbed.core.platform import QoS, Stage, Workflow
 from testbed.experiment.results import find_runs, load_run
@@ -26,20 +26,12 @@ def _chain(target_s: float) -> Workflow:
     )
 
 
-def test_the_stages_left_cold_fit_the_target_and_save_the_most_lead() -> None:
-    service = {"a": 1.0, "b": 1.0}
-    cold = {"a": 0.5, "b": 2.0}
-    lead = {"a": 1.0, "b": 5.0}
-    # 3 s: a cold gives 2.5 s; b cold 4 s; both 4.5 s
-    assert stages_left_cold(_chain(3.0), service, cold, lead) == {"a"}
-    # 4 s: b alone fits and saves more lead than a alone; both do not fit
-    assert stages_left_cold(_chain(4.0), service, cold, lead) == {"b"}
-    assert stages_left_cold(_chain(4.5), service, cold, lead) == {"a", "b"}
-    assert stages_left_cold(_chain(1.9), service, cold, lead) == frozenset()
-
-
-def test_only_the_longest_path_counts_for_a_branch() -> None:
-    wf = Workflow(
+def test_latest_starts_count_back_from_the_target_along_the_longest_path() -> None:
+    oracle = OraclePolicy(service_s_by_function={"a": 1.0, "b": 1.0}, qos_aware=True)
+    assert oracle.latest_starts_s(_chain(5.0)) == {"a": 3.0, "b": 4.0}
+    # a target below the critical path: every stage at its earliest call
+    assert oracle.latest_starts_s(_chain(1.5)) == {"a": 0.0, "b": 1.0}
+    branch = Workflow(
         name="w",
         qos=QoS(target_s=5.0),
         stages=(
@@ -49,16 +41,18 @@ def test_only_the_longest_path_counts_for_a_branch() -> None:
             Stage("out", "out", after=("slow", "fast")),
         ),
     )
-    service = {"in": 1.0, "slow": 3.0, "fast": 0.1, "out": 0.5}
-    cold = {"in": 1.0, "slow": 1.0, "fast": 2.5, "out": 1.0}
-    lead = {f: 1.0 for f in service}
-    # the path through slow takes 4.5 s: one 0.5 s of slack; the fast branch has 2.9 s more
-    assert stages_left_cold(wf, service, cold, lead) == {"fast"}
+    oracle = OraclePolicy(
+        service_s_by_function={"in": 1.0, "slow": 3.0, "fast": 0.1, "out": 0.5}, qos_aware=True
+    )
+    # the fast branch has 2.9 s more slack than the slow one
+    assert oracle.latest_starts_s(branch) == pytest.approx(
+        {"in": 0.5, "slow": 1.5, "fast": 4.4, "out": 4.5}
+    )
 
 
-def test_a_qos_aware_oracle_warms_only_the_stage_the_target_cannot_absorb() -> None:
-    """A 2 s first stage that starts in 1 s, inside a 9 s target: it is left cold, and the
-    3 s stage behind it is started ahead and held through the 1 s its upstream may add."""
+def test_a_qos_aware_oracle_starts_each_stage_its_cold_start_before_its_latest_start() -> None:
+    """A request at 100 to a 9 s workflow: each stage is used at its latest start and started
+    its own cold start (plus a tick) before it, then held through its service."""
     stages = (
         Stage("long", "long"),
         Stage("x", "x", after=("long",)),
@@ -70,11 +64,14 @@ def test_a_qos_aware_oracle_warms_only_the_stage_the_target_cannot_absorb() -> N
     cold = {"long": 1.0, "x": 4.0, "y": 0.5, "join": 0.2}
     policy = OraclePolicy(
         arrivals={"w": [100.0]},
-        lead_s=5.0,
+        lead_s=30.0,  # the cold starts replace it
         hold_s=1.0,
         service_s_by_function=service,
         cold_s_by_function=cold,
         qos_aware=True,
+    )
+    assert policy.latest_starts_s(wf) == pytest.approx(
+        {"long": 3.9, "x": 5.9, "y": 8.4, "join": 8.9}
     )
 
     def at(t: float) -> dict[str, int | None]:
@@ -86,23 +83,26 @@ def test_a_qos_aware_oracle_warms_only_the_stage_the_target_cannot_absorb() -> N
         )
         return {n: d.replicas for n, d in policy.decide(o).functions.items()}
 
-    assert at(94.0) == {"long": 0, "x": 0, "y": 0, "join": 0}
-    assert policy.left_cold == {"w": {"long", "y", "join"}}  # x cold would give 9.1 s
-    assert at(95.0) == {"long": 0, "x": 0, "y": 0, "join": 0}
-    assert at(96.0) == {"long": 0, "x": 1, "y": 0, "join": 0}  # 6 s before its call at 102
-    assert at(105.5) == {"long": 0, "x": 1, "y": 0, "join": 0}  # 3 s service + 1 s delay
-    assert at(106.5) == {"long": 0, "x": 0, "y": 0, "join": 0}
-    blind = OraclePolicy(
-        arrivals={"w": [100.0]}, lead_s=5.0, hold_s=1.0, service_s_by_function=service
+    assert at(100.0) == {"long": 0, "x": 0, "y": 0, "join": 0}  # long may start on its call
+    assert at(101.0) == {"long": 0, "x": 1, "y": 0, "join": 0}  # 105.9 - 4 s - a tick
+    assert at(102.0) == {"long": 1, "x": 1, "y": 0, "join": 0}
+    # a tick past its latest start a call has come (one still running is kept as in use)
+    assert at(104.5) == {"long": 1, "x": 1, "y": 0, "join": 0}
+    assert at(105.0) == {"long": 0, "x": 1, "y": 0, "join": 0}
+    assert at(107.0) == {"long": 0, "x": 0, "y": 1, "join": 0}
+    assert at(108.0) == {"long": 0, "x": 0, "y": 1, "join": 1}
+    assert at(109.0) == {"long": 0, "x": 0, "y": 1, "join": 1}
+    assert at(110.0) == {"long": 0, "x": 0, "y": 0, "join": 0}
+    busy = Observation(
+        now_s=107.0,
+        tick_s=1.0,
+        functions={n: fobs(n, replicas_ready=1, inflight=int(n == "x")) for n in service},
+        workflows={"w": wf},
     )
-    o = Observation(
-        now_s=99.0, tick_s=1.0, functions={n: fobs(n) for n in service}, workflows={"w": wf}
-    )
-    assert {n: d.replicas for n, d in blind.decide(o).functions.items()} == {
-        "long": 1, "x": 1, "y": 1, "join": 1,
-    }  # fmt: skip
-    assert policy.planned_cost_s({"w": wf}, 1.0) == pytest.approx(6.0)  # x's lead + tick
-    assert blind.planned_cost_s({"w": wf}, 1.0) == pytest.approx(24.0)
+    assert policy.decide(busy).functions["x"].replicas == 1  # its call came late: still kept
+    assert policy.planned_cost_s({"w": wf}, 1.0) == pytest.approx(2.0 + 5.0 + 1.5 + 1.2)
+    blind = OraclePolicy(arrivals={"w": [100.0]}, lead_s=5.0, service_s_by_function=service)
+    assert blind.planned_cost_s({"w": wf}, 1.0) == pytest.approx(24.0)  # 4 x (lead + tick)
 
 
 def test_the_runner_gives_the_oracle_the_profiles_p95_cold_starts() -> None:
@@ -125,8 +125,8 @@ def test_the_runner_gives_the_oracle_the_profiles_p95_cold_starts() -> None:
 def test_on_the_simulator_it_meets_the_qos_with_less_idle_than_the_cold_start_bound(
     tmp_path: Path,
 ) -> None:
-    """video-analytics, sparse requests: the 2 s first stage and the image stage may start
-    cold inside the 6 s target, the torch stages may not."""
+    """video-analytics, sparse requests: the torch stages are started while the 2 s first
+    stage runs, ready by their latest start; the first stage starts on its call."""
     config = tmp_path / "oracle-qos.yaml"
     config.write_text(
         f"name: oq\nbackend: sim\nstack: {REPO / 'stack.yml'}\n"
@@ -146,9 +146,15 @@ def test_on_the_simulator_it_meets_the_qos_with_less_idle_than_the_cold_start_bo
         late = float((req["latency_s"] > req["qos_target_s"]).mean())
         stages = run.stages
         cold = stages[stages["cold_start"]].groupby("function").size().to_dict()
+        p95 = float(req["latency_s"].quantile(0.95))
+        assert p95 <= float(req["qos_target_s"].iloc[0]), label  # the QoS is met
         stats[label] = (late, cold, compute_metrics(run).cost.idle_replica_s)
-    assert stats["cold-starts"][0] == 0.0 and stats["qos"][0] == 0.0
+    assert stats["cold-starts"][0] == 0.0
+    # planned to the edge of the target with mean service times: a slow call can go over,
+    # within the 5 % the p95 target allows
+    assert stats["qos"][0] <= 0.05
     assert stats["cold-starts"][1] == {}  # every use served warm
-    assert set(stats["qos"][1]) == {"keyframe-extractor", "image-processing"}
-    # two of the five stages' leads saved: about 2/5 less idle (the torch stages hold longer)
-    assert stats["qos"][2] < 0.8 * stats["cold-starts"][2]
+    # every request waits for starts on purpose (ready at the latest start, not at the call)
+    assert runs["qos"].requests["cold_start"].all()
+    assert {"keyframe-extractor", "object-detection"} <= set(stats["qos"][1])
+    assert stats["qos"][2] < 0.2 * stats["cold-starts"][2]

@@ -1,0 +1,449 @@
+"""``aquatope-config``'s edges, with a scripted configurator: the proposals are fixed, so every
+trial, sample, rollback and reason can be worked out by hand from the module docstring.
+
+The workflow is ``fa -> fb`` (QoS: p90 under 1 s), declared at 2 cores / 1 GiB with a 256 MB
+request; the "platform" reports what the test says and applies the limits each decision
+sets. One tick is one second.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from scheduler.configure.base import ConfigSample
+from scheduler.configure.objectives import LatencyConstraint
+from scheduler.configure.space import Configuration, FunctionConfig, SearchSpace
+from scheduler.policies import aquatope_config
+from scheduler.policies.aquatope_config import AquatopeConfigPolicy, Exclusion
+from scheduler.policy import Decision, FunctionObservation, Observation
+from testbed.core.config import Limits
+from testbed.core.platform import QoS, Stage, Workflow
+from testbed.core.prices import decoupled_usd_per_s
+
+WF = Workflow(
+    name="wf",
+    qos=QoS(target_s=1.0, percentile=90.0),
+    stages=(Stage("a", "fa"), Stage("b", "fb", after=("a",))),
+)
+FNS = ("fa", "fb")
+DECLARED = Limits(cpu_cores=2.0, memory_mb=1024)
+NEED = Limits(memory_mb=256)
+
+
+def cfg(a_cpu: float, a_mb: int, b_cpu: float, b_mb: int) -> Configuration:
+    return Configuration.of({"fa": FunctionConfig(a_cpu, a_mb), "fb": FunctionConfig(b_cpu, b_mb)})
+
+
+SAFE = cfg(2.0, 1024, 2.0, 1024)
+P1 = cfg(1.0, 512, 1.0, 512)
+
+
+class Scripted:
+    """A configurator that proposes a fixed list, then stops."""
+
+    name = "scripted"
+    source = "scripted"
+
+    def __init__(
+        self, space: SearchSpace, constraints: Sequence[Any], seed: int, plan: list[Any]
+    ) -> None:
+        self.space = space
+        self.constraints = list(constraints)
+        self.seed = seed
+        self.plan = list(plan)
+        self.asked: list[int] = []
+
+    def propose(self, samples: Sequence[ConfigSample]) -> Configuration | None:
+        self.asked.append(len(samples))
+        return self.plan.pop(0) if self.plan else None
+
+
+class Script:
+    """Replaces the configurator factory: one plan per tuning episode."""
+
+    def __init__(self) -> None:
+        self.plans: list[list[Configuration]] = []
+        self.made: list[Scripted] = []
+
+    def make(
+        self,
+        method: str,
+        space: SearchSpace,
+        constraints: Sequence[Any],
+        *,
+        seed: int = 0,
+        workflow: Workflow | None = None,
+    ) -> Scripted:
+        assert workflow is WF
+        made = Scripted(space, constraints, seed, self.plans.pop(0) if self.plans else [])
+        self.made.append(made)
+        return made
+
+
+@pytest.fixture
+def script(monkeypatch: pytest.MonkeyPatch) -> Script:
+    s = Script()
+    monkeypatch.setattr(aquatope_config, "make_configurator", s.make)
+    return s
+
+
+class Plat:
+    """Reports one tick per call (defaults: 10 calls, each completed, services 0.2 s and
+    0.3 s, one ready replica each) and applies the decision's limits."""
+
+    def __init__(self, policy: AquatopeConfigPolicy, *, report_limits: bool = True) -> None:
+        self.policy = policy
+        self.limits = dict.fromkeys(FNS, DECLARED)
+        self.report_limits = report_limits
+        self.now = 0.0
+
+    def tick(
+        self,
+        *,
+        arrivals: int = 10,
+        e2e: Sequence[float] = (),
+        service: Mapping[str, float | None] | None = None,
+        errors: Mapping[str, int] | None = None,
+        completions: Mapping[str, int] | None = None,
+        ready: Mapping[str, int] | None = None,
+        starting: Mapping[str, int] | None = None,
+        oom: Sequence[str] = (),
+    ) -> Decision:
+        self.now += 1.0
+        service = {"fa": 0.2, "fb": 0.3} if service is None else service
+        fns = {
+            f: FunctionObservation(
+                name=f,
+                arrivals=arrivals,
+                completions=(completions or {}).get(f, arrivals),
+                errors=(errors or {}).get(f, 0),
+                mean_service_s=service.get(f),
+                replicas_ready=(ready or {}).get(f, 1),
+                replicas_starting=(starting or {}).get(f, 0),
+                limits=self.limits[f] if self.report_limits else Limits(),
+                requests=NEED,
+                oom_kills=1 if f in oom else 0,
+            )
+            for f in FNS
+        }
+        obs = Observation(
+            now_s=self.now,
+            tick_s=1.0,
+            functions=fns,
+            workflows={"wf": WF},
+            workflow_latency_s={"wf": tuple(e2e)} if e2e else {},
+        )
+        decision = self.policy.decide(obs)
+        for name, fd in decision.functions.items():
+            if fd.limits is not None:
+                self.limits[name] = fd.limits
+        return decision
+
+
+def limits_of(config: Configuration) -> dict[str, Limits]:
+    return {f: c.to_limits() for f, c in config.items()}
+
+
+def applied(d: Decision) -> dict[str, Limits | None]:
+    return {f: fd.limits for f, fd in d.functions.items()}
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"budget": 0}, "budget, trial_ticks and min_invocations must be >= 1"),
+        ({"trial_ticks": 0}, "budget, trial_ticks and min_invocations must be >= 1"),
+        ({"min_invocations": 0}, "budget, trial_ticks and min_invocations must be >= 1"),
+        ({"memory_margin": -0.1}, "memory_margin must be in"),
+        ({"memory_margin": 2.5}, "memory_margin must be in"),
+        ({"space_headroom": 0.9}, "space_headroom must be >= 1"),
+        ({"error_burst": 0.0}, "error_burst and violation_budget must be in"),
+        ({"error_burst": 1.0}, "error_burst and violation_budget must be in"),
+        ({"error_burst": 1.5}, "error_burst and violation_budget must be in"),
+        ({"violation_budget": 0.0}, "error_burst and violation_budget must be in"),
+        ({"violation_budget": 1.0}, "error_burst and violation_budget must be in"),
+        ({"rollback_factor": 1.0}, "rollback_factor must be > 1"),
+    ],
+)
+def test_options_out_of_range_are_refused(bad: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AquatopeConfigPolicy(**bad)
+
+
+def test_options_at_their_bounds_are_accepted() -> None:
+    for ok in (
+        {"memory_margin": 0.0},
+        {"memory_margin": 2.0},
+        {"space_headroom": 1.0},
+        {"error_burst": 0.5, "violation_budget": 0.5},
+        {"rollback_factor": 1.01},
+    ):
+        policy = AquatopeConfigPolicy(**ok)
+        assert policy.last_reason == ""  # nothing decided yet
+        assert policy.phase == "tuning" and policy.trials_total == 0
+
+
+def test_a_trial_is_measured_as_documented(script: Script) -> None:
+    script.plans = [[P1]]
+    policy = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=20, seed=3)
+    plat = Plat(policy)
+    first = plat.tick()
+    assert applied(first) == limits_of(SAFE)
+    assert first.reason == "tuning episode 0: observing the safe incumbent"
+    # the configurator is built around the declared limits, for the workflow's QoS
+    made = script.made[0]
+    assert made.seed == 3 and made.constraints == [LatencyConstraint(1.0, 90.0)]
+    for space in made.space.functions:
+        assert space.cpu_values.max() == pytest.approx(4.0)  # 2x the declared 2 cores
+        assert space.memory_values.min() == 256 and space.memory_values.max() == 2048
+    # two ticks at the safe configuration; fb has 2 ready and 1 starting replicas
+    crowd = {"ready": {"fa": 1, "fb": 2}, "starting": {"fb": 1}}
+    d = plat.tick(e2e=(0.1, 0.2, 0.3, 0.4, 0.5), errors={"fa": 1}, **crowd)
+    assert d.reason == "trial 1/3: observing (1/2 ticks)"
+    d = plat.tick(e2e=(0.6, 0.7, 0.8, 0.9, 1.0), service={"fa": 0.4, "fb": 0.3}, **crowd)
+    # exactly min_invocations (20) calls: the trial counts
+    assert len(policy.samples) == 1 and policy.trials_total == 1
+    assert applied(d) == limits_of(P1) and d.reason == f"trial 2/3: {P1}"
+    assert made.asked == [1]
+    s = policy.samples[0]
+    assert s.config == SAFE and s.source == "safe"
+    m = s.measurement
+    assert not m.failed and m.requests == 20 and m.detail == "online e2e"
+    # p90 of 0.1 .. 1.0 (linear between the 9th and 10th of ten): 0.9 + 0.1 * 0.1
+    assert m.latency_s == pytest.approx(0.91)
+    # population std of 0.1 * (1 .. 10) is 0.1 * sqrt((10^2 - 1) / 12), over sqrt(10)
+    assert m.noise_s == pytest.approx(0.1 * math.sqrt(99 / 12) / math.sqrt(10))
+    # (1 + 3 replicas) x 1 s x 2 ticks at 2 cores / 1 GiB, over 20 calls
+    assert m.cost_usd == pytest.approx(8 * decoupled_usd_per_s(2.0, 1024) / 20)
+    assert m.error_rate == pytest.approx(1 / 40)  # 1 error, 2 functions x 2 ticks x 10 done
+    # per-stage p90 of the per-tick means; replica-seconds per call
+    assert m.stage_latency_s == pytest.approx({"fa": 0.2 + 0.9 * 0.2, "fb": 0.3})
+    assert m.stage_replica_s == pytest.approx({"fa": 2 / 20, "fb": 6 / 20})
+
+
+def test_unreported_limits_are_priced_at_one_core_and_128_mb(script: Script) -> None:
+    policy = AquatopeConfigPolicy(budget=1, trial_ticks=2, min_invocations=10)
+    plat = Plat(policy, report_limits=False)
+    for _ in range(3):
+        plat.tick()
+    m = policy.samples[0].measurement
+    assert m.detail == "online estimate"  # no end-to-end latencies: the critical path
+    assert m.latency_s == pytest.approx(0.2 + 0.3)
+    assert m.cost_usd == pytest.approx(4 * decoupled_usd_per_s(1.0, 128) / 20)
+
+
+def test_an_oom_rolls_back_raises_the_floor_and_skips_proposals_below_it(
+    script: Script,
+) -> None:
+    p2 = cfg(1.0, 576, 1.0, 512)  # under fa's new floor
+    p3 = cfg(1.0, 704, 1.0, 512)
+    script.plans = [[P1, p2, p3]]
+    policy = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=10)
+    plat = Plat(policy)
+    for _ in range(3):
+        d = plat.tick()
+    assert applied(d) == limits_of(P1)
+    d = plat.tick(oom=("fa",), errors={"fa": 10}, completions={"fa": 0}, service={"fb": 0.3})
+    assert applied(d) == limits_of(SAFE)
+    assert d.reason.startswith("trial rolled back (OOM kill of fa); ")
+    # 512 MB killed: the floor is the larger of 512 + 25 % and 512 + one step, on the lattice
+    assert policy.floor_mb("fa") == 640 and policy.floor_mb("fb") == 256
+    assert policy.rollbacks == 1 and policy.trials_total == 2
+    assert policy.exclusions == [Exclusion(P1, "fa", "OOM kill of fa")]
+    failed, skipped = policy.samples[1:]
+    assert failed.config == P1 and failed.measurement.failed
+    assert failed.measurement.latency_s == pytest.approx(3.0)  # 3x the target
+    assert failed.measurement.error_rate == pytest.approx(1.0)  # 10 errors, 10 done by fb
+    assert failed.measurement.requests == 10
+    assert skipped.config == p2 and skipped.source == "excluded"
+    assert skipped.measurement.detail == "excluded: fa memory 576 MB below its floor 640 MB"
+    assert policy.trials_run() == 2
+    d = plat.tick()  # one tick at the incumbent, then the next allowed proposal
+    assert applied(d) == limits_of(p3) and d.reason == f"trial 3/3: {p3}"
+    # all of it (the failed trial's error rate and detail, the floor, the exclusion) is state
+    state = json.loads(json.dumps(policy.state_dict()))
+    clone = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=10)
+    clone.load_state_dict(state)
+    assert clone.state_dict() == state
+    assert clone.samples == policy.samples and clone.exclusions == policy.exclusions
+    assert clone.floor_mb("fa") == 640
+
+
+def test_the_oom_floor_is_one_memory_step_above_with_no_margin(script: Script) -> None:
+    script.plans = [[P1]]
+    policy = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=10, memory_margin=0)
+    plat = Plat(policy)
+    for _ in range(3):
+        plat.tick()
+    plat.tick(oom=("fa",))
+    assert policy.floor_mb("fa") == 512 + 64
+
+
+def _at_p1(script: Script, **options: Any) -> tuple[AquatopeConfigPolicy, Plat]:
+    script.plans = [[P1, cfg(1.0, 768, 1.0, 768)]]
+    policy = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=10, **options)
+    plat = Plat(policy)
+    for _ in range(3):
+        d = plat.tick()
+    assert applied(d) == limits_of(P1)
+    return policy, plat
+
+
+def test_an_error_burst_is_a_share_of_the_finished_calls(script: Script) -> None:
+    policy, plat = _at_p1(script)
+    # 3 of 100 finished calls failed: within the 5 % tolerance
+    d = plat.tick(errors={"fa": 3}, completions={"fa": 47, "fb": 50})
+    assert d.reason == "trial 2/3: observing (1/2 ticks)" and policy.rollbacks == 0
+    # 2 of 20: a burst
+    d = plat.tick(errors={"fa": 2}, completions={"fa": 8, "fb": 10})
+    assert d.reason.startswith("trial rolled back (error burst (2 of 20 calls failed))")
+    assert policy.rollbacks == 1 and policy.exclusions[-1].function == ""
+
+
+def test_a_trial_with_exactly_its_violation_budget_over_the_target_counts(
+    script: Script,
+) -> None:
+    policy, plat = _at_p1(script, violation_budget=0.1)
+    plat.tick(e2e=(0.5, 0.5, 0.5, 0.5, 1.2))
+    d = plat.tick(e2e=(0.5,) * 5)  # 1 of 10 over: exactly 10 %
+    assert policy.rollbacks == 0 and d.reason == f"trial 3/3: {cfg(1.0, 768, 1.0, 768)}"
+    assert policy.samples[-1].config == P1
+    assert policy.samples[-1].latency_s == pytest.approx(0.5 + 0.1 * 0.7)
+
+
+def test_a_trial_over_its_violation_budget_rolls_back(script: Script) -> None:
+    policy, plat = _at_p1(script, violation_budget=0.1)
+    plat.tick(e2e=(0.5, 0.5, 0.5, 1.2, 1.2))  # its own p90 is 1.2 s: under 1.5x the target
+    d = plat.tick(e2e=(0.5,) * 5)
+    assert d.reason.startswith("trial rolled back (20.0% of the trial's requests over the QoS")
+    assert policy.rollbacks == 1
+
+
+def test_too_little_traffic_extends_a_trial_four_times_then_gives_up(script: Script) -> None:
+    script.plans = [[P1]]
+    policy = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=100)
+    plat = Plat(policy)
+    plat.tick(arrivals=1)
+    assert plat.tick(arrivals=1).reason == "trial 1/3: observing (1/2 ticks)"
+    for _ in range(6):  # ticks 2 .. 7 of the trial
+        assert plat.tick(arrivals=1).reason == "trial extended: too few invocations"
+    d = plat.tick(arrivals=1)  # the 8th: 4 x trial_ticks
+    s = policy.samples[0]
+    assert s.config == SAFE and s.source == "excluded" and s.measurement.failed
+    assert s.measurement.detail == "too little traffic" and s.measurement.requests == 8
+    assert policy.trials_run() == 0 and policy.trials_total == 1
+    assert applied(d) == limits_of(P1) and d.reason == f"trial 1/3: {P1}"
+
+
+def _steady(script: Script) -> tuple[AquatopeConfigPolicy, Plat]:
+    policy = AquatopeConfigPolicy(budget=1, trial_ticks=2, min_invocations=10, seed=5)
+    plat = Plat(policy)
+    plat.tick()
+    plat.tick()
+    d = plat.tick()
+    assert policy.phase == "steady" and policy.best == SAFE
+    assert d.reason == f"tuning done after 1 trials (budget used); keeping {SAFE}"
+    return policy, plat
+
+
+def test_steady_state_restored_from_json_detects_the_same_drift(script: Script) -> None:
+    policy, plat = _steady(script)
+    for _ in range(25):  # the detectors learn their reference (20 ticks), then watch
+        assert plat.tick().reason == f"steady at the best feasible ({SAFE})"
+    state = json.loads(json.dumps(policy.state_dict()))
+    clone = AquatopeConfigPolicy(budget=1, trial_ticks=2, min_invocations=10, seed=5)
+    clone.load_state_dict(state)
+    assert clone.state_dict() == state
+    assert clone.best == SAFE and clone.phase == "steady"
+    twin = Plat(clone)
+    twin.now = plat.now
+    for plat_ in (plat, twin):  # the load jumps eightfold
+        d = plat_.tick(arrivals=80)
+        assert d.reason == (
+            "load drift detected: re-tuning; tuning episode 1: observing the safe incumbent"
+        )
+    assert policy.episode == clone.episode == 1
+    # a new episode gets a configurator of its own, seeded apart from the first
+    assert script.made[0].seed == 5 and script.made[1].seed == 5 + 7919
+    assert script.made[-1].seed == 5 + 7919
+
+
+def test_an_oom_at_the_kept_configuration_starts_over(script: Script) -> None:
+    policy, plat = _steady(script)
+    d = plat.tick(oom=("fb",))
+    assert d.reason.startswith("OOM kill of fb at the kept configuration: re-tuning; ")
+    assert policy.exclusions == [Exclusion(SAFE, "fb", "OOM kill of fb")]
+    assert policy.floor_mb("fb") == 1280 and policy.best is None and policy.episode == 1
+
+
+def test_exclusions_cover_what_gives_no_more_of_anything() -> None:
+    qos = Exclusion(P1, "", "QoS missed")
+    assert qos.covers(P1)
+    assert qos.covers(cfg(0.5, 512, 1.0, 256))
+    assert not qos.covers(cfg(1.1, 512, 1.0, 512))
+    assert not qos.covers(cfg(1.0, 576, 0.5, 256))
+    oom = Exclusion(P1, "fa", "OOM kill of fa")  # only fa's memory matters
+    assert oom.covers(cfg(4.0, 512, 4.0, 4096))
+    assert not oom.covers(cfg(0.5, 576, 0.5, 128))
+    for ex in (qos, oom):
+        assert Exclusion.from_json(json.loads(json.dumps(ex.to_json()))) == ex
+    assert Exclusion.from_json({"config": P1.to_json()}) == Exclusion(P1, "", "")
+
+
+def test_a_fresh_state_and_an_older_partial_one_load() -> None:
+    fresh = AquatopeConfigPolicy()
+    state = json.loads(json.dumps(fresh.state_dict()))
+    clone = AquatopeConfigPolicy()
+    clone.load_state_dict(state)
+    assert clone.state_dict() == state and clone.safe is None and clone.best is None
+    # a state written before the optional fields existed: their defaults
+    old = AquatopeConfigPolicy()
+    old.load_state_dict(
+        {
+            "samples": [
+                {
+                    "config": P1.to_json(),
+                    "cost_usd": 1e-6,
+                    "latency_s": 0.5,
+                    "noise_s": 0.01,
+                    "failed": False,
+                    "requests": 20,
+                }
+            ]
+        }
+    )
+    (s,) = old.samples
+    assert s.config == P1 and s.source == "online"
+    m = s.measurement
+    assert (m.cost_usd, m.latency_s, m.noise_s, m.failed, m.requests) == (
+        1e-6,
+        0.5,
+        0.01,
+        False,
+        20,
+    )
+    assert m.error_rate == 0.0 and m.detail == ""
+    assert dict(m.stage_latency_s) == {} and dict(m.stage_replica_s) == {}
+    assert old.phase == "tuning" and old.episode == 0 and old.rollbacks == 0
+    assert old.trials_total == 0 and old.exclusions == [] and old.current is None
+    assert old.oom_floor_mb == old.rss_floor_mb == old.declared_floor_mb == {}
+
+
+def test_an_oom_kill_at_the_kept_declared_configuration_restarts_above_the_raised_floor(
+    script: Script,
+) -> None:
+    """The kept configuration is the declared one; an OOM kill of fb there raises fb's floor,
+    and the new episode's first configuration must respect it (it re-applied 1024 MB, which
+    its own rule refuses, and fb was killed again)."""
+    policy, plat = _steady(script)
+    d = plat.tick(oom=("fb",))
+    floor = policy.floor_mb("fb")
+    assert floor > 1024
+    assert d.reason.startswith("OOM kill of fb")  # a new episode from the incumbent
+    assert applied(d)["fb"].memory_mb == floor
+    assert policy.current is not None and policy.allowed(policy.current) == ""
