@@ -24,20 +24,21 @@ every arrival is served warm). The budget is planned idle; the measured idle add
 after each use and the tick rounding, the same for every budget.
 
 **Bounding QoS instead of cold starts** (``qos_aware``). A user pays for QoS misses, not for
-cold starts, and a stage behind slow ones need not be ready when its upstream could call it
-at the earliest, only when its call must start for the request to meet its target. With
-``qos_aware`` each stage is used at its *latest start*: the QoS target minus the longest path
-of service times from the stage to the workflow's end (never before its earliest call), and
-each start is planned that function's cold start ahead (``cold_s_by_function``, a high
-quantile: the experiment runner gives the profile's p95; ``lead_s`` for functions it does
-not list, ``lead_s_by_function`` still wins). A stage whose latest start leaves room for its
-cold start after its earliest call is thus started while its upstream runs, as a
-workflow-aware pre-warmer would, and a slack stage is simply left to start on its call.
-With an unlimited budget it serves every request within its target under the model (mean
-service times, no queueing, p95 starts) with replicas up only from their start to their
-latest start (a replica is kept a tick past it: by then its call has come, and one still
-running is kept as in use): the bound for curves of QoS violations against idle or cost. On a
-host where starts slow each other down beyond their p95, it misses.
+cold starts, and a request need not find each stage's replica ready on its call: it may wait
+for one as long as the workflow still meets its target. With ``qos_aware`` the oracle plans
+each workflow's slack (:meth:`qos_plan`): in topological order each stage may wait for its
+replica as much of the slack as every path through it still has, at most its start lead;
+its replica must be ready by its call (after its upstreams' services and waits) plus that
+wait, and is started its lead earlier. Leads are the functions' cold starts
+(``cold_s_by_function``, a high quantile: the experiment runner gives the profile's p95;
+``lead_s`` for functions it does not list; ``lead_s_by_function`` still wins), so a stage
+whose wait covers its lead is not pre-warmed at all: a replica started on its call is ready
+in time. The uses of the others are covered as above (the budget still ranks them), each
+replica kept one tick past its ready-by time (a call still running is kept as in use). With
+an unlimited budget it meets every request's target under the model (mean service times, no
+queueing, p95 starts): the bound for curves of QoS violations against idle or cost, not for
+cold starts. A call slower than its mean can go over the target; where starts slow each
+other down beyond their p95 (a small host), it misses.
 
 Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
 stage is called a little after the workflow); between uses keep it through the gap when the
@@ -109,9 +110,9 @@ class OraclePolicy(Policy):
         service_s_by_function: mean service time per function (s): where each stage of a
             workflow is called, and how long a use holds its replica (the experiment runner
             fills it from the simulator's profile).
-        qos_aware: use each stage at its latest start that meets the workflow's QoS target
-            and plan starts with the cold starts (see the module docstring): a bound on QoS
-            violations and cost, not on cold starts.
+        qos_aware: plan each workflow's slack (:meth:`qos_plan`) and start replicas with the
+            cold starts as leads (see the module docstring): a bound on QoS violations and
+            cost, not on cold starts.
         cold_s_by_function: cold start per function (s) for ``qos_aware`` (the experiment
             runner gives the profile's p95); functions not listed use ``lead_s``.
     """
@@ -197,18 +198,33 @@ class OraclePolicy(Policy):
             )
         return offsets
 
-    def latest_starts_s(self, workflow: Workflow) -> dict[str, float]:
-        """Seconds after a request each stage of ``workflow`` must start at the latest for
-        the request to finish within its QoS target (mean service times), never before the
-        stage's earliest call (:meth:`stage_offsets_s`)."""
+    def qos_plan(self, workflow: Workflow) -> dict[str, tuple[float, bool]]:
+        """Per stage of ``workflow``: (seconds after a request its replica must be ready by,
+        whether it may simply start on its call), for ``qos_aware``.
+
+        Stages are taken in topological order; each may wait for its replica for as much of
+        the slack as every path through it still has (the QoS target minus the longest path
+        of service times and the waits given so far), at most its start lead. Its call comes
+        after its upstreams' services and waits; it must be ready by its call plus its wait.
+        A stage whose wait covers its whole lead needs no pre-warming: a replica started on
+        its call is ready in time.
+        """
         by_name = {s.name: s for s in workflow.stages}
-        after: dict[str, float] = {}  # longest path from a stage's start to the end
-        for stage in reversed(workflow.topological_order()):
+        order = workflow.topological_order()
+        service = {n: self.service_s.get(by_name[n].function, 0.0) for n in by_name}
+        after: dict[str, float] = {}  # longest path of services from a stage's start to the end
+        for stage in reversed(order):
             downstream = (after[n] for n in workflow.successors(stage.name))
-            own = self.service_s.get(by_name[stage.name].function, 0.0)
-            after[stage.name] = own + max(downstream, default=0.0)
-        earliest = self.stage_offsets_s(workflow)
-        return {n: max(earliest[n], workflow.qos.target_s - after[n]) for n in earliest}
+            after[stage.name] = service[stage.name] + max(downstream, default=0.0)
+        call: dict[str, float] = {}
+        plan: dict[str, tuple[float, bool]] = {}
+        for stage in order:
+            call[stage.name] = max((plan[up][0] + service[up] for up in stage.after), default=0.0)
+            lead = self._lead_s(by_name[stage.name].function)
+            slack = workflow.qos.target_s - call[stage.name] - after[stage.name]
+            wait = min(max(slack, 0.0), lead)
+            plan[stage.name] = (call[stage.name] + wait, wait >= lead)
+        return plan
 
     def _slots_of(self, workflows: Mapping[str, Workflow]) -> dict[str, list[np.ndarray]]:
         per_fn: dict[str, list[np.ndarray]] = {}
@@ -217,7 +233,14 @@ class OraclePolicy(Policy):
             if wf is None:
                 per_fn.setdefault(key, []).append(times)
                 continue
-            offsets = self.latest_starts_s(wf) if self.qos_aware else self.stage_offsets_s(wf)
+            if self.qos_aware:
+                plan = self.qos_plan(wf)
+                for stage in wf.stages:
+                    ready_by, on_call = plan[stage.name]
+                    if not on_call:  # a stage started on its call needs no slot planned
+                        per_fn.setdefault(stage.function, []).append(times + ready_by)
+                continue
+            offsets = self.stage_offsets_s(wf)
             for stage in wf.stages:
                 per_fn.setdefault(stage.function, []).append(times + offsets[stage.name])
         return {fn: assign_slots(np.concatenate(p), self._hold_s(fn)) for fn, p in per_fn.items()}
