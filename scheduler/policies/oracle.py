@@ -26,10 +26,11 @@ after each use and the tick rounding, the same for every budget.
 **Bounding QoS instead of cold starts** (``qos_aware``). A user pays for QoS misses, not for
 cold starts, and a request need not find each stage's replica ready on its call: it may wait
 for one as long as the workflow still meets its target. With ``qos_aware`` the oracle plans
-each workflow's slack (:meth:`qos_plan`): in topological order each stage may wait for its
-replica as much of the slack as every path through it still has, at most its start lead;
-its replica must be ready by its call (after its upstreams' services and waits) plus that
-wait, and is started its lead earlier. Leads are the functions' cold starts
+each workflow's slack (:meth:`qos_plan`): each stage may let its call wait for its replica,
+at most its start lead, with the waits of largest sum that keep every path's services plus
+waits within the target (a linear program, :func:`slack_waits`); its replica must be ready
+by its call (after its upstreams' services and waits) plus its wait, and is started its
+lead earlier. Leads are the functions' cold starts
 (``cold_s_by_function``, a high quantile: the experiment runner gives the profile's p95;
 ``lead_s`` for functions it does not list; ``lead_s_by_function`` still wins), so a stage
 whose wait covers its lead is not pre-warmed at all: a replica started on its call is ready
@@ -63,7 +64,7 @@ from scheduler.policy import Decision, FunctionDecision, Observation, Policy
 from scheduler.registry import register_policy
 from testbed.core.platform import Workflow
 
-__all__ = ["OraclePolicy", "assign_slots"]
+__all__ = ["OraclePolicy", "assign_slots", "slack_waits"]
 
 
 def assign_slots(times_s: Sequence[float] | np.ndarray, hold_s: float) -> list[np.ndarray]:
@@ -95,6 +96,54 @@ def assign_slots(times_s: Sequence[float] | np.ndarray, hold_s: float) -> list[n
         slots[k].append(t)
         heapq.heappush(free, (t + hold_s, k))
     return [np.asarray(s, dtype=np.float64) for s in slots]
+
+
+def _paths(workflow: Workflow, limit: int) -> list[list[str]] | None:
+    """Every path from a root stage to a sink, or ``None`` when there are more than ``limit``."""
+    out: list[list[str]] = []
+    stack = [[root] for root in workflow.roots]
+    while stack:
+        path = stack.pop()
+        nxt = workflow.successors(path[-1])
+        if not nxt:
+            out.append(path)
+            if len(out) > limit:
+                return None
+        stack.extend([*path, n] for n in reversed(nxt))
+    return out
+
+
+def slack_waits(
+    workflow: Workflow, service_s: Mapping[str, float], lead_s: Mapping[str, float]
+) -> dict[str, float]:
+    """How long each stage's call may wait for its replica (seconds, per stage name).
+
+    The waits of largest sum with ``0 <= w <= lead_s[stage]`` such that on every path from a
+    root to a sink the services (``service_s[stage]``) plus the waits stay within the QoS
+    target (a linear program; a path already over the target allows no wait on it; ties go
+    to the stage with the shorter lead). More than 4,096 paths: no waits (every stage ready
+    on its call).
+    """
+    from scipy.optimize import linprog
+
+    names = [s.name for s in workflow.stages]
+    paths = _paths(workflow, limit=4096)
+    if paths is None:
+        return dict.fromkeys(names, 0.0)
+    index = {n: i for i, n in enumerate(names)}
+    rows = np.zeros((len(paths), len(names)))
+    room = np.zeros(len(paths))
+    for k, path in enumerate(paths):
+        rows[k, [index[n] for n in path]] = 1.0
+        room[k] = max(0.0, workflow.qos.target_s - sum(service_s[n] for n in path))
+    bounds = [(0.0, max(0.0, lead_s[n])) for n in names]
+    # ties (a wait that fits on either of two stages) go to the shorter start, which the
+    # wait may then cover whole: that stage needs no pre-warming at all
+    prefer = np.array([1.0 + 1e-6 / max(b[1], 1e-3) for b in bounds])
+    result = linprog(-prefer, A_ub=rows, b_ub=room, bounds=bounds, method="highs")
+    if not result.success:  # cannot happen (w = 0 is feasible); be safe all the same
+        return dict.fromkeys(names, 0.0)
+    return {n: float(min(max(result.x[index[n]], 0.0), bounds[index[n]][1])) for n in names}
 
 
 @register_policy("oracle")
@@ -202,28 +251,22 @@ class OraclePolicy(Policy):
         """Per stage of ``workflow``: (seconds after a request its replica must be ready by,
         whether it may simply start on its call), for ``qos_aware``.
 
-        Stages are taken in topological order; each may wait for its replica for as much of
-        the slack as every path through it still has (the QoS target minus the longest path
-        of service times and the waits given so far), at most its start lead. Its call comes
-        after its upstreams' services and waits; it must be ready by its call plus its wait.
-        A stage whose wait covers its whole lead needs no pre-warming: a replica started on
-        its call is ready in time.
+        Each stage may let its call wait ``w`` for its replica, at most its start lead; the
+        waits are those of largest sum (the start lead they save) that keep every path's
+        service times plus waits within the QoS target, a linear program over the paths
+        (:func:`slack_waits`). A stage's call comes after its upstreams' services and waits,
+        and its replica must be ready by its call plus its wait. A stage whose wait covers
+        its whole lead needs no pre-warming: a replica started on its call is ready in time.
         """
         by_name = {s.name: s for s in workflow.stages}
-        order = workflow.topological_order()
         service = {n: self.service_s.get(by_name[n].function, 0.0) for n in by_name}
-        after: dict[str, float] = {}  # longest path of services from a stage's start to the end
-        for stage in reversed(order):
-            downstream = (after[n] for n in workflow.successors(stage.name))
-            after[stage.name] = service[stage.name] + max(downstream, default=0.0)
-        call: dict[str, float] = {}
+        lead = {n: self._lead_s(by_name[n].function) for n in by_name}
+        waits = slack_waits(workflow, service, lead)
         plan: dict[str, tuple[float, bool]] = {}
-        for stage in order:
-            call[stage.name] = max((plan[up][0] + service[up] for up in stage.after), default=0.0)
-            lead = self._lead_s(by_name[stage.name].function)
-            slack = workflow.qos.target_s - call[stage.name] - after[stage.name]
-            wait = min(max(slack, 0.0), lead)
-            plan[stage.name] = (call[stage.name] + wait, wait >= lead)
+        for stage in workflow.topological_order():
+            call = max((plan[up][0] + service[up] for up in stage.after), default=0.0)
+            wait = waits[stage.name]
+            plan[stage.name] = (call + wait, wait >= lead[stage.name] - 1e-9)
         return plan
 
     def _slots_of(self, workflows: Mapping[str, Workflow]) -> dict[str, list[np.ndarray]]:
