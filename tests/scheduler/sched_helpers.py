@@ -6,8 +6,34 @@ from collections.abc import Mapping
 from typing import Any
 
 from scheduler.policy import Decision, FunctionObservation, Observation, Policy
+from testbed.core.platform import QoS, Stage, Workflow
 
-__all__ = ["fobs", "obs", "step"]
+__all__ = [
+    "LONG_THEN_BRANCHES_SERVICE_S",
+    "fobs",
+    "long_then_branches",
+    "obs",
+    "replicas_at",
+    "step",
+]
+
+# mean service times of :func:`long_then_branches`' functions (seconds)
+LONG_THEN_BRANCHES_SERVICE_S = {"long": 2.0, "x": 3.0, "y": 0.5, "join": 0.1}
+
+
+def long_then_branches(target_s: float = 9.0) -> Workflow:
+    """Workflow ``w``: a 2 s stage ``long``, then ``x`` (3 s) and ``y`` (0.5 s) side by side,
+    then ``join`` (0.1 s); each stage calls the function of its own name."""
+    return Workflow(
+        name="w",
+        qos=QoS(target_s=target_s),
+        stages=(
+            Stage("long", "long"),
+            Stage("x", "x", after=("long",)),
+            Stage("y", "y", after=("long",)),
+            Stage("join", "join", after=("x", "y")),
+        ),
+    )
 
 
 def fobs(name: str = "f", **kw: Any) -> FunctionObservation:
@@ -24,3 +50,14 @@ def obs(now_s: float, fns: Mapping[str, FunctionObservation], tick_s: float = 1.
 def step(policy: Policy, now_s: float, tick_s: float = 1.0, **kw: Any) -> Decision:
     """One tick for the single function ``f``."""
     return policy.decide(obs(now_s, {"f": fobs("f", **kw)}, tick_s))
+
+
+def replicas_at(policy: Policy, workflow: Workflow, now_s: float) -> dict[str, int | None]:
+    """The replicas ``policy`` wants per function of ``workflow`` at ``now_s``, none running."""
+    o = Observation(
+        now_s=now_s,
+        tick_s=1.0,
+        functions={f: fobs(f, replicas_ready=0) for f in workflow.functions},
+        workflows={workflow.name: workflow},
+    )
+    return {n: d.replicas for n, d in policy.decide(o).functions.items()}

@@ -13,7 +13,12 @@ from testbed.experiment.results import find_runs, load_run
 from testbed.experiment.run import run_experiment
 from testbed.experiment.spec import load_spec
 from testbed.report.metrics import compute_metrics
-from tests.scheduler.sched_helpers import fobs
+from tests.scheduler.sched_helpers import (
+    LONG_THEN_BRANCHES_SERVICE_S,
+    fobs,
+    long_then_branches,
+    replicas_at,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,17 +74,8 @@ def test_the_waits_go_where_they_save_the_most_start_lead() -> None:
     target: 3.9 s of slack on the long path, 6.4 s on the short one. The short side's start
     fits whole; on the long path the join's and the first stage's starts are covered whole
     (the shorter ones first) and x gets the 2.7 s left of its 4 s start."""
-    wf = Workflow(
-        name="w",
-        qos=QoS(target_s=9.0),
-        stages=(
-            Stage("long", "long"),
-            Stage("x", "x", after=("long",)),
-            Stage("y", "y", after=("long",)),
-            Stage("join", "join", after=("x", "y")),
-        ),
-    )
-    service = {"long": 2.0, "x": 3.0, "y": 0.5, "join": 0.1}
+    wf = long_then_branches(9.0)
+    service = LONG_THEN_BRANCHES_SERVICE_S
     lead = {"long": 1.0, "x": 4.0, "y": 0.5, "join": 0.2}
     waits = slack_waits(wf, service, lead)
     assert {k: round(v, 9) for k, v in waits.items()} == {
@@ -92,14 +88,8 @@ def test_the_waits_go_where_they_save_the_most_start_lead() -> None:
 def test_a_qos_aware_oracle_pre_warms_only_what_the_slack_cannot_cover() -> None:
     """A request at 100: x must be ready by 105.7 (its call at 103 plus its 2.7 s wait) and
     is started its 4 s start (plus a tick) before; every other stage starts on its call."""
-    stages = (
-        Stage("long", "long"),
-        Stage("x", "x", after=("long",)),
-        Stage("y", "y", after=("long",)),
-        Stage("join", "join", after=("x", "y")),
-    )
-    wf = Workflow(name="w", qos=QoS(target_s=9.0), stages=stages)
-    service = {"long": 2.0, "x": 3.0, "y": 0.5, "join": 0.1}
+    wf = long_then_branches(9.0)
+    service = LONG_THEN_BRANCHES_SERVICE_S
     cold = {"long": 1.0, "x": 4.0, "y": 0.5, "join": 0.2}
     policy = OraclePolicy(
         arrivals={"w": [100.0]},
@@ -114,13 +104,7 @@ def test_a_qos_aware_oracle_pre_warms_only_what_the_slack_cannot_cover() -> None
     }  # fmt: skip
 
     def at(t: float) -> dict[str, int | None]:
-        o = Observation(
-            now_s=t,
-            tick_s=1.0,
-            functions={n: fobs(n, replicas_ready=0) for n in service},
-            workflows={"w": wf},
-        )
-        return {n: d.replicas for n, d in policy.decide(o).functions.items()}
+        return replicas_at(policy, wf, t)
 
     assert at(100.5) == {"long": 0, "x": 0, "y": 0, "join": 0}  # long starts on its call
     assert at(101.0) == {"long": 0, "x": 1, "y": 0, "join": 0}  # 105.7 - 4 s - a tick

@@ -10,7 +10,13 @@ from scheduler.policies.static_pool import StaticPoolPolicy
 from scheduler.policy import Observation
 from scheduler.registry import available_policies, create_policy
 from testbed.core.platform import QoS, Stage, Workflow
-from tests.scheduler.sched_helpers import fobs, step
+from tests.scheduler.sched_helpers import (
+    LONG_THEN_BRANCHES_SERVICE_S,
+    fobs,
+    long_then_branches,
+    replicas_at,
+    step,
+)
 from tests.scheduler.sim_scenarios import run_scenario
 
 SERVICE_S = 0.5
@@ -92,27 +98,15 @@ def test_oracle_expands_workflows_and_prewarms_just_in_time() -> None:
 def test_oracle_calls_each_stage_after_its_upstream_service() -> None:
     """A 2 s first stage: the second stage is used 2 s after the request, its replica is
     started a lead ahead of that and held through its own 3 s service."""
-    stages = (
-        Stage("long", "long"),
-        Stage("x", "x", after=("long",)),
-        Stage("y", "y", after=("long",)),
-        Stage("join", "join", after=("x", "y")),
-    )
-    wf = Workflow(name="w", qos=QoS(target_s=9.0), stages=stages)
-    service = {"long": 2.0, "x": 3.0, "y": 0.5, "join": 0.1}
+    wf = long_then_branches(9.0)
+    service = LONG_THEN_BRANCHES_SERVICE_S
     policy = OraclePolicy(
         arrivals={"w": [100.0]}, lead_s=5.0, hold_s=1.0, service_s_by_function=service
     )
     assert policy.stage_offsets_s(wf) == {"long": 0.0, "x": 2.0, "y": 2.0, "join": 5.0}
 
     def at(t: float) -> dict[str, int | None]:
-        o = Observation(
-            now_s=t,
-            tick_s=1.0,
-            functions={n: fobs(n, replicas_ready=0) for n in service},
-            workflows={"w": wf},
-        )
-        return {n: d.replicas for n, d in policy.decide(o).functions.items()}
+        return replicas_at(policy, wf, t)
 
     assert at(94.0) == {"long": 1, "x": 0, "y": 0, "join": 0}
     assert at(96.0) == {"long": 1, "x": 1, "y": 1, "join": 0}  # 6 s before their call at 102
