@@ -13,7 +13,7 @@ one that takes ``cold_s_by_function`` (the oracle, bounding QoS) its p95 cold st
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from testbed.sim.profile import Profile
 
 __all__ = [
+    "ProfileEstimates",
     "arrivals_for_policy",
     "create_run_policy",
     "planned_arrivals",
@@ -125,7 +126,14 @@ def profile_service_s(profile: Profile) -> dict[str, float]:
     return {name: fn.service_s.mean_s for name, fn in profile.functions.items()}
 
 
-def profile_estimates(profile: Profile) -> dict[str, dict[str, float]]:
+class ProfileEstimates(TypedDict):
+    """Per-function figures of a profile that :func:`create_run_policy` hands policies."""
+
+    service_s: dict[str, float]  # mean service time (s)
+    cold_s: dict[str, float]  # p95 cold start (s)
+
+
+def profile_estimates(profile: Profile) -> ProfileEstimates:
     """What :func:`create_run_policy` hands policies from a profile: ``service_s`` (mean
     service time per function) and ``cold_s`` (p95 cold start per function), seconds."""
     return {
