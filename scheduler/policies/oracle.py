@@ -23,7 +23,7 @@ Sweeping the budget from 0 to the sum of all costs traces the oracle's frontier 
 every arrival is served warm). The budget is planned idle; the measured idle adds the hold
 after each use and the tick rounding, the same for every budget.
 
-**Bounding QoS instead of cold starts** (``qos_aware``). A user pays for QoS misses, not for
+**Towards bounding QoS instead of cold starts** (``qos_aware``). A user pays for QoS misses, not for
 cold starts, and a request need not find each stage's replica ready on its call: it may wait
 for one as long as the workflow still meets its target. With ``qos_aware`` the oracle plans
 each workflow's slack (:meth:`qos_plan`): each stage may let its call wait for its replica,
@@ -37,9 +37,10 @@ whose wait covers its lead is not pre-warmed at all: a replica started on its ca
 in time. The uses of the others are covered as above (the budget still ranks them), each
 replica kept one tick past its ready-by time (a call still running is kept as in use). With
 an unlimited budget it meets every request's target under the model (mean service times, no
-queueing, p95 starts): the bound for curves of QoS violations against idle or cost, not for
-cold starts. A call slower than its mean can go over the target; where starts slow each
-other down beyond their p95 (a small host), it misses.
+queueing, uncontended p95 starts). Measured it is not yet a bound (docs/scheduler.md): the
+pre-warmer beats it where requests are sparse (its tick of lead and of hold per stage cost
+more than event-driven starts), and where starts slow each other down beyond their p95 (a
+small host) it misses the QoS.
 
 Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
 stage is called a little after the workflow); between uses keep it through the gap when the
