@@ -180,3 +180,51 @@ def test_on_the_simulator_it_meets_the_qos_with_less_idle_than_the_cold_start_bo
     assert waited["digit-classifier"] == waited["digit-classifier-svm"] == 1.0
     assert waited["keyframe-extractor"] == waited["image-processing"] == 0.0
     assert stats["qos"][2] < 0.2 * stats["cold-starts"][2]
+
+
+def test_cold_starts_given_are_checked() -> None:
+    assert OraclePolicy(cold_s_by_function={"a": 0.0}).cold_s == {"a": 0.0}  # instant: fine
+    with pytest.raises(ValueError, match=r"^oracle: cold_s_by_function values must be >= 0$"):
+        OraclePolicy(cold_s_by_function={"a": -0.1})
+
+
+def test_functions_without_a_service_time_take_none_in_the_plan() -> None:
+    oracle = OraclePolicy(service_s_by_function={"a": 1.0}, lead_s=0.5, qos_aware=True)
+    # b unknown: 0 s of service, so the 2 s target leaves 1 s for both starts of 0.5 s
+    assert oracle.qos_plan(_chain(2.0)) == {"a": (0.5, True), "b": (2.0, True)}
+
+
+def test_every_workflow_of_the_arrivals_is_planned() -> None:
+    a, b = _chain(1.5), Workflow(name="v", qos=QoS(target_s=1.5), stages=(Stage("c", "c"),))
+    oracle = OraclePolicy(
+        arrivals={"w": [100.0], "v": [200.0]},
+        service_s_by_function={"a": 1.0, "b": 1.0, "c": 1.0},
+        lead_s=2.0,
+        qos_aware=True,
+    )
+    slots = oracle._slots_of({"w": a, "v": b})
+    assert {fn: [u.tolist() for u in s] for fn, s in slots.items()} == {
+        "a": [[100.0]], "b": [[101.0]], "c": [[200.5]],
+    }  # fmt: skip
+
+
+def _diamonds(layers: int, target_s: float) -> Workflow:
+    """``layers`` diamonds in a row: 2**layers paths from the first stage to the last."""
+    stages = [Stage("s0", "f")]
+    for i in range(layers):
+        top, bottom, join = f"t{i}", f"b{i}", f"s{i + 1}"
+        prev = f"s{i}"
+        stages += [Stage(top, "f", after=(prev,)), Stage(bottom, "f", after=(prev,))]
+        stages.append(Stage(join, "f", after=(top, bottom)))
+    return Workflow(name="d", qos=QoS(target_s=target_s), stages=tuple(stages))
+
+
+def test_too_many_paths_plan_no_wait() -> None:
+    few_wf, many_wf = _diamonds(12, 10.0), _diamonds(13, 10.0)
+    zero = {s.name: 0.0 for s in many_wf.stages}
+    lead = {s.name: 1.0 for s in many_wf.stages}
+    # 4,096 paths: solved; a wait on both branches of a diamond counts once on each path,
+    # so the waits go there: 10 diamonds' branches, 20 s in all
+    assert sum(slack_waits(few_wf, zero, lead).values()) == pytest.approx(20.0)
+    many = slack_waits(many_wf, zero, lead)  # 8,192 paths: not solved, no wait
+    assert set(many.values()) == {0.0}
