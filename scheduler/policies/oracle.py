@@ -147,6 +147,14 @@ def slack_waits(
     return {n: float(min(max(result.x[index[n]], 0.0), bounds[index[n]][1])) for n in names}
 
 
+def _seconds_by_function(option: str, given: Mapping[str, float] | None) -> dict[str, float]:
+    """``given`` as ``{function: seconds}``; a negative value is a ``ValueError``."""
+    out = {str(k): float(v) for k, v in (given or {}).items()}
+    if any(not v >= 0 for v in out.values()):
+        raise ValueError(f"oracle: {option} values must be >= 0")
+    return out
+
+
 @register_policy("oracle")
 class OraclePolicy(Policy):
     """Keeps the replicas that the known future arrivals need (see the module docstring).
@@ -161,8 +169,8 @@ class OraclePolicy(Policy):
             workflow is called, and how long a use holds its replica (the experiment runner
             fills it from the simulator's profile).
         qos_aware: plan each workflow's slack (:meth:`qos_plan`) and start replicas with the
-            cold starts as leads (see the module docstring): a bound on QoS violations and
-            cost, not on cold starts.
+            cold starts as leads (see the module docstring): meant to bound QoS violations
+            and cost rather than cold starts (measured, not yet a bound).
         cold_s_by_function: cold start per function (s) for ``qos_aware`` (the experiment
             runner gives the profile's p95); functions not listed use ``lead_s``.
     """
@@ -184,15 +192,9 @@ class OraclePolicy(Policy):
     ) -> None:
         if not idle_budget_s >= 0 or not lead_s >= 0 or not hold_s > 0:
             raise ValueError("oracle: need idle_budget_s >= 0, lead_s >= 0 and hold_s > 0")
-        self.leads = {str(k): float(v) for k, v in (lead_s_by_function or {}).items()}
-        if any(not v >= 0 for v in self.leads.values()):
-            raise ValueError("oracle: lead_s_by_function values must be >= 0")
-        self.service_s = {str(k): float(v) for k, v in (service_s_by_function or {}).items()}
-        if any(not v >= 0 for v in self.service_s.values()):
-            raise ValueError("oracle: service_s_by_function values must be >= 0")
-        self.cold_s = {str(k): float(v) for k, v in (cold_s_by_function or {}).items()}
-        if any(not v >= 0 for v in self.cold_s.values()):
-            raise ValueError("oracle: cold_s_by_function values must be >= 0")
+        self.leads = _seconds_by_function("lead_s_by_function", lead_s_by_function)
+        self.service_s = _seconds_by_function("service_s_by_function", service_s_by_function)
+        self.cold_s = _seconds_by_function("cold_s_by_function", cold_s_by_function)
         self.qos_aware = bool(qos_aware)
         self.idle_budget_s = float(idle_budget_s)
         self.lead_s = float(lead_s)

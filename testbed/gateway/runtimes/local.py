@@ -166,6 +166,8 @@ class LocalRuntime(ReplicaRuntime):
         user: str | None = None,
     ) -> None:
         self.user = replica_user(user)
+        # how to run the replica's Python as that user (or the path in its way), found once
+        self._runner_as_user = runner_command(self.user) if self.user is not None else None
         self._home: Path | None = None  # the replica user's home, made on first start
         self._warned: set[tuple[str, Path]] = set()
         if self.user is not None:
@@ -193,8 +195,8 @@ class LocalRuntime(ReplicaRuntime):
     ) -> ReplicaHandle:
         started_at = time.time()
         user = self._user_for(spec)
-        command = runner_command(user)
-        assert not isinstance(command, Path)  # _user_for checked the interpreter
+        command = self._runner_as_user if user is not None else runner_command(None)
+        assert isinstance(command, tuple)  # _user_for checked the interpreter
         argv, runner_env = command
         env = self._environment(spec, user)
         env.update(runner_env)
@@ -320,14 +322,12 @@ class LocalRuntime(ReplicaRuntime):
             )  # fmt: skip
         return None
 
-    @staticmethod
-    def _out_of_reach(spec: FunctionSpec, user: ReplicaUser) -> Path | None:
+    def _out_of_reach(self, spec: FunctionSpec, user: ReplicaUser) -> Path | None:
         """The first path a replica running as ``user`` needs but cannot reach: a Python
         to run (:func:`runner_command`), the testbed's package, its handler, and a model
         cache or database set in its environment instead of the home made for it."""
-        command = runner_command(user)
-        if isinstance(command, Path):
-            return command
+        if isinstance(self._runner_as_user, Path):
+            return self._runner_as_user
         needs: list[tuple[str, str]] = [(str(_PACKAGE_ROOT), "rx")]
         if spec.handler:
             needs.append((spec.handler, "rx"))
