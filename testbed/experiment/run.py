@@ -461,6 +461,7 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
         decisions_path=writer.path / DECISIONS_FILE,
         policy_name=pol.label,
         t0_s=0.0,
+        workflows=prep.workflows,  # what the policy hears of, as live: the run's workflows
     )
     results.write(writer.path)
     requests = len(results.requests)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from testbed.core.atomic import atomic_write_json
 from testbed.core.errors import ConfigError
-from testbed.core.platform import FunctionSpec
+from testbed.core.platform import FunctionSpec, Workflow
 from testbed.sim.engine import normalise_arrivals
 from testbed.sim.platform import SimPlatform, SimResults
 from testbed.sim.profile import Profile
@@ -60,6 +60,7 @@ def simulate(
     decisions_path: Path | None = None,
     policy_name: str = "",
     t0_s: float | None = None,
+    workflows: Mapping[str, Workflow] | None = None,
 ) -> SimResults:
     """Replay ``arrivals`` on ``sim`` with ``policy`` deciding every ``tick_s`` simulated seconds.
 
@@ -73,6 +74,8 @@ def simulate(
         policy_name: the name written in the decision log.
         t0_s: time the decision log's ``t_s`` is relative to (default: the clock now); a
             run whose daemon starts before the traffic (``settle_s``) passes 0, as live.
+        workflows: the workflows the daemon tells the policy about (default: every workflow
+            the simulator knows); an experiment passes its own, as its live daemon sees them.
 
     Returns:
         The run's rows as DataFrames.
@@ -88,7 +91,7 @@ def simulate(
             policy,
             clock=sim.clock,
             tick_s=tick_s,
-            workflows=sim.workflows,
+            workflows=sim.workflows if workflows is None else workflows,
             decisions_path=decisions_path,
             policy_name=policy_name or getattr(policy, "name", "") or type(policy).__name__,
             t0_s=sim.now if t0_s is None else t0_s,
