@@ -184,9 +184,7 @@ def _walk_order(depth: Mapping[str, int], edges: Mapping[str, Mapping[str, float
     while left:
         if not ready:  # a cycle: start from its shallowest function
             heapq.heappush(ready, min((depth[f], f) for f in left))
-        _, fn = heapq.heappop(ready)
-        if fn not in left:
-            continue
+        _, fn = heapq.heappop(ready)  # each function enters the heap once
         left.discard(fn)
         order.append(fn)
         for down in below.get(fn, []):
