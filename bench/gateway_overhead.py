@@ -4,9 +4,11 @@ Starts a real gateway (local backend) with the shipped `noop` function on one re
 alternates sequential keep-alive requests straight to the replica, through the gateway and
 through a plain aiohttp reverse proxy (``bench/_plain_proxy.py``, the same-run reference: what
 any Python proxy costs), and finally drives each with `wrk` (when installed) at 10
-connections for the throughput ceiling.
+connections for the throughput ceiling: ``--wrk-rounds`` rounds, each driving the gateway,
+the plain proxy and the replica in turn, so drift on a shared machine falls on all of them;
+the medians are reported, and the median of the per-round ratios gateway / plain proxy.
 
-Usage: python bench/gateway_overhead.py [--requests 3000] [--wrk-seconds 5]
+Usage: python bench/gateway_overhead.py [--requests 3000] [--wrk-seconds 5] [--wrk-rounds 5]
 Targets (issue #3): p50 overhead < 1 ms, p99 < 5 ms. Issue #16: added p50 <= 0.3 ms and at
 least the plain proxy's req/s.
 """
@@ -18,6 +20,7 @@ import http.client
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -47,6 +50,22 @@ def timed_posts(host: str, port: int, path: str, n: int) -> list[float]:
         assert response.status == 200, response.status
     conn.close()
     return out
+
+
+def wrk_rounds(targets: dict[str, str], seconds: int, rounds: int) -> dict[str, list[float]]:
+    """Requests/s of each target per round, the targets taken in turn within each round."""
+    out: dict[str, list[float]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, url in targets.items():
+            value = wrk_rps(url, seconds)
+            if value is None:
+                return {}
+            out[name].append(value)
+    return out
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 1)
 
 
 def wrk_rps(url: str, seconds: int) -> float | None:
@@ -85,6 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--wrk-seconds", type=int, default=5)
+    parser.add_argument("--wrk-rounds", type=int, default=5)
     args = parser.parse_args()
     home = temp_home("gateway")
     # no CPU cap and a generous in-flight limit: measure the gateway, not the replica's quota
@@ -105,10 +125,18 @@ def main() -> None:
                 direct += timed_posts(r_host, int(r_port), "/", args.requests // 10)
                 gateway += timed_posts(g_host, int(g_port), "/function/noop", args.requests // 10)
                 proxied += timed_posts("127.0.0.1", proxy_port, "/", args.requests // 10)
-            rps = wrk_rps(f"{platform.url}/function/noop", args.wrk_seconds)
-            proxy_rps = wrk_rps(f"http://127.0.0.1:{proxy_port}/", args.wrk_seconds)
-            direct_rps = wrk_rps(f"{replica.address}/", args.wrk_seconds)
+            targets = {
+                "gateway": f"{platform.url}/function/noop",
+                "plain_proxy": f"http://127.0.0.1:{proxy_port}/",
+                "direct": f"{replica.address}/",
+            }
+            rounds = wrk_rounds(targets, args.wrk_seconds, args.wrk_rounds)
     d, g, p = percentiles_ms(direct), percentiles_ms(gateway), percentiles_ms(proxied)
+    rps = {name: _median(values) for name, values in rounds.items()}
+    ratio = None
+    if rounds.get("gateway") and rounds.get("plain_proxy"):
+        pairs = zip(rounds["gateway"], rounds["plain_proxy"], strict=True)
+        ratio = round(statistics.median(g / p for g, p in pairs), 3)
     figures = {
         "bench": "gateway_overhead",
         "requests_each": len(direct),
@@ -118,18 +146,23 @@ def main() -> None:
         "overhead_p99_ms": round(g["p99"] - d["p99"], 3),
         "plain_proxy_ms": p,
         "plain_proxy_overhead_p50_ms": round(p["p50"] - d["p50"], 3),
-        "gateway_max_rps_wrk_c10": rps,
-        "plain_proxy_max_rps_wrk_c10": proxy_rps,
-        "direct_max_rps_wrk_c10": direct_rps,
+        "gateway_max_rps_wrk_c10": rps.get("gateway"),
+        "plain_proxy_max_rps_wrk_c10": rps.get("plain_proxy"),
+        "direct_max_rps_wrk_c10": rps.get("direct"),
+        "gateway_to_plain_proxy_rps": ratio,
+        "wrk_rounds": {name: [round(v) for v in values] for name, values in rounds.items()},
         "machine": machine(),
     }
     print(f"direct  p50 {d['p50']:.3f} ms  p99 {d['p99']:.3f} ms")
     print(f"gateway p50 {g['p50']:.3f} ms  p99 {g['p99']:.3f} ms")
     print(f"proxy   p50 {p['p50']:.3f} ms  p99 {p['p99']:.3f} ms  (plain aiohttp reference)")
-    print(
-        f"overhead p50 {figures['overhead_p50_ms']} ms, p99 {figures['overhead_p99_ms']} ms; "
-        f"gateway max {rps} req/s (plain proxy {proxy_rps}, replica alone {direct_rps} req/s)"
-    )
+    print(f"overhead p50 {figures['overhead_p50_ms']} ms, p99 {figures['overhead_p99_ms']} ms")
+    if rps:
+        print(
+            f"max req/s (wrk, median of {args.wrk_rounds}): gateway {rps.get('gateway')}, "
+            f"plain proxy {rps.get('plain_proxy')}, "
+            f"replica alone {rps.get('direct')}; gateway / plain proxy {ratio}"
+        )
     emit(figures)
 
 

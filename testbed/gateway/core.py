@@ -31,6 +31,7 @@ from testbed.core.latency import LatencyHistogram
 from testbed.core.platform import FunctionSpec, FunctionStatus, Workflow
 from testbed.gateway.dag import run_dag
 from testbed.gateway.pool import FunctionPool, Replica
+from testbed.gateway.replica_client import ReplicaClient, ReplicaConnectError, ReplicaConnectionLost
 from testbed.gateway.runtimes.base import ExitStatus, ReplicaRuntime
 
 __all__ = ["CallResult", "Gateway"]
@@ -82,7 +83,8 @@ class Gateway:
         self.workflow_latency: dict[str, LatencyHistogram] = {}  # end to end, per workflow
         self.created_at_s: dict[str, float] = {}  # deploy time per function (``createdAt``)
         self.started_at = time.time()
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # async calls' callbacks
+        self._replicas = ReplicaClient(timeout_s=config.invoke_timeout_s)  # the hot path
         self._monitor: asyncio.Task[None] | None = None
 
     @property
@@ -154,6 +156,7 @@ class Gateway:
         self.pools.clear()
         self.state_path.unlink(missing_ok=True)
         await self.runtime.close()
+        self._replicas.close()
         if self._session is not None:
             await self._session.close()
 
@@ -284,8 +287,8 @@ class Gateway:
             cold = cold or cold_now
             owner = replica.pool or pool
             owner.active += 1
-            assert replica.handle is not None and self._session is not None
-            url = replica.handle.address + path + (f"?{query}" if query else "")
+            assert replica.handle is not None
+            target = path + (f"?{query}" if query else "")
             forward = {k: v for k, v in (headers or {}).items() if k.lower() not in _HOP_BY_HOP}
             sent_at = time.monotonic()
             if not self.runtime.is_alive(replica.handle):
@@ -297,13 +300,12 @@ class Gateway:
                 failure = f"{name}: replica {replica.id} " + (gone.detail if gone else "exited")
                 continue
             try:
-                async with self._session.request(method, url, data=body, headers=forward) as resp:
-                    out = await resp.read()
-                    out_headers = {
-                        k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP
-                    }
-                    return self._finish(name, pool, resp.status, out, out_headers, cold, start)
-            except aiohttp.ClientConnectorError as exc:
+                resp = await self._replicas.request(
+                    replica.handle.address, method, target, forward, body
+                )
+                out_headers = {k: v for k, v in resp.headers if k.lower() not in _HOP_BY_HOP}
+                return self._finish(name, pool, resp.status, resp.body, out_headers, cold, start)
+            except ReplicaConnectError as exc:
                 # nothing was delivered: the replica is dead or deaf; retry elsewhere
                 gone = await self._exit_status_soon(replica, wait_s=0.2)
                 owner.replica_gone(
@@ -311,7 +313,7 @@ class Gateway:
                 )
                 failure = f"{name}: replica {replica.id} refused the connection"
                 continue
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (ReplicaConnectionLost, TimeoutError) as exc:
                 exit_status = await self._exit_status_soon(replica)
                 if exit_status is not None:
                     owner.replica_gone(replica, exit_status)
@@ -423,7 +425,7 @@ def _unread(exc: BaseException) -> bool:
     disconnect); the kernel answers data that reaches a dead process's socket with a reset.
     An OOM kill is never retried: the request may be what exhausted the memory.
     """
-    return isinstance(exc, aiohttp.ClientOSError) and exc.errno in (
+    return isinstance(exc, OSError) and exc.errno in (
         errno.ECONNRESET,
         errno.EPIPE,
     )
