@@ -74,6 +74,16 @@ MODULES: dict[str, list[str]] = {
         "tests/scheduler/test_aquatope_edges.py",
         "tests/scheduler/test_aquatope_prewarm.py",
     ],
+    # (test_aquatope_prewarm_local.py runs live replicas: too slow to repeat per mutant)
+    "scheduler/policies/aquatope_prewarm.py": [
+        "tests/scheduler/test_aquatope_prewarm_edges.py",
+        "tests/scheduler/test_aquatope_prewarm.py",
+        "tests/scheduler/test_aquatope_edges.py",
+        "tests/scheduler/test_prewarm_timer_sim.py",
+        "tests/scheduler/test_prewarm_video.py",
+        "tests/forecast/test_forecast_prewarm_v2.py",
+        "tests/forecast/test_forecast_phase.py",
+    ],
     "testbed/gateway/pool.py": [
         "tests/gateway/test_pool_lifecycle.py",  # first: drives the pool directly, in seconds
         "tests/gateway/test_local_backend.py",
