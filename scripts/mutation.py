@@ -84,6 +84,24 @@ MODULES: dict[str, list[str]] = {
         "tests/forecast/test_forecast_prewarm_v2.py",
         "tests/forecast/test_forecast_phase.py",
     ],
+    "loadgen/traces/azure2021.py": [
+        "tests/loadgen/test_trace_readers_edges.py",
+        "tests/loadgen/test_azure_readers.py",
+    ],
+    "loadgen/traces/counts.py": [
+        "tests/loadgen/test_trace_readers_edges.py",
+        "tests/loadgen/test_azure_readers.py",
+    ],
+    "scheduler/policies/slots.py": [
+        "tests/scheduler/test_slots_static_pool_edges.py",
+        "tests/scheduler/test_keepalive.py",
+        "tests/scheduler/test_hybrid_histogram.py",
+    ],
+    "scheduler/policies/static_pool.py": [
+        "tests/scheduler/test_slots_static_pool_edges.py",
+        "tests/scheduler/test_oracle_static.py",
+        "tests/scheduler/test_policies_common.py",
+    ],
     "testbed/gateway/pool.py": [
         "tests/gateway/test_pool_lifecycle.py",  # first: drives the pool directly, in seconds
         "tests/gateway/test_local_backend.py",
