@@ -65,7 +65,11 @@ from testbed.core.stack import load_stack  # noqa: E402
 from testbed.core.workflows import load_workflows  # noqa: E402
 from testbed.gateway.auth import ensure_password  # noqa: E402
 from testbed.gateway.launch import GatewayProcess, start_gateway  # noqa: E402
-from testbed.gateway.runtimes.images.engine import LABEL_FUNCTION, LABEL_GATEWAY  # noqa: E402
+from testbed.gateway.runtimes.images.engine import (  # noqa: E402
+    LABEL_FUNCTION,
+    LABEL_GATEWAY,
+    LABEL_ROLE,
+)
 
 WORKFLOWS = ("ml-pipeline", "social-network")
 FAULT_WINDOW_S = 30.0  # a 5xx this soon after a fault's start is the fault's
@@ -153,7 +157,7 @@ def _kill_replica(soak: Soak, rng: random.Random) -> Fault | None:
         ours = f"{LABEL_GATEWAY}={gateway_id_for(soak.home)}"
         containers = [
             c
-            for c in client.containers.list(filters={"label": [LABEL_FUNCTION, ours]})
+            for c in client.containers.list(filters={"label": [f"{LABEL_ROLE}=replica", ours]})
             if c.labels.get(LABEL_FUNCTION) in soak.traffic_functions
         ]
         if not containers:

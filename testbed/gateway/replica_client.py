@@ -16,7 +16,10 @@ Failures keep the distinctions the gateway's delivery rules rely on:
 
 Connections are reused per address while the replica keeps them open (last used first),
 closed after ``idle_timeout_s`` unused, and never reused after a failure or a
-``Connection: close``.
+``Connection: close``. A kept connection that is reset before any byte of the answer
+(its peer is gone: a replica replaced at the same address, whose network namespace vanished
+without a word to the gateway) is retried once on a new connection; a clean close is not
+(the replica may have read the request and died of it).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
 ]
 
 _SAFE_TARGET = "/?&=:@!$'()*+,;%~[]"  # characters kept as they are in the request target
+_RESET = (errno.ECONNRESET, errno.EPIPE)  # the peer's socket closed with our request unread
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,14 @@ class _Connection(asyncio.Protocol):
         self._sized = False  # a Content-Length or chunked body: its end is in the stream
         self._headers_done = False
         self.reusable = True
+        self.answered = False  # any byte received in this exchange
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # (uvloop's is not a subclass)
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         if self._waiter is None:  # bytes nobody asked for: the stream cannot be trusted
             self._abort()
             return
@@ -134,6 +140,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
+        self.answered = False
         self._head = head
         self._headers, self._body, self._sized, self._headers_done = [], [], False, False
         self.transport.write(request)
@@ -204,8 +211,20 @@ class ReplicaClient:
         conn: _Connection | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
-                conn = self._reuse(key) or await self._connect(key)
-                response = await conn.exchange(request, head=method == "HEAD")
+                conn = self._reuse(key)
+                if conn is not None:
+                    try:
+                        response = await conn.exchange(request, head=method == "HEAD")
+                    except ReplicaConnectionLost as exc:
+                        if exc.errno not in _RESET or conn.answered:
+                            raise
+                        # a kept connection whose peer is gone (a replica replaced at the
+                        # same address): the reset says nothing read it; send on a new one
+                        conn._abort()
+                        conn = None
+                if conn is None:
+                    conn = await self._connect(key)
+                    response = await conn.exchange(request, head=method == "HEAD")
         except BaseException:
             if conn is not None:
                 conn._abort()

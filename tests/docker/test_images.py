@@ -107,3 +107,47 @@ def test_build_command_builds_then_reports_cached(probe_image: str, tmp_path: Pa
     assert "1 image(s), 0 built, 1 cached" in result.output
     missing = runner.invoke(cli, ["build", "--stack", str(stack), "nope"])
     assert missing.exit_code == 1 and "no function named 'nope'" in missing.output
+
+
+def test_ensure_from_many_threads_builds_one_at_a_time(
+    docker_client: Any, probe_image: str, tmp_path: Path
+) -> None:
+    # the docker runtime starts replicas of several functions at once, each in a thread;
+    # reading sources parses them with ast, which CPython 3.11 cannot do from two threads
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from testbed.gateway.runtimes.images import ImageBuilder
+
+    specs = []
+    for i in range(4):
+        handler = tmp_path / f"probe-{i}"
+        shutil.copytree(Path(__file__).parent / "functions" / "probe", handler)
+        specs.append(
+            FunctionSpec(
+                name=f"probe-{i}", image=f"aquatope-test/probe-{i}:latest", handler=str(handler)
+            )
+        )
+    builder = ImageBuilder(docker_client)
+    inside, most = [0], [0]
+    guard = threading.Lock()
+    real_build = builder.build
+
+    def counted(batch: Any, **kw: Any) -> Any:
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            return real_build(batch, **kw)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    builder.build = counted  # type: ignore[method-assign]
+    with ThreadPoolExecutor(len(specs)) as pool:
+        refs = list(pool.map(builder.ensure, specs))
+    assert refs == [s.image for s in specs]
+    assert most[0] == 1
+    for spec in specs:
+        assert builder.is_current(spec)
+        docker_client.images.remove(spec.image, force=True)

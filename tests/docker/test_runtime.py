@@ -70,6 +70,15 @@ def test_start_labels_limits_and_stop(
     assert labels["io.aquatope.function"] == "probe"
     assert labels["io.aquatope.replica"] == "probe-a1"
     assert labels["io.aquatope.gateway"] == gateway_id
+    # the network holder runs the function's image but is no replica of it (a soak once
+    # killed it as one: every replica lost its network)
+    holders = [
+        c
+        for c in containers_of(docker_client, gateway_id)
+        if c.labels.get("io.aquatope.role") == "netns"
+    ]
+    assert len(holders) == 1
+    assert holders[0].labels.get("io.aquatope.function") == ""
     host = attrs["HostConfig"]
     assert (host["CpuQuota"], host["CpuPeriod"]) == (100_000, 100_000)
     assert host["Memory"] == host["MemorySwap"] == 128 * MiB

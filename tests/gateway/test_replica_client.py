@@ -326,3 +326,56 @@ def test_a_connection_idle_past_the_timeout_is_closed_not_reused(
             return {first.body.decode().split()[2], second.body.decode().split()[2]}
 
     assert len(run(scenario())) == 2  # two different client ports: two connections
+
+
+def _second_request_on_a_connection(ending: str) -> Answer:
+    """Answer a connection's first request, then end it at its second: ``reset`` (a peer
+    that is gone: nothing read it) or ``close`` (read, then a clean close)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await read_head(reader)
+        if ending == "reset":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    return answer
+
+
+def test_a_kept_connection_reset_before_any_answer_is_retried_on_a_new_one(
+    run: Callable[..., Any],
+) -> None:
+    async def scenario() -> tuple[bytes, int]:
+        client = ReplicaClient(timeout_s=5)
+        async with raw_server(_second_request_on_a_connection("reset")) as (address, conns):
+            assert (await client.request(address, "POST", "/", {}, b"a")).body == b"ok"
+            second = await client.request(address, "POST", "/", {}, b"b")
+            client.close()
+            return second.body, len(conns)
+
+    body, connections = run(scenario())
+    assert body == b"ok"  # answered on a second connection
+    assert connections == 2
+
+
+def test_a_kept_connection_closed_cleanly_before_the_answer_is_not_retried(
+    run: Callable[..., Any],
+) -> None:
+    connections: list[int] = []
+
+    async def scenario() -> None:
+        client = ReplicaClient(timeout_s=5)
+        async with raw_server(_second_request_on_a_connection("close")) as (address, conns):
+            connections.extend(conns)
+            assert (await client.request(address, "POST", "/", {}, b"a")).body == b"ok"
+            try:
+                await client.request(address, "POST", "/", {}, b"b")
+            finally:
+                connections[:] = conns
+
+    with pytest.raises(ReplicaConnectionLost) as info:
+        run(scenario())
+    assert info.value.errno == 0
+    assert len(connections) == 1  # the replica may have read it: never sent twice

@@ -313,7 +313,9 @@ class DockerRuntime(ReplicaRuntime):
                         name=name,
                         network=self.network,
                         detach=True,
-                        labels=self._labels(**{LABEL_ROLE: "netns"}),
+                        # (a container inherits its image's labels: the function's name
+                        # is cleared, or the holder passes for one of its replicas)
+                        labels=self._labels(**{LABEL_ROLE: "netns", LABEL_FUNCTION: ""}),
                         mem_limit="32m",
                         memswap_limit="32m",
                         cpu_shares=2,
@@ -519,6 +521,11 @@ class DockerRuntime(ReplicaRuntime):
                 text = bytes(container.logs(tail=lines)).decode(errors="replace").strip()
             except docker.errors.NotFound:
                 return ""
+            except docker.errors.APIError as exc:
+                # dead or being removed (the engine's 409): its logs went with it
+                if exc.status_code == 409 or "marked for removal" in str(exc):
+                    return ""
+                raise
             return text
 
         text = await self._call("read replica logs", tail)

@@ -293,17 +293,24 @@ class ImageBuilder:
         return results
 
     def ensure(self, spec: FunctionSpec) -> str:
-        """The image of ``spec``, built now if missing or stale. Returns its reference."""
+        """The image of ``spec``, built now if missing or stale. Returns its reference.
+
+        Calls from several threads (the docker runtime starts replicas of several functions
+        at once) take turns: reading the sources parses them with :mod:`ast`, which
+        CPython 3.11 does not allow from two threads at once (``SystemError: AST
+        constructor recursion depth mismatch``, seen when a soak restarted every replica).
+        """
         ref = image_ref(spec)
-        if not spec.handler:
-            image = self._exists(ref)
-            if image is None or LABEL_FUNCTION not in (image.labels or {}):
-                raise DeployError(
-                    f"{spec.name}: image {ref} is not a local testbed image and no handler "
-                    "directory was given; build it with `aquatope build`"
-                )
-            return ref
-        self.build([spec])
+        with self._lock:
+            if not spec.handler:
+                image = self._exists(ref)
+                if image is None or LABEL_FUNCTION not in (image.labels or {}):
+                    raise DeployError(
+                        f"{spec.name}: image {ref} is not a local testbed image and no "
+                        "handler directory was given; build it with `aquatope build`"
+                    )
+                return ref
+            self.build([spec])
         return ref
 
     def _build_function(
