@@ -74,6 +74,10 @@ MODULES: dict[str, list[str]] = {
         "tests/scheduler/test_aquatope_edges.py",
         "tests/scheduler/test_aquatope_prewarm.py",
     ],
+    "scheduler/policies/prewarm_config.py": [
+        "tests/scheduler/test_prewarm_config.py",
+        "tests/scheduler/test_aquatope_edges.py",
+    ],
     # (test_aquatope_prewarm_local.py runs live replicas: too slow to repeat per mutant)
     "scheduler/policies/aquatope_prewarm.py": [
         "tests/scheduler/test_aquatope_prewarm_edges.py",
