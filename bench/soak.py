@@ -26,8 +26,11 @@ gateway stopped hiding its queue). With 1.7 s torch starts on 2 cores that storm
 121 of 150 requests of a 30 s run timed out before any fault. The soak measures the request
 path, so it runs the platform default unless asked.
 
+The state directory (requests, stages, the gateway's log) is removed after a soak that
+passed and kept, its path printed, after one that failed or with ``--keep-dir``.
+
 Usage: ``.venv/bin/python bench/soak.py [--duration-s 600] [--backend local|docker]
-[--policy always-on|keep-alive]``.
+[--policy always-on|keep-alive] [--keep-dir]``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -256,6 +260,11 @@ def main() -> int:
     parser.add_argument(
         "--policy", choices=("always-on", "keep-alive"), default="always-on", help="scheduler"
     )
+    parser.add_argument(
+        "--keep-dir",
+        action="store_true",
+        help="keep the temporary state directory (kept anyway when the soak fails)",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     home = Path(tempfile.mkdtemp(prefix="aquatope-soak-"))
@@ -383,8 +392,15 @@ def main() -> int:
             round(rss_end / 2**20, 1),
         ],
     }
+    passed = report["lost"] == 0 and not unattributed
+    keep = args.keep_dir or not passed
+    report["state_dir"], report["state_dir_kept"] = str(home), keep
+    if keep:  # its requests.csv, stages.csv and gateway log say what happened
+        print(f"soak: state directory kept: {home}", file=sys.stderr)
+    else:
+        shutil.rmtree(home, ignore_errors=True)
     print(json.dumps(report))
-    return 0 if report["lost"] == 0 and not unattributed else 1
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -43,3 +43,5 @@ def test_sixty_second_soak_loses_nothing() -> None:
         if fault["kind"] != "oom-kill":  # its target (noop) takes no traffic afterwards
             assert fault["recovered_s"] is not None and fault["recovered_s"] < 60.0, fault
     assert done.returncode == 0
+    # a soak that passed leaves nothing behind in the temporary directory
+    assert report["state_dir_kept"] is False and not Path(report["state_dir"]).exists()
