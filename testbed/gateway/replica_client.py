@@ -83,7 +83,7 @@ class _Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # (uvloop's is not a subclass)
+        self.transport = cast(asyncio.Transport, transport)  # a stream transport: TCP
 
     def data_received(self, data: bytes) -> None:
         self.answered = True
