@@ -51,6 +51,17 @@ def _pipe_tick(pol: AquatopePrewarmPolicy, now_s: float, entry: int = 0) -> Deci
     return pol.decide(Observation(now_s=now_s, tick_s=1.0, functions=fns, workflows={"pipe": PIPE}))
 
 
+def _idle_pipes(ticks: int) -> tuple[AquatopePrewarmPolicy, AquatopePrewarmPolicy]:
+    """Two EWMA pre-warmers, with and without the first replica's experts, after ``ticks``
+    idle ticks of the ``pipe`` workflow."""
+    mixed = AquatopePrewarmPolicy(forecaster="ewma")
+    plain = AquatopePrewarmPolicy(forecaster="ewma", gaps=False, phase=False)
+    for pol in (mixed, plain):
+        for t in range(1, ticks + 1):
+            _pipe_tick(pol, float(t))
+    return mixed, plain
+
+
 # -- the look-ahead and the scenarios ----------------------------------------------------------
 
 
@@ -243,11 +254,7 @@ def test_upstream_calls_this_step_keep_the_forecast_as_the_first_replicas_floor(
     # after 200 idle ticks the experts are scored and predict (almost) no call; the entry's
     # calls in this step raise mid's forecast through the DAG, which no expert saw: mid's
     # first replica is needed at least as much as that forecast says (as with no experts)
-    mixed = AquatopePrewarmPolicy(forecaster="ewma")
-    plain = AquatopePrewarmPolicy(forecaster="ewma", gaps=False, phase=False)
-    for pol in (mixed, plain):
-        for t in range(1, 201):
-            _pipe_tick(pol, float(t))
+    mixed, plain = _idle_pipes(200)
     assert (mixed._fns["mid"].mixture or pytest.fail("no mixture")).scored >= 120
     for t, calls in ((201, 3), (202, 3), (203, 3)):  # mid-step: two ticks with calls are a rate
         with_experts, alone = _pipe_tick(mixed, float(t), calls), _pipe_tick(plain, float(t), calls)
@@ -485,11 +492,7 @@ def test_each_start_is_timed_when_another_finishes_first() -> None:
 def test_upstream_calls_of_an_earlier_step_are_left_to_the_experts() -> None:
     # the entry's calls closed their step: mid's forecast rose, but no call is seen in the
     # current step, so the scored experts (who predict none) temper the forecast
-    mixed = AquatopePrewarmPolicy(forecaster="ewma")
-    plain = AquatopePrewarmPolicy(forecaster="ewma", gaps=False, phase=False)
-    for pol in (mixed, plain):
-        for t in range(1, 210):
-            _pipe_tick(pol, float(t))
+    mixed, plain = _idle_pipes(209)
     with_experts, alone = _pipe_tick(mixed, 210.0, 3), _pipe_tick(plain, 210.0, 3)
     assert mixed._fns["entry"].step_arrivals == 0  # the step closed with those calls
     assert _p1(alone, "mid") > 0.1
