@@ -81,6 +81,20 @@ async def read_head(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
 
 
+def replies(raw: bytes, *, then: str = "hold") -> Answer:
+    """An answer that reads the request head and sends ``raw`` byte for byte, then either
+    holds the connection until the client closes it (``hold``) or closes it (``close``)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(raw)
+        await writer.drain()
+        if then == "hold":
+            await reader.read()
+
+    return answer
+
+
 def test_keep_alive_reuses_one_connection_and_forwards_method_target_headers_body(
     run: Callable[[Awaitable[Any]], Any],
 ) -> None:
@@ -114,12 +128,10 @@ def test_a_path_with_unsafe_characters_is_sent_quoted(run: Callable[..., Any]) -
 
 
 def test_a_chunked_answer_is_decoded(run: Callable[..., Any]) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        writer.write(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-        await writer.drain()
-        await reader.read()  # keep the connection until the client closes it
+    answer = replies(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
 
     async def scenario() -> bytes:
         client = ReplicaClient(timeout_s=5)
@@ -134,10 +146,8 @@ def test_a_chunked_answer_is_decoded(run: Callable[..., Any]) -> None:
 def test_a_body_ended_by_the_close_of_the_connection_is_complete(
     run: Callable[..., Any],
 ) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
-        await writer.drain()  # then the close ends the body
+    # no length: the close ends the body
+    answer = replies(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it", then="close")
 
     async def scenario() -> tuple[bytes, int]:
         client = ReplicaClient(timeout_s=5)
@@ -153,11 +163,7 @@ def test_a_body_ended_by_the_close_of_the_connection_is_complete(
 def test_head_ends_at_the_headers_and_its_connection_is_not_reused(
     run: Callable[..., Any],
 ) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")  # and no body
-        await writer.drain()
-        await reader.read()
+    answer = replies(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")  # and no body
 
     async def scenario() -> tuple[int, bytes, int]:
         client = ReplicaClient(timeout_s=2)
@@ -175,12 +181,10 @@ def test_head_ends_at_the_headers_and_its_connection_is_not_reused(
 def test_an_interim_100_continue_is_skipped_for_the_final_answer(
     run: Callable[..., Any],
 ) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\nX-Id: 7\r\n\r\ndone")
-        await writer.drain()
-        await reader.read()
+    answer = replies(
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\nX-Id: 7\r\n\r\ndone"
+    )
 
     async def scenario() -> Any:
         client = ReplicaClient(timeout_s=5)
@@ -195,11 +199,8 @@ def test_an_interim_100_continue_is_skipped_for_the_final_answer(
 
 
 def test_connection_close_in_the_answer_is_honoured(run: Callable[..., Any]) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-        await writer.drain()
-        await reader.read()  # the client must be the one to close
+    # the server holds on: the client must be the one to close
+    answer = replies(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
     async def scenario() -> int:
         client = ReplicaClient(timeout_s=5)
@@ -275,11 +276,7 @@ def test_no_answer_in_time_is_a_timeout_and_the_connection_is_dropped(
 
 
 def test_a_malformed_answer_is_a_loss_naming_it(run: Callable[..., Any]) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-        await writer.drain()
-        await reader.read()
+    answer = replies(b"NOT HTTP AT ALL\r\n\r\n")
 
     client = ReplicaClient(timeout_s=5)
 
@@ -294,10 +291,8 @@ def test_a_malformed_answer_is_a_loss_naming_it(run: Callable[..., Any]) -> None
 def test_an_idle_connection_the_replica_closed_is_not_used_again(
     run: Callable[..., Any],
 ) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()  # then close the idle keep-alive connection (as a timeout would)
+    # then close the idle keep-alive connection (as a timeout would)
+    answer = replies(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", then="close")
 
     async def scenario() -> tuple[int, int]:
         client = ReplicaClient(timeout_s=5)
