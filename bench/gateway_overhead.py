@@ -2,11 +2,13 @@
 
 Starts a real gateway (local backend) with the shipped `noop` function on one replica, then
 alternates sequential keep-alive requests straight to the replica, through the gateway and
-through a plain aiohttp reverse proxy (``bench/_plain_proxy.py``, the same-run reference: what
-any Python proxy costs), and finally drives each with `wrk` (when installed) at 10
-connections for the throughput ceiling: ``--wrk-rounds`` rounds, each driving the gateway,
-the plain proxy and the replica in turn, so drift on a shared machine falls on all of them;
-the medians are reported, and the median of the per-round ratios gateway / plain proxy.
+through two same-run references (``bench/_plain_proxy.py``): a plain aiohttp reverse proxy
+(what any Python proxy costs) and the same aiohttp server forwarding with the gateway's own
+replica client and nothing else (the floor under the gateway: the difference is the
+gateway's own logic). Finally it drives each with `wrk` (when installed) at 10 connections
+for the throughput ceiling: ``--wrk-rounds`` rounds, each driving every target in turn, so
+drift on a shared machine falls on all of them; the medians are reported, and the median of
+the per-round ratios gateway / plain proxy.
 
 Usage: python bench/gateway_overhead.py [--requests 3000] [--wrk-seconds 5] [--wrk-rounds 5]
 Targets (issue #3): p50 overhead < 1 ms, p99 < 5 ms. Issue #16: added p50 <= 0.3 ms and at
@@ -16,10 +18,10 @@ least the plain proxy's req/s.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import httptools
 from _common import emit, machine, percentiles_ms, temp_home
 
 from testbed.backends import connect
@@ -39,16 +42,39 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def timed_posts(host: str, port: int, path: str, n: int) -> list[float]:
-    conn = http.client.HTTPConnection(host, port)
+    """``n`` sequential keep-alive POSTs; each one's seconds from send to the answer's end.
+
+    The answer is parsed by ``httptools`` (C), not ``http.client``: the standard library
+    parses headers in Python at several microseconds each, which would count the gateway's
+    extra answer headers (``X-Cold-Start``, ``X-Start-Time``) as its latency.
+    """
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    ).encode()
+    done: list[bool] = []
+    status: list[int] = []
+
+    class Answer:
+        def on_message_complete(self) -> None:
+            done.append(True)
+
+    parser = httptools.HttpResponseParser(Answer())
     out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        conn.request("POST", path, body=b"{}", headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        response.read()
-        out.append(time.perf_counter() - start)
-        assert response.status == 200, response.status
-    conn.close()
+    with socket.create_connection((host, port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(n):
+            start = time.perf_counter()
+            sock.sendall(request)
+            while not done:
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError(f"{host}:{port} closed the connection")
+                parser.feed_data(data)
+            out.append(time.perf_counter() - start)
+            done.clear()
+            status.append(parser.get_status_code())
+    assert set(status) == {200}, set(status)
     return out
 
 
@@ -86,10 +112,11 @@ def wrk_rps(url: str, seconds: int) -> float | None:
 
 
 @contextmanager
-def plain_proxy(target: str) -> Iterator[int]:
+def plain_proxy(target: str, client: str = "aiohttp") -> Iterator[int]:
     """Run ``bench/_plain_proxy.py`` in front of ``target``; yields its port."""
+    script = str(Path(__file__).with_name("_plain_proxy.py"))
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("_plain_proxy.py")), "--target", target],
+        [sys.executable, script, "--target", target, "--client", client],
         stdout=subprocess.PIPE,
     )
     try:
@@ -119,19 +146,28 @@ def main() -> None:
         direct: list[float] = []
         gateway: list[float] = []
         proxied: list[float] = []
-        with plain_proxy(replica.address) as proxy_port:
-            timed_posts("127.0.0.1", proxy_port, "/", 50)  # warm its connection pool
+        leaned: list[float] = []
+        with (
+            plain_proxy(replica.address) as proxy_port,
+            plain_proxy(replica.address, "lean") as lean_port,
+        ):
+            timed_posts("127.0.0.1", proxy_port, "/", 50)  # warm their connections
+            timed_posts("127.0.0.1", lean_port, "/", 50)
+            each = args.requests // 10
             for _ in range(10):  # interleave to share drift and noise
-                direct += timed_posts(r_host, int(r_port), "/", args.requests // 10)
-                gateway += timed_posts(g_host, int(g_port), "/function/noop", args.requests // 10)
-                proxied += timed_posts("127.0.0.1", proxy_port, "/", args.requests // 10)
+                direct += timed_posts(r_host, int(r_port), "/", each)
+                gateway += timed_posts(g_host, int(g_port), "/function/noop", each)
+                proxied += timed_posts("127.0.0.1", proxy_port, "/", each)
+                leaned += timed_posts("127.0.0.1", lean_port, "/", each)
             targets = {
                 "gateway": f"{platform.url}/function/noop",
                 "plain_proxy": f"http://127.0.0.1:{proxy_port}/",
+                "lean_proxy": f"http://127.0.0.1:{lean_port}/",
                 "direct": f"{replica.address}/",
             }
             rounds = wrk_rounds(targets, args.wrk_seconds, args.wrk_rounds)
     d, g, p = percentiles_ms(direct), percentiles_ms(gateway), percentiles_ms(proxied)
+    lean = percentiles_ms(leaned)
     rps = {name: _median(values) for name, values in rounds.items()}
     ratio = None
     if rounds.get("gateway") and rounds.get("plain_proxy"):
@@ -146,8 +182,11 @@ def main() -> None:
         "overhead_p99_ms": round(g["p99"] - d["p99"], 3),
         "plain_proxy_ms": p,
         "plain_proxy_overhead_p50_ms": round(p["p50"] - d["p50"], 3),
+        "lean_proxy_ms": lean,
+        "lean_proxy_overhead_p50_ms": round(lean["p50"] - d["p50"], 3),
         "gateway_max_rps_wrk_c10": rps.get("gateway"),
         "plain_proxy_max_rps_wrk_c10": rps.get("plain_proxy"),
+        "lean_proxy_max_rps_wrk_c10": rps.get("lean_proxy"),
         "direct_max_rps_wrk_c10": rps.get("direct"),
         "gateway_to_plain_proxy_rps": ratio,
         "wrk_rounds": {name: [round(v) for v in values] for name, values in rounds.items()},
@@ -156,11 +195,16 @@ def main() -> None:
     print(f"direct  p50 {d['p50']:.3f} ms  p99 {d['p99']:.3f} ms")
     print(f"gateway p50 {g['p50']:.3f} ms  p99 {g['p99']:.3f} ms")
     print(f"proxy   p50 {p['p50']:.3f} ms  p99 {p['p99']:.3f} ms  (plain aiohttp reference)")
-    print(f"overhead p50 {figures['overhead_p50_ms']} ms, p99 {figures['overhead_p99_ms']} ms")
+    print(f"lean    p50 {lean['p50']:.3f} ms  p99 {lean['p99']:.3f} ms  (aiohttp + replica client)")
+    print(
+        f"overhead p50 {figures['overhead_p50_ms']} ms, p99 {figures['overhead_p99_ms']} ms "
+        f"(plain proxy {figures['plain_proxy_overhead_p50_ms']}, "
+        f"lean {figures['lean_proxy_overhead_p50_ms']})"
+    )
     if rps:
         print(
             f"max req/s (wrk, median of {args.wrk_rounds}): gateway {rps.get('gateway')}, "
-            f"plain proxy {rps.get('plain_proxy')}, "
+            f"plain proxy {rps.get('plain_proxy')}, lean {rps.get('lean_proxy')}, "
             f"replica alone {rps.get('direct')}; gateway / plain proxy {ratio}"
         )
     emit(figures)

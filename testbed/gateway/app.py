@@ -106,19 +106,21 @@ def _error_response(exc: Exception) -> web.Response:
     raise exc
 
 
-def _middleware(password: str) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Auth for ``/system/*``, testbed errors to 4xx/503, anything else to a logged 500.
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-    The 500 body is JSON with a request id that is also in the log line with the traceback;
-    the client never sees the traceback.
+
+def _guarded(handler: Handler, *, password: str | None = None) -> Handler:
+    """``handler`` with the gateway's error rules, and basic auth (user admin) when ``password``.
+
+    Testbed errors become 4xx/503; anything else a logged 500 whose JSON body carries a request
+    id that is also in the log line with the traceback (the client never sees the traceback).
+    A wrapper per route rather than an aiohttp middleware: a middleware chain would cost every
+    invocation an extra frame and aiohttp's current-app context manager.
     """
 
-    @web.middleware
-    async def middleware(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+    async def guarded(request: web.Request) -> web.StreamResponse:
         try:
-            if request.path.startswith("/system/") and not check_basic_auth(
+            if password is not None and not check_basic_auth(
                 request.headers.get("Authorization"), password
             ):
                 return web.Response(
@@ -140,7 +142,7 @@ def _middleware(password: str) -> Callable[..., Awaitable[web.StreamResponse]]:
             )
             return _json({"error": "internal error", "request_id": request_id}, status=500)
 
-    return middleware
+    return guarded
 
 
 def build_app(
@@ -148,32 +150,40 @@ def build_app(
 ) -> web.Application:
     """The aiohttp application serving ``gateway``.
 
+    Every ``/system/*`` route needs basic auth; every route maps errors as :func:`_guarded`.
+
     Args:
         provider: serve as the faas-provider behind a real OpenFaaS gateway (``/system/info``
             answers the provider's own ``ProviderInfo`` instead of the gateway's info).
     """
-    app = web.Application(
-        middlewares=[_middleware(password)], client_max_size=gateway.config.max_body_mb * 2**20
-    )
+    app = web.Application(client_max_size=gateway.config.max_body_mb * 2**20)
     app[GATEWAY_KEY] = gateway
     routes = _Routes(gateway, functions_dir=functions_dir, provider=provider)
-    app.router.add_get("/healthz", routes.healthz)
-    app.router.add_get("/system/info", routes.info)
-    app.router.add_get("/system/functions", routes.list_functions)
-    app.router.add_get("/system/namespaces", routes.namespaces)
-    app.router.add_post("/system/functions", routes.deploy)
-    app.router.add_put("/system/functions", routes.deploy)
-    app.router.add_delete("/system/functions", routes.delete)
-    app.router.add_get("/system/function/{name}", routes.function_status)
-    app.router.add_post("/system/scale-function/{name}", routes.scale)
-    app.router.add_post("/system/limits/{name}", routes.limits)
-    app.router.add_get("/system/workflows", routes.workflows)
-    app.router.add_get("/system/openapi.json", routes.openapi)
-    app.router.add_route("*", "/function/{name}", routes.invoke)
-    app.router.add_route("*", "/function/{name}/{tail:.*}", routes.invoke)
-    app.router.add_post("/async-function/{name}", routes.invoke_async)
-    app.router.add_post("/workflow/{name}", routes.workflow)
-    app.router.add_get("/metrics", routes.metrics)
+
+    def route(method: str, path: str, handler: Handler) -> None:
+        guarded = _guarded(handler, password=password if path.startswith("/system/") else None)
+        if method == "GET":
+            app.router.add_get(path, guarded)  # HEAD too, as aiohttp's add_get does
+        else:
+            app.router.add_route(method, path, guarded)
+
+    route("GET", "/healthz", routes.healthz)
+    route("GET", "/system/info", routes.info)
+    route("GET", "/system/functions", routes.list_functions)
+    route("GET", "/system/namespaces", routes.namespaces)
+    route("POST", "/system/functions", routes.deploy)
+    route("PUT", "/system/functions", routes.deploy)
+    route("DELETE", "/system/functions", routes.delete)
+    route("GET", "/system/function/{name}", routes.function_status)
+    route("POST", "/system/scale-function/{name}", routes.scale)
+    route("POST", "/system/limits/{name}", routes.limits)
+    route("GET", "/system/workflows", routes.workflows)
+    route("GET", "/system/openapi.json", routes.openapi)
+    route("*", "/function/{name}", routes.invoke)
+    route("*", "/function/{name}/{tail:.*}", routes.invoke)
+    route("POST", "/async-function/{name}", routes.invoke_async)
+    route("POST", "/workflow/{name}", routes.workflow)
+    route("GET", "/metrics", routes.metrics)
     return app
 
 

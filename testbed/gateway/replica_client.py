@@ -12,7 +12,7 @@ Failures keep the distinctions the gateway's delivery rules rely on:
 * :class:`ReplicaConnectionLost`: the connection dropped before the answer was complete;
   ``errno`` is ``ECONNRESET`` / ``EPIPE`` when the kernel reset it (the replica's socket
   closed with the request unread) and 0 on a clean close;
-* :class:`TimeoutError`: no complete answer within ``timeout_s``.
+* :class:`TimeoutError`: no complete answer within ``timeout_s`` (checked every 0.1 s).
 
 Connections are reused per address while the replica keeps them open (last used first),
 closed after ``idle_timeout_s`` unused, and never reused after a failure or a
@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +45,8 @@ __all__ = [
 ]
 
 _SAFE_TARGET = "/?&=:@!$'()*+,;%~[]"  # characters kept as they are in the request target
+# a target made only of characters quote() keeps (unreserved and _SAFE_TARGET) goes as it is
+_PLAIN_TARGET = re.compile(r"[A-Za-z0-9_.\-~/?&=:@!$'()*+,;%\[\]]*").fullmatch
 _RESET = (errno.ECONNRESET, errno.EPIPE)  # the peer's socket closed with our request unread
 
 
@@ -136,18 +141,27 @@ class _Connection(asyncio.Protocol):
         self._complete()
 
     # -- the exchange
-    async def exchange(self, request: bytes, *, head: bool) -> ReplicaResponse:
+    async def exchange(
+        self, request: bytes, *, head: bool, deadline: float, deadlines: _Deadlines
+    ) -> ReplicaResponse:
+        """Send ``request`` and wait for the whole answer until ``deadline`` (loop time)."""
         assert self.transport is not None
         loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
+        waiter: asyncio.Future[ReplicaResponse] = loop.create_future()
+        self._waiter = waiter
         self.answered = False
         self._head = head
         self._headers, self._body, self._sized, self._headers_done = [], [], False, False
         self.transport.write(request)
+        slot = deadlines.add(loop, self, deadline)
         try:
-            return await self._waiter
+            return await waiter
         finally:
+            deadlines.discard(self, slot)
             self._waiter = None
+
+    def _time_out(self) -> None:
+        self._fail(TimeoutError("no complete answer from the replica in time"))
 
     def _complete(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -166,6 +180,50 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class _Deadlines:
+    """Time-outs of the exchanges in flight: one loop timer per slot, not one per request.
+
+    A timer per request (``asyncio.timeout``, ``call_at``) costs the hot path a handle and a
+    heap push; here an exchange joins the set of its slot (its deadline rounded up to
+    ``resolution_s``) and only the first exchange of a slot schedules a timer. A time-out
+    fires up to ``resolution_s`` late.
+    """
+
+    def __init__(self, resolution_s: float = 0.1) -> None:
+        self.resolution_s = resolution_s
+        self._slots: dict[int, set[_Connection]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, loop: asyncio.AbstractEventLoop, conn: _Connection, deadline: float) -> int:
+        if loop is not self._loop:  # timers of another (closed) loop will never fire
+            self._loop, self._slots = loop, {}
+        slot = math.ceil(deadline / self.resolution_s)
+        members = self._slots.get(slot)
+        if members is None:
+            members = self._slots[slot] = set()
+            loop.call_at(slot * self.resolution_s, self._expire, slot)
+        members.add(conn)
+        return slot
+
+    def discard(self, conn: _Connection, slot: int) -> None:
+        members = self._slots.get(slot)
+        if members is not None:
+            members.discard(conn)
+
+    def _expire(self, slot: int) -> None:
+        for conn in self._slots.pop(slot, ()):
+            conn._time_out()
+
+
+@functools.lru_cache(maxsize=1024)
+def _endpoint(address: str) -> tuple[str, int, str]:
+    """``http://host:port`` as (host, port, netloc), parsed once per address."""
+    parts = urlsplit(address)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"replica address needs a host and a port: {address!r}")
+    return parts.hostname, parts.port, parts.netloc
+
+
 class ReplicaClient:
     """Keep-alive HTTP/1.1 requests to replicas (see the module docstring).
 
@@ -178,6 +236,7 @@ class ReplicaClient:
         self.timeout_s = timeout_s
         self.idle_timeout_s = idle_timeout_s
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._deadlines = _Deadlines()
 
     async def request(
         self,
@@ -197,34 +256,39 @@ class ReplicaClient:
             ReplicaConnectionLost: the connection dropped before the answer was complete.
             TimeoutError: no complete answer within ``timeout_s``.
         """
-        parts = urlsplit(address)
-        if parts.hostname is None or parts.port is None:
-            raise ValueError(f"replica address needs a host and a port: {address!r}")
-        key = (parts.hostname, parts.port)
+        host, port, netloc = _endpoint(address)
+        key = (host, port)
         method = method.upper()
-        lines = [f"{method} {quote(target, safe=_SAFE_TARGET)} HTTP/1.1", f"Host: {parts.netloc}"]
+        if not _PLAIN_TARGET(target):
+            target = quote(target, safe=_SAFE_TARGET)
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {netloc}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
             lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
         request = head + body if body else head
-        conn: _Connection | None = None
+        head_only = method == "HEAD"
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        conn = self._reuse(key)
         try:
-            async with asyncio.timeout(self.timeout_s):
-                conn = self._reuse(key)
-                if conn is not None:
-                    try:
-                        response = await conn.exchange(request, head=method == "HEAD")
-                    except ReplicaConnectionLost as exc:
-                        if exc.errno not in _RESET or conn.answered:
-                            raise
-                        # a kept connection whose peer is gone (a replica replaced at the
-                        # same address): the reset says nothing read it; send on a new one
-                        conn._abort()
-                        conn = None
-                if conn is None:
+            if conn is not None:
+                try:
+                    response = await conn.exchange(
+                        request, head=head_only, deadline=deadline, deadlines=self._deadlines
+                    )
+                except ReplicaConnectionLost as exc:
+                    if exc.errno not in _RESET or conn.answered:
+                        raise
+                    # a kept connection whose peer is gone (a replica replaced at the
+                    # same address): the reset says nothing read it; send on a new one
+                    conn._abort()
+                    conn = None
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
                     conn = await self._connect(key)
-                    response = await conn.exchange(request, head=method == "HEAD")
+                response = await conn.exchange(
+                    request, head=head_only, deadline=deadline, deadlines=self._deadlines
+                )
         except BaseException:
             if conn is not None:
                 conn._abort()

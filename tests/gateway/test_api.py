@@ -84,6 +84,10 @@ def test_healthz_needs_no_auth(gateway) -> None:
         ("DELETE", "/system/functions"),
         ("GET", "/system/function/echo"),
         ("POST", "/system/scale-function/echo"),
+        ("POST", "/system/limits/echo"),
+        ("GET", "/system/workflows"),
+        ("GET", "/system/namespaces"),
+        ("HEAD", "/system/functions"),
     ],
 )
 def test_system_endpoints_need_basic_auth(gateway, method: str, path: str) -> None:

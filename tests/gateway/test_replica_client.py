@@ -21,6 +21,7 @@ from testbed.gateway.replica_client import (
     ReplicaClient,
     ReplicaConnectError,
     ReplicaConnectionLost,
+    _Deadlines,
 )
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -374,3 +375,49 @@ def test_a_kept_connection_closed_cleanly_before_the_answer_is_not_retried(
         run(scenario())
     assert info.value.errno == 0
     assert len(connections) == 1  # the replica may have read it: never sent twice
+
+
+def test_an_answered_exchange_is_never_timed_out_after_its_slot_expires(
+    run: Callable[..., Any],
+) -> None:
+    """Time-outs are shared per 0.1-s slot: an answer in time leaves its slot, so when the
+    slot's timer fires later the kept connection is untouched and serves the next request."""
+
+    async def scenario() -> tuple[list[int], int]:
+        client = ReplicaClient(timeout_s=0.2)
+        async with echo_server() as address:
+            peers = []
+            for _ in range(3):
+                r = await client.request(address, "POST", "/", {}, b"x")
+                peers.append(int(r.body.split()[2]))
+                await asyncio.sleep(0.35)  # past the first request's slot and its timer
+            return peers, sum(len(v) for v in client._idle.values())
+
+    peers, idle = run(scenario())
+    assert len(set(peers)) == 1 and idle == 1
+
+
+def test_a_slot_left_pending_by_a_closed_loop_does_not_swallow_time_outs_in_the_next() -> None:
+    """Tests drive one client from several loops in turn: a slot whose timer belonged to a
+    closed loop must not keep a later loop's exchange (same slot) from timing out."""
+
+    class Exchange:
+        timed_out = 0
+
+        def _time_out(self) -> None:
+            self.timed_out += 1
+
+    deadlines = _Deadlines(resolution_s=0.1)
+    first, second = Exchange(), Exchange()
+    with asyncio.Runner() as runner:
+        loop = runner.get_loop()
+        deadline = loop.time() + 0.15  # this loop closes before its timer is due
+        deadlines.add(loop, first, deadline)  # type: ignore[arg-type]
+
+    async def wait_in_the_next_loop() -> None:
+        deadlines.add(asyncio.get_running_loop(), second, deadline)  # type: ignore[arg-type]
+        await asyncio.sleep(0.4)
+
+    with asyncio.Runner() as runner:
+        runner.run(wait_in_the_next_loop())
+    assert second.timed_out == 1 and first.timed_out == 0

@@ -1,4 +1,4 @@
-"""The gateway's middleware over real HTTP: an unexpected error is a logged 500 with an id."""
+"""The gateway's error rules over real HTTP: an unexpected error is a logged 500 with an id."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from testbed.core.errors import BackendUnavailable, DeployError
-from testbed.gateway.app import _middleware
+from testbed.gateway.app import _guarded
 
 
 async def _serve_and_get(app: web.Application, path: str) -> httpx.Response:
@@ -27,7 +27,7 @@ async def _serve_and_get(app: web.Application, path: str) -> httpx.Response:
 
 
 def _app() -> web.Application:
-    app = web.Application(middlewares=[_middleware("secret")])
+    app = web.Application()
 
     async def boom(request: web.Request) -> web.Response:
         raise KeyError("a bug in the gateway")
@@ -38,9 +38,10 @@ def _app() -> web.Application:
     async def refused(request: web.Request) -> web.Response:
         raise DeployError("kernel refused memory limit")
 
-    app.router.add_get("/boom", boom)
-    app.router.add_get("/busy", busy)
-    app.router.add_get("/refused", refused)
+    app.router.add_get("/boom", _guarded(boom))
+    app.router.add_get("/busy", _guarded(busy))
+    app.router.add_get("/refused", _guarded(refused))
+    app.router.add_get("/system/secret", _guarded(refused, password="secret"))
     return app
 
 
@@ -63,3 +64,9 @@ def test_platform_errors_are_503_with_retry_after_or_409() -> None:
     assert "docker engine" in r.text
     r = asyncio.run(_serve_and_get(_app(), "/refused"))
     assert r.status_code == 409 and "kernel refused" in r.text
+
+
+def test_a_guarded_route_with_a_password_answers_401_before_its_handler_runs() -> None:
+    r = asyncio.run(_serve_and_get(_app(), "/system/secret"))
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+    assert "kernel refused" not in r.text
