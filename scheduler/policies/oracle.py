@@ -8,11 +8,15 @@ count for each function it calls) and looks ahead from ``obs.now_s`` only, so it
 Model. A workflow's arrival is a use of each of its functions, at the stage's offset in the
 workflow: the longest path of upstream service times (``service_s_by_function``, mean service
 per function; stages of functions it does not list take no time), so a stage behind a 2 s
-first stage is used 2 s after the request. Each use holds a replica for ``hold_s`` or the
-function's service time, whichever is longer (``hold_s``: service plus the short delay before
-a downstream stage is called, for functions of a few milliseconds). Arrivals of a function
-are assigned to replica slots by interval partitioning (the lowest slot free at the arrival),
-so slot ``k`` serves exactly the arrivals that find ``k - 1`` others in progress. Serving a
+first stage is used 2 s after the request. Each use keeps its replica for ``hold_s`` or the
+function's service time, whichever is longer (``hold_s``: the short delay before a downstream
+stage is called, and the jitter of when a use really comes, for functions of a few
+milliseconds), but is *busy* on it only for the function's service time (``hold_s`` for a
+function without one): arrivals of a function are assigned to replica slots by interval
+partitioning of their busy times (the lowest slot free at the arrival), so slot ``k`` serves
+exactly the arrivals that find ``k - 1`` others in progress. (Partitioning by the keep time
+instead planned a replica for every two calls of a 35 ms stage within a second: replicas
+never needed, whose starts took the CPU the calls were running on.) Serving a
 use of slot ``k`` warm costs idle time: the whole gap since the slot's previous use if the
 replica is kept through it, or ``lead_s + tick`` if it is released and started again just in
 time (``lead_s`` is an upper bound of the cold start). The cheaper of the two is the use's
@@ -214,8 +218,9 @@ class OraclePolicy(Policy):
         slots = self._slots_of(workflows)
         return float(
             sum(
-                np.minimum(
+                np.clip(
                     np.diff(uses, prepend=-math.inf) - self._hold_s(fn),
+                    0.0,
                     self._horizon_s(fn, tick_s),
                 ).sum()
                 for fn, fn_slots in slots.items()
@@ -236,7 +241,12 @@ class OraclePolicy(Policy):
         return self.lead_s
 
     def _hold_s(self, function: str) -> float:
+        """How long a replica is kept after a use: ``hold_s`` or the service, the longer."""
         return max(self.hold_s, self.service_s.get(function, 0.0))
+
+    def _busy_s(self, function: str) -> float:
+        """How long a use occupies its replica: the service time (``hold_s`` if unknown)."""
+        return self.service_s.get(function, self.hold_s)
 
     def stage_offsets_s(self, workflow: Workflow) -> dict[str, float]:
         """Seconds after a request each stage of ``workflow`` is called: the longest path of
@@ -289,7 +299,7 @@ class OraclePolicy(Policy):
             offsets = self.stage_offsets_s(wf)
             for stage in wf.stages:
                 per_fn.setdefault(stage.function, []).append(times + offsets[stage.name])
-        return {fn: assign_slots(np.concatenate(p), self._hold_s(fn)) for fn, p in per_fn.items()}
+        return {fn: assign_slots(np.concatenate(p), self._busy_s(fn)) for fn, p in per_fn.items()}
 
     def _build(self, observation: Observation) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         slots = self._slots_of(observation.workflows)
@@ -298,8 +308,9 @@ class OraclePolicy(Policy):
         for fn, fn_slots in slots.items():
             horizon_s = self._horizon_s(fn, observation.tick_s)
             for uses in fn_slots:
+                # a use within the keep time of the slot's previous one costs no idle
                 gaps = np.diff(uses, prepend=-math.inf) - self._hold_s(fn)
-                costs.append(np.minimum(gaps, horizon_s))
+                costs.append(np.clip(gaps, 0.0, horizon_s))
                 starts.append(uses)
         flat_cost = np.concatenate(costs) if costs else np.zeros(0)
         order = np.lexsort((np.concatenate(starts) if starts else np.zeros(0), flat_cost))

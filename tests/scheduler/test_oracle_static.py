@@ -173,3 +173,20 @@ def test_static_pool_in_the_simulator_trades_idle_for_cold_starts() -> None:
         if n:
             assert n * UNTIL_S * 0.9 < i <= n * UNTIL_S
     assert cold[3] == 0
+
+
+def test_calls_that_do_not_overlap_in_service_share_one_replica() -> None:
+    """Two calls of a 35 ms function half a second apart never run at once: one replica
+    serves both. Partitioning by the 1 s keep time planned a second replica, whose start
+    only took CPU from the calls (what made the oracle dearer than always-on on dense
+    traces)."""
+    wf = Workflow(name="w", stages=(Stage(name="s", function="f"),), qos=QoS(target_s=0.15))
+    policy = OraclePolicy(
+        arrivals={"w": [100.0, 100.5]}, lead_s=5.0, hold_s=1.0, service_s_by_function={"f": 0.035}
+    )
+    assert [replicas_at(policy, wf, t)["f"] for t in (95.0, 100.2, 101.2, 102.0)] == [1, 1, 1, 0]
+    assert policy.planned_cost_s({"w": wf}, tick_s=1.0) == pytest.approx(6.0)  # one lead + tick
+    overlapping = OraclePolicy(
+        arrivals={"w": [100.0, 100.02]}, lead_s=5.0, hold_s=1.0, service_s_by_function={"f": 0.035}
+    )
+    assert replicas_at(overlapping, wf, 99.0)["f"] == 2  # these two do overlap
