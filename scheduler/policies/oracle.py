@@ -30,21 +30,21 @@ after each use and the tick rounding, the same for every budget.
 **Towards bounding QoS instead of cold starts** (``qos_aware``). A user pays for QoS misses, not for
 cold starts, and a request need not find each stage's replica ready on its call: it may wait
 for one as long as the workflow still meets its target. With ``qos_aware`` the oracle plans
-each workflow's slack (:meth:`qos_plan`): each stage may let its call wait for its replica,
-at most its start lead, with the waits of largest sum that keep every path's services plus
-waits within the target (a linear program, :func:`slack_waits`); its replica must be ready
-by its call (after its upstreams' services and waits) plus its wait, and is started its
-lead earlier. Leads are the functions' cold starts
-(``cold_s_by_function``, a high quantile: the experiment runner gives the profile's p95;
-``lead_s`` for functions it does not list; ``lead_s_by_function`` still wins), so a stage
-whose wait covers its lead is not pre-warmed at all: a replica started on its call is ready
-in time. The uses of the others are covered as above (the budget still ranks them), each
-replica kept one tick past its ready-by time (a call still running is kept as in use). With
-an unlimited budget it meets every request's target under the model (mean service times, no
-queueing, uncontended p95 starts). Measured it is not yet a bound (docs/scheduler.md): the
-pre-warmer beats it where requests are sparse (its tick of lead and of hold per stage cost
-more than event-driven starts), and where starts slow each other down beyond their p95 (a
-small host) it misses the QoS.
+each workflow's slack (:meth:`qos_plan`): the most stages that can let their calls wait a
+whole start (every path's services plus those starts within the target,
+:func:`on_call_stages`) are started on their calls and never pre-warmed; every other stage
+is ready on its call, started its lead earlier (its slack kept as a margin: a shorter wait
+would not make its start cheaper under the model, only later). Leads are the functions'
+cold starts (``cold_s_by_function``, a high quantile: the experiment runner gives the
+profile's p95; ``lead_s`` for functions it does not list; ``lead_s_by_function`` still
+wins). Until 2026-11-27 (night) the waits were those of largest sum (a linear program), which
+put them on the long starts at the end of video-analytics and pre-warmed the short ones ahead
+of them: one stage pre-warmed more per request, and no margin. The uses of the pre-warmed
+stages are covered as above (the budget still ranks them), each replica kept one tick past
+its ready-by time (a call still running is kept as in use). With an unlimited budget it meets
+every request's target under the model (mean service times, no queueing, uncontended p95
+starts). Measured it is not yet a bound (docs/scheduler.md): where starts slow each other
+down beyond their p95 (a small host) it misses the QoS.
 
 Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
 stage is called a little after the workflow); between uses keep it through the gap when the
@@ -69,7 +69,7 @@ from scheduler.policy import Decision, FunctionDecision, Observation, Policy
 from scheduler.registry import register_policy
 from testbed.core.platform import Workflow
 
-__all__ = ["OraclePolicy", "assign_slots", "slack_waits"]
+__all__ = ["OraclePolicy", "assign_slots", "on_call_stages"]
 
 
 def assign_slots(times_s: Sequence[float] | np.ndarray, hold_s: float) -> list[np.ndarray]:
@@ -118,37 +118,51 @@ def _paths(workflow: Workflow, limit: int) -> list[list[str]] | None:
     return out
 
 
-def slack_waits(
+_EXACT_STAGES = 12  # up to this many stages, every choice of on-call stages is tried
+
+
+def on_call_stages(
     workflow: Workflow, service_s: Mapping[str, float], lead_s: Mapping[str, float]
-) -> dict[str, float]:
-    """How long each stage's call may wait for its replica (seconds, per stage name).
+) -> set[str]:
+    """The stages whose calls can wait for a replica started on the call: most of them.
 
-    The waits of largest sum with ``0 <= w <= lead_s[stage]`` such that on every path from a
-    root to a sink the services (``service_s[stage]``) plus the waits stay within the QoS
-    target (a linear program; a path already over the target allows no wait on it; ties go
-    to the stage with the shorter lead). More than 4,096 paths: no waits (every stage ready
-    on its call).
+    A stage on its call adds its start lead (``lead_s[stage]``) to every path through it; a
+    choice is feasible when on every path from a root to a sink the services
+    (``service_s[stage]``) plus those leads stay within the QoS target. Every other stage is
+    planned ready on its call, so what a choice costs is the number of stages pre-warmed
+    (each idles from its start's end to its call, about the gap between the planned lead
+    and the real start, plus the tick): the most stages on call win, and among those the
+    choice that leaves the tightest path the most slack. Up to :data:`_EXACT_STAGES` stages
+    every choice is tried; beyond, stages are added shortest lead first while they fit.
+    More than 4,096 paths: none (every stage ready on its call).
     """
-    from scipy.optimize import linprog
-
     names = [s.name for s in workflow.stages]
     paths = _paths(workflow, limit=4096)
     if paths is None:
-        return dict.fromkeys(names, 0.0)
+        return set()
     index = {n: i for i, n in enumerate(names)}
     rows = np.zeros((len(paths), len(names)))
-    room = np.zeros(len(paths))
     for k, path in enumerate(paths):
         rows[k, [index[n] for n in path]] = 1.0
-        room[k] = max(0.0, workflow.qos.target_s - sum(service_s[n] for n in path))
-    bounds = [(0.0, max(0.0, lead_s[n])) for n in names]
-    # ties (a wait that fits on either of two stages) go to the shorter start, which the
-    # wait may then cover whole: that stage needs no pre-warming at all
-    prefer = np.array([1.0 + 1e-6 / max(b[1], 1e-3) for b in bounds])
-    result = linprog(-prefer, A_ub=rows, b_ub=room, bounds=bounds, method="highs")
-    if not result.success:  # cannot happen (w = 0 is feasible); be safe all the same
-        return dict.fromkeys(names, 0.0)
-    return {n: float(min(max(result.x[index[n]], 0.0), bounds[index[n]][1])) for n in names}
+    lead = np.array([max(0.0, lead_s[n]) for n in names])
+    room = workflow.qos.target_s - rows @ np.array([service_s[n] for n in names]) + 1e-9
+    if len(names) <= _EXACT_STAGES:
+        choices = (np.arange(2 ** len(names))[None, :] >> np.arange(len(names))[:, None]) & 1
+        load = rows @ (choices * lead[:, None])  # paths x choices
+        feasible = np.all(load <= room[:, None], axis=0)
+        size = choices.sum(axis=0)
+        tightest = np.max(load - room[:, None], axis=0)
+        # most stages on call, then the most slack left on the tightest path
+        best = int(np.lexsort((tightest, -size, ~feasible))[0])
+        return {n for n in names if choices[index[n], best]} if feasible[best] else set()
+    chosen: set[str] = set()
+    load = np.zeros(len(paths))
+    for n in sorted(names, key=lambda n: (lead[index[n]], index[n])):
+        trial = load + rows[:, index[n]] * lead[index[n]]
+        if np.all(trial <= room):
+            chosen.add(n)
+            load = trial
+    return chosen
 
 
 def _seconds_by_function(option: str, given: Mapping[str, float] | None) -> dict[str, float]:
@@ -264,26 +278,27 @@ class OraclePolicy(Policy):
         """Per stage of ``workflow``: (seconds after a request its replica must be ready by,
         whether it may simply start on its call), for ``qos_aware``.
 
-        Each stage may let its call wait ``w`` for its replica, at most its start lead; the
-        waits are those of largest sum (the start lead they save) that keep every path's
-        service times plus waits within the QoS target, a linear program over the paths
-        (:func:`slack_waits`). A stage's call comes after its upstreams' services and waits,
-        and its replica must be ready by its call plus its wait. A stage whose wait covers
-        its whole lead needs no pre-warming: a replica started on its call is ready in time.
+        The stages of :func:`on_call_stages` let their calls wait for a replica started on
+        the call; every other stage is ready by its call as planned with every start taking
+        its whole lead (a call that comes earlier, after shorter starts upstream, waits the
+        difference, which the slack covers: those leads are in every path's sum), and the
+        slack it leaves is a margin for slow services. A stage's call comes after its
+        upstreams' services and waits.
         """
         by_name = {s.name: s for s in workflow.stages}
         service = {n: self.service_s.get(by_name[n].function, 0.0) for n in by_name}
         lead = {n: self._lead_s(by_name[n].function) for n in by_name}
-        waits = slack_waits(workflow, service, lead)
+        on_call = on_call_stages(workflow, service, lead)
         plan: dict[str, tuple[float, bool]] = {}
         for stage in workflow.topological_order():
             call = max((plan[up][0] + service[up] for up in stage.after), default=0.0)
-            wait = waits[stage.name]
-            plan[stage.name] = (call + wait, wait >= lead[stage.name] - 1e-9)
+            waits = stage.name in on_call
+            plan[stage.name] = (call + (lead[stage.name] if waits else 0.0), waits)
         return plan
 
     def _slots_of(self, workflows: Mapping[str, Workflow]) -> dict[str, list[np.ndarray]]:
         per_fn: dict[str, list[np.ndarray]] = {}
+        on_call: dict[str, list[np.ndarray]] = {}  # qos_aware: uses started on their calls
         for key, times in self._given.items():
             wf = workflows.get(key)
             if wf is None:
@@ -292,14 +307,40 @@ class OraclePolicy(Policy):
             if self.qos_aware:
                 plan = self.qos_plan(wf)
                 for stage in wf.stages:
-                    ready_by, on_call = plan[stage.name]
-                    if not on_call:  # a stage started on its call needs no slot planned
-                        per_fn.setdefault(stage.function, []).append(times + ready_by)
+                    ready_by, started = plan[stage.name]
+                    per_fn.setdefault(stage.function, []).append(times + ready_by)
+                    if started:
+                        on_call.setdefault(stage.function, []).append(times + ready_by)
                 continue
             offsets = self.stage_offsets_s(wf)
             for stage in wf.stages:
                 per_fn.setdefault(stage.function, []).append(times + offsets[stage.name])
-        return {fn: assign_slots(np.concatenate(p), self._busy_s(fn)) for fn, p in per_fn.items()}
+        out: dict[str, list[np.ndarray]] = {}
+        for fn, uses in per_fn.items():
+            slots = assign_slots(np.concatenate(uses), self._busy_s(fn))
+            if fn in on_call and slots:
+                slots[0] = self._without_lone_calls(fn, slots, np.concatenate(on_call[fn]))
+            out[fn] = [s for s in slots if s.size]
+        return out
+
+    def _without_lone_calls(
+        self, function: str, slots: list[np.ndarray], on_call: np.ndarray
+    ) -> np.ndarray:
+        """Slot 1's uses less those started on their calls that no other use comes near.
+
+        A call that finds no replica gets one started by the platform, so such a use needs
+        no slot planned. Not so near a use of slot 2 or up (within a busy time and a start
+        lead of it, either way): the replica pre-warmed for that one would take the call,
+        and the later of the two would queue behind it.
+        """
+        first = slots[0]
+        others = np.sort(np.concatenate(slots[1:])) if len(slots) > 1 else np.zeros(0)
+        near = self._busy_s(function) + self._lead_s(function) + 1.0  # and a tick
+        lo = np.searchsorted(others, first - near, side="left")
+        hi = np.searchsorted(others, first + near, side="right")
+        lone = np.isin(first, on_call) & (hi == lo)
+        kept: np.ndarray = first[~lone]
+        return kept
 
     def _build(self, observation: Observation) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         slots = self._slots_of(observation.workflows)
