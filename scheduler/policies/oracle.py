@@ -40,11 +40,12 @@ profile's p95; ``lead_s`` for functions it does not list; ``lead_s_by_function``
 wins). Until 2026-11-27 (night) the waits were those of largest sum (a linear program), which
 put them on the long starts at the end of video-analytics and pre-warmed the short ones ahead
 of them: one stage pre-warmed more per request, and no margin. The uses of the pre-warmed
-stages are covered as above (the budget still ranks them), each replica kept one tick past
-its ready-by time (a call still running is kept as in use). With an unlimited budget it meets
-every request's target under the model (mean service times, no queueing, uncontended p95
-starts). Measured it is not yet a bound (docs/scheduler.md): where starts slow each other
-down beyond their p95 (a small host) it misses the QoS.
+stages are covered as above (the budget still ranks them); each replica goes once the call
+it was started for has come (calls matched to uses by count; a call still running is kept as
+in use) and waits for a late one up to its lead and a tick past its ready-by time. With an
+unlimited budget it meets every request's target under the model (mean service times, no
+queueing, uncontended p95 starts). Measured it is not yet a bound (docs/scheduler.md):
+where starts slow each other down beyond their p95 (a small host) it misses the QoS.
 
 Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
 stage is called a little after the workflow); between uses keep it through the gap when the
@@ -220,6 +221,8 @@ class OraclePolicy(Policy):
         self._given = {str(k): np.asarray(v, dtype=np.float64) for k, v in (arrivals or {}).items()}
         # per function: per slot (use start times, covered flags)
         self._slots: dict[str, list[tuple[np.ndarray, np.ndarray]]] | None = None
+        self._use_order: dict[str, np.ndarray] = {}  # qos_aware: every use, in time order
+        self._calls: dict[str, float] = {}  # qos_aware: calls seen per function so far
         self.planned_idle_s = 0.0
 
     def planned_cost_s(self, workflows: Mapping[str, Workflow], tick_s: float) -> float:
@@ -296,9 +299,12 @@ class OraclePolicy(Policy):
             plan[stage.name] = (call + (lead[stage.name] if waits else 0.0), waits)
         return plan
 
-    def _slots_of(self, workflows: Mapping[str, Workflow]) -> dict[str, list[np.ndarray]]:
+    def _uses(
+        self, workflows: Mapping[str, Workflow]
+    ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
+        """Per function, the times of its uses, and (``qos_aware``) of those on their calls."""
         per_fn: dict[str, list[np.ndarray]] = {}
-        on_call: dict[str, list[np.ndarray]] = {}  # qos_aware: uses started on their calls
+        on_call: dict[str, list[np.ndarray]] = {}
         for key, times in self._given.items():
             wf = workflows.get(key)
             if wf is None:
@@ -315,6 +321,10 @@ class OraclePolicy(Policy):
             offsets = self.stage_offsets_s(wf)
             for stage in wf.stages:
                 per_fn.setdefault(stage.function, []).append(times + offsets[stage.name])
+        return per_fn, on_call
+
+    def _slots_of(self, workflows: Mapping[str, Workflow]) -> dict[str, list[np.ndarray]]:
+        per_fn, on_call = self._uses(workflows)
         out: dict[str, list[np.ndarray]] = {}
         for fn, uses in per_fn.items():
             slots = assign_slots(np.concatenate(uses), self._busy_s(fn))
@@ -344,6 +354,9 @@ class OraclePolicy(Policy):
 
     def _build(self, observation: Observation) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         slots = self._slots_of(observation.workflows)
+        if self.qos_aware:  # every use of a function in time order: the k-th call served
+            per_fn, _ = self._uses(observation.workflows)
+            self._use_order = {fn: np.sort(np.concatenate(u)) for fn, u in per_fn.items()}
         costs: list[np.ndarray] = []
         starts: list[np.ndarray] = []
         for fn, fn_slots in slots.items():
@@ -381,6 +394,24 @@ class OraclePolicy(Policy):
         next_s = float(uses[i])
         return next_s - prev_end <= horizon_s or next_s - now_s <= horizon_s
 
+    def _awaits_call(
+        self, name: str, uses: np.ndarray, covered: np.ndarray, now_s: float, horizon_s: float
+    ) -> bool:
+        """``qos_aware``: whether a covered use of the slot is due within ``horizon_s`` (its
+        start lead and a tick) and its call has not come yet.
+
+        Calls are matched to uses by count: once the function has seen ``k`` calls, its
+        first ``k`` uses in time order are served, so a replica goes as soon as the call it
+        was started for has come (the floor keeps it while the call runs), and waits for a
+        call that comes late, up to ``horizon_s`` past its planned time.
+        """
+        lo = int(np.searchsorted(uses, now_s - horizon_s, side="left"))
+        hi = int(np.searchsorted(uses, now_s + horizon_s, side="right"))
+        if lo == hi:
+            return False
+        ranks = np.searchsorted(self._use_order[name], uses[lo:hi], side="left")
+        return bool(np.any(covered[lo:hi] & (ranks >= self._calls.get(name, 0.0))))
+
     def decide(self, observation: Observation) -> Decision:
         """Replicas for the uses ahead that fit the budget. See the module docstring."""
         if self._slots is None:
@@ -390,9 +421,12 @@ class OraclePolicy(Policy):
         for name, fn in observation.functions.items():
             slots = self._slots.get(name, [])
             horizon_s = self._horizon_s(name, tick_s)
-            # at its latest start a call is served, or running (kept by the floor below)
-            hold_s = tick_s if self.qos_aware else self._hold_s(name)
-            keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, hold_s, horizon_s))
+            if self.qos_aware:
+                self._calls[name] = self._calls.get(name, 0.0) + fn.arrivals
+                keep = sum(1 for u, c in slots if self._awaits_call(name, u, c, now_s, horizon_s))
+            else:
+                hold_s = self._hold_s(name)
+                keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, hold_s, horizon_s))
             want = math.ceil(keep / max(1, fn.max_inflight))
             # replicas serving requests are kept; queued requests get the replicas the
             # platform started for them, not one start each (on a small host a start storm

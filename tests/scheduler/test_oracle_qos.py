@@ -120,12 +120,13 @@ def test_a_qos_aware_oracle_pre_warms_only_what_the_slack_cannot_cover() -> None
     assert at(97.5) == {"long": 0, "x": 0, "y": 0, "join": 0}
     assert at(98.0) == {"long": 0, "x": 1, "y": 0, "join": 0}  # 103 - 4 s - a tick
     assert at(100.5) == {"long": 0, "x": 1, "y": 0, "join": 0}  # long starts on its call
-    # a tick past its ready-by time its call has come (one still running is kept as in use)
-    assert at(103.5) == {"long": 0, "x": 1, "y": 0, "join": 0}
-    assert at(104.0) == {"long": 0, "x": 0, "y": 0, "join": 0}
-    assert at(106.5) == {"long": 0, "x": 0, "y": 0, "join": 0}  # the join starts on its call
+    # no call has come to x: its replica waits for it, up to its lead and a tick past 103
+    assert at(104.0) == {"long": 0, "x": 1, "y": 0, "join": 0}
+    assert at(108.0) == {"long": 0, "x": 1, "y": 0, "join": 0}
+    assert at(108.5) == {"long": 0, "x": 0, "y": 0, "join": 0}
+    assert at(106.5)["join"] == 0  # the join starts on its call
     busy = Observation(
-        now_s=104.0,
+        now_s=109.0,
         tick_s=1.0,
         functions={n: fobs(n, replicas_ready=1, inflight=int(n == "x")) for n in service},
         workflows={"w": wf},
@@ -276,3 +277,39 @@ def test_calls_on_call_that_overlap_get_their_replicas_planned() -> None:
     assert [u.tolist() for u in slots["c"]] == [[100.5], [101.0]]
     at = [replicas_at(oracle, wf, t)["c"] for t in (98.5, 99.0, 99.5, 100.5, 199.5)]
     assert at == [0, 1, 2, 2, 0]
+
+
+def test_a_pre_warmed_replica_goes_once_the_call_it_was_started_for_has_come() -> None:
+    """x is ready by 103; its call comes early (at 101.4, after shorter starts upstream) and
+    is served by the next tick: the replica goes then, not a tick past 103. A second
+    request's x (ready by 203) gets its own start later."""
+    wf = long_then_branches(9.0)
+    service = LONG_THEN_BRANCHES_SERVICE_S
+    policy = OraclePolicy(
+        arrivals={"w": [100.0, 200.0]},
+        service_s_by_function=service,
+        cold_s_by_function={"long": 1.0, "x": 4.0, "y": 0.5, "join": 0.2},
+        qos_aware=True,
+    )
+
+    def tick(now_s: float, calls: int = 0, inflight: int = 0) -> int | None:
+        o = Observation(
+            now_s=now_s,
+            tick_s=1.0,
+            functions={
+                f: fobs(
+                    f,
+                    replicas_ready=1,
+                    arrivals=calls if f == "x" else 0,
+                    inflight=inflight if f == "x" else 0,
+                )
+                for f in wf.functions
+            },
+            workflows={"w": wf},
+        )
+        return policy.decide(o).functions["x"].replicas
+
+    assert [tick(t) for t in (98.0, 99.0, 100.0, 101.0)] == [1, 1, 1, 1]
+    assert tick(102.0, calls=1, inflight=1) == 1  # the call came during the last tick: running
+    assert tick(103.0) == 0  # served: nothing else is due within its lead (not kept to 104)
+    assert tick(197.5) == 0 and tick(198.0) == 1  # the next request's x
