@@ -409,7 +409,9 @@ class OraclePolicy(Policy):
         hi = int(np.searchsorted(uses, now_s + horizon_s, side="right"))
         if lo == hi:
             return False
-        ranks = np.searchsorted(self._use_order[name], uses[lo:hi], side="left")
+        # uses at the same instant (a timer firing several calls) count as served together,
+        # once all their calls have come
+        ranks = np.searchsorted(self._use_order[name], uses[lo:hi], side="right") - 1
         return bool(np.any(covered[lo:hi] & (ranks >= self._calls.get(name, 0.0))))
 
     def decide(self, observation: Observation) -> Decision:

@@ -313,3 +313,28 @@ def test_a_pre_warmed_replica_goes_once_the_call_it_was_started_for_has_come() -
     assert tick(102.0, calls=1, inflight=1) == 1  # the call came during the last tick: running
     assert tick(103.0) == 0  # served: nothing else is due within its lead (not kept to 104)
     assert tick(197.5) == 0 and tick(198.0) == 1  # the next request's x
+
+
+def test_calls_at_one_instant_keep_their_replicas_until_all_have_come() -> None:
+    """A timer firing two calls at once: two replicas are pre-warmed (the 1 s stage's start
+    fits in no slack); once one call has come the other replica still waits for its own."""
+    wf = Workflow(name="v", qos=QoS(target_s=1.2), stages=(Stage("c", "c"),))
+    oracle = OraclePolicy(
+        arrivals={"v": [100.0, 100.0]},
+        service_s_by_function={"c": 1.0},
+        cold_s_by_function={"c": 0.5},
+        qos_aware=True,
+    )
+
+    def tick(now_s: float, calls: int = 0, inflight: int = 0) -> int | None:
+        o = Observation(
+            now_s=now_s,
+            tick_s=1.0,
+            functions={"c": fobs("c", replicas_ready=2, arrivals=calls, inflight=inflight)},
+            workflows={"v": wf},
+        )
+        return oracle.decide(o).functions["c"].replicas
+
+    assert tick(99.0) == 2
+    assert tick(100.0, calls=1, inflight=1) == 2  # the other call is still to come
+    assert tick(101.0, calls=1, inflight=1) == 1  # both came: the running one is kept
