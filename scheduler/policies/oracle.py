@@ -192,6 +192,9 @@ class OraclePolicy(Policy):
             and cost rather than cold starts (measured, not yet a bound).
         cold_s_by_function: cold start per function (s) for ``qos_aware`` (the experiment
             runner gives the profile's p95); functions not listed use ``lead_s``.
+        max_starts: ``qos_aware``: plan at most this many pre-warming starts at once (each
+            one's whole lead), starting earlier those that would overlap more: on a small
+            host starts slow each other down (see :meth:`_stagger`). None: no limit.
     """
 
     name = "oracle"
@@ -208,6 +211,7 @@ class OraclePolicy(Policy):
         service_s_by_function: Mapping[str, float] | None = None,
         qos_aware: bool = False,
         cold_s_by_function: Mapping[str, float] | None = None,
+        max_starts: int | None = None,
     ) -> None:
         if not idle_budget_s >= 0 or not lead_s >= 0 or not hold_s > 0:
             raise ValueError("oracle: need idle_budget_s >= 0, lead_s >= 0 and hold_s > 0")
@@ -215,6 +219,9 @@ class OraclePolicy(Policy):
         self.service_s = _seconds_by_function("service_s_by_function", service_s_by_function)
         self.cold_s = _seconds_by_function("cold_s_by_function", cold_s_by_function)
         self.qos_aware = bool(qos_aware)
+        if max_starts is not None and max_starts < 1:
+            raise ValueError(f"oracle: max_starts must be >= 1, got {max_starts}")
+        self.max_starts = max_starts
         self.idle_budget_s = float(idle_budget_s)
         self.lead_s = float(lead_s)
         self.hold_s = float(hold_s)
@@ -223,6 +230,7 @@ class OraclePolicy(Policy):
         self._slots: dict[str, list[tuple[np.ndarray, np.ndarray]]] | None = None
         self._use_order: dict[str, np.ndarray] = {}  # qos_aware: every use, in time order
         self._calls: dict[str, float] = {}  # qos_aware: calls seen per function so far
+        self._early: dict[str, list[np.ndarray]] = {}  # qos_aware: start lead per use
         self.planned_idle_s = 0.0
 
     def planned_cost_s(self, workflows: Mapping[str, Workflow], tick_s: float) -> float:
@@ -379,7 +387,45 @@ class OraclePolicy(Policy):
             for uses in fn_slots:
                 out[fn].append((uses, covered[pos : pos + len(uses)]))
                 pos += len(uses)
+        if self.qos_aware:
+            self._early = self._stagger(out)
         return out
+
+    def _stagger(
+        self, slots: Mapping[str, list[tuple[np.ndarray, np.ndarray]]]
+    ) -> dict[str, list[np.ndarray]]:
+        """Per slot and use, how long before its ready-by time its start is planned.
+
+        Each function's lead, unless ``max_starts`` is set: then the covered uses that need
+        a start of their own (the slot's first, and those more than a lead and a tick after
+        the slot's previous use; the others keep the replica through the gap) are scheduled
+        backwards from their ready-by times (latest first) on ``max_starts`` lanes, each
+        start taking its whole lead and finishing as late as its lane allows, so that no
+        more than ``max_starts`` of them run at once and each is done in time.
+        """
+        early = {
+            fn: [np.full(len(uses), self._lead_s(fn)) for uses, _ in fn_slots]
+            for fn, fn_slots in slots.items()
+        }
+        if self.max_starts is None:
+            return early
+        tick_s = 1.0
+        jobs: list[tuple[float, str, int, int]] = []
+        for fn, fn_slots in slots.items():
+            lead = self._lead_s(fn)
+            for k, (uses, covered) in enumerate(fn_slots):
+                gaps = np.diff(uses, prepend=-math.inf)
+                kept = covered & np.roll(covered, 1) & (gaps <= lead + tick_s)
+                kept[0] = False
+                early[fn][k][kept] = np.maximum(lead, gaps[kept])  # kept through the gap
+                jobs += [(float(uses[i]), fn, k, int(i)) for i in np.flatnonzero(covered & ~kept)]
+        lanes = [-math.inf] * self.max_starts  # minus each lane's free-before time
+        for ready_by, fn, k, i in sorted(jobs, reverse=True):
+            free = -heapq.heappop(lanes)
+            start = min(ready_by, free) - self._lead_s(fn)
+            heapq.heappush(lanes, -start)
+            early[fn][k][i] = ready_by - start
+        return early
 
     @staticmethod
     def _keep_slot(
@@ -395,24 +441,31 @@ class OraclePolicy(Policy):
         return next_s - prev_end <= horizon_s or next_s - now_s <= horizon_s
 
     def _awaits_call(
-        self, name: str, uses: np.ndarray, covered: np.ndarray, now_s: float, horizon_s: float
+        self,
+        name: str,
+        slot: tuple[np.ndarray, np.ndarray, np.ndarray],
+        now_s: float,
+        tick_s: float,
+        horizon_s: float,
     ) -> bool:
-        """``qos_aware``: whether a covered use of the slot is due within ``horizon_s`` (its
-        start lead and a tick) and its call has not come yet.
+        """``qos_aware``: whether a covered use of the slot ``(uses, covered, early)`` is due
+        (its planned start, ``early`` before it, is within a tick) and its call has not come.
 
         Calls are matched to uses by count: once the function has seen ``k`` calls, its
         first ``k`` uses in time order are served, so a replica goes as soon as the call it
         was started for has come (the floor keeps it while the call runs), and waits for a
-        call that comes late, up to ``horizon_s`` past its planned time.
+        call that comes late, up to ``horizon_s`` (its lead and a tick) past its planned time.
         """
+        uses, covered, early = slot
         lo = int(np.searchsorted(uses, now_s - horizon_s, side="left"))
-        hi = int(np.searchsorted(uses, now_s + horizon_s, side="right"))
+        hi = int(np.searchsorted(uses, now_s + float(early.max(initial=0.0)) + tick_s, "right"))
         if lo == hi:
             return False
+        due = covered[lo:hi] & (uses[lo:hi] - early[lo:hi] - tick_s <= now_s + 1e-9)
         # uses at the same instant (a timer firing several calls) count as served together,
         # once all their calls have come
         ranks = np.searchsorted(self._use_order[name], uses[lo:hi], side="right") - 1
-        return bool(np.any(covered[lo:hi] & (ranks >= self._calls.get(name, 0.0))))
+        return bool(np.any(due & (ranks >= self._calls.get(name, 0.0))))
 
     def decide(self, observation: Observation) -> Decision:
         """Replicas for the uses ahead that fit the budget. See the module docstring."""
@@ -425,7 +478,12 @@ class OraclePolicy(Policy):
             horizon_s = self._horizon_s(name, tick_s)
             if self.qos_aware:
                 self._calls[name] = self._calls.get(name, 0.0) + fn.arrivals
-                keep = sum(1 for u, c in slots if self._awaits_call(name, u, c, now_s, horizon_s))
+                early = self._early.get(name, [])
+                keep = sum(
+                    1
+                    for (u, c), e in zip(slots, early, strict=True)
+                    if self._awaits_call(name, (u, c, e), now_s, tick_s, horizon_s)
+                )
             else:
                 hold_s = self._hold_s(name)
                 keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, hold_s, horizon_s))

@@ -338,3 +338,42 @@ def test_calls_at_one_instant_keep_their_replicas_until_all_have_come() -> None:
     assert tick(99.0) == 2
     assert tick(100.0, calls=1, inflight=1) == 2  # the other call is still to come
     assert tick(101.0, calls=1, inflight=1) == 1  # both came: the running one is kept
+
+
+def test_with_max_starts_overlapping_starts_are_planned_one_after_another() -> None:
+    """Two stages of 1 s service whose 2 s starts fit in no slack, both called at 100 by
+    two workflows: with one start at a time the later-planned start keeps its lead (ready by
+    100) and the other is done before it begins, two leads ahead. A use 1 s after the
+    previous one of its slot keeps the replica through the gap: no start of its own."""
+    a = Workflow(name="wa", qos=QoS(target_s=1.2), stages=(Stage("a", "a"),))
+    b = Workflow(name="wb", qos=QoS(target_s=1.2), stages=(Stage("b", "b"),))
+    oracle = OraclePolicy(
+        arrivals={"wa": [100.0, 101.5], "wb": [100.0]},
+        service_s_by_function={"a": 1.0, "b": 1.0},
+        cold_s_by_function={"a": 2.0, "b": 2.0},
+        qos_aware=True,
+        max_starts=1,
+    )
+    o = Observation(
+        now_s=0.0,
+        tick_s=1.0,
+        functions={f: fobs(f, replicas_ready=0) for f in ("a", "b")},
+        workflows={"wa": a, "wb": b},
+    )
+    oracle.decide(o)
+    early = {fn: [e.tolist() for e in slots] for fn, slots in oracle._early.items()}
+    # one of the two starts at 100 is moved a lead earlier (ties: the later name first)
+    assert sorted([early["a"][0][0], early["b"][0][0]]) == [2.0, 4.0]
+    assert early["a"][0][1] == 2.0  # 1.5 s after a's first use: kept, no start planned
+    unlimited = OraclePolicy(
+        arrivals={"wa": [100.0, 101.5], "wb": [100.0]},
+        service_s_by_function={"a": 1.0, "b": 1.0},
+        cold_s_by_function={"a": 2.0, "b": 2.0},
+        qos_aware=True,
+    )
+    unlimited.decide(o)
+    assert {fn: [e.tolist() for e in s] for fn, s in unlimited._early.items()} == {
+        "a": [[2.0, 2.0]], "b": [[2.0]],
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="max_starts must be >= 1"):
+        OraclePolicy(qos_aware=True, max_starts=0)
