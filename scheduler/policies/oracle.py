@@ -388,11 +388,11 @@ class OraclePolicy(Policy):
                 out[fn].append((uses, covered[pos : pos + len(uses)]))
                 pos += len(uses)
         if self.qos_aware:
-            self._early = self._stagger(out)
+            self._early = self._stagger(out, observation.tick_s)
         return out
 
     def _stagger(
-        self, slots: Mapping[str, list[tuple[np.ndarray, np.ndarray]]]
+        self, slots: Mapping[str, list[tuple[np.ndarray, np.ndarray]]], tick_s: float
     ) -> dict[str, list[np.ndarray]]:
         """Per slot and use, how long before its ready-by time its start is planned.
 
@@ -409,7 +409,6 @@ class OraclePolicy(Policy):
         }
         if self.max_starts is None:
             return early
-        tick_s = 1.0
         jobs: list[tuple[float, str, int, int]] = []
         for fn, fn_slots in slots.items():
             lead = self._lead_s(fn)
