@@ -377,3 +377,103 @@ def test_with_max_starts_overlapping_starts_are_planned_one_after_another() -> N
     }  # fmt: skip
     with pytest.raises(ValueError, match="max_starts must be >= 1"):
         OraclePolicy(qos_aware=True, max_starts=0)
+
+
+def _plan_once(oracle: OraclePolicy, workflows: dict[str, Workflow], functions: list[str]) -> None:
+    """One tick at 0 s: the oracle builds its plan (slots, coverage, starts)."""
+    o = Observation(
+        now_s=0.0,
+        tick_s=1.0,
+        functions={f: fobs(f, replicas_ready=0) for f in functions},
+        workflows=workflows,
+    )
+    oracle.decide(o)
+
+
+def test_starts_are_scheduled_latest_deadline_first_and_a_gap_of_lead_and_tick_keeps() -> None:
+    """One lane, leads of 2 s. a is used at 100, 103 (3 s after: exactly a lead and a tick,
+    kept through), 110 and 120; b at 110. Backwards from the latest: a@120 starts at 118,
+    b@110 at 108, a@110 must be done by 108 (starts 106: 4 s ahead), a@100 by 100 (98)."""
+    wa = Workflow(name="wa", qos=QoS(target_s=1.2), stages=(Stage("a", "a"),))
+    wb = Workflow(name="wb", qos=QoS(target_s=1.2), stages=(Stage("b", "b"),))
+    oracle = OraclePolicy(
+        arrivals={"wa": [100.0, 103.0, 110.0, 120.0], "wb": [110.0]},
+        service_s_by_function={"a": 1.0, "b": 1.0},
+        cold_s_by_function={"a": 2.0, "b": 2.0},
+        qos_aware=True,
+        max_starts=1,
+    )
+    _plan_once(oracle, {"wa": wa, "wb": wb}, ["a", "b"])
+    assert [e.tolist() for e in oracle._early["a"]] == [[2.0, 3.0, 4.0, 2.0]]
+    assert [e.tolist() for e in oracle._early["b"]] == [[2.0]]
+
+
+def test_a_lone_call_on_call_is_planned_when_a_use_of_another_slot_is_within_reach() -> None:
+    """A 2 s stage with a 0.5 s start on call (3 s target). Calls at 100, 102.5 (slot 1) and
+    103 (slot 2: it overlaps 102.5). 103 is 3 s from 100: within a busy time, a start and a
+    tick (3.5 s), so the replica pre-warmed for 103 could take 100's call: 100 is planned
+    too. A call at 200, far from any other, is left to the platform."""
+    wf = Workflow(name="v", qos=QoS(target_s=3.0), stages=(Stage("c", "c"),))
+    oracle = OraclePolicy(
+        arrivals={"v": [99.5, 102.0, 102.5, 199.5]},  # used at their call + 0.5 s start
+        service_s_by_function={"c": 2.0},
+        cold_s_by_function={"c": 0.5},
+        qos_aware=True,
+    )
+    slots = oracle._slots_of({"v": wf})
+    assert [u.tolist() for u in slots["c"]] == [[100.0, 102.5], [103.0]]
+
+
+def test_functions_outside_the_plan_are_decided_by_the_floor_alone() -> None:
+    wf = Workflow(name="v", qos=QoS(target_s=3.0), stages=(Stage("c", "c"),))
+    oracle = OraclePolicy(
+        arrivals={"v": [100.0]},
+        service_s_by_function={"c": 2.0},
+        cold_s_by_function={"c": 0.5},
+        qos_aware=True,
+        max_starts=1,
+    )
+    o = Observation(
+        now_s=50.0,
+        tick_s=1.0,
+        functions={"c": fobs("c", replicas_ready=0), "other": fobs("other", inflight=1)},
+        workflows={"v": wf},
+    )
+    assert {n: d.replicas for n, d in oracle.decide(o).functions.items()} == {"c": 0, "other": 1}
+
+
+def _fork(extra: int) -> tuple[Workflow, dict[str, float], dict[str, float]]:
+    """r then x and y side by side, then ``extra`` stages in a row whose starts never fit:
+    2 s of slack on both paths; r's start takes 1.0 s, x's and y's 1.1 s each."""
+    stages = [Stage("r", "r"), Stage("x", "x", after=("r",)), Stage("y", "y", after=("r",))]
+    last: tuple[str, ...] = ("x", "y")
+    for i in range(extra):
+        stages.append(Stage(f"z{i:02d}", f"z{i:02d}", after=last))
+        last = (f"z{i:02d}",)
+    service = {s.name: 0.0 for s in stages}
+    lead = {s.name: 100.0 for s in stages} | {"r": 1.0, "x": 1.1, "y": 1.1}
+    return Workflow(name="f", qos=QoS(target_s=2.0), stages=tuple(stages)), service, lead
+
+
+def test_up_to_twelve_stages_the_best_choice_is_found_beyond_shortest_starts_first() -> None:
+    """x and y together (two stages on call) beat r alone, the shortest start, which then
+    leaves no room for either: found by trying every choice up to 12 stages; beyond, the
+    shortest-first rule takes r and stops there (its known weakness)."""
+    exact, service, lead = _fork(9)  # 12 stages
+    assert on_call_stages(exact, service, lead) == {"x", "y"}
+    greedy, service, lead = _fork(10)  # 13 stages
+    assert on_call_stages(greedy, service, lead) == {"r"}
+    # beyond 12 stages the shortest starts go first, not the first names
+    chain = Workflow(
+        name="c",
+        qos=QoS(target_s=3.0),
+        stages=tuple(
+            Stage(f"s{i:02d}", f"s{i:02d}", after=(f"s{i - 1:02d}",) if i else ())
+            for i in range(14)
+        ),
+    )
+    zero = {s.name: 0.0 for s in chain.stages}
+    leads = {s.name: 0.5 for s in chain.stages} | {"s00": 2.5}
+    assert len(on_call_stages(chain, zero, leads)) == 6 and "s00" not in on_call_stages(
+        chain, zero, leads
+    )

@@ -186,6 +186,7 @@ def test_calls_that_do_not_overlap_in_service_share_one_replica() -> None:
     )
     assert [replicas_at(policy, wf, t)["f"] for t in (95.0, 100.2, 101.2, 102.0)] == [1, 1, 1, 0]
     assert policy.planned_cost_s({"w": wf}, tick_s=1.0) == pytest.approx(6.0)  # one lead + tick
+    assert policy.planned_idle_s == pytest.approx(6.0)  # the plan it acts on: the same
     overlapping = OraclePolicy(
         arrivals={"w": [100.0, 100.02]}, lead_s=5.0, hold_s=1.0, service_s_by_function={"f": 0.035}
     )
