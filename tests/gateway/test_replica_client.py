@@ -21,6 +21,7 @@ from testbed.gateway.replica_client import (
     ReplicaClient,
     ReplicaConnectError,
     ReplicaConnectionLost,
+    ReplicaResponse,
     _Deadlines,
 )
 
@@ -96,6 +97,15 @@ def replies(raw: bytes, *, then: str = "hold") -> Answer:
     return answer
 
 
+async def one_answer(answer: Answer, method: str = "GET", body: bytes = b"") -> ReplicaResponse:
+    """One request to a server answering ``answer``, on a client of its own."""
+    client = ReplicaClient(timeout_s=5)
+    async with raw_server(answer) as (address, _):
+        r = await client.request(address, method, "/", {}, body)
+        client.close()
+        return r
+
+
 def test_keep_alive_reuses_one_connection_and_forwards_method_target_headers_body(
     run: Callable[[Awaitable[Any]], Any],
 ) -> None:
@@ -134,14 +144,7 @@ def test_a_chunked_answer_is_decoded(run: Callable[..., Any]) -> None:
         b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
     )
 
-    async def scenario() -> bytes:
-        client = ReplicaClient(timeout_s=5)
-        async with raw_server(answer) as (address, _):
-            r = await client.request(address, "GET", "/", {}, b"")
-            client.close()
-            return r.body
-
-    assert run(scenario()) == b"hello world"
+    assert run(one_answer(answer)).body == b"hello world"
 
 
 def test_a_body_ended_by_the_close_of_the_connection_is_complete(
@@ -187,14 +190,7 @@ def test_an_interim_100_continue_is_skipped_for_the_final_answer(
         b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\nX-Id: 7\r\n\r\ndone"
     )
 
-    async def scenario() -> Any:
-        client = ReplicaClient(timeout_s=5)
-        async with raw_server(answer) as (address, _):
-            r = await client.request(address, "POST", "/", {}, b"x")
-            client.close()
-            return r
-
-    r = run(scenario())
+    r = run(one_answer(answer, "POST", b"x"))
     assert (r.status, r.body) == (201, b"done")
     assert ("X-Id", "7") in r.headers
 
