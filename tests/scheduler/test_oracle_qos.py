@@ -293,21 +293,7 @@ def test_a_pre_warmed_replica_goes_once_the_call_it_was_started_for_has_come() -
     )
 
     def tick(now_s: float, calls: int = 0, inflight: int = 0) -> int | None:
-        o = Observation(
-            now_s=now_s,
-            tick_s=1.0,
-            functions={
-                f: fobs(
-                    f,
-                    replicas_ready=1,
-                    arrivals=calls if f == "x" else 0,
-                    inflight=inflight if f == "x" else 0,
-                )
-                for f in wf.functions
-            },
-            workflows={"w": wf},
-        )
-        return policy.decide(o).functions["x"].replicas
+        return _replicas_of(policy, {"w": wf}, "x", now_s, calls=calls, inflight=inflight)
 
     assert [tick(t) for t in (98.0, 99.0, 100.0, 101.0)] == [1, 1, 1, 1]
     assert tick(102.0, calls=1, inflight=1) == 1  # the call came during the last tick: running
@@ -327,13 +313,7 @@ def test_calls_at_one_instant_keep_their_replicas_until_all_have_come() -> None:
     )
 
     def tick(now_s: float, calls: int = 0, inflight: int = 0) -> int | None:
-        o = Observation(
-            now_s=now_s,
-            tick_s=1.0,
-            functions={"c": fobs("c", replicas_ready=2, arrivals=calls, inflight=inflight)},
-            workflows={"v": wf},
-        )
-        return oracle.decide(o).functions["c"].replicas
+        return _replicas_of(oracle, {"v": wf}, "c", now_s, calls=calls, inflight=inflight, ready=2)
 
     assert tick(99.0) == 2
     assert tick(100.0, calls=1, inflight=1) == 2  # the other call is still to come
@@ -354,13 +334,7 @@ def test_with_max_starts_overlapping_starts_are_planned_one_after_another() -> N
         qos_aware=True,
         max_starts=1,
     )
-    o = Observation(
-        now_s=0.0,
-        tick_s=1.0,
-        functions={f: fobs(f, replicas_ready=0) for f in ("a", "b")},
-        workflows={"wa": a, "wb": b},
-    )
-    oracle.decide(o)
+    _plan_once(oracle, {"wa": a, "wb": b}, ["a", "b"])
     early = {fn: [e.tolist() for e in slots] for fn, slots in oracle._early.items()}
     # one of the two starts at 100 is moved a lead earlier (ties: the later name first)
     assert sorted([early["a"][0][0], early["b"][0][0]]) == [2.0, 4.0]
@@ -371,12 +345,42 @@ def test_with_max_starts_overlapping_starts_are_planned_one_after_another() -> N
         cold_s_by_function={"a": 2.0, "b": 2.0},
         qos_aware=True,
     )
-    unlimited.decide(o)
+    _plan_once(unlimited, {"wa": a, "wb": b}, ["a", "b"])
     assert {fn: [e.tolist() for e in s] for fn, s in unlimited._early.items()} == {
         "a": [[2.0, 2.0]], "b": [[2.0]],
     }  # fmt: skip
     with pytest.raises(ValueError, match="max_starts must be >= 1"):
         OraclePolicy(qos_aware=True, max_starts=0)
+
+
+def _replicas_of(
+    policy: OraclePolicy,
+    workflows: dict[str, Workflow],
+    watched: str,
+    now_s: float,
+    *,
+    calls: int = 0,
+    inflight: int = 0,
+    ready: int = 1,
+) -> int | None:
+    """One tick at ``now_s``, ``ready`` replicas up everywhere, ``calls`` having come to
+    ``watched`` during the last tick and ``inflight`` running there: its replicas."""
+    o = Observation(
+        now_s=now_s,
+        tick_s=1.0,
+        functions={
+            f: fobs(
+                f,
+                replicas_ready=ready,
+                arrivals=calls if f == watched else 0,
+                inflight=inflight if f == watched else 0,
+            )
+            for wf in workflows.values()
+            for f in wf.functions
+        },
+        workflows=workflows,
+    )
+    return policy.decide(o).functions[watched].replicas
 
 
 def _plan_once(oracle: OraclePolicy, workflows: dict[str, Workflow], functions: list[str]) -> None:
