@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
+# the package and what it runs on (all that `make demo` needs); then the development tools
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.installed-dev
 RESULTS ?= results
 PLATFORM ?= testbed
 
@@ -17,11 +19,14 @@ help: ## list targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q torch==2.13.0 -e .
 	touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install the package with its dependencies
+$(DEV): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(DEV)
+
+venv: $(DEV) ## create .venv with the package, its dependencies and the development tools
 
 demo: $(STAMP) ## the comparison in miniature: the simulator (curves, intervals, oracle), then a short live run
 	$(BIN)/aquatope evaluate experiments/demo-sim.yaml --fresh -o $(RESULTS)/demo/sim --results-md $(RESULTS)/demo/RESULTS.md
@@ -35,19 +40,19 @@ evaluate: $(STAMP) ## the headline comparison on the simulator (all policies x t
 system-deps: ## install Chromium (report rendering test) and start a Docker engine, when root
 	bash scripts/ensure-system-deps.sh
 
-test: $(STAMP) system-deps ## run the whole test suite (Docker tests included)
+test: $(DEV) system-deps ## run the whole test suite (Docker tests included)
 	$(BIN)/pytest -q
 
-test-fast: $(STAMP) ## run the tests that need neither Docker nor slow runs
+test-fast: $(DEV) ## run the tests that need neither Docker nor slow runs
 	$(BIN)/pytest -q -m "not docker and not slow"
 
-lint: $(STAMP) ## ruff check, format check and mypy
+lint: $(DEV) ## ruff check, format check and mypy
 	$(BIN)/ruff check testbed loadgen scheduler functions tests bench
 	$(BIN)/ruff format --check testbed loadgen scheduler functions tests bench
 	$(BIN)/mypy
 
 MUTATE ?= --sample 120 --max-children 2 --max-minutes 10
-mutation: $(STAMP) ## mutation score per module (mutmut; slow, not part of `make test`)
+mutation: $(DEV) ## mutation score per module (mutmut; slow, not part of `make test`)
 	$(PY) scripts/mutation.py $(MUTATE)
 
 bench: $(STAMP) ## run every benchmark (prints one JSON object per script)

@@ -44,6 +44,7 @@ __all__ = [
     "load_evaluation",
     "parse_evaluation",
     "run_evaluation",
+    "run_seconds",
     "sweep_label",
 ]
 
@@ -253,6 +254,47 @@ def is_complete(run_dir: Path) -> bool:
     return bool(meta.get("complete"))
 
 
+def run_seconds(run_dir: Path) -> float | None:
+    """Wall seconds a complete run took (``None``: not complete, or not timed)."""
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text())
+        took = float(meta["finished_unix_s"]) - float(meta["started_unix_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return took if meta.get("complete") and took >= 0 else None
+
+
+class _CellQueue:
+    """Cells in the order they are handed to workers: the lowest seed left first (a partial
+    grid covers every policy and trace), and within a seed the cell whose trace and label
+    took longest in earlier seeds first, cells never timed before all others (in grid
+    order). Longest first keeps every worker busy to the end of the grid instead of one
+    finishing a long cell alone."""
+
+    def __init__(self, todo: Sequence[Cell], out_dir: Path, timed: Sequence[Cell]) -> None:
+        self._left = list(todo)
+        self._out = out_dir
+        self._took: dict[tuple[str, str], float] = {}
+        for cell in timed:
+            self.timed(cell)
+
+    def timed(self, cell: Cell) -> None:
+        """Learn how long ``cell`` took (from its run's metadata)."""
+        took = run_seconds(cell.run_dir(self._out))
+        if took is not None:
+            self._took[(cell.trace, cell.label)] = took
+
+    def pop(self) -> Cell | None:
+        if not self._left:
+            return None
+        seed = min(cell.seed for cell in self._left)
+        first = min(
+            (i for i, cell in enumerate(self._left) if cell.seed == seed),
+            key=lambda i: -self._took.get((self._left[i].trace, self._left[i].label), float("inf")),
+        )
+        return self._left.pop(first)
+
+
 @functools.lru_cache(maxsize=16)
 def _prepared(source: str | None, raw_json: str, trace: str) -> Any:
     from testbed.experiment.run import prepare
@@ -310,11 +352,13 @@ def run_evaluation(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "evaluation.yaml", yaml.safe_dump(dict(spec.raw), sort_keys=False))
     todo: list[Cell] = []
+    done: list[Cell] = []
     results: list[CellResult] = []
     all_cells = list(cells(spec))
     total = len(all_cells)
     for cell in all_cells:
         if not fresh and is_complete(cell.run_dir(out)):
+            done.append(cell)
             results.append(CellResult(cell, ran=False))
             if on_cell_done is not None:
                 on_cell_done(results[-1], len(results), total)
@@ -328,18 +372,17 @@ def run_evaluation(
     context = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: set[Future[CellResult]] = set()
-        queue = iter(todo)
-        for cell in queue:
+        queue = _CellQueue(todo, out, timed=done)
+        while len(pending) < workers * 2 and (cell := queue.pop()) is not None:
             pending.add(pool.submit(_run_cell, source, raw_json, cell, str(out)))
-            if len(pending) >= workers * 2:
-                break
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 results.append(future.result())
+                queue.timed(results[-1].cell)
                 if on_cell_done is not None:
                     on_cell_done(results[-1], len(results), total)
-                nxt = next(queue, None)
+                nxt = queue.pop()
                 if nxt is not None:
                     pending.add(pool.submit(_run_cell, source, raw_json, nxt, str(out)))
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 from testbed.core.errors import ConfigError
-from testbed.experiment.evaluation import cells, load_evaluation, run_evaluation, sweep_label
+from testbed.experiment.evaluation import (
+    Cell,
+    _CellQueue,
+    cells,
+    load_evaluation,
+    run_evaluation,
+    run_seconds,
+    sweep_label,
+)
 from testbed.report.compare import Estimate
 from testbed.report.evaluation import PointSummary, _cost_claims, _qos_claims, bootstrap_ratio
 
@@ -94,6 +103,41 @@ def test_bad_evaluation_names_the_field(tmp_path: Path) -> None:
     path.write_text(GRID.replace("name: keep-alive", "name: no-such-policy"))
     with pytest.raises(ConfigError, match="no-such-policy"):
         run_evaluation(load_evaluation(path), tmp_path / "out")
+
+
+def _timed_run(out: Path, cell: Cell, took_s: float, *, complete: bool = True) -> None:
+    run = cell.run_dir(out)
+    run.mkdir(parents=True)
+    meta = {"complete": complete, "started_unix_s": 1000.0, "finished_unix_s": 1000.0 + took_s}
+    (run / "meta.json").write_text(json.dumps(meta))
+
+
+def test_cells_go_lowest_seed_first_and_longest_known_first_within_it(tmp_path: Path) -> None:
+    names = ("fast", "slow", "middling", "untimed")
+    seed0 = [Cell("t", i, label, 0) for i, label in enumerate(names)]
+    for cell, took in zip(seed0, (1.0, 90.0, 20.0), strict=False):
+        _timed_run(tmp_path, cell, took)
+    _timed_run(tmp_path, seed0[3], 500.0, complete=False)  # a crashed run teaches nothing
+    later = [Cell("t", i, label, seed) for seed in (2, 1) for i, label in enumerate(names)]
+    queue = _CellQueue(later, tmp_path, timed=seed0)
+    order = [queue.pop() for _ in later]
+    assert queue.pop() is None
+    assert [(c.seed, c.label) for c in order if c is not None] == [
+        (1, "untimed"), (1, "slow"), (1, "middling"), (1, "fast"),
+        (2, "untimed"), (2, "slow"), (2, "middling"), (2, "fast"),
+    ]  # fmt: skip
+
+
+def test_a_cell_timed_while_the_grid_runs_reorders_the_rest(tmp_path: Path) -> None:
+    first, second = Cell("t", 0, "a", 0), Cell("t", 1, "b", 0)
+    queue = _CellQueue([first, second, Cell("t", 0, "a", 1), Cell("t", 1, "b", 1)], tmp_path, [])
+    assert (queue.pop(), queue.pop()) == (first, second)  # nothing timed: grid order
+    _timed_run(tmp_path, first, 5.0)
+    _timed_run(tmp_path, second, 50.0)
+    queue.timed(first)
+    queue.timed(second)
+    assert [queue.pop(), queue.pop()] == [Cell("t", 1, "b", 1), Cell("t", 0, "a", 1)]
+    assert run_seconds(tmp_path / "nowhere") is None
 
 
 @pytest.mark.slow
