@@ -233,8 +233,12 @@ class Daemon:
             "actions": [a.to_json() for a in actions],
         }
         data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
-        self.decisions_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(self.decisions_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            handle = os.open(self.decisions_path, flags, 0o644)
+        except FileNotFoundError:  # the first line, or its directory was removed meanwhile
+            self.decisions_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = os.open(self.decisions_path, flags, 0o644)
         try:
             os.write(handle, data)  # one write per line: a kill never interleaves half lines
         finally:

@@ -33,6 +33,7 @@ from testbed.core.platform import (
 __all__ = ["Observer"]
 
 _COUNTERS = ("started", "completed", "errors", "cold_starts", "duration_sum_s")
+_NO_METRICS = FunctionMetrics()  # a function the metrics do not list yet
 _OOM_IDS_KEPT = 64  # per function: more than any platform keeps listing dead replicas
 
 
@@ -100,8 +101,14 @@ class Observer:
         counters: dict[str, tuple[float, ...]] = {}
         for status in statuses:
             name = status.name
-            metrics = snapshot.functions.get(name, FunctionMetrics())
-            current = tuple(float(getattr(metrics, c)) for c in _COUNTERS)
+            metrics = snapshot.functions.get(name, _NO_METRICS)
+            current = (
+                float(metrics.started),
+                float(metrics.completed),
+                float(metrics.errors),
+                float(metrics.cold_starts),
+                float(metrics.duration_sum_s),
+            )
             before = self._counters.get(name)
             counters[name] = current
             delta = [
