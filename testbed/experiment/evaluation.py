@@ -373,8 +373,8 @@ def run_evaluation(
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: set[Future[CellResult]] = set()
         queue = _CellQueue(todo, out, timed=done)
-        while len(pending) < workers * 2 and (cell := queue.pop()) is not None:
-            pending.add(pool.submit(_run_cell, source, raw_json, cell, str(out)))
+        while len(pending) < workers * 2 and (first := queue.pop()) is not None:
+            pending.add(pool.submit(_run_cell, source, raw_json, first, str(out)))
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
