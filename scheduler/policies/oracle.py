@@ -46,9 +46,10 @@ in use) and waits for a late one up to its lead and a tick past its ready-by tim
 unlimited budget it meets every request's target under the model (mean service times, no
 queueing, uncontended p95 starts). On a small host starts slow each other down beyond their
 p95: ``max_starts`` plans them so that no more than that many run at once
-(:meth:`_stagger`). Measured (docs/scheduler.md) it meets every p95 target of the headline
-traces on 2 simulated cores with ``max_starts: 1``; no proof of a bound (calls queueing
-behind each other are outside the model).
+(:meth:`_stagger`; by default all the host's cores but one, which is left to the calls).
+Measured (docs/scheduler.md) it meets every p95 target of the headline traces on 2
+simulated cores with one start at a time; no proof of a bound (calls queueing behind each
+other are outside the model).
 
 Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
 stage is called a little after the workflow); between uses keep it through the gap when the
@@ -73,7 +74,7 @@ from scheduler.policy import Decision, FunctionDecision, Observation, Policy
 from scheduler.registry import register_policy
 from testbed.core.platform import Workflow
 
-__all__ = ["OraclePolicy", "assign_slots", "on_call_stages"]
+__all__ = ["OraclePolicy", "assign_slots", "on_call_stages", "starts_for_host"]
 
 
 def assign_slots(times_s: Sequence[float] | np.ndarray, hold_s: float) -> list[np.ndarray]:
@@ -169,6 +170,15 @@ def on_call_stages(
     return chosen
 
 
+def starts_for_host(host_cores: float | None) -> int | None:
+    """Pre-warming starts planned at once on a host of ``host_cores`` cores: all but one
+    core, which is left to the calls (at least one start); no limit for an unknown or
+    unlimited host."""
+    if host_cores is None or not math.isfinite(host_cores):
+        return None
+    return max(1, math.floor(host_cores) - 1)
+
+
 def _seconds_by_function(option: str, given: Mapping[str, float] | None) -> dict[str, float]:
     """``given`` as ``{function: seconds}``; a negative value is a ``ValueError``."""
     out = {str(k): float(v) for k, v in (given or {}).items()}
@@ -197,7 +207,12 @@ class OraclePolicy(Policy):
             runner gives the profile's p95); functions not listed use ``lead_s``.
         max_starts: ``qos_aware``: plan at most this many pre-warming starts at once (each
             one's whole lead), starting earlier those that would overlap more: on a small
-            host starts slow each other down (see :meth:`_stagger`). None: no limit.
+            host starts slow each other down (see :meth:`_stagger`). None: one core left
+            for the calls, ``host_cores - 1`` (at least 1), or no limit where the host is
+            not known or unlimited.
+        host_cores: cores of the host the replicas share (the experiment runner gives the
+            simulated host's, or this machine's in a live run); sets ``max_starts`` when
+            that is not given.
     """
 
     name = "oracle"
@@ -215,6 +230,7 @@ class OraclePolicy(Policy):
         qos_aware: bool = False,
         cold_s_by_function: Mapping[str, float] | None = None,
         max_starts: int | None = None,
+        host_cores: float | None = None,
     ) -> None:
         if not idle_budget_s >= 0 or not lead_s >= 0 or not hold_s > 0:
             raise ValueError("oracle: need idle_budget_s >= 0, lead_s >= 0 and hold_s > 0")
@@ -224,7 +240,9 @@ class OraclePolicy(Policy):
         self.qos_aware = bool(qos_aware)
         if max_starts is not None and max_starts < 1:
             raise ValueError(f"oracle: max_starts must be >= 1, got {max_starts}")
-        self.max_starts = max_starts
+        if host_cores is not None and not host_cores > 0:
+            raise ValueError(f"oracle: host_cores must be > 0, got {host_cores}")
+        self.max_starts = max_starts if max_starts is not None else starts_for_host(host_cores)
         self.idle_budget_s = float(idle_budget_s)
         self.lead_s = float(lead_s)
         self.hold_s = float(hold_s)
@@ -507,4 +525,7 @@ class OraclePolicy(Policy):
             out[name] = FunctionDecision(
                 replicas=max(want, floor), reason=f"{keep} slot(s) needed ahead"
             )
-        return Decision(functions=out, reason=f"oracle idle budget {self.idle_budget_s:g}s")
+        reason = f"oracle idle budget {self.idle_budget_s:g}s"
+        if self.qos_aware:
+            reason += f", starts at once: {self.max_starts or 'no limit'}"
+        return Decision(functions=out, reason=reason)

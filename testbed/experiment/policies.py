@@ -12,6 +12,7 @@ one that takes ``cold_s_by_function`` (the oracle, bounding QoS) its p95 cold st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -100,10 +101,12 @@ def create_run_policy(
     offset_s: float = 0.0,
     service_s: Mapping[str, float] | None = None,
     cold_s: Mapping[str, float] | None = None,
+    host_cores: float | None = None,
 ) -> Policy:
     """The registered policy ``name``, given the run's arrivals when it declares it needs them
-    (and, when it takes ``service_s_by_function`` / ``cold_s_by_function`` and the params do
-    not set them, ``service_s`` / ``cold_s``: per function, from the simulator's profile).
+    (and, when it takes ``service_s_by_function`` / ``cold_s_by_function`` / ``host_cores``
+    and the params do not set them, ``service_s`` / ``cold_s``, per function from the
+    simulator's profile, and the cores of the host the replicas share).
 
     Raises:
         KeyError / ValueError / TypeError: as ``scheduler.registry.create_policy``.
@@ -118,6 +121,10 @@ def create_run_policy(
         wanted = info is not None and param in info.parameters
         if wanted and given and param not in chosen:
             chosen[param] = dict(given)
+    cores = host_cores if host_cores is not None and math.isfinite(host_cores) else None
+    takes_cores = info is not None and "host_cores" in info.parameters
+    if takes_cores and cores is not None and "host_cores" not in chosen:
+        chosen["host_cores"] = float(cores)  # an unlimited host is not given: no limit
     return create_policy(name, chosen)
 
 

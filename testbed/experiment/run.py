@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -377,6 +378,7 @@ def _run_live(
                 arrivals_s=planned_arrivals(trace, spec.workflows, prep.catalog, seed=seed),
                 catalog=prep.catalog,
                 offset_s=t0,
+                host_cores=float(len(os.sched_getaffinity(0))),
                 **profile_estimates(load_profile(check_conditions=False)),  # estimates
             ),
             clock=WallClock(),
@@ -454,6 +456,7 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
             pol.params,
             arrivals_s=arrivals,
             catalog=prep.catalog,
+            host_cores=sim.host_cores,
             **profile_estimates(sim.profile),
         ),
         tick_s=spec.tick_s,

@@ -190,6 +190,7 @@ def run_simulation(
                 policy,
                 dict(policy_params or {}),
                 arrivals_s=by_workflow,
+                host_cores=sim.host_cores,
                 **profile_estimates(sim.profile),
             )
         except (KeyError, ValueError) as exc:

@@ -164,6 +164,11 @@ class SimPlatform:
         return self._engine.now
 
     @property
+    def host_cores(self) -> float:
+        """Cores of the simulated host, shared by every replica (``inf``: unlimited)."""
+        return self._engine.host_cores
+
+    @property
     def workflows(self) -> dict[str, Workflow]:
         """Workflow definitions known to the platform."""
         return dict(self._workflow_defs)

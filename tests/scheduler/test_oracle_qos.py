@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
 
-from scheduler.policies.oracle import OraclePolicy, on_call_stages
+from scheduler.policies.oracle import OraclePolicy, on_call_stages, starts_for_host
 from scheduler.policy import Observation
 from testbed.core.platform import QoS, Stage, Workflow
 from testbed.experiment.results import find_runs, load_run
@@ -152,6 +154,44 @@ def test_the_runner_gives_the_oracle_the_profiles_p95_cold_starts() -> None:
     assert isinstance(oracle, OraclePolicy) and oracle.cold_s == cold and oracle.qos_aware
     mine = create_run_policy("oracle", {"cold_s_by_function": {"a": 1.0}}, **estimates)
     assert isinstance(mine, OraclePolicy) and mine.cold_s == {"a": 1.0}  # params win
+
+
+def test_starts_at_once_leave_one_core_to_the_calls_unless_given() -> None:
+    assert [starts_for_host(c) for c in (1.0, 2.0, 2.5, 3.0, 8.0)] == [1, 1, 1, 2, 7]
+    assert starts_for_host(None) is None and starts_for_host(math.inf) is None
+    assert OraclePolicy(qos_aware=True, host_cores=2.0).max_starts == 1
+    assert OraclePolicy(qos_aware=True, host_cores=2.0, max_starts=3).max_starts == 3
+    assert OraclePolicy(qos_aware=True).max_starts is None
+    with pytest.raises(ValueError, match=r"^oracle: host_cores must be > 0, got 0$"):
+        OraclePolicy(host_cores=0)
+
+
+def test_the_runner_gives_the_oracle_the_host_cores() -> None:
+    from testbed.experiment.policies import create_run_policy
+
+    oracle = create_run_policy("oracle", {"qos_aware": True}, arrivals_s={}, host_cores=4.0)
+    assert isinstance(oracle, OraclePolicy) and oracle.max_starts == 3
+    mine = create_run_policy("oracle", {"max_starts": 1}, arrivals_s={}, host_cores=4.0)
+    assert isinstance(mine, OraclePolicy) and mine.max_starts == 1  # params win
+    unlimited = create_run_policy("oracle", {}, arrivals_s={}, host_cores=math.inf)
+    assert isinstance(unlimited, OraclePolicy) and unlimited.max_starts is None
+    assert create_run_policy("keep-alive", {}, host_cores=4.0).name == "keep-alive"
+
+
+def test_on_the_simulator_the_oracle_plans_starts_for_the_simulated_host(tmp_path: Path) -> None:
+    config = tmp_path / "oracle-cores.yaml"
+    config.write_text(
+        f"name: oc\nbackend: sim\nstack: {REPO / 'stack.yml'}\n"
+        "workflows: [video-analytics]\n"
+        "trace: {kind: poisson, minutes: 2, options: {rate_per_min: 2}}\n"
+        "duration_s: 120\nwarmup_s: 0\nseeds: [0]\nbackend_options: {host_cores: 3}\n"
+        "policies:\n"
+        "  - name: oracle\n    label: qos\n    params: {lead_s: 30, qos_aware: true}\n"
+    )
+    result = run_experiment(load_spec(config), tmp_path / "out")
+    (run_dir,) = find_runs([result.out_dir])
+    first = json.loads((run_dir / "decisions.jsonl").read_text().splitlines()[0])
+    assert first["reason"].endswith("starts at once: 2")
 
 
 def test_on_the_simulator_it_meets_the_qos_with_less_idle_than_the_cold_start_bound(
