@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from testbed.experiment.spec import load_spec
 from testbed.experiment.workload import build_trace
 from testbed.report.compare import compare_runs, load_metrics
 from testbed.report.html import write_report
+from tests.scheduler.sched_helpers import first_video_decision
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,15 +94,7 @@ def test_a_simulated_policy_hears_of_the_runs_workflows_only_as_live(tmp_path: P
     ml-pipeline's 150 ms (the simulator knows every shipped workflow; a live daemon is told
     the run's). A 1 s start is a sixth of 6 s: the pre-warmer prices it at 30 / 6 = 5 s,
     where the ml-pipeline's target would make it the whole price, 30 s."""
-    config = tmp_path / "video.yaml"
-    config.write_text(
-        f"name: vw\nbackend: sim\nstack: {REPO / 'stack.yml'}\nworkflows: [video-analytics]\n"
-        "trace: {kind: poisson, minutes: 2, options: {rate_per_min: 2}}\n"
-        "duration_s: 120\nwarmup_s: 0\nseeds: [1]\n"
-        "policies:\n  - name: aquatope-prewarm\n    params: {miss_price_s: 30}\n"
-    )
-    result = run_experiment(load_spec(config), tmp_path / "out")
-    (run_dir,) = find_runs([result.out_dir])
-    first = json.loads((run_dir / "decisions.jsonl").read_text().splitlines()[0])
+    policy = "{name: aquatope-prewarm, params: {miss_price_s: 30}}"
+    first = first_video_decision(tmp_path, policy, seed=1)
     assert "blocked=5s" in first["functions"]["image-processing"]["reason"]
     assert set(first["functions"]) == set(load_workflows().get("video-analytics").functions)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from scheduler.policy import Decision, FunctionObservation, Observation, Policy
@@ -10,6 +12,7 @@ from testbed.core.platform import QoS, Stage, Workflow
 
 __all__ = [
     "LONG_THEN_BRANCHES_SERVICE_S",
+    "first_video_decision",
     "fobs",
     "long_then_branches",
     "obs",
@@ -61,3 +64,27 @@ def replicas_at(policy: Policy, workflow: Workflow, now_s: float) -> dict[str, i
         workflows={workflow.name: workflow},
     )
     return {n: d.replicas for n, d in policy.decide(o).functions.items()}
+
+
+def first_video_decision(
+    tmp_path: Path, policy: str, *, seed: int, backend_options: str = "{}"
+) -> dict[str, Any]:
+    """The first line of ``decisions.jsonl`` of two simulated minutes of video-analytics
+    (two Poisson requests a minute) under ``policy``, a YAML flow mapping of one policy
+    entry (``{name: oracle, params: {...}}``)."""
+    from testbed.experiment.results import find_runs
+    from testbed.experiment.run import run_experiment
+    from testbed.experiment.spec import load_spec
+
+    repo = Path(__file__).resolve().parents[2]
+    config = tmp_path / "video.yaml"
+    config.write_text(
+        f"name: vw\nbackend: sim\nstack: {repo / 'stack.yml'}\nworkflows: [video-analytics]\n"
+        "trace: {kind: poisson, minutes: 2, options: {rate_per_min: 2}}\n"
+        f"duration_s: 120\nwarmup_s: 0\nseeds: [{seed}]\nbackend_options: {backend_options}\n"
+        f"policies:\n  - {policy}\n"
+    )
+    result = run_experiment(load_spec(config), tmp_path / "out")
+    (run_dir,) = find_runs([result.out_dir])
+    first: dict[str, Any] = json.loads((run_dir / "decisions.jsonl").read_text().splitlines()[0])
+    return first

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from testbed.experiment.spec import load_spec
 from testbed.report.metrics import compute_metrics
 from tests.scheduler.sched_helpers import (
     LONG_THEN_BRANCHES_SERVICE_S,
+    first_video_decision,
     fobs,
     long_then_branches,
     replicas_at,
@@ -179,18 +179,8 @@ def test_the_runner_gives_the_oracle_the_host_cores() -> None:
 
 
 def test_on_the_simulator_the_oracle_plans_starts_for_the_simulated_host(tmp_path: Path) -> None:
-    config = tmp_path / "oracle-cores.yaml"
-    config.write_text(
-        f"name: oc\nbackend: sim\nstack: {REPO / 'stack.yml'}\n"
-        "workflows: [video-analytics]\n"
-        "trace: {kind: poisson, minutes: 2, options: {rate_per_min: 2}}\n"
-        "duration_s: 120\nwarmup_s: 0\nseeds: [0]\nbackend_options: {host_cores: 3}\n"
-        "policies:\n"
-        "  - name: oracle\n    label: qos\n    params: {lead_s: 30, qos_aware: true}\n"
-    )
-    result = run_experiment(load_spec(config), tmp_path / "out")
-    (run_dir,) = find_runs([result.out_dir])
-    first = json.loads((run_dir / "decisions.jsonl").read_text().splitlines()[0])
+    policy = "{name: oracle, params: {lead_s: 30, qos_aware: true}}"
+    first = first_video_decision(tmp_path, policy, seed=0, backend_options="{host_cores: 3}")
     assert first["reason"].endswith("starts at once: 2")
 
 
