@@ -79,14 +79,18 @@ def evaluate(
     from rich.console import Console
     from rich.progress import (
         BarColumn,
-        MofNCompleteColumn,
         Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    from testbed.experiment.evaluation import load_evaluation, run_evaluation
+    from testbed.experiment.evaluation import (
+        cells,
+        expected_seconds,
+        load_evaluation,
+        run_evaluation,
+    )
 
     console = Console(stderr=True)
     try:
@@ -95,16 +99,21 @@ def evaluate(
         )
         failures: list[str] = []
         if not summarise_only:
+            # the bar and its ETA count work (each run weighted by how long runs of its trace
+            # and policy took before), not runs: a pre-warmer's run takes ten baselines' time
+            expected = expected_seconds(list(cells(spec)), out_dir)
+            work = {"left": sum(expected.values()), "done": 0.0}
             with Progress(
                 TextColumn("[progress.description]{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                TextColumn("{task.fields[runs]} runs"),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
                 console=console,
+                speed_estimate_period=600.0,
             ) as progress:
-                task = progress.add_task("evaluating", total=None)
+                task = progress.add_task("evaluating", total=None, runs="")
 
                 def done(result: CellResult, n: int, total: int) -> None:
                     cell = result.cell
@@ -113,8 +122,16 @@ def evaluate(
                             f"{cell.trace}/{cell.label}/seed-{cell.seed}: {result.error}"
                         )
                         progress.console.print(f"[red]failed[/red] {failures[-1]}")
+                    if result.ran:
+                        work["done"] += expected[cell]
+                    else:  # complete already: no work left in it
+                        work["left"] -= expected[cell]
                     progress.update(
-                        task, total=total, completed=n, description=f"{cell.trace} {cell.label}"
+                        task,
+                        total=max(work["left"], work["done"]),
+                        completed=work["done"],
+                        runs=f"{n}/{total}",
+                        description=f"{cell.trace} {cell.label}",
                     )
 
                 results = run_evaluation(spec, out_dir, jobs=jobs, on_cell_done=done, fresh=fresh)

@@ -41,6 +41,7 @@ __all__ = [
     "Cell",
     "CellResult",
     "EvaluationSpec",
+    "expected_seconds",
     "load_evaluation",
     "parse_evaluation",
     "run_evaluation",
@@ -262,6 +263,28 @@ def run_seconds(run_dir: Path) -> float | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return took if meta.get("complete") and took >= 0 else None
+
+
+def expected_seconds(grid: Sequence[Cell], out_dir: Path) -> dict[Cell, float]:
+    """How long each cell should take, from the complete runs already in ``out_dir``: what
+    its trace and policy took in other seeds (mean), else what its policy took on other
+    traces, else the mean of every run timed, else one second (so a fresh grid's progress
+    counts cells). Weighs a progress bar by work instead of by cells."""
+    by_point: dict[tuple[str, str], list[float]] = {}
+    for cell in grid:
+        took = run_seconds(cell.run_dir(out_dir))
+        if took is not None:
+            by_point.setdefault((cell.trace, cell.label), []).append(took)
+    by_label: dict[str, list[float]] = {}
+    for (_, label), timed in by_point.items():
+        by_label.setdefault(label, []).extend(timed)
+    every = [t for timed in by_point.values() for t in timed]
+    fallback = sum(every) / len(every) if every else 1.0
+    out: dict[Cell, float] = {}
+    for cell in grid:
+        known = by_point.get((cell.trace, cell.label)) or by_label.get(cell.label)
+        out[cell] = sum(known) / len(known) if known else fallback
+    return out
 
 
 class _CellQueue:

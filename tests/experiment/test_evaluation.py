@@ -14,6 +14,7 @@ from testbed.experiment.evaluation import (
     Cell,
     _CellQueue,
     cells,
+    expected_seconds,
     load_evaluation,
     run_evaluation,
     run_seconds,
@@ -138,6 +139,24 @@ def test_a_cell_timed_while_the_grid_runs_reorders_the_rest(tmp_path: Path) -> N
     queue.timed(second)
     assert [queue.pop(), queue.pop()] == [Cell("t", 1, "b", 1), Cell("t", 0, "a", 1)]
     assert run_seconds(tmp_path / "nowhere") is None
+
+
+def test_expected_seconds_come_from_the_same_point_then_the_policy_then_every_run(
+    tmp_path: Path,
+) -> None:
+    timed = {Cell("a", 0, "slow", 0): 40.0, Cell("a", 0, "slow", 1): 60.0}
+    timed |= {Cell("a", 1, "fast", 0): 2.0, Cell("b", 0, "slow", 0): 10.0}
+    for cell, took in timed.items():
+        _timed_run(tmp_path, cell, took)
+    _timed_run(tmp_path, Cell("a", 1, "fast", 1), 999.0, complete=False)  # not a timing
+    later = [Cell("a", 0, "slow", 2), Cell("c", 0, "slow", 0), Cell("c", 1, "fast", 0)]
+    unseen = Cell("c", 2, "new", 0)
+    got = expected_seconds([*timed, *later, unseen], tmp_path)
+    assert got[Cell("a", 0, "slow", 2)] == 50.0  # its own trace and policy, other seeds
+    assert got[Cell("c", 0, "slow", 0)] == pytest.approx(110.0 / 3)  # the policy elsewhere
+    assert got[Cell("c", 1, "fast", 0)] == 2.0
+    assert got[unseen] == pytest.approx(112.0 / 4)  # every run timed
+    assert expected_seconds([unseen], tmp_path / "empty") == {unseen: 1.0}
 
 
 @pytest.mark.slow
