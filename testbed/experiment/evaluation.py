@@ -22,6 +22,7 @@ import functools
 import json
 import multiprocessing as mp
 import os
+import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -256,20 +257,24 @@ def is_complete(run_dir: Path) -> bool:
 
 
 def run_seconds(run_dir: Path) -> float | None:
-    """Wall seconds a complete run took (``None``: not complete, or not timed)."""
+    """Seconds of work a complete run took: the simulation's CPU time where its metadata
+    has it (a run paused, or sharing its core, waited longer than it worked), else its wall
+    time (``None``: not complete, or not timed)."""
     try:
         meta = json.loads((run_dir / "meta.json").read_text())
-        took = float(meta["finished_unix_s"]) - float(meta["started_unix_s"])
+        cpu = (meta.get("sim") or {}).get("cpu_s")
+        took = float(cpu) if cpu is not None else meta["finished_unix_s"] - meta["started_unix_s"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return took if meta.get("complete") and took >= 0 else None
 
 
 def expected_seconds(grid: Sequence[Cell], out_dir: Path) -> dict[Cell, float]:
-    """How long each cell should take, from the complete runs already in ``out_dir``: what
-    its trace and policy took in other seeds (mean), else what its policy took on other
-    traces, else the mean of every run timed, else one second (so a fresh grid's progress
-    counts cells). Weighs a progress bar by work instead of by cells."""
+    """How long each cell should take, from the complete runs already in ``out_dir``: the
+    median of what its trace and policy took in other seeds, else of what its policy took
+    on other traces, else of every run timed, else one second (so a fresh grid's progress
+    counts cells). Medians, as a run that was paused (or shared its core) took longer than
+    its work. Weighs a progress bar by work instead of by cells."""
     by_point: dict[tuple[str, str], list[float]] = {}
     for cell in grid:
         took = run_seconds(cell.run_dir(out_dir))
@@ -279,11 +284,11 @@ def expected_seconds(grid: Sequence[Cell], out_dir: Path) -> dict[Cell, float]:
     for (_, label), timed in by_point.items():
         by_label.setdefault(label, []).extend(timed)
     every = [t for timed in by_point.values() for t in timed]
-    fallback = sum(every) / len(every) if every else 1.0
+    fallback = statistics.median(every) if every else 1.0
     out: dict[Cell, float] = {}
     for cell in grid:
         known = by_point.get((cell.trace, cell.label)) or by_label.get(cell.label)
-        out[cell] = sum(known) / len(known) if known else fallback
+        out[cell] = statistics.median(known) if known else fallback
     return out
 
 

@@ -447,7 +447,7 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
     specs = prep.function_specs or tuple(default_specs(sim, arrivals))
     for function in specs:
         sim.deploy(function)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     results = simulate(
         sim,
         arrivals,
@@ -472,7 +472,15 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
         t0=0.0,
         clock="simulated",
         requests=requests,
-        sim={**sim_facts(sim, results, wall_s=time.perf_counter() - started), "seed": seed},
+        sim={
+            **sim_facts(
+                sim,
+                results,
+                wall_s=time.perf_counter() - started,
+                cpu_s=time.process_time() - cpu_started,
+            ),
+            "seed": seed,
+        },
     )
     return requests
 
