@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import multiprocessing as mp
 import os
 import statistics
@@ -295,14 +296,14 @@ def expected_seconds(grid: Sequence[Cell], out_dir: Path) -> dict[Cell, float]:
 class _CellQueue:
     """Cells in the order they are handed to workers: the lowest seed left first (a partial
     grid covers every policy and trace), and within a seed the cell whose trace and label
-    took longest in earlier seeds first, cells never timed before all others (in grid
-    order). Longest first keeps every worker busy to the end of the grid instead of one
-    finishing a long cell alone."""
+    took longest in earlier seeds (median) first, cells never timed before all others (in
+    grid order). Longest first keeps every worker busy to the end of the grid instead of
+    one finishing a long cell alone."""
 
     def __init__(self, todo: Sequence[Cell], out_dir: Path, timed: Sequence[Cell]) -> None:
         self._left = list(todo)
         self._out = out_dir
-        self._took: dict[tuple[str, str], float] = {}
+        self._took: dict[tuple[str, str], list[float]] = {}
         for cell in timed:
             self.timed(cell)
 
@@ -310,7 +311,11 @@ class _CellQueue:
         """Learn how long ``cell`` took (from its run's metadata)."""
         took = run_seconds(cell.run_dir(self._out))
         if took is not None:
-            self._took[(cell.trace, cell.label)] = took
+            self._took.setdefault((cell.trace, cell.label), []).append(took)
+
+    def _expected(self, cell: Cell) -> float:
+        took = self._took.get((cell.trace, cell.label))
+        return statistics.median(took) if took else math.inf
 
     def pop(self) -> Cell | None:
         if not self._left:
@@ -318,7 +323,7 @@ class _CellQueue:
         seed = min(cell.seed for cell in self._left)
         first = min(
             (i for i, cell in enumerate(self._left) if cell.seed == seed),
-            key=lambda i: -self._took.get((self._left[i].trace, self._left[i].label), float("inf")),
+            key=lambda i: -self._expected(self._left[i]),
         )
         return self._left.pop(first)
 

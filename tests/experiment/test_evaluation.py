@@ -136,13 +136,26 @@ def test_cells_go_lowest_seed_first_and_longest_known_first_within_it(tmp_path: 
 
 def test_a_cell_timed_while_the_grid_runs_reorders_the_rest(tmp_path: Path) -> None:
     first, second = Cell("t", 0, "a", 0), Cell("t", 1, "b", 0)
-    queue = _CellQueue([first, second, Cell("t", 0, "a", 1), Cell("t", 1, "b", 1)], tmp_path, [])
+    later = [Cell("t", i, label, seed) for seed in (1, 2, 3) for i, label in enumerate("ab")]
+    queue = _CellQueue([first, second, *later], tmp_path, [])
     assert (queue.pop(), queue.pop()) == (first, second)  # nothing timed: grid order
     _timed_run(tmp_path, first, 5.0)
     _timed_run(tmp_path, second, 50.0)
     queue.timed(first)
     queue.timed(second)
     assert [queue.pop(), queue.pop()] == [Cell("t", 1, "b", 1), Cell("t", 0, "a", 1)]
+    for seed, a_took, b_took in ((1, 6.0, 40.0), (2, 500.0, 45.0)):  # "a" paused once
+        for cell, took in ((Cell("t", 0, "a", seed), a_took), (Cell("t", 1, "b", seed), b_took)):
+            _timed_run(tmp_path, cell, took)
+            queue.timed(cell)
+        if seed == 1:
+            assert [queue.pop(), queue.pop()] == [Cell("t", 1, "b", 2), Cell("t", 0, "a", 2)]
+    # medians (a: 5, 6, 500; b: 50, 40, 45) keep "b" first: a pause does not make "a" long
+    assert [queue.pop(), queue.pop(), queue.pop()] == [
+        Cell("t", 1, "b", 3),
+        Cell("t", 0, "a", 3),
+        None,
+    ]
     assert run_seconds(tmp_path / "nowhere") is None
     paused = Cell("t", 2, "c", 0)
     _timed_run(tmp_path, paused, 600.0, cpu_s=30.0)  # stopped for ten minutes midway
