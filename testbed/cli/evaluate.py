@@ -58,6 +58,14 @@ DEFAULT_CONFIG = "experiments/evaluation.yaml"
     default=None,
     help="Worker processes (default: the core count).",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["sim", "local", "docker", "openfaas"]),
+    default=None,
+    help="Run on this backend instead of the file's: a live confirmation of simulated "
+    "results (live runs go one at a time, each as long as its trace; narrow them with "
+    "--trace, --policy and --seeds, and give them their own -o and --results-md).",
+)
 @click.option("--summarise-only", is_flag=True, help="Skip running; summarise what is there.")
 @click.option(
     "--fresh",
@@ -72,6 +80,7 @@ def evaluate(
     traces: tuple[str, ...],
     families: tuple[str, ...],
     jobs: int | None,
+    backend: str | None,
     summarise_only: bool,
     fresh: bool,
 ) -> None:
@@ -95,7 +104,11 @@ def evaluate(
     console = Console(stderr=True)
     try:
         spec = load_evaluation(
-            config, seeds=seeds, traces=traces or None, families=families or None
+            config,
+            seeds=seeds,
+            traces=traces or None,
+            families=families or None,
+            backend=backend,
         )
         failures: list[str] = []
         if not summarise_only:
@@ -141,10 +154,10 @@ def evaluate(
                     f"reused {reused} complete run(s) already in {out_dir} (they may come from "
                     "older code: --fresh runs them again)"
                 )
-        command = _command_line(config, out_dir, results_md, seeds, traces, families)
+        command = _command_line(config, out_dir, results_md, seeds, traces, families, backend)
         # the directory may hold runs of policies left out by --policy: their families and
         # knobs (the oracle is a bound, not a competitor) come from the whole file
-        whole = load_evaluation(config) if families else spec
+        whole = load_evaluation(config, backend=backend) if families else spec
         summary, written = summarise_into(spec, out_dir, results_md, command=command, labels=whole)
     except TestbedError as exc:
         raise click.ClickException(str(exc)) from None
@@ -161,9 +174,12 @@ def _command_line(
     seeds: int | None,
     traces: tuple[str, ...],
     families: tuple[str, ...],
+    backend: str | None = None,
 ) -> str:
     """The command that reproduces this evaluation (printed at the top of the summary)."""
     words = ["aquatope", "evaluate", config, "-o", str(out_dir), "--results-md", str(results_md)]
+    if backend is not None:
+        words += ["--backend", backend]
     if seeds is not None:
         words += ["--seeds", str(seeds)]
     for trace in traces:
@@ -235,7 +251,12 @@ def summarise_into(
         f"{exp.duration_s / 60:g} trace minutes per run of which the first "
         f"{exp.warmup_s / 60:g} train the policies and are not scored, "
         f"{seeds}{_host_cores(spec)}; run on {os.cpu_count()} cores. "
-        f"Raw runs: `{out_dir}`. Simulator fidelity against live runs: docs/simulator.md."
+        f"Raw runs: `{out_dir}`. "
+        + (
+            "Simulator fidelity against live runs: docs/simulator.md."
+            if exp.backend == "sim"
+            else "Live runs, one at a time, on this machine."
+        )
     )
     written = write_results_markdown(
         summary,

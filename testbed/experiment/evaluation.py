@@ -177,8 +177,11 @@ def load_evaluation(
     seeds: int | None = None,
     traces: Sequence[str] | None = None,
     families: Sequence[str] | None = None,
+    backend: str | None = None,
 ) -> EvaluationSpec:
-    """Read an evaluation file, optionally narrowed (fewer seeds, some traces or families).
+    """Read an evaluation file, optionally narrowed (fewer seeds, some traces or families)
+    or moved to another ``backend`` (its ``backend_options``, which belong to the file's
+    backend, are dropped then: a live confirmation of a simulated grid).
 
     Raises:
         ConfigError: a missing or invalid file, or a filter that names nothing in it.
@@ -187,6 +190,8 @@ def load_evaluation(
     raw = read_yaml(path, what="evaluation file")
     if isinstance(raw, dict):
         raw = dict(raw)
+        if backend is not None:
+            raw = _on_backend(raw, backend)
         if seeds is not None:
             raw["seeds"] = seeds
         if traces:
@@ -200,6 +205,29 @@ def load_evaluation(
                 raise ConfigError(f"{path}: no policy labelled {', '.join(families)}")
             raw["policies"] = [p for p in kept if p]
     return parse_evaluation(raw, source=path.resolve())
+
+
+def _on_backend(raw: dict[str, Any], backend: str) -> dict[str, Any]:
+    """``raw`` with every trace run on ``backend``: the base's backend replaced, and the
+    backend options of the base and of each trace's own base dropped where they change."""
+    base = raw.get("base")
+    if not isinstance(base, Mapping):
+        return raw  # the validation that follows names the problem
+    if base.get("backend", "local") == backend:
+        return raw
+    out = {**raw, "base": {k: v for k, v in base.items() if k != "backend_options"}}
+    out["base"]["backend"] = backend
+    traces = raw.get("traces")
+    if isinstance(traces, Mapping):
+        out["traces"] = {name: _without_backend_options(trace) for name, trace in traces.items()}
+    return out
+
+
+def _without_backend_options(trace: Any) -> Any:
+    if not isinstance(trace, Mapping) or not isinstance(trace.get("base"), Mapping):
+        return trace
+    base = {k: v for k, v in trace["base"].items() if k not in ("backend", "backend_options")}
+    return {**trace, "base": base}
 
 
 def _narrowed(policy: Any, wanted: set[str]) -> dict[str, Any] | None:
@@ -399,13 +427,22 @@ def run_evaluation(
             todo.append(cell)
     if not todo:
         return results
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     source = str(spec.source) if spec.source else None
     raw_json = json.dumps(dict(spec.raw), default=str)
+    queue = _CellQueue(todo, out, timed=done)
+    if any(exp.backend != "sim" for exp in spec.experiments.values()):
+        # live runs share this machine: one at a time, in this process (each starts its
+        # own gateway, replicas and load generator)
+        while (live := queue.pop()) is not None:
+            results.append(_run_cell(source, raw_json, live, str(out)))
+            queue.timed(live)
+            if on_cell_done is not None:
+                on_cell_done(results[-1], len(results), total)
+        return results
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     context = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: set[Future[CellResult]] = set()
-        queue = _CellQueue(todo, out, timed=done)
         while len(pending) < workers * 2 and (first := queue.pop()) is not None:
             pending.add(pool.submit(_run_cell, source, raw_json, first, str(out)))
         while pending:

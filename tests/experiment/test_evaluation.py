@@ -180,6 +180,59 @@ def test_expected_seconds_are_medians_of_the_point_then_the_policy_then_every_ru
     assert expected_seconds([unseen], tmp_path / "empty") == {unseen: 1.0}
 
 
+LIVE_GRID = f"""
+name: live
+description: a simulated grid confirmed live
+seeds: 1
+base:
+  backend: sim
+  backend_options: {{host_cores: 4}}
+  stack: {REPO / "stack.yml"}
+  workflows: [social-read-home]
+  duration_s: 8
+  warmup_s: 1
+  drain_s: 5
+  sample_s: 0.5
+  loadgen: {{timeout_s: 20, locust_csv: false}}
+traces:
+  bursty:
+    kind: bursty
+    minutes: 2
+    compress: 12
+    options: {{rate_per_min: 40, on_min: 0.5, off_min: 0.5}}
+    base: {{backend_options: {{host_cores: 8}}}}
+policies:
+  - name: always-on
+"""
+
+
+def test_another_backend_drops_the_files_backend_options(tmp_path: Path) -> None:
+    path = tmp_path / "live.yaml"
+    path.write_text(LIVE_GRID)
+    simulated = load_evaluation(path).experiments["bursty"]
+    assert (simulated.backend, dict(simulated.backend_options)) == ("sim", {"host_cores": 8})
+    live = load_evaluation(path, backend="local").experiments["bursty"]
+    assert (live.backend, dict(live.backend_options)) == ("local", {})
+    assert load_evaluation(path, backend="sim").experiments["bursty"] == simulated
+
+
+@pytest.mark.slow
+def test_a_simulated_grid_is_confirmed_live_one_run_at_a_time(tmp_path: Path) -> None:
+    from testbed.cli import cli
+
+    path = tmp_path / "live.yaml"
+    path.write_text(LIVE_GRID)
+    out, md = tmp_path / "out", tmp_path / "RESULTS.md"
+    args = ["evaluate", str(path), "--backend", "local", "-o", str(out), "--results-md", str(md)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "bursty" / "always-on" / "seed-0" / "meta.json").read_text())
+    assert meta["complete"] and meta["backend"] == "local" and meta["requests"] > 0
+    text = md.read_text()
+    assert "Backend `local`" in text and "Live runs, one at a time" in text
+    assert "--backend local" in text  # the command that reproduces it
+
+
 @pytest.mark.slow
 def test_grid_runs_resumes_and_summarises(grid: Path, tmp_path: Path) -> None:
     from testbed.cli import cli
