@@ -1,7 +1,8 @@
-"""Simulator fidelity: identical traces and policies run live (local backend) and in the sim.
+"""Simulator fidelity: identical traces and policies run live (local or docker) and in the sim.
 
 For every trace × policy × seed the experiment runner (``testbed.experiment.run``) runs one
-config twice, differing only in ``backend`` (``local``, then ``sim``); both are scored by the
+config twice, differing only in ``backend`` (``local`` or ``docker``, then ``sim``); both are
+scored by the
 one metrics module (``testbed.report``): QoS violations, cold starts, p95, p99 (after the
 warm-up) and decoupled cost (over the live timeline's span, on both). Per metric it reports
 the sim's relative error ``(sim - live) / live`` with a 95 % bootstrap interval (requests of
@@ -11,13 +12,14 @@ whether the policy ranking by each metric is the same on both sides.
 
 Usage::
 
-    .venv/bin/python bench/sim_fidelity.py [--duration-s 45] [--seeds 1] \
-        [--traces bursty,flash] \
+    .venv/bin/python bench/sim_fidelity.py [--backend local|docker] [--duration-s 45] \
+        [--seeds 1] [--traces bursty,flash] \
         [--policies always-on,keep-alive,hybrid-histogram,aquatope-prewarm] \
         [--profile DIR_OR_FILE | --profile-first] [--live-dir OUT/live] [-o OUT]
 
-``--profile-first`` measures a profile of the workflows' functions on the local backend right
-before the live runs (same machine state). Prints lines, then one JSON object on the last line.
+``--profile-first`` measures a profile of the workflows' functions on the live backend right
+before the live runs (same machine state; on ``docker`` its images must be built:
+``aquatope build``). Prints lines, then one JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -255,7 +257,7 @@ def markdown(results: dict[str, Any]) -> list[str]:
 
 
 def profile_first(args: argparse.Namespace, out: Path) -> str:
-    """Measure the workflows' functions on the local backend now (same machine state)."""
+    """Measure the workflows' functions on the live backend now (same machine state)."""
     from testbed.backends import connect
     from testbed.core.stack import load_stack
     from testbed.core.workflows import load_workflows
@@ -274,14 +276,14 @@ def profile_first(args: argparse.Namespace, out: Path) -> str:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["AQUATOPE_HOME"] = str(home)
     payloads = function_payloads(catalog.workflows.values(), names)
-    platform = connect("local", state_dir=str(home))
+    platform = connect(args.backend, state_dir=str(home))
     try:
         profile = profile_functions(
             platform,
             [stack[n] for n in names],
             payloads,
             settings=ProfileSettings(n_service=20, n_cold=5, cpu_levels=(1.0,)),
-            provenance={"method": "bench/sim_fidelity.py --profile-first", "backend": "local"},
+            provenance={"method": "bench/sim_fidelity.py --profile-first", "backend": args.backend},
             log=print,
         )
     finally:
@@ -291,6 +293,9 @@ def profile_first(args: argparse.Namespace, out: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--backend", choices=("local", "docker"), default="local", help="the live side"
+    )
     parser.add_argument("--duration-s", type=float, default=45.0)
     parser.add_argument("--warmup-s", type=float, default=5.0)
     parser.add_argument("--settle-s", type=float, default=20.0)
@@ -323,7 +328,7 @@ def main() -> None:
         if args.live_dir:
             live = load_runs(Path(args.live_dir) / trace)
         else:
-            live = run(config(args, "local", trace), root / "live" / trace)
+            live = run(config(args, args.backend, trace), root / "live" / trace)
         sim = run(config(args, "sim", trace), root / "sim" / trace)
         rows: dict[str, Any] = {}
         for policy in args.policy_list:
@@ -352,6 +357,7 @@ def main() -> None:
         json.dumps(
             {
                 "dir": str(root),
+                "backend": args.backend,
                 "profile": args.profile or "shipped reference",
                 "host_cores": args.host_cores or "profile machine",
                 "seeds": args.seed_list,
