@@ -298,26 +298,46 @@ def run_seconds(run_dir: Path) -> float | None:
     return took if meta.get("complete") and took >= 0 else None
 
 
+class _Timings:
+    """Seconds of work per trace and policy label, learnt from complete runs' metadata."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.by_point: dict[tuple[str, str], list[float]] = {}
+
+    def learn(self, cell: Cell) -> None:
+        """Add what ``cell``'s run took, when it is complete and timed."""
+        took = run_seconds(cell.run_dir(self.out_dir))
+        if took is not None:
+            self.by_point.setdefault((cell.trace, cell.label), []).append(took)
+
+    def median(self, cell: Cell) -> float | None:
+        """The median time of ``cell``'s trace and policy so far (None: never timed)."""
+        took = self.by_point.get((cell.trace, cell.label))
+        return statistics.median(took) if took else None
+
+
 def expected_seconds(grid: Sequence[Cell], out_dir: Path) -> dict[Cell, float]:
     """How long each cell should take, from the complete runs already in ``out_dir``: the
     median of what its trace and policy took in other seeds, else of what its policy took
     on other traces, else of every run timed, else one second (so a fresh grid's progress
     counts cells). Medians, as a run that was paused (or shared its core) took longer than
     its work. Weighs a progress bar by work instead of by cells."""
-    by_point: dict[tuple[str, str], list[float]] = {}
+    timings = _Timings(out_dir)
     for cell in grid:
-        took = run_seconds(cell.run_dir(out_dir))
-        if took is not None:
-            by_point.setdefault((cell.trace, cell.label), []).append(took)
+        timings.learn(cell)
     by_label: dict[str, list[float]] = {}
-    for (_, label), timed in by_point.items():
+    for (_, label), timed in timings.by_point.items():
         by_label.setdefault(label, []).extend(timed)
-    every = [t for timed in by_point.values() for t in timed]
+    every = [t for timed in by_label.values() for t in timed]
     fallback = statistics.median(every) if every else 1.0
     out: dict[Cell, float] = {}
     for cell in grid:
-        known = by_point.get((cell.trace, cell.label)) or by_label.get(cell.label)
-        out[cell] = statistics.median(known) if known else fallback
+        point = timings.median(cell)
+        elsewhere = by_label.get(cell.label)
+        if point is None:
+            point = statistics.median(elsewhere) if elsewhere else fallback
+        out[cell] = point
     return out
 
 
@@ -330,20 +350,17 @@ class _CellQueue:
 
     def __init__(self, todo: Sequence[Cell], out_dir: Path, timed: Sequence[Cell]) -> None:
         self._left = list(todo)
-        self._out = out_dir
-        self._took: dict[tuple[str, str], list[float]] = {}
+        self._timings = _Timings(out_dir)
         for cell in timed:
             self.timed(cell)
 
     def timed(self, cell: Cell) -> None:
         """Learn how long ``cell`` took (from its run's metadata)."""
-        took = run_seconds(cell.run_dir(self._out))
-        if took is not None:
-            self._took.setdefault((cell.trace, cell.label), []).append(took)
+        self._timings.learn(cell)
 
     def _expected(self, cell: Cell) -> float:
-        took = self._took.get((cell.trace, cell.label))
-        return statistics.median(took) if took else math.inf
+        took = self._timings.median(cell)
+        return math.inf if took is None else took
 
     def pop(self) -> Cell | None:
         if not self._left:
