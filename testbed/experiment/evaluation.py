@@ -215,19 +215,21 @@ def _on_backend(raw: dict[str, Any], backend: str) -> dict[str, Any]:
         return raw  # the validation that follows names the problem
     if base.get("backend", "local") == backend:
         return raw
-    out = {**raw, "base": {k: v for k, v in base.items() if k != "backend_options"}}
-    out["base"]["backend"] = backend
+    out = {**raw, "base": {**_off_backend(base), "backend": backend}}
     traces = raw.get("traces")
     if isinstance(traces, Mapping):
-        out["traces"] = {name: _without_backend_options(trace) for name, trace in traces.items()}
+        out["traces"] = {
+            name: {**trace, "base": _off_backend(trace["base"])}
+            if isinstance(trace, Mapping) and isinstance(trace.get("base"), Mapping)
+            else trace
+            for name, trace in traces.items()
+        }
     return out
 
 
-def _without_backend_options(trace: Any) -> Any:
-    if not isinstance(trace, Mapping) or not isinstance(trace.get("base"), Mapping):
-        return trace
-    base = {k: v for k, v in trace["base"].items() if k not in ("backend", "backend_options")}
-    return {**trace, "base": base}
+def _off_backend(base: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` without the keys that belong to one backend (``backend``, its options)."""
+    return {k: v for k, v in base.items() if k not in ("backend", "backend_options")}
 
 
 def _narrowed(policy: Any, wanted: set[str]) -> dict[str, Any] | None:
