@@ -80,6 +80,14 @@ def _busy_warning(conditions: dict[str, object]) -> str:
     show_default=True,
     help="Concurrent calls per replica to measure.",
 )
+@click.option(
+    "--storm",
+    "storm",
+    type=click.IntRange(0),
+    default=None,
+    help="Replicas started at once to fit the cores a start keeps busy  "
+    "[default: 4 per core; 0: no storm].",
+)
 @click.option("--no-memory", is_flag=True, help="Skip the peak-RSS probe.")
 @click.option(
     "--merge",
@@ -96,12 +104,13 @@ def profile(
     n_cold: int,
     cpu_levels: str,
     concurrency: str,
+    storm: int | None,
     no_memory: bool,
     merge: bool,
 ) -> None:
-    """Measure per-function service time (vs CPU limit and concurrency), cold starts,
-    memory and gateway overhead through a live gateway, and write DIR/profile.json for
-    the `sim` backend."""
+    """Measure per-function service time (vs CPU limit and concurrency), cold starts (alone
+    and in a storm), memory and gateway overhead through a live gateway, and write
+    DIR/profile.json for the `sim` backend."""
     from testbed.core.errors import TestbedError
     from testbed.core.stack import load_stack
     from testbed.core.workflows import load_workflows
@@ -117,6 +126,7 @@ def profile(
         n_cold=n_cold,
         cpu_levels=_floats(cpu_levels, "--cpu-levels"),
         concurrency_levels=tuple(int(v) for v in _floats(concurrency, "--concurrency")),
+        storm_replicas=storm,
     )
     try:
         stack = load_stack(stack_path)

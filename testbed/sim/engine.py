@@ -20,10 +20,12 @@ Semantics follow the gateway's (testbed/gateway):
 * a call still queued ``queue_timeout_s`` after it arrived fails with 504 (the gateway's
   ``cold_start_timeout_s``, 60 s, bounds a wait for a replica: ``FunctionPool.acquire``);
 * the host has ``host_cores`` cores (default: the profile's machine): every running call
-  needs ``min(1, CPU limit)`` core and every starting replica one core (spawn and imports
-  are CPU-bound); while the demand exceeds the cores, every call and start progresses at
-  ``host_cores / demand`` of its speed (processor sharing, exact: a global virtual clock
-  advances at that rate and each job ends when it has received its profile duration);
+  needs ``min(1, CPU limit)`` core and every starting replica its profile's
+  ``cold_start_cores`` (1 unless a start storm was measured: spawn and imports are CPU-bound,
+  a container engine adds its own); while the demand exceeds the cores, every call and start
+  progresses at ``host_cores / demand`` of its speed (processor sharing, exact: a global
+  virtual clock advances at that rate and each job ends when it has received its profile
+  duration);
 * a workflow runs its DAG: root stages get the request, a stage starts when all stages it
   runs ``after`` finished (fan-out and joins); the first failing stage fails the workflow.
 
@@ -211,6 +213,7 @@ class _Fn:
         "running",
         "sampled_ver",
         "spec",
+        "start_cores",
         "started",
         "starting",
         "status_cache",
@@ -259,6 +262,7 @@ class _Fn:
         p = self.profile
         self.svc_factor = p.service_factor(cpu, mem)
         self.cold_factor = p.cold_start_factor(cpu)
+        self.start_cores = p.cold_start_cores
         self.fits = p.fits(mem)
         self.conc = [1.0] + [p.concurrency_factor(k) for k in range(1, spec.max_inflight + 1)]
         if len(self.conc) > 1:
@@ -850,7 +854,7 @@ class Engine:
                 fn.starting += 1
                 startup = fn.cold.draw() * fn.cold_factor
                 if self._ps:
-                    self._cpu_job(startup, 1.0, _EV_READY, r, None)
+                    self._cpu_job(startup, fn.start_cores, _EV_READY, r, None)
                 else:
                     self._push(now + startup, _EV_READY, r)
             fn.ver += 1

@@ -15,7 +15,8 @@ simulator itself holds no hand-typed timings. Layout (``schema: aquatope-sim-pro
           "memory_scaling": [[256, 1.0]],                         # [memory limit MiB, factor]
           "memory_mb": 212.0,                      # peak memory a replica needs; less -> OOM
           "cold_start_s": <distribution>,          # replica start until it serves (no CPU limit)
-          "cold_start_cpu_scaling": [[0.5, 1.8], [1.0, 1.0]]
+          "cold_start_cpu_scaling": [[0.5, 1.8], [1.0, 1.0]],
+          "cold_start_cores": 1.15                 # cores a start keeps busy (engine included)
         }
       }
     }
@@ -23,6 +24,12 @@ simulator itself holds no hand-typed timings. Layout (``schema: aquatope-sim-pro
 Scaling tables are medians measured at each level divided by the reference median; between
 levels the factor is interpolated linearly in log(level), and held constant outside the
 measured range (concurrency beyond the last level grows in proportion, as processor sharing).
+
+``cold_start_cores`` (default 1) is the CPU one replica start keeps busy while it runs: a start
+alone on the host takes its ``cold_start_s``; starts that overlap share the cores in proportion
+to it. It is fitted from a start storm (many replicas asked for at once,
+:func:`testbed.sim.profiler.fit_start_cores`): a container start also keeps the engine busy
+(above 1), a light process start waits on I/O (below 1).
 """
 
 from __future__ import annotations
@@ -120,6 +127,7 @@ class FunctionProfile:
     concurrency_scaling: ScalingTable = ()
     memory_scaling: ScalingTable = ()
     cold_start_cpu_scaling: ScalingTable = ()
+    cold_start_cores: float = 1.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def service_factor(self, cpu_cores: float | None, memory_mb: float | None) -> float:
@@ -161,7 +169,11 @@ class FunctionProfile:
             "concurrency_scaling",
             "memory_scaling",
             "cold_start_cpu_scaling",
+            "cold_start_cores",
         }
+        cores = raw.get("cold_start_cores", 1.0)
+        if isinstance(cores, bool) or not (isinstance(cores, (int, float)) and cores > 0):
+            raise ConfigError(f"{where}.cold_start_cores: must be a positive number")
         return cls(
             service_s=Distribution.from_json(raw["service_s"], where=f"{where}.service_s"),
             cold_start_s=Distribution.from_json(raw["cold_start_s"], where=f"{where}.cold_start_s"),
@@ -174,6 +186,7 @@ class FunctionProfile:
             cold_start_cpu_scaling=_table(
                 raw.get("cold_start_cpu_scaling"), f"{where}.cold_start_cpu_scaling"
             ),
+            cold_start_cores=float(cores),
             extra={k: v for k, v in raw.items() if k not in known},
         )
 
@@ -187,6 +200,8 @@ class FunctionProfile:
             "memory_scaling": [list(r) for r in self.memory_scaling],
             "cold_start_cpu_scaling": [list(r) for r in self.cold_start_cpu_scaling],
         }
+        if self.cold_start_cores != 1.0:  # profiles without a storm measured stay as they were
+            out["cold_start_cores"] = self.cold_start_cores
         out.update(self.extra)
         return out
 

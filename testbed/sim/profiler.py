@@ -12,6 +12,8 @@ function it measures:
 * **concurrency scaling**: median service time with ``k`` calls at once on one replica;
 * **cold start**: scale to zero, call, and read the new replica's start-up time
   (``ready_at - started_at``) from ``status()``;
+* **start storm**: scale from zero to ``k`` replicas at once (``k``: four per host core) and
+  fit the cores one start keeps busy (:func:`fit_start_cores`);
 * **memory**: the peak RSS of a process that loads the handler and serves the payloads
   (measured in a child process, since the Platform API does not report memory).
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import platform as pyplatform
 import statistics
@@ -42,9 +45,11 @@ from testbed.sim.profile import FunctionProfile, Profile
 
 __all__ = [
     "ProfileSettings",
+    "fit_start_cores",
     "machine_facts",
     "measure_peak_rss_mb",
     "profile_functions",
+    "start_storm",
     "trim_outliers",
 ]
 
@@ -65,6 +70,8 @@ class ProfileSettings:
         concurrency_levels: concurrent calls per replica to measure (1 is the reference).
         warmup: calls discarded after each change.
         ready_timeout_s: how long to wait for a replica to appear or go.
+        storm_replicas: replicas asked for at once in the start storm (None: four per core
+            of this host; 0 or 1: no storm, ``cold_start_cores`` stays 1).
     """
 
     n_service: int = 30
@@ -74,6 +81,59 @@ class ProfileSettings:
     warmup: int = 10
     ready_timeout_s: float = 60.0
     outlier_iqr: float = 3.0
+    storm_replicas: int | None = None
+
+    def storm_size(self) -> int:
+        """Replicas in the start storm (0: none)."""
+        if self.storm_replicas is None:
+            return 4 * host_cores()
+        return self.storm_replicas if self.storm_replicas > 1 else 0
+
+
+def host_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def fit_start_cores(*, alone_s: float, storm_s: float, replicas: int, cores: float) -> float:
+    """The cores one replica start keeps busy, from a start storm.
+
+    Under processor sharing, ``k`` starts of ``d`` cores each on ``c`` cores all take
+    ``T1 x max(1, k d / c)`` where one alone takes ``T1``; so ``d = c x Tk / (k x T1)``.
+    A storm no slower than one start alone gives ``c / k`` (starts that do not compete
+    for the CPU, as far as ``k`` of them show). Clipped to ``[0.05, c]``.
+
+    Example:
+        >>> fit_start_cores(alone_s=1.8, storm_s=8.2, replicas=8, cores=2)
+        1.139
+    """
+    if alone_s <= 0 or storm_s <= 0 or replicas < 2 or not 0 < cores < math.inf:
+        raise ValueError("start times, replicas (>= 2) and cores must be positive and finite")
+    return round(min(max(cores * storm_s / (replicas * alone_s), 0.05), cores), 3)
+
+
+def start_storm(
+    platform: Platform, names: Sequence[str], replicas: int, *, timeout_s: float
+) -> dict[str, list[float]]:
+    """Scale every function in ``names`` from zero to ``replicas`` at once and return each
+    new replica's start (asked for until ready, seconds), per function. The functions are
+    left at ``replicas``."""
+    for name in names:
+        platform.scale(name, replicas=0)
+    for name in names:
+        _wait(platform, name, lambda s: not s.replicas, timeout_s)
+    for name in names:
+        platform.scale(name, replicas=replicas)
+    for name in names:
+        _wait(platform, name, lambda s: s.replicas_ready >= replicas, timeout_s)
+    return {
+        name: sorted(
+            r.ready_at - r.started_at
+            for r in platform.status(name).replicas
+            if r.ready_at is not None and r.started_at is not None
+        )
+        for name in names
+    }
 
 
 def machine_facts() -> dict[str, Any]:
@@ -280,11 +340,32 @@ def _profile_one(
     if dropped:
         notes["cold_start_outliers_dropped"] = dropped
     log(f"{name}: cold start p50 {_median(cold):.3f} s over {len(cold)}")
+    start_cores = 1.0
+    k = min(settings.storm_size(), reference.scale_bounds.max)
+    if k > 1 and _median(cold) > 0:
+        timeout_s = max(settings.ready_timeout_s, 3.0 * k * _median(cold))
+        storm = start_storm(platform, [name], k, timeout_s=timeout_s)[name]
+        simulated = getattr(platform, "host_cores", None)  # the sim's host, not this one
+        cores = float(simulated if simulated and math.isfinite(simulated) else host_cores())
+        start_cores = fit_start_cores(
+            alone_s=_median(cold), storm_s=_median(storm), replicas=k, cores=cores
+        )
+        notes["start_storm"] = {
+            "replicas": k,
+            "host_cores": cores,
+            "median_s": round(_median(storm), 4),
+            "max_s": round(max(storm), 4),
+        }
+        log(
+            f"{name}: {k} starts at once p50 {_median(storm):.2f} s: "
+            f"{start_cores:.2f} cores per start"
+        )
     platform.remove(name)
 
     fp = FunctionProfile(
         service_s=Distribution.empirical(service),
         cold_start_s=Distribution.empirical(cold),
+        cold_start_cores=start_cores,
         memory_mb=None,
         cpu_scaling=tuple(sorted(cpu)),
         concurrency_scaling=tuple(concurrency),

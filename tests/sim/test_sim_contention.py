@@ -69,6 +69,22 @@ def test_starting_replicas_share_the_host() -> None:
     assert [r.startup_s for r in _ready(sim, 1)] == pytest.approx([2.0])
 
 
+def test_a_start_takes_the_cores_its_profile_measured() -> None:
+    import dataclasses
+
+    base = _profile()
+    heavy = dataclasses.replace(base.functions["f"], cold_start_cores=1.5)
+    sim = SimPlatform(
+        Profile({"f": heavy}, base.gateway_overhead_s), seed=0, workflows=(), host_cores=2
+    )
+    sim.deploy(FunctionSpec(name="f"))
+    sim.scale("f", replicas=1)  # 1.5 cores of 2: alone it is not slowed
+    assert [r.startup_s for r in _ready(sim, 1)] == pytest.approx([2.0])
+    sim.scale("f", replicas=0)
+    sim.scale("f", replicas=4)  # 6 cores asked of 2: each at a third of its speed
+    assert sorted(r.startup_s or 0.0 for r in _ready(sim, 4)) == pytest.approx([6.0] * 4)
+
+
 def test_processor_sharing_follows_the_demand_as_it_changes() -> None:
     sim = SimPlatform(_profile(), seed=0, workflows=(), host_cores=1)
     sim.deploy(FunctionSpec(name="f", max_inflight=1))

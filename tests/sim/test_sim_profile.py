@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from testbed.sim.profile import (
     save_profile,
     scaling_factor,
 )
-from testbed.sim.profiler import ProfileSettings, profile_functions
+from testbed.sim.profiler import ProfileSettings, fit_start_cores, profile_functions
 from tests.sim.sim_helpers import make_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,6 +98,62 @@ def test_profiler_recovers_known_behaviour_from_the_sim() -> None:
     assert dict(fp.cpu_scaling)[0.5] == pytest.approx(0.401 / 0.201)
     assert fp.cold_start_s.quantile_s(0.5) == pytest.approx(1.5)
     assert measured.provenance["machine"]["cpu_count"] >= 1
+
+
+def test_profiler_fits_the_cores_a_start_keeps_busy_from_a_storm(tmp_path: Path) -> None:
+    truth = Profile(
+        functions={
+            "f": FunctionProfile(
+                service_s=Distribution.constant(0.1),
+                cold_start_s=Distribution.constant(1.0),
+                cold_start_cores=1.5,
+            )
+        },
+        gateway_overhead_s=Distribution.constant(0.0),
+    )
+    measured = profile_functions(
+        SimPlatform(truth, host_cores=2, workflows=()),
+        [FunctionSpec(name="f")],
+        {"f": [b"{}"]},
+        settings=ProfileSettings(
+            n_service=3, n_cold=2, cpu_levels=(1.0,), concurrency_levels=(1,), storm_replicas=8
+        ),
+        measure_memory=False,
+    )
+    fp = measured.functions["f"]
+    assert fp.cold_start_cores == pytest.approx(1.5)
+    assert fp.extra["notes"]["start_storm"]["median_s"] == pytest.approx(6.0)  # 8 x 1.5 / 2
+    again = load_profile(save_profile(measured, tmp_path / "profile.json"), check_conditions=False)
+    assert again.functions["f"].cold_start_cores == pytest.approx(1.5)
+    no_storm = profile_functions(
+        SimPlatform(truth, host_cores=2, workflows=()),
+        [FunctionSpec(name="f")],
+        {"f": [b"{}"]},
+        settings=ProfileSettings(
+            n_service=3, n_cold=2, cpu_levels=(1.0,), concurrency_levels=(1,), storm_replicas=0
+        ),
+        measure_memory=False,
+    )
+    assert no_storm.functions["f"].cold_start_cores == 1.0
+
+
+def test_start_cores_fit_and_validation() -> None:
+    assert fit_start_cores(alone_s=2.0, storm_s=8.0, replicas=8, cores=2) == 1.0
+    assert fit_start_cores(alone_s=1.0, storm_s=1.0, replicas=8, cores=2) == 0.25
+    assert fit_start_cores(alone_s=1.0, storm_s=100.0, replicas=8, cores=2) == 2.0  # clipped
+    with pytest.raises(ValueError):
+        fit_start_cores(alone_s=1.0, storm_s=2.0, replicas=1, cores=2)
+    with pytest.raises(ValueError):
+        fit_start_cores(alone_s=1.0, storm_s=2.0, replicas=4, cores=math.inf)
+    raw = {
+        "service_s": Distribution.constant(0.1).to_json(),
+        "cold_start_s": Distribution.constant(1.0).to_json(),
+    }
+    for bad in (0, -1.0, True, "2"):
+        with pytest.raises(ConfigError, match="cold_start_cores"):
+            FunctionProfile.from_json({**raw, "cold_start_cores": bad}, where="p.f")
+    assert FunctionProfile.from_json(raw, where="p.f").cold_start_cores == 1.0
+    assert "cold_start_cores" not in FunctionProfile.from_json(raw, where="p.f").to_json()
 
 
 def test_shipped_reference_profile_covers_the_stack() -> None:
