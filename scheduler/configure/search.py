@@ -113,6 +113,10 @@ class AquatopeConfigurator:
         qos_margin: the models aim at ``target × (1 - qos_margin)``: headroom on top of
             the measurement noise, which P(feasible) already includes (samples are still
             judged against the real target).
+        log_prior_sd: the least prior standard deviation of a log outcome (log latency, log
+            replica-seconds), whatever the spread of the points so far: 1 lets any stage be
+            e (2.7) times slower than its mean away from the data until points say otherwise
+            (0: the spread of the points alone).
 
     Raises:
         ValueError: no latency constraint, or settings out of range.
@@ -140,6 +144,7 @@ class AquatopeConfigurator:
         workflow: Workflow | None = None,
         structure: str = "auto",
         qos_margin: float = 0.0,
+        log_prior_sd: float = 1.0,
     ) -> None:
         target = latency_target(constraints)
         if target is None:
@@ -150,6 +155,8 @@ class AquatopeConfigurator:
             raise ValueError(f"trust_radius must be in (0, 1], got {trust_radius}")
         if not 0 <= qos_margin < 0.5:
             raise ValueError(f"qos_margin must be in [0, 0.5), got {qos_margin}")
+        if not 0 <= log_prior_sd < 10:
+            raise ValueError(f"log_prior_sd must be in [0, 10), got {log_prior_sd}")
         if structure not in ("auto", "stages", "e2e"):
             raise ValueError(f"structure must be auto, stages or e2e, got {structure!r}")
         if structure == "stages" and workflow is None:
@@ -164,6 +171,7 @@ class AquatopeConfigurator:
         self.constraints = list(constraints)
         self.target_s = target
         self.qos_margin = qos_margin
+        self.log_prior_sd = log_prior_sd
         self.seed = seed
         self.n_profile = min(n_profile, len(PROFILE_LEVELS))
         self.pof_threshold = pof_threshold
@@ -344,6 +352,9 @@ class AquatopeConfigurator:
             else:
                 masks = np.vstack([np.ones((1, self.space.n_dims), dtype=bool), own])
                 columns, lat_from = np.column_stack([cost, stage]), 1
+            floors = [self.log_prior_sd] * columns.shape[1]  # logs, but for a raw cost
+            if replica_s is None:
+                floors[0] = 0.0
             model = fit_batched_outcomes(
                 x_np,
                 columns,
@@ -351,6 +362,7 @@ class AquatopeConfigurator:
                 groups=None,  # one ARD kernel: an output's masked inputs leave it 2-D
                 seed=step_seed,
                 warm_start=self._warm,
+                min_scale=floors,
             )
             compose = _critical_path_fn(self.workflow, names)  # type: ignore[arg-type]
             ok = ~failed
@@ -382,6 +394,7 @@ class AquatopeConfigurator:
                 groups=groups,
                 seed=step_seed,
                 warm_start=self._warm,
+                min_scale=[0.0, self.log_prior_sd],
             )
 
             e2e_noise = _NoiseDraws(model.observation_sd()[1:], seed=step_seed)

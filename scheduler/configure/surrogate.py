@@ -440,6 +440,42 @@ def _batched_model_class() -> Any:
     return _BATCHED_MODEL
 
 
+_FLOORED: Any = None
+
+
+def _floored_standardize(floors: np.ndarray) -> Any:
+    """``Standardize`` over a batch of outcomes whose scale is at least ``floors`` (one per
+    batch member, outcome units; 0 = none).
+
+    Standardising by the spread of the first few points makes that spread the prior's
+    amplitude: three points on a flat stretch of a latency curve (16-24 ms) leave a GP that
+    cannot believe a stage 10x slower anywhere, so it calls a 0.1-core step certainly
+    feasible. A floor keeps the prior as wide as the outcome's known range."""
+    global _FLOORED
+    import torch
+
+    if _FLOORED is None:
+        from botorch.models.transforms.outcome import Standardize
+
+        class FlooredStandardize(Standardize):
+            def __init__(self, floors: torch.Tensor) -> None:
+                super().__init__(m=1, batch_shape=torch.Size([floors.numel()]))
+                self.register_buffer("floors", floors.reshape(-1, 1, 1))
+
+            def forward(self, Y: Any, Yvar: Any = None, X: Any = None) -> Any:
+                if not self.training:
+                    return super().forward(Y, Yvar, X)
+                super().forward(Y, Yvar, X)  # learns the means and spreads
+                self.stdvs = torch.maximum(self.stdvs, self.get_buffer("floors"))
+                self._stdvs_sq = self.stdvs.pow(2)
+                return (Y - self.means) / self.stdvs, (
+                    None if Yvar is None else Yvar / self._stdvs_sq
+                )
+
+        _FLOORED = FlooredStandardize
+    return _FLOORED(torch.as_tensor(floors, dtype=torch.float64))
+
+
 def fit_batched_outcomes(
     train_x: np.ndarray,
     outcomes: np.ndarray,
@@ -448,6 +484,7 @@ def fit_batched_outcomes(
     groups: Sequence[Sequence[int]] | None = None,
     seed: int = 0,
     warm_start: dict[str, Any] | None = None,
+    min_scale: Sequence[float] | None = None,
 ) -> Any:
     """Fit every outcome at once: one ``SingleTaskGP`` with a batch of ``m`` members.
 
@@ -462,6 +499,9 @@ def fit_batched_outcomes(
         seed: torch seed for the fit, in a forked RNG.
         warm_start: :func:`hyperparameters` of the previous fit; the optimiser starts there
             and stops after ``WARM_MAX_ITERATIONS`` (a refit after one new point).
+        min_scale: per outcome, the least scale it is standardised by (outcome units; 0 or
+            None: its spread alone). The prior's amplitude is then at least this wide
+            however little the first points varied (:func:`_floored_standardize`).
 
     Returns:
         A fitted ``BatchedOutcomes`` model with ``num_outputs == m``, in eval mode.
@@ -495,7 +535,11 @@ def fit_batched_outcomes(
                 if n >= LINEAR_MEAN_MIN_SAMPLES
                 else ConstantMean(batch_shape=batch)
             ),
-            outcome_transform=Standardize(m=1, batch_shape=batch),
+            outcome_transform=(
+                _floored_standardize(np.asarray(min_scale, dtype=float))
+                if min_scale is not None and any(v > 0 for v in min_scale)
+                else Standardize(m=1, batch_shape=batch)
+            ),
         )
         iterations = FIT_MAX_ITERATIONS
         if warm_start:

@@ -111,29 +111,29 @@ def test_profiler_fits_the_cores_a_start_keeps_busy_from_a_storm(tmp_path: Path)
         },
         gateway_overhead_s=Distribution.constant(0.0),
     )
-    measured = profile_functions(
-        SimPlatform(truth, host_cores=2, workflows=()),
-        [FunctionSpec(name="f")],
-        {"f": [b"{}"]},
-        settings=ProfileSettings(
-            n_service=3, n_cold=2, cpu_levels=(1.0,), concurrency_levels=(1,), storm_replicas=8
-        ),
-        measure_memory=False,
-    )
+
+    def measure(storm: int) -> Profile:
+        return profile_functions(
+            SimPlatform(truth, host_cores=2, workflows=()),
+            [FunctionSpec(name="f")],
+            {"f": [b"{}"]},
+            settings=ProfileSettings(
+                n_service=3,
+                n_cold=2,
+                cpu_levels=(1.0,),
+                concurrency_levels=(1,),
+                storm_replicas=storm,
+            ),
+            measure_memory=False,
+        )
+
+    measured = measure(8)
     fp = measured.functions["f"]
     assert fp.cold_start_cores == pytest.approx(1.5)
     assert fp.extra["notes"]["start_storm"]["median_s"] == pytest.approx(6.0)  # 8 x 1.5 / 2
     again = load_profile(save_profile(measured, tmp_path / "profile.json"), check_conditions=False)
     assert again.functions["f"].cold_start_cores == pytest.approx(1.5)
-    no_storm = profile_functions(
-        SimPlatform(truth, host_cores=2, workflows=()),
-        [FunctionSpec(name="f")],
-        {"f": [b"{}"]},
-        settings=ProfileSettings(
-            n_service=3, n_cold=2, cpu_levels=(1.0,), concurrency_levels=(1,), storm_replicas=0
-        ),
-        measure_memory=False,
-    )
+    no_storm = measure(0)
     assert no_storm.functions["f"].cold_start_cores == 1.0
 
 
