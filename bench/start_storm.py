@@ -34,9 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from testbed.core.atomic import atomic_write_json  # noqa: E402
+from testbed.core.host import usable_cores  # noqa: E402
 from testbed.core.platform import FunctionSpec, Platform  # noqa: E402
 from testbed.sim.profile import Profile  # noqa: E402
-from testbed.sim.profiler import fit_start_cores, host_cores, start_storm  # noqa: E402
+from testbed.sim.profiler import fit_start_cores, start_storm  # noqa: E402
 
 
 def measure(
@@ -86,7 +87,7 @@ def fitted(profile: Profile, live: dict[str, dict[int, list[float]]]) -> Profile
             alone_s=statistics.median(by_n[1]),
             storm_s=statistics.median(by_n[k]),
             replicas=k,
-            cores=float(host_cores()),
+            cores=float(usable_cores()),
         )
         functions[name] = dataclasses.replace(functions[name], cold_start_cores=cores)
     return dataclasses.replace(profile, functions=functions)
@@ -174,7 +175,7 @@ def main() -> None:
         "backend": args.backend,
         "together": args.together,
         "rounds": args.rounds,
-        "host_cores": host_cores(),
+        "host_cores": usable_cores(),
         "rows": rows,
     }
     if args.output:

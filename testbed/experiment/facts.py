@@ -8,6 +8,8 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from testbed.core.host import usable_cores
+
 __all__ = ["machine_facts", "package_versions"]
 
 _PACKAGES = (
@@ -59,14 +61,10 @@ def _memory_gib() -> float | None:
 
 def machine_facts() -> dict[str, Any]:
     """CPU model, logical cores (and those this process may use), memory, kernel, OS."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
     return {
         "cpu_model": _cpu_model(),
         "cores": os.cpu_count(),
-        "cores_usable": usable,
+        "cores_usable": usable_cores(),
         "memory_gib": _memory_gib(),
         "kernel": platform.release(),
         "os": platform.platform(),

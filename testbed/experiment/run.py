@@ -38,6 +38,7 @@ import yaml
 
 from testbed.core.atomic import atomic_write_json, atomic_write_text
 from testbed.core.errors import ConfigError, TestbedError
+from testbed.core.host import usable_cores
 from testbed.experiment.facts import machine_facts, package_versions
 from testbed.experiment.results import (
     DECISIONS_FILE,
@@ -214,7 +215,6 @@ def _replay_child(
     Output goes to ``loadgen.log``; progress is published in a small JSON file that the
     parent polls (no pipes or queues shared with gevent's patched threads).
     """
-    import os
     import sys
 
     _die_with_parent()
@@ -378,7 +378,7 @@ def _run_live(
                 arrivals_s=planned_arrivals(trace, spec.workflows, prep.catalog, seed=seed),
                 catalog=prep.catalog,
                 offset_s=t0,
-                host_cores=float(len(os.sched_getaffinity(0))),
+                host_cores=float(usable_cores()),
                 **profile_estimates(load_profile(check_conditions=False)),  # estimates
             ),
             clock=WallClock(),

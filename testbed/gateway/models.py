@@ -19,6 +19,7 @@ from pydantic import (
 
 from testbed.core.config import DEFAULT_MAX_REPLICAS, Limits
 from testbed.core.errors import ConfigError
+from testbed.core.host import usable_cores
 from testbed.core.platform import FunctionSpec, FunctionStatus
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "NAMESPACE",
     "check_limits",
     "deploy_schema",
-    "machine_cpu_cores",
     "machine_memory_mb",
     "parse_delete",
     "parse_deploy",
@@ -43,14 +43,6 @@ NAMESPACE = "openfaas-fn"  # the one namespace this provider serves
 MAX_INFLIGHT = 1024
 MIN_MEMORY_MB = 16
 """The smallest memory limit the gateway accepts: a Python runner needs more to start."""
-
-
-def machine_cpu_cores() -> int:
-    """CPUs this gateway may use (its affinity mask): the most a replica can be given."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def machine_memory_mb() -> int:
@@ -69,7 +61,7 @@ def check_limits(limits: Limits, *, where: str) -> Limits:
     Raises:
         ConfigError: one line naming ``where`` and the bound.
     """
-    cores = machine_cpu_cores()
+    cores = usable_cores()  # the most a replica can be given
     if limits.cpu_cores is not None and limits.cpu_cores > cores:
         raise ConfigError(f"{where}.cpu: {limits.cpu_cores:g} exceeds this machine's {cores} cores")
     if limits.cpu_cores is not None and limits.cpu_cores < 0.01:

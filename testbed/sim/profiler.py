@@ -38,6 +38,7 @@ from typing import Any
 
 from testbed.core.config import Limits
 from testbed.core.errors import PlatformError
+from testbed.core.host import usable_cores
 from testbed.core.platform import FunctionSpec, InvokeResult, Platform
 from testbed.sim.conditions import current_conditions
 from testbed.sim.distributions import Distribution
@@ -86,13 +87,8 @@ class ProfileSettings:
     def storm_size(self) -> int:
         """Replicas in the start storm (0: none)."""
         if self.storm_replicas is None:
-            return 4 * host_cores()
+            return 4 * usable_cores()
         return self.storm_replicas if self.storm_replicas > 1 else 0
-
-
-def host_cores() -> int:
-    """Cores this process may run on."""
-    return len(os.sched_getaffinity(0))
 
 
 def fit_start_cores(*, alone_s: float, storm_s: float, replicas: int, cores: float) -> float:
@@ -346,7 +342,7 @@ def _profile_one(
         timeout_s = max(settings.ready_timeout_s, 3.0 * k * _median(cold))
         storm = start_storm(platform, [name], k, timeout_s=timeout_s)[name]
         simulated = getattr(platform, "host_cores", None)  # the sim's host, not this one
-        cores = float(simulated if simulated and math.isfinite(simulated) else host_cores())
+        cores = float(simulated if simulated and math.isfinite(simulated) else usable_cores())
         start_cores = fit_start_cores(
             alone_s=_median(cold), storm_s=_median(storm), replicas=k, cores=cores
         )

@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from testbed.backends.openfaas import OpenFaaSPlatform
+from testbed.core.host import usable_cores
 from testbed.gateway.launch import start_gateway
-from testbed.gateway.models import machine_cpu_cores, machine_memory_mb
+from testbed.gateway.models import machine_memory_mb
 from testbed.gateway.runtimes.cgroups import detect
 from tests.helpers import wait_until
 
@@ -147,7 +148,7 @@ def test_out_of_bounds_limits_are_400_on_deploy_and_live(gateway, handler_dirs, 
 
 def test_limits_within_the_machine_are_accepted(gateway) -> None:
     platform, admin, _, _ = gateway
-    cores, memory_mb = machine_cpu_cores(), machine_memory_mb()
+    cores, memory_mb = usable_cores(), machine_memory_mb()
     r = admin.post("/system/limits/echo", json={"cpu": str(cores), "memory": f"{memory_mb}Mi"})
     assert r.status_code == 202, r.text
     r = admin.post("/system/limits/echo", json={"cpu": "1", "memory": "256Mi"})
