@@ -51,6 +51,7 @@ from scheduler.configure.objectives import (
 from scheduler.configure.space import Configuration, SearchSpace
 from scheduler.configure.surrogate import (
     ADDITIVE_MIN_FUNCTIONS,
+    LINEAR_MEAN_MIN_SAMPLES,
     fit_batched_outcomes,
     hyperparameters,
     quiet_numerics,
@@ -218,11 +219,14 @@ class AquatopeConfigurator:
     # -- trust region bookkeeping --------------------------------------------------------
     def _update_trust_region(self, samples: Sequence[ConfigSample]) -> None:
         """TuRBO-style: grow after an improvement, shrink after ``max(3, d/2)`` misses in a
-        row, and start over at the initial radius (around the incumbent) once it collapses."""
+        row, and start over at the initial radius (around the incumbent) once it collapses.
+        It grows only once the models have the points for a trend (their linear mean): an
+        early improvement says the last step was safe, not that a longer one is."""
         tolerance = max(3, self.space.n_dims // 2)
-        for s in samples[self._seen :]:
+        for i, s in enumerate(samples[self._seen :], start=self._seen):
             if is_feasible(s, self.constraints) and s.cost_usd < self._best_cost * (1 - 1e-3):
-                if math.isfinite(self._best_cost) and s.source == "bo":
+                grows = s.source == "bo" and i >= LINEAR_MEAN_MIN_SAMPLES
+                if math.isfinite(self._best_cost) and grows:
                     self._radius = min(MAX_TRUST_RADIUS, self._radius * 1.5)
                 self._best_cost = s.cost_usd
                 self._fails = 0
