@@ -110,6 +110,8 @@ _MIN_SCORED = 120  # idle ticks the first replica's experts are scored on before
 _TOL_UP = 1.1  # the need is reused while its inputs stay within 10 % of those it used
 _GRID_STEP = math.log(1.05)  # ... on a 5 % grid, so replica_need's per-scenario memo hits
 _SIG_STEPS = 96  # steps summarised to tell whether a function's traffic changed since a fit
+_SERVICE_ALPHA = 0.05  # weight of one call's service time in the running estimate ...
+_SERVICE_TAU_S = 10.0  # ... and the shortest memory a tick of many calls may leave it
 _DAG_HOPS = 4  # stages up a workflow that calls in flight are followed for the first replica
 
 
@@ -204,7 +206,7 @@ class AquatopePrewarmPolicy(Policy):
         # replica starting (a start takes CPU from the replicas serving)
         clean = fo.cold_starts == 0 and fo.queued == 0 and fo.replicas_starting == 0
         if clean and fo.mean_service_s is not None and fo.completions > 0 and fo.mean_service_s > 0:
-            w = min(1.0, 0.2 * fo.completions)
+            w = _service_weight(fo.completions, obs.tick_s)
             prev = st.service_s if st.service_s is not None else fo.mean_service_s
             sample = min(fo.mean_service_s, 2.0 * prev)  # one slow tick cannot run away
             st.service_s = (1 - w) * prev + w * sample
@@ -837,6 +839,16 @@ class AquatopePrewarmPolicy(Policy):
         self._dag_state = dict(state.get("dag", {}))
         self._dag = None
         self._dag_key = ()
+
+
+def _service_weight(completions: int, tick_s: float) -> float:
+    """Weight of one tick's mean service time in the running estimate: each call counts
+    :data:`_SERVICE_ALPHA` (a sparse function learns from its first calls), but a tick
+    counts at most what :data:`_SERVICE_TAU_S` seconds of memory allow, so a busy
+    function's estimate is not the last tick's mean (one tick under a burst's processor
+    sharing reads 4-7x another's, and the replica need would follow it up and down)."""
+    per_calls = 1.0 - (1.0 - _SERVICE_ALPHA) ** completions
+    return min(per_calls, 1.0 - math.exp(-tick_s / _SERVICE_TAU_S))
 
 
 def _lead_s(samples: deque[float], miss_price_s: float) -> float:

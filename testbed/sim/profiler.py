@@ -335,16 +335,17 @@ def _profile_one(
     cold, dropped = trim_outliers(cold, settings.outlier_iqr)
     if dropped:
         notes["cold_start_outliers_dropped"] = dropped
-    log(f"{name}: cold start p50 {_median(cold):.3f} s over {len(cold)}")
+    alone_s = _median(cold)
+    log(f"{name}: cold start p50 {alone_s:.3f} s over {len(cold)}")
     start_cores = 1.0
     k = min(settings.storm_size(), reference.scale_bounds.max)
-    if k > 1 and _median(cold) > 0:
-        timeout_s = max(settings.ready_timeout_s, 3.0 * k * _median(cold))
+    if k > 1 and alone_s > 0:
+        timeout_s = max(settings.ready_timeout_s, 3.0 * k * alone_s)
         storm = start_storm(platform, [name], k, timeout_s=timeout_s)[name]
         simulated = getattr(platform, "host_cores", None)  # the sim's host, not this one
         cores = float(simulated if simulated and math.isfinite(simulated) else usable_cores())
         start_cores = fit_start_cores(
-            alone_s=_median(cold), storm_s=_median(storm), replicas=k, cores=cores
+            alone_s=alone_s, storm_s=_median(storm), replicas=k, cores=cores
         )
         notes["start_storm"] = {
             "replicas": k,

@@ -472,7 +472,31 @@ def test_service_time_is_learned_only_from_ticks_where_nothing_waited() -> None:
     step(pol, 3.0, replicas_starting=1, **kw)  # a start taking CPU
     assert pol._fns["f"].service_s is None
     step(pol, 4.0, **kw)
-    assert pol._fns["f"].service_s == 3.0  # 5 completions: the sample replaces the default
+    assert pol._fns["f"].service_s == 3.0  # the first clean sample replaces the default
+
+
+def test_a_busy_functions_service_estimate_is_not_its_last_ticks_mean() -> None:
+    # eight calls a tick whose mean alternates 4 / 27 ms (a burst's processor sharing): the
+    # estimate must not follow each tick (it did: the replica need went up and down, 900
+    # starts in two hours), yet a lasting change is taken up within a few of its seconds
+    pol = AquatopePrewarmPolicy(forecaster="ewma", service_s=0.5)
+    seen = []
+    for t in range(1, 121):
+        step(pol, float(t), arrivals=8, completions=8, mean_service_s=(0.004, 0.027)[t % 2])
+        seen.append(pol._fns["f"].service_s)
+    late = seen[-40:]
+    assert max(late) / min(late) < 1.3
+    assert 0.008 < sum(late) / len(late) < 0.027
+    for t in range(121, 151):  # every call now takes 50 ms
+        step(pol, float(t), arrivals=8, completions=8, mean_service_s=0.05)
+    assert pol._fns["f"].service_s == pytest.approx(0.05, rel=0.1)
+
+
+def test_a_sparse_functions_calls_each_move_its_service_estimate_a_little() -> None:
+    pol = AquatopePrewarmPolicy(forecaster="ewma", service_s=0.5)
+    step(pol, 1.0, completions=1, mean_service_s=1.0)
+    step(pol, 61.0, completions=1, mean_service_s=2.0)
+    assert pol._fns["f"].service_s == pytest.approx(1.05)  # one call: 5 % of the way
 
 
 def test_each_start_is_timed_when_another_finishes_first() -> None:
