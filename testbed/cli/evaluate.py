@@ -221,17 +221,20 @@ def summarise_into(
     command: str,
     labels: EvaluationSpec | None = None,
 ) -> tuple[EvaluationSummary, list[Path]]:
-    """Summarise the runs of ``spec``'s traces under ``out_dir`` into ``results_md``; every
-    run there is read, each label's family and knob taken from ``labels`` (default
-    ``spec``)."""
+    """Summarise the runs of ``spec``'s traces and seeds under ``out_dir`` into
+    ``results_md``; every policy's runs there are read, each label's family and knob taken
+    from ``labels`` (default ``spec``). Runs of other seeds (a grid going on past
+    ``--seeds``) are left out, so every point is paired over the same seeds."""
     from testbed.experiment.results import find_runs
     from testbed.report.compare import load_metrics
     from testbed.report.evaluation import summarise, write_results_markdown
 
     runs = {}
+    wanted = set(spec.seeds)
     for trace in spec.experiments:
         root = out_dir / trace
-        runs[trace] = load_metrics(find_runs([root])) if root.is_dir() else []
+        found = load_metrics(find_runs([root])) if root.is_dir() else []
+        runs[trace] = [m for m in found if m.seed in wanted]
     percentile = _qos_percentile(spec)
     known = labels if labels is not None else spec
     summary = summarise(

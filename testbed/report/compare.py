@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from testbed.core.errors import ConfigError
-from testbed.experiment.results import find_runs, load_run
-from testbed.report.metrics import HEADLINE, RunMetrics, compute_metrics
+from testbed.experiment.results import find_runs
+from testbed.report.metrics import HEADLINE, RunMetrics
+from testbed.report.metrics_cache import load_run_metrics
 
 __all__ = ["Comparison", "Estimate", "PolicySummary", "compare_runs", "load_metrics", "t_interval"]
 
@@ -118,7 +119,7 @@ def load_metrics(paths: Sequence[str | Path]) -> list[RunMetrics]:
     Raises:
         ConfigError: a path holds no complete run, or a file is malformed.
     """
-    return [compute_metrics(load_run(p)) for p in find_runs(paths)]
+    return [load_run_metrics(p) for p in find_runs(paths)]
 
 
 def compare_runs(

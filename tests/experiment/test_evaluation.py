@@ -270,6 +270,12 @@ def test_grid_runs_resumes_and_summarises(grid: Path, tmp_path: Path) -> None:
     families = {p.label: (p.family, p.knob) for p in part.traces["bursty"]}
     assert families["keep-alive-window-s-2"] == ("keep-alive", ("window_s", 2))
     guessed, _ = summarise_into(narrow, out, tmp_path / "guess.md", command="-")
+    # --seeds 1 summarises seed 0 alone, though seed 1's runs are there too
+    first_seed, _ = summarise_into(
+        load_evaluation(grid, seeds=1), out, tmp_path / "one.md", command="-"
+    )
+    assert {s for p in first_seed.traces["bursty"] for s in p.per_seed} == {0}
+    assert all(len(p.per_seed) == 2 for p in part.traces["bursty"])
     assert {p.label: p.family for p in guessed.traces["bursty"]}["keep-alive-window-s-2"] == (
         "keep-alive-window-s-2"  # without the whole file a label is its own family
     )
