@@ -7,6 +7,7 @@ and the paper's two claims as measured (``testbed.report.evaluation``).
 
 from __future__ import annotations
 
+import datetime
 import os
 import shlex
 from pathlib import Path
@@ -17,7 +18,9 @@ import click
 from testbed.core.errors import TestbedError
 
 if TYPE_CHECKING:
-    from testbed.experiment.evaluation import CellResult, EvaluationSpec
+    from rich.progress import Task
+
+    from testbed.experiment.evaluation import Cell, CellResult, EvaluationSpec
     from testbed.report.evaluation import EvaluationSummary
 
 __all__ = ["evaluate"]
@@ -146,6 +149,9 @@ def evaluate(
                         runs=f"{n}/{total}",
                         description=f"{cell.trace} {cell.label}",
                     )
+                    if result.ran and not console.is_terminal:
+                        # no live bar in a log file: one line per run, with the ETA
+                        console.print(_progress_line(progress.tasks[task], cell, n, total))
 
                 results = run_evaluation(spec, out_dir, jobs=jobs, on_cell_done=done, fresh=fresh)
             reused = sum(1 for r in results if not r.ran)
@@ -165,6 +171,17 @@ def evaluate(
     console.print(f"wrote {results_md} and {len(written)} figures")
     if failures:
         raise click.ClickException(f"{len(failures)} run(s) failed; first: {failures[0]}")
+
+
+def _progress_line(task: Task, cell: Cell, n: int, total: int) -> str:
+    """``[n/total] trace label seed-s done; x % of the work, about h:mm:ss left``."""
+    left = task.time_remaining
+    eta = "unknown" if left is None else str(datetime.timedelta(seconds=round(left)))
+    share = 100.0 * task.completed / task.total if task.total else 0.0
+    return (
+        f"[{n}/{total}] {cell.trace} {cell.label} seed-{cell.seed} done; "
+        f"{share:.0f} % of the work, about {eta} left"
+    )
 
 
 def _command_line(

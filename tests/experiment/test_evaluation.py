@@ -233,6 +233,21 @@ def test_a_simulated_grid_is_confirmed_live_one_run_at_a_time(tmp_path: Path) ->
     assert "--backend local" in text  # the command that reproduces it
 
 
+def test_a_grid_run_into_a_log_file_says_each_run_and_the_time_left(
+    grid: Path, tmp_path: Path
+) -> None:
+    from testbed.cli import cli
+
+    out, md = tmp_path / "out", tmp_path / "RESULTS.md"
+    args = ["evaluate", str(grid), "-o", str(out), "--results-md", str(md), "--seeds", "1"]
+    result = CliRunner().invoke(cli, [*args, "--policy", "always-on"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "[1/1] bursty always-on seed-0 done; 100 % of the work" in result.output
+    again = CliRunner().invoke(cli, [*args, "--policy", "always-on"], catch_exceptions=False)
+    assert "done;" not in again.output  # nothing ran: the complete run was reused
+    assert "reused 1 complete run(s)" in again.output
+
+
 @pytest.mark.slow
 def test_grid_runs_resumes_and_summarises(grid: Path, tmp_path: Path) -> None:
     from testbed.cli import cli
