@@ -110,8 +110,10 @@ _MIN_SCORED = 120  # idle ticks the first replica's experts are scored on before
 _TOL_UP = 1.1  # the need is reused while its inputs stay within 10 % of those it used
 _GRID_STEP = math.log(1.05)  # ... on a 5 % grid, so replica_need's per-scenario memo hits
 _SIG_STEPS = 96  # steps summarised to tell whether a function's traffic changed since a fit
-_SERVICE_ALPHA = 0.05  # weight of one call's service time in the running estimate ...
-_SERVICE_TAU_S = 10.0  # ... and the shortest memory a tick of many calls may leave it
+# weight of one tick's mean service time in the running estimate, however many calls it had
+# (a tick of five used to replace it: under a burst's processor sharing one tick reads 4-7x
+# the next, and a busy function's replica need followed it up and down)
+_SERVICE_ALPHA = 0.2
 _DAG_HOPS = 4  # stages up a workflow that calls in flight are followed for the first replica
 
 
@@ -206,10 +208,11 @@ class AquatopePrewarmPolicy(Policy):
         # replica starting (a start takes CPU from the replicas serving)
         clean = fo.cold_starts == 0 and fo.queued == 0 and fo.replicas_starting == 0
         if clean and fo.mean_service_s is not None and fo.completions > 0 and fo.mean_service_s > 0:
-            w = _service_weight(fo.completions, obs.tick_s)
-            prev = st.service_s if st.service_s is not None else fo.mean_service_s
-            sample = min(fo.mean_service_s, 2.0 * prev)  # one slow tick cannot run away
-            st.service_s = (1 - w) * prev + w * sample
+            if st.service_s is None:
+                st.service_s = fo.mean_service_s
+            else:  # one sample per tick: the calls finishing in it shared its contention
+                sample = min(fo.mean_service_s, 2.0 * st.service_s)  # a slow tick cannot run away
+                st.service_s += _SERVICE_ALPHA * (sample - st.service_s)
         # each replica seen starting is timed until the ready count rises (FIFO); fewer
         # starting otherwise = cancelled
         done = min(max(fo.replicas_ready - st.prev_ready, 0), len(st.start_times))
@@ -839,16 +842,6 @@ class AquatopePrewarmPolicy(Policy):
         self._dag_state = dict(state.get("dag", {}))
         self._dag = None
         self._dag_key = ()
-
-
-def _service_weight(completions: int, tick_s: float) -> float:
-    """Weight of one tick's mean service time in the running estimate: each call counts
-    :data:`_SERVICE_ALPHA` (a sparse function learns from its first calls), but a tick
-    counts at most what :data:`_SERVICE_TAU_S` seconds of memory allow, so a busy
-    function's estimate is not the last tick's mean (one tick under a burst's processor
-    sharing reads 4-7x another's, and the replica need would follow it up and down)."""
-    per_calls = 1.0 - (1.0 - _SERVICE_ALPHA) ** completions
-    return min(per_calls, 1.0 - math.exp(-tick_s / _SERVICE_TAU_S))
 
 
 def _lead_s(samples: deque[float], miss_price_s: float) -> float:

@@ -478,7 +478,7 @@ def test_service_time_is_learned_only_from_ticks_where_nothing_waited() -> None:
 def test_a_busy_functions_service_estimate_is_not_its_last_ticks_mean() -> None:
     # eight calls a tick whose mean alternates 4 / 27 ms (a burst's processor sharing): the
     # estimate must not follow each tick (it did: the replica need went up and down, 900
-    # starts in two hours), yet a lasting change is taken up within a few of its seconds
+    # starts in two hours), yet a lasting change is taken up within seconds
     pol = AquatopePrewarmPolicy(forecaster="ewma", service_s=0.5)
     seen = []
     for t in range(1, 121):
@@ -492,11 +492,14 @@ def test_a_busy_functions_service_estimate_is_not_its_last_ticks_mean() -> None:
     assert pol._fns["f"].service_s == pytest.approx(0.05, rel=0.1)
 
 
-def test_a_sparse_functions_calls_each_move_its_service_estimate_a_little() -> None:
-    pol = AquatopePrewarmPolicy(forecaster="ewma", service_s=0.5)
-    step(pol, 1.0, completions=1, mean_service_s=1.0)
-    step(pol, 61.0, completions=1, mean_service_s=2.0)
-    assert pol._fns["f"].service_s == pytest.approx(1.05)  # one call: 5 % of the way
+def test_a_tick_is_one_service_sample_however_many_calls_finished_in_it() -> None:
+    # calls that finish in one tick shared its contention: three of them move the estimate
+    # as far as one does (a fifth of the way)
+    for calls in (1, 3):
+        pol = AquatopePrewarmPolicy(forecaster="ewma", service_s=0.5)
+        step(pol, 1.0, completions=calls, mean_service_s=1.0)
+        step(pol, 61.0, completions=calls, mean_service_s=2.0)
+        assert pol._fns["f"].service_s == pytest.approx(1.2)
 
 
 def test_each_start_is_timed_when_another_finishes_first() -> None:
