@@ -151,7 +151,8 @@ def evaluate(
                     )
                     if result.ran and not console.is_terminal:
                         # no live bar in a log file: one line per run, with the ETA
-                        console.print(_progress_line(progress.tasks[task], cell, n, total))
+                        line = _progress_line(progress.tasks[task], cell, n, total)
+                        console.print(line, soft_wrap=True)  # one line, however long
 
                 results = run_evaluation(spec, out_dir, jobs=jobs, on_cell_done=done, fresh=fresh)
             reused = sum(1 for r in results if not r.ran)
