@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from testbed.experiment import results
+import testbed.experiment.results as results
 from testbed.report import cost, metrics
 from testbed.report.cost import CostBreakdown
 from testbed.report.metrics import RunMetrics, compute_metrics
