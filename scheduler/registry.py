@@ -46,6 +46,7 @@ _POLICY_MODULES = (
     "scheduler.policies.aquatope_prewarm",
     "scheduler.policies.aquatope_config",
     "scheduler.policies.aquatope",
+    "scheduler.policies.sized",
 )
 
 

@@ -355,3 +355,16 @@ def test_a_seed_without_requests_is_left_out_of_the_ratio() -> None:
     ratio, low, high = bootstrap_ratio({0: 4.0, 1: 8.0, 2: 6.0}, {0: 2.0, 1: 4.0, 2: nan})
     assert ratio == pytest.approx(2.0) and low == pytest.approx(2.0)
     assert high == pytest.approx(2.0)
+
+
+def test_the_sizing_grid_pits_aquatope_against_each_method_on_the_same_replica_policy() -> None:
+    from testbed.report.evaluation import is_aquatope, is_competitor
+
+    spec = load_evaluation(REPO / "experiments" / "sizing.yaml")
+    for exp in spec.experiments.values():
+        sized = {p.label: p.params for p in exp.policies if p.name == "sized"}
+        methods = {params["config_method"] for params in sized.values()}
+        assert methods == {"power-tuning", "cherrypick", "paper-bo", "random"}
+        assert all(p["replicas"] == "hybrid-histogram" for p in sized.values())
+        assert all(is_competitor(spec.families[label]) for label in sized)
+        assert is_aquatope(spec.families["aquatope"]) and exp.workflows == ("ml-pipeline",)
