@@ -25,7 +25,7 @@ from scheduler.policies.prewarm_config import PrewarmConfig
 from scheduler.policy import Decision, FunctionDecision, Observation, Policy
 from scheduler.registry import register_policy
 
-__all__ = ["AquatopePolicy", "compose"]
+__all__ = ["AquatopePolicy", "compose", "config_parameters"]
 
 CONFIG_POLICY = "aquatope-config"
 CONFIG_PREFIX = "config_"  # registry parameters passed on to the configurator, prefix removed
@@ -154,6 +154,15 @@ def _registry_signature() -> tuple[inspect.Signature, dict[str, Any]]:
         params.append(inspect.Parameter(f.name, kw, default=f.default, annotation=f.type))
     params.append(inspect.Parameter("configure", kw, default=True, annotation="bool"))
     hints["configure"] = "bool"
+    for param in config_parameters():
+        params.append(param)
+        hints[param.name] = param.annotation
+    return inspect.Signature(params), hints
+
+
+def config_parameters() -> list[inspect.Parameter]:
+    """The configurator's registry parameters as keyword-only ``config_*`` ones (none when
+    ``aquatope-config`` is not available), for policies that compose it."""
     import importlib
 
     from scheduler.registry import _REGISTRY
@@ -164,11 +173,11 @@ def _registry_signature() -> tuple[inspect.Signature, dict[str, Any]]:
         if exc.name != "scheduler.policies.aquatope_config":
             raise
     info = _REGISTRY.get(CONFIG_POLICY)
-    for pname, (kind, default) in info.parameters.items() if info is not None else ():
-        name = CONFIG_PREFIX + pname
-        params.append(inspect.Parameter(name, kw, default=default, annotation=kind))
-        hints[name] = kind
-    return inspect.Signature(params), hints
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter(CONFIG_PREFIX + pname, kw, default=default, annotation=kind)
+        for pname, (kind, default) in (info.parameters.items() if info is not None else ())
+    ]
 
 
 _SIG, _HINTS = _registry_signature()

@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from scheduler.policies.aquatope import CONFIG_POLICY, CONFIG_PREFIX, compose
+from scheduler.policies.aquatope import CONFIG_POLICY, CONFIG_PREFIX, compose, config_parameters
 from scheduler.policy import Decision, Observation, Policy
 from scheduler.registry import register_policy
 
@@ -76,21 +76,11 @@ class SizedPolicy(Policy):
 
 def _registry_signature() -> tuple[inspect.Signature, dict[str, Any]]:
     """What the registry reads: ``replicas`` and the configurator's parameters as ``config_*``."""
-    import importlib
-
-    from scheduler.registry import _REGISTRY
-
-    importlib.import_module("scheduler.policies.aquatope_config")
     kw = inspect.Parameter.KEYWORD_ONLY
-    params = [
-        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter("replicas", kw, default="hybrid-histogram", annotation="str"),
-    ]
-    hints: dict[str, Any] = {"replicas": "str"}
-    for pname, (kind, default) in _REGISTRY[CONFIG_POLICY].parameters.items():
-        name = CONFIG_PREFIX + pname
-        params.append(inspect.Parameter(name, kw, default=default, annotation=kind))
-        hints[name] = kind
+    replicas = inspect.Parameter("replicas", kw, default="hybrid-histogram", annotation="str")
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), replicas]
+    params += config_parameters()
+    hints = {p.name: p.annotation for p in params[1:]}
     return inspect.Signature(params), hints
 
 
