@@ -10,16 +10,16 @@ directory that cannot be written to is simply not cached.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import testbed.experiment.results as results
+from testbed.core.atomic import atomic_write_json
 from testbed.report import cost, metrics
 from testbed.report.cost import CostBreakdown
 from testbed.report.metrics import RunMetrics, compute_metrics
@@ -79,19 +79,9 @@ def _read_cache(run_dir: Path, key: dict[str, Any]) -> RunMetrics | None:
 
 
 def _write_cache(run_dir: Path, key: dict[str, Any], m: RunMetrics) -> None:
-    """Atomically (a temporary file renamed over the old one); quietly not on a read-only
-    directory."""
-    text = json.dumps({"key": key, "metrics": _to_json(m)}, allow_nan=True)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=CACHE_FILE, suffix=".tmp", dir=run_dir)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, run_dir / CACHE_FILE)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+    """Atomically; quietly not on a directory that cannot be written to."""
+    with contextlib.suppress(OSError):
+        atomic_write_json(run_dir / CACHE_FILE, {"key": key, "metrics": _to_json(m)}, indent=None)
 
 
 def load_run_metrics(run_dir: str | Path) -> RunMetrics:
