@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 __all__ = [
     "DEFAULT_IDLE_WEIGHT",
     "DEFAULT_QOS_PERCENTILE",
+    "busy_wait_miss",
     "choose_level",
     "delay_price_for_level",
     "erlang_b",
@@ -44,6 +45,7 @@ __all__ = [
     "lookahead_steps",
     "pool_cost",
     "replica_need",
+    "replica_need_and_load",
     "replicas_for_cost",
     "replicas_for_load",
     "replicas_worth_keeping",
@@ -329,7 +331,32 @@ def replica_need(
     max_replicas: int = 1000,
     floor: float = 1e-9,
 ) -> list[float]:
-    """``P(replica k is needed within horizon_s)`` for ``k = 1, 2, ...`` (non-increasing).
+    """``P(replica k is needed within horizon_s)`` for ``k = 1, 2, ...`` (non-increasing):
+    the first half of :func:`replica_need_and_load`, whose docstring gives the model."""
+    need, _ = replica_need_and_load(
+        rates_per_s,
+        weights,
+        service_s,
+        horizon_s=horizon_s,
+        max_inflight=max_inflight,
+        max_replicas=max_replicas,
+        floor=floor,
+    )
+    return need
+
+
+def replica_need_and_load(
+    rates_per_s: Sequence[float],
+    weights: Sequence[float],
+    service_s: float,
+    *,
+    horizon_s: float,
+    max_inflight: int = 1,
+    max_replicas: int = 1000,
+    floor: float = 1e-9,
+) -> tuple[list[float], list[float]]:
+    """``P(replica k is needed within horizon_s)`` for ``k = 1, 2, ...`` (non-increasing), and
+    the offered load where it is.
 
     Replica ``k`` is needed when the concurrency reaches ``j = (k - 1) * max_inflight + 1``.
     Under each rate scenario ``r`` (probability ``weights[i]``) the concurrency is the
@@ -352,7 +379,10 @@ def replica_need(
         floor: probabilities below it end the list.
 
     Returns:
-        ``[P_1, P_2, ...]``, each in [0, 1].
+        ``([P_1, P_2, ...], [a_1, a_2, ...])``: each ``P_k`` in [0, 1], and ``a_k`` the
+        offered load (Erlangs, ``r x service_s``) expected in the scenarios where replica
+        ``k`` is needed, ``sum_i w_i P_k(r_i) a_i / sum_i w_i P_k(r_i)``: a wait for a later
+        replica happens in the busy scenarios, not at the mean rate.
     """
     if max_inflight < 1:
         raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
@@ -363,9 +393,10 @@ def replica_need(
             merged[rate] = merged.get(rate, 0.0) + float(w)
     total_w = sum(merged.values())
     if total_w <= 0:
-        return []
+        return [], []
     service = max(service_s, 1e-6)
     out: list[float] = []
+    loaded: list[float] = []  # sum_i w_i P_k(r_i) a_i
     for rate, w in merged.items():
         if rate <= 0:
             continue
@@ -374,11 +405,15 @@ def replica_need(
         for k, p in enumerate(one):
             if k < len(out):
                 out[k] += share * p
+                loaded[k] += share * p * rate * service
             else:
                 out.append(share * p)
+                loaded.append(share * p * rate * service)
     while out and out[-1] < floor:
         out.pop()
-    return [min(p, 1.0) for p in out]
+        loaded.pop()
+    loads = [x / p if p > 0 else 0.0 for x, p in zip(loaded, out, strict=True)]
+    return [min(p, 1.0) for p in out], loads
 
 
 @functools.lru_cache(maxsize=65536)
@@ -470,14 +505,14 @@ def replicas_worth_keeping(
     idle_cost: float,
     current: int = 0,
     start_cost: float = 0.0,
-    busy_cost: float | None = None,
+    busy_cost: float | Sequence[float] | None = None,
 ) -> int:
     """Replicas whose expected saving exceeds their idle cost (the per-replica rule).
 
     Replica ``k`` is kept (or started) while ``need[k-1] * cost_k > idle_cost`` (plus
     ``start_cost`` for a replica that is not running or starting yet: ``k > current``), where
     ``cost_1 = blocked_cost`` (without replica 1 an arrival waits for a cold start) and
-    ``cost_k = busy_cost`` for ``k >= 2`` (without replica ``k`` it waits for one of the
+    ``cost_k`` for ``k >= 2`` is the busy cost (without replica ``k`` it waits for one of the
     ``k - 1`` busy ones to free up). As ``need`` does not increase with ``k`` and ``cost_k``
     does not either, the answer is the first ``k`` that fails, minus one.
 
@@ -487,18 +522,58 @@ def replicas_worth_keeping(
         idle_cost: cost of one replica kept idle over the horizon (idle replica-seconds).
         current: replicas running or starting now.
         start_cost: extra cost of starting a replica (idle replica-seconds).
-        busy_cost: cost of an arrival that finds every warm replica busy (at most
-            ``blocked_cost``; None: ``blocked_cost``).
+        busy_cost: cost of an arrival that finds every warm replica busy: one figure for
+            every ``k >= 2``, or one per replica from the second on (``busy_cost[k-2]``,
+            non-increasing; the last one repeats); each is capped at ``blocked_cost``.
+            None: ``blocked_cost``.
 
     Returns:
         A replica count >= 0.
     """
-    later = blocked_cost if busy_cost is None else min(busy_cost, blocked_cost)
+    if busy_cost is None:
+        later: Sequence[float] = (blocked_cost,)
+    elif isinstance(busy_cost, (int, float)):
+        later = (min(float(busy_cost), blocked_cost),)
+    else:
+        later = [min(float(c), blocked_cost) for c in busy_cost] or [blocked_cost]
     keep = 0
     for k, p in enumerate(need, start=1):
         threshold = idle_cost + (start_cost if k > current else 0.0)
-        if p * (blocked_cost if k == 1 else later) > threshold:
+        cost = blocked_cost if k == 1 else later[min(k - 2, len(later) - 1)]
+        if p * cost > threshold:
             keep = k
         else:
             break
     return keep
+
+
+def busy_wait_miss(
+    slack_s: float, service_s: float, *, replicas: int, load: float, per_replica: int = 1
+) -> float:
+    """``P(an arrival that finds all replicas busy waits past the slack)``.
+
+    The wait of a call queued at ``c = replicas x per_replica`` busy servers with offered
+    load ``a`` (calls per second x service time) is, in the M/M/c queue, exponential with
+    mean ``service / (c - a)`` (Erlang C, given that it waits); the call misses its QoS target
+    when the wait exceeds ``slack_s``, the target minus the workflow's latency without it.
+
+    Args:
+        slack_s: QoS target minus the critical path of the workflow's service times (<= 0:
+            any wait misses).
+        service_s: mean service time of one call here (seconds).
+        replicas: the busy replicas the call waits for (>= 1).
+        load: offered load ``a`` (Erlangs); ``a >= c`` is an unstable queue (the wait grows
+            without bound: a sure miss).
+        per_replica: calls one replica serves at once.
+
+    Example:
+        >>> round(busy_wait_miss(0.08, 0.05, replicas=1, load=0.0), 3)  # exp(-1.6)
+        0.202
+        >>> busy_wait_miss(0.08, 0.05, replicas=1, load=1.2)
+        1.0
+    """
+    servers = max(replicas, 1) * max(per_replica, 1)
+    if slack_s <= 0 or load >= servers:
+        return 1.0
+    mean_wait = max(service_s, 1e-9) / (servers - max(load, 0.0))
+    return math.exp(-slack_s / mean_wait)

@@ -82,16 +82,6 @@ MAX_SKIPPED_PROPOSALS = 25  # excluded proposals answered in one tick before giv
 _FAILED_X = 3.0  # a failed trial or request counts as this many times the QoS target
 
 
-def _critical_path_s(workflow: Workflow, service_s: Mapping[str, float]) -> float | None:
-    finish: dict[str, float] = {}
-    for stage in workflow.topological_order():
-        own = service_s.get(stage.function)
-        if own is None:
-            return None
-        finish[stage.name] = own + max((finish[d] for d in stage.after), default=0.0)
-    return max(finish.values()) if finish else None
-
-
 def _memory_up(memory_mb: float) -> int:
     """The smallest memory lattice value >= ``memory_mb``."""
     k = max(0, math.ceil((memory_mb - MEMORY_MIN_MB) / MEMORY_STEP_MB - 1e-9))
@@ -593,7 +583,7 @@ class AquatopeConfigPolicy(Policy):
         if e2e:
             latency: float | None = float(np.percentile(e2e, self._pct(workflow)))
         else:
-            latency = _critical_path_s(workflow, service)
+            latency = workflow.critical_path_s(service)
         roots = {s.function for s in workflow.stages if not s.after}
         arrivals = max((fobs[f].arrivals for f in roots), default=0)
         cost = 0.0

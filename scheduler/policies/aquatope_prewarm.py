@@ -49,7 +49,9 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
    otherwise (every cold start counts for a function outside any workflow). Replicas
    ``k >= 2`` are priced the same way by a shorter delay: without replica ``k`` an arrival
    waits for one of the ``k - 1`` busy ones to finish a call (``min(cold, service)``), not for
-   a cold start. One knob, ``miss_price_s``; zero replicas are always a choice.
+   a cold start (``busy_wait="queue"`` prices instead the chance that an M/M/c wait outlasts
+   the workflow's slack: :meth:`AquatopePrewarmPolicy._busy_costs`). One knob,
+   ``miss_price_s``; zero replicas are always a choice.
 6. **Floors.** Replicas serving requests are kept; while requests are queued, every replica
    running or starting is kept (the platform started them for the queue: cancelling them
    strands it). At most ``max(1, ceil(max_start_ratio x ready))`` replicas start at once.
@@ -88,7 +90,12 @@ from scheduler.forecast.dag import DagPropagator
 from scheduler.forecast.gaps import GapModel
 from scheduler.forecast.mixture import ExpertMixture, group_prior
 from scheduler.forecast.phase import ActivityLog, PeriodicExperts
-from scheduler.forecast.pool import imminent_need, replica_need, replicas_worth_keeping
+from scheduler.forecast.pool import (
+    busy_wait_miss,
+    imminent_need,
+    replica_need_and_load,
+    replicas_worth_keeping,
+)
 from scheduler.policies.prewarm_config import PrewarmConfig
 from scheduler.policy import Decision, FunctionDecision, FunctionObservation, Observation, Policy
 from scheduler.registry import register_policy
@@ -149,9 +156,16 @@ class _Fn:
     forecaster_kind: str = ""
     paper_upper: list[float] = field(default_factory=list)  # lstm-paper: upper bound per step
     cached: tuple[int, np.ndarray] | None = None  # (horizon, calibrated scenario rows)
-    # (exact inputs, rates, (service, window), need): reused while the inputs stay close
+    # (exact inputs, rates, (service, window), need, loads): reused while the inputs stay close
     need_cache: (
-        tuple[tuple[Any, ...], tuple[float, ...], tuple[float, float], tuple[float, ...]] | None
+        tuple[
+            tuple[Any, ...],
+            tuple[float, ...],
+            tuple[float, float],
+            tuple[float, ...],
+            tuple[float, ...],
+        ]
+        | None
     ) = None
 
 
@@ -189,6 +203,7 @@ class AquatopePrewarmPolicy(Policy):
         self._paths: dict[str, list[tuple[str, tuple[tuple[str, float], ...], tuple[str, ...]]]]
         self._paths = {}
         self._calls_in_flight = False  # any request in flight this tick (_imminent's shortcut)
+        self._slack: dict[str, float] = {}  # per function, its workflows' least QoS slack (s)
         self._targets: tuple[tuple[str, ...], dict[str, float]] = ((), {})  # strictest QoS
 
     # -- per-function bookkeeping ----------------------------------------------------------------
@@ -458,6 +473,7 @@ class AquatopePrewarmPolicy(Policy):
                 counts = dag.propagate(counts, shift_steps=latency)
 
         out: dict[str, FunctionDecision] = {}
+        self._slack = self._workflow_slack(obs) if cfg.busy_wait == "queue" else {}
         self._calls_in_flight = any(fo.inflight > 0 for fo in obs.functions.values())
         for name, fo in obs.functions.items():
             out[name] = self._decide_one(name, fo, obs, cold[name], need_steps[name], counts, dag)
@@ -517,6 +533,49 @@ class AquatopePrewarmPolicy(Policy):
             share = delay_s / target
         return self.config.miss_price_s * share
 
+    def _busy_costs(
+        self,
+        name: str,
+        fo: FunctionObservation,
+        obs: Observation,
+        cold_s: float,
+        loads: list[float],
+        replicas: int,
+    ) -> float | list[float]:
+        """Price of an arrival that finds replicas ``1..k-1`` busy, for ``k = 2..replicas``.
+
+        ``busy_wait="share"``: it waits about a service time (or a start, if quicker), priced
+        by its share of the strictest target, as a cold start is. ``"queue"``, in a workflow:
+        it waits for one of them (M/M/c at the offered load where replica ``k`` is needed,
+        ``loads[k-1]``; :func:`~scheduler.forecast.pool.busy_wait_miss`) and misses its QoS
+        target only when the wait outlasts the workflow's slack (target minus the critical
+        path of the measured service times)."""
+        service = self._service(self._fns[name])
+        slack = self._slack.get(name)
+        if self.config.busy_wait == "share" or slack is None:
+            return self._blocked_cost(name, obs, min(cold_s, service))
+        per = max(fo.max_inflight, 1)
+        price = self.config.miss_price_s
+        costs = []
+        for k in range(2, replicas + 1):
+            load = loads[min(k - 1, len(loads) - 1)] if loads else 0.0
+            miss = busy_wait_miss(slack, service, replicas=k - 1, load=load, per_replica=per)
+            costs.append(price * miss)
+        return costs
+
+    def _workflow_slack(self, obs: Observation) -> dict[str, float]:
+        """Per function, the least slack of its workflows: QoS target minus the critical
+        path of the measured service times."""
+        service = {n: self._service(self._fns[n]) for n in obs.functions if n in self._fns}
+        slack: dict[str, float] = {}
+        for wf in obs.workflows.values():
+            path = wf.critical_path_s(service)
+            if path is None:
+                continue
+            for fn in wf.functions:
+                slack[fn] = min(slack.get(fn, math.inf), wf.qos.target_s - path)
+        return slack
+
     def _need(
         self,
         name: str,
@@ -526,14 +585,17 @@ class AquatopePrewarmPolicy(Policy):
         steps: int,
         counts: Mapping[str, Any],
         dag: DagPropagator | None,
-    ) -> list[float]:
-        """``P(replica k needed within the look-ahead)``, k = 1, 2, ..."""
+    ) -> tuple[list[float], list[float]]:
+        """``P(replica k needed within the look-ahead)``, k = 1, 2, ...; and the offered load
+        (Erlangs) where replica ``k`` is needed: the forecast scenarios' (see
+        :func:`~scheduler.forecast.pool.replica_need_and_load`) plus the concurrency that
+        calls running upstream bring."""
         cfg = self.config
         st = self._fns[name]
         window_s = cold_s + obs.tick_s
         per = max(fo.max_inflight, 1)
         if cfg.forecaster == "recent":
-            return [1.0 if obs.now_s - t < cfg.recent_window_s else 0.0 for t in st.seen_s]
+            return [1.0 if obs.now_s - t < cfg.recent_window_s else 0.0 for t in st.seen_s], []
         rows = counts.get(name)
         raw: tuple[float, ...] = ()
         if rows is not None:
@@ -550,11 +612,11 @@ class AquatopePrewarmPolicy(Policy):
             and _within(raw, cached[1])
             and _within((service_s, window_s), cached[2])
         ):
-            need = list(cached[3])  # inputs within 10 % of those the need was computed for
+            need, loads = list(cached[3]), list(cached[4])  # inputs within 10 % of those used
         else:
             # inputs rounded up to a 5 % grid, so the per-scenario memo in replica_need hits
-            need = (
-                replica_need(
+            need, loads = (
+                replica_need_and_load(
                     [_grid_up(r) for r in raw],
                     _WEIGHTS,
                     _grid_up(service_s),
@@ -564,9 +626,9 @@ class AquatopePrewarmPolicy(Policy):
                     floor=min(floor, 1e-3),
                 )
                 if any(raw)
-                else []
+                else ([], [])
             )
-            st.need_cache = (exact, raw, (service_s, window_s), tuple(need))
+            st.need_cache = (exact, raw, (service_s, window_s), tuple(need), tuple(loads))
         if (cfg.gaps or cfg.phase) and fo.inflight == 0:
             # the mixture is the first replica's need; later ones cannot be likelier (while
             # a call is in flight the first replica is needed anyway: nothing to predict)
@@ -586,7 +648,8 @@ class AquatopePrewarmPolicy(Policy):
             if first:
                 soon = [max(first[0], soon[0] if soon else 0.0), *soon[1:]]
             need = [max(a, b) for a, b in itertools.zip_longest(need, soon, fillvalue=0.0)]
-        return need
+        brought = sum(n * c for n, c in concurrent)
+        return need, ([a + brought for a in loads] if loads else [brought])
 
     def _demand_seen_now(self, name: str, dag: DagPropagator | None) -> bool:
         """Whether calls in the current step (the function's own, past the first batch, or any
@@ -718,19 +781,16 @@ class AquatopePrewarmPolicy(Policy):
         current = fo.replicas_ready + fo.replicas_starting
         window_s = cold_s + obs.tick_s
         blocked = self._blocked_cost(name, obs, cold_s)
-        # an arrival that finds every warm replica busy waits for one (about a service time),
-        # or for a start if that is quicker: a smaller delay than a cold start
-        busy = self._blocked_cost(name, obs, min(cold_s, self._service(st)))
         if cfg.forecaster == "lstm-paper":
             upper = st.paper_upper[:steps] if st.paper_upper else [0.0]
             wanted = max(0, math.ceil(max(upper) - _EPS))
             need: list[float] = []
         else:
-            need = self._need(name, fo, obs, cold_s, steps, counts, dag)
+            need, loads = self._need(name, fo, obs, cold_s, steps, counts, dag)
             wanted = replicas_worth_keeping(
                 need,
                 blocked_cost=blocked,
-                busy_cost=busy,
+                busy_cost=self._busy_costs(name, fo, obs, cold_s, loads, len(need)),
                 idle_cost=window_s,
                 current=current,
                 start_cost=cfg.start_weight * cold_s,

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["PREWARM_FORECASTERS", "PrewarmConfig", "config_fields"]
+__all__ = ["BUSY_WAIT_MODELS", "PREWARM_FORECASTERS", "PrewarmConfig", "config_fields"]
 
 # ``lstm-paper``: the paper's pre-warmer (the LSTM's upper bound -> ``ceil`` warm containers);
 # ``recent``: the no-forecast special case that reproduces fixed keep-alive (see the policy)
+BUSY_WAIT_MODELS = ("share", "queue")
 PREWARM_FORECASTERS = ("gp", "lstm", "lstm-paper", "ewma", "last", "seasonal", "recent")
 
 
@@ -44,6 +45,12 @@ class PrewarmConfig:
             that finds no warm slot waits a cold start; that costs ``miss_price_s`` when the
             cold start breaks the workflow's QoS target and ``miss_price_s x cold / target``
             otherwise. Any value > 0 (no clamp): near 0 keeps nothing, large keeps much.
+        busy_wait: how a later replica's absence is priced (replica ``k >= 2``: an arrival
+            that finds ``k - 1`` busy waits for one): ``share`` (default) charges the wait
+            (``min(cold, service)``) its share of the target, like a cold start; ``queue``
+            charges ``P(the wait outlasts the workflow's slack)`` from an M/M/c queue at the
+            load where replica ``k`` is needed (see docs/prewarm.md: cheaper on bursty
+            traces, more QoS misses on a dense contended one).
         paper_level: upper-bound level of ``lstm-paper``.
         cold_start_s: cold-start time assumed until one is measured (seconds).
         service_s: service time assumed until one is measured (seconds).
@@ -76,6 +83,7 @@ class PrewarmConfig:
     lstm_min_steps: int = 360
     lstm_epochs: int = 15
     miss_price_s: float = 600.0
+    busy_wait: str = "share"
     paper_level: float = 0.95
     cold_start_s: float = 1.0
     service_s: float = 0.5
@@ -110,6 +118,8 @@ class PrewarmConfig:
                 raise bad(name, ">= 1")
         if self.lstm_min_steps < 68:
             raise bad("lstm_min_steps", ">= 68 (the LSTM's 48 + 12 + 8 steps)")
+        if self.busy_wait not in BUSY_WAIT_MODELS:
+            raise bad("busy_wait", f"one of {BUSY_WAIT_MODELS}")
         if not 0.0 < self.paper_level < 1.0:
             raise bad("paper_level", "in (0, 1)")
 

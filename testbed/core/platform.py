@@ -316,6 +316,17 @@ class Workflow:
             visit(stage.name)
         return done
 
+    def critical_path_s(self, service_s: Mapping[str, float]) -> float | None:
+        """The longest chain of stage service times (``service_s`` per function), or None
+        when a function's time is unknown."""
+        finish: dict[str, float] = {}
+        for stage in self.topological_order():
+            own = service_s.get(stage.function)
+            if own is None:
+                return None
+            finish[stage.name] = own + max((finish[d] for d in stage.after), default=0.0)
+        return max(finish.values())
+
     def successors(self, stage: str) -> tuple[str, ...]:
         return tuple(s.name for s in self.stages if stage in s.after)
 

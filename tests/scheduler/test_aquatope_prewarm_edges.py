@@ -19,7 +19,7 @@ import pytest
 
 from scheduler.forecast import make_forecaster
 from scheduler.forecast.base import Forecast
-from scheduler.forecast.pool import replica_need
+from scheduler.forecast.pool import replica_need_and_load
 from scheduler.policies import aquatope_prewarm
 from scheduler.policies.aquatope_prewarm import (
     SIZING_LEVELS,
@@ -223,11 +223,11 @@ def test_the_need_is_reused_while_its_inputs_stay_within_ten_percent(
 ) -> None:
     computed: list[tuple[float, ...]] = []
 
-    def counting(rates: list[float], *args: Any, **kwargs: Any) -> list[float]:
+    def counting(rates: list[float], *args: Any, **kwargs: Any) -> tuple[list[float], list[float]]:
         computed.append(tuple(rates))
-        return replica_need(rates, *args, **kwargs)
+        return replica_need_and_load(rates, *args, **kwargs)
 
-    monkeypatch.setattr(aquatope_prewarm, "replica_need", counting)
+    monkeypatch.setattr(aquatope_prewarm, "replica_need_and_load", counting)
     # every tick closes a 10 s step: the look-ahead always spans two steps, and the rates
     # change only with the forecast (uncalibrated: no calibrator taking over midway)
     pol = AquatopePrewarmPolicy(forecaster="ewma", gaps=False, phase=False, calibrate=False)
