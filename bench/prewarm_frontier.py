@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import machine
 from loadgen.traces.synthetic import AzureLikeParams, synthesize
+from testbed.report.frontier import area_between, envelope_at
 
 __all__ = ["main"]
 
@@ -219,47 +220,6 @@ def mean_ci(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": round(mean, 3), "ci95": round(half, 3), "n": len(vals)}
 
 
-def envelope(points: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Lower (Pareto) envelope of (idle, cold) points: more idle must buy fewer cold starts."""
-    xs: list[float] = []
-    ys: list[float] = []
-    best = math.inf
-    for x, y in sorted(points):
-        if y < best:
-            xs.append(x)
-            ys.append(y)
-            best = y
-    return np.asarray(xs), np.asarray(ys)
-
-
-def at_idle(points: Sequence[tuple[float, float]], idle: float) -> float | None:
-    """The envelope's cold starts at ``idle`` (None outside its idle range)."""
-    xs, ys = envelope(points)
-    if not len(xs) or idle < xs[0] - 1e-9:
-        return None
-    return float(np.interp(idle, xs, ys))  # flat beyond the last point: it holds
-
-
-def area_between(
-    curve: Sequence[tuple[float, float]], ref: Sequence[tuple[float, float]]
-) -> tuple[float, float] | None:
-    """(area, mean gap) of ``curve`` above ``ref`` over ``curve``'s idle range from where
-    ``ref`` starts (``ref`` holds its last value beyond its largest idle: more idle never
-    costs it cold starts)."""
-    if not curve or not ref:
-        return None
-    cx, _ = envelope(curve)
-    rx, _ = envelope(ref)
-    lo = max(cx[0], rx[0])
-    hi = max(x for x, _ in curve)
-    if not hi > lo:
-        return None
-    grid = np.linspace(lo, hi, 257)
-    gap = np.array([(at_idle(curve, x) or 0.0) - (at_idle(ref, x) or 0.0) for x in grid])
-    area = float(np.sum((gap[1:] + gap[:-1]) / 2 * np.diff(grid)))
-    return area, area / (hi - lo)
-
-
 def summarise(kind: str, rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     """One kind's JSON figures from its runs."""
     seeds = sorted({r["seed"] for r in rows})
@@ -360,7 +320,7 @@ def _ratios(
     for key, per_seed in runs.items():
         vals = []
         for seed, r in per_seed.items():
-            at = at_idle(other(seed), r["idle_replica_s"])
+            at = envelope_at(other(seed), r["idle_replica_s"])
             if at is None:
                 continue
             own = float(r["cold_starts"])

@@ -28,6 +28,7 @@ import numpy as np
 
 from testbed.core.atomic import atomic_path, atomic_write_text
 from testbed.report.compare import Estimate, t_interval
+from testbed.report.frontier import area_between, envelope_at
 from testbed.report.metrics import RunMetrics
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "bootstrap_ratio",
     "claim_text",
     "format_estimate",
+    "oracle_gaps",
     "summarise",
     "write_results_markdown",
 ]
@@ -271,6 +273,46 @@ def summarise(
     return EvaluationSummary(traces, tuple(claims), {t: qos_percentile for t in traces})
 
 
+def oracle_gaps(points: Sequence[PointSummary], y: str) -> dict[str, Estimate]:
+    """Per family (the oracle's variants aside): how much more ``y`` it pays than the
+    ``oracle`` family's lower envelope at equal idle replica-seconds, averaged over the
+    family's idle range (a single point: at its idle), per seed, as a t-interval over the
+    seeds that every point of both ran. Empty when the trace has no ``oracle`` points.
+
+    Args:
+        points: one trace's points.
+        y: the harm compared, a :data:`COLUMNS` key (``cold_start_pct``,
+            ``qos_violation_pct``).
+    """
+    oracle = [p for p in points if p.family == ORACLE]
+    if not oracle:
+        return {}
+    families: dict[str, list[PointSummary]] = {}
+    for p in points:
+        if not is_oracle(p.family):
+            families.setdefault(p.family, []).append(p)
+
+    def curve(members: Sequence[PointSummary], seed: int) -> list[tuple[float, float]]:
+        pairs = [(p.per_seed[seed]["idle_replica_s"], p.per_seed[seed][y]) for p in members]
+        return [(x, v) for x, v in pairs if x == x and v == v]
+
+    out: dict[str, Estimate] = {}
+    for family, members in families.items():
+        seeds = set.intersection(*(set(p.per_seed) for p in [*members, *oracle]))
+        gaps: list[float] = []
+        for seed in sorted(seeds):
+            mine, bound = curve(members, seed), curve(oracle, seed)
+            got = area_between(mine, bound)
+            if got is not None:
+                gaps.append(got[1])
+            elif len({x for x, _ in mine}) == 1:  # one point (or one idle figure)
+                ref = envelope_at(bound, mine[0][0])
+                if ref is not None:
+                    gaps.append(min(v for _, v in mine) - ref)
+        out[family] = t_interval(gaps)
+    return out
+
+
 def format_estimate(est: Estimate, digits: int) -> str:
     """``mean ± half-width`` (just the mean for one seed, a dash for none)."""
     if est.mean != est.mean:
@@ -397,6 +439,25 @@ def write_results_markdown(
             seeds = p.estimates["qos_violation_pct"].n  # seeds with a scored request
             lines.append(f"| {p.label} | {seeds} | " + " | ".join(cells) + " |")
         lines.append("")
+        cold_gaps = oracle_gaps(points, "cold_start_pct")
+        if cold_gaps:
+            qos_gaps = oracle_gaps(points, "qos_violation_pct")
+            lines += [
+                "Gap to the oracle: percentage points of cold starts and of QoS violations "
+                "above the oracle's frontier at equal idle replica-seconds, averaged over each "
+                "family's idle range (per seed; mean ± 95 % interval over seeds).",
+                "",
+                "| policy family | seeds | cold % above the oracle | QoS viol. % above the "
+                "oracle |",
+                "| --- | --- | --- | --- |",
+            ]
+            for family, gap in cold_gaps.items():
+                qos_gap = qos_gaps.get(family, t_interval([]))
+                lines.append(
+                    f"| {family} | {gap.n} | {format_estimate(gap, 2)} | "
+                    f"{format_estimate(qos_gap, 2)} |"
+                )
+            lines.append("")
         for x, y, name in (
             ("idle_replica_s", "cold_start_pct", "cold-vs-idle"),
             ("cost_usd", "qos_violation_pct", "qos-vs-cost"),
