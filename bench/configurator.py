@@ -104,6 +104,15 @@ def run_method(
         "worst_trial_over_qos": worst_trial(result.trials, problem.qos_target_s),
         "evaluations": result.evaluations,
         "stop_reason": result.stop_reason,
+        "trials": [
+            {
+                "source": getattr(s, "source", ""),
+                "measured_over_optimum": s.cost_usd / optimum,
+                "true_over_optimum": problem.true_cost_usd(s.config) / optimum,
+                "feasible": s.latency_s <= problem.qos_target_s and not s.measurement.failed,
+            }
+            for s in result.trials
+        ],
         "wall_s": wall,
         "cpu_s": cpu,
     }
@@ -194,6 +203,11 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a numeric option of the Aquatope configurator (e.g. qos_margin=0.02); repeatable",
     )
+    parser.add_argument(
+        "--trials",
+        action="store_true",
+        help="print every run's trials: measured / true cost over the optimum, x = infeasible",
+    )
     args = parser.parse_args()
     aquatope_options: dict[str, float] = {}
     for item in args.aquatope_option:
@@ -223,6 +237,15 @@ def main() -> None:
             if m != "aquatope"
         }
         per_method = {m: summarise(runs[m], runs["aquatope"]) for m in methods}
+        if args.trials:
+            for m in methods:
+                for r in runs[m]:
+                    steps = " ".join(
+                        f"{'' if t['feasible'] else 'x'}{t['measured_over_optimum']:.3f}"
+                        f"/{t['true_over_optimum']:.3f}"
+                        for t in r["trials"]
+                    )
+                    print(f"{name} {m} seed {r['seed']} ({r['stop_reason']}): {steps}")
         for m, summary in per_method.items():
             c = summary["cost_over_optimum"]
             print(
