@@ -826,7 +826,7 @@ class AquatopePrewarmPolicy(Policy):
         if self.config.forecaster == "gp":
             from scheduler.forecast.gp import GPForecaster
 
-            # the first fit in a process pays ~1 s of lazy initialisation; pay it now
+            # the first fit in a process imports torch and scipy (seconds): pay it now
             warm = GPForecaster(step_s=self.config.step_s, fit_iters=2, seed=self.config.seed)
             warm.fit(np.ones((1, 8)))
             warm.predict(1)

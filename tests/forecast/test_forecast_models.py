@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scheduler.forecast.gp import GPForecaster, dominant_period
+from scheduler.forecast.gp import GPForecaster, dominant_period, marginal_nll_gradient
 from scheduler.forecast.lstm import HybridBayesianForecaster, calendar_features
 from tests.forecast.patterns import onoff_rate, periodic_rate, poisson
 
@@ -73,6 +73,82 @@ def test_lstm_needs_enough_history() -> None:
         HybridBayesianForecaster().fit(np.ones((1, 30)))
 
 
+def _gpytorch_model(values: dict[str, np.ndarray], y: np.ndarray, anchor: np.ndarray):  # type: ignore[no-untyped-def]
+    """GPyTorch's ExactGP with the forecaster's kernel, likelihood and hyperparameters."""
+    import gpytorch
+    import torch
+
+    batch = torch.Size([y.shape[0]])
+    x = torch.arange(y.shape[1], dtype=torch.float64).view(1, -1, 1).expand(batch[0], -1, -1)
+
+    class Model(gpytorch.models.ExactGP):  # type: ignore[misc]
+        def __init__(self) -> None:
+            lik = gpytorch.likelihoods.GaussianLikelihood(
+                batch_shape=batch, noise_constraint=gpytorch.constraints.GreaterThan(0.05)
+            )
+            super().__init__(x, torch.as_tensor(y), lik)
+            self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch)
+            self.rbf = gpytorch.kernels.ScaleKernel(
+                gpytorch.kernels.RBFKernel(batch_shape=batch), batch_shape=batch
+            )
+            self.per = gpytorch.kernels.ScaleKernel(
+                gpytorch.kernels.PeriodicKernel(batch_shape=batch), batch_shape=batch
+            )
+
+        def forward(self, inp):  # type: ignore[no-untyped-def]
+            return gpytorch.distributions.MultivariateNormal(
+                self.mean_module(inp), self.rbf(inp) + self.per(inp)
+            )
+
+    model = Model().double()
+    with torch.no_grad():
+        model.mean_module.constant.copy_(torch.as_tensor(anchor))
+        model.rbf.outputscale = torch.as_tensor(values["rbf_scale"])
+        model.rbf.base_kernel.lengthscale = torch.as_tensor(values["rbf_ls"]).view(-1, 1, 1)
+        model.per.outputscale = torch.as_tensor(values["per_scale"])
+        model.per.base_kernel.lengthscale = torch.as_tensor(values["per_ls"]).view(-1, 1, 1)
+        model.per.base_kernel.period_length = torch.as_tensor(values["period"]).view(-1, 1, 1)
+        model.likelihood.noise = torch.as_tensor(values["noise"]).view(-1, 1)
+    return model, x
+
+
+def test_gp_gradient_matches_gpytorch_autograd() -> None:
+    """The closed-form gradient of the fit is GPyTorch's marginal likelihood's, by autograd."""
+    import gpytorch
+    import torch
+
+    rng = np.random.default_rng(3)
+    y = 2.0 * np.sqrt(poisson(periodic_rate(40, period=9), 4)[None, :] + 0.375)
+    y = np.vstack([y, 2.0 * np.sqrt(rng.poisson(6.0, size=(1, 40)) + 0.375)])
+    anchor = y[:, -6:].mean(axis=1)
+    values = {
+        "rbf_scale": np.array([0.7, 2.0]),
+        "rbf_ls": np.array([5.0, 1.5]),
+        "per_scale": np.array([1.3, 0.4]),
+        "per_ls": np.array([0.8, 2.5]),
+        "period": np.array([9.5, 13.0]),
+        "noise": np.array([0.6, 1.7]),
+    }
+    ours = marginal_nll_gradient(values, y - anchor[:, None])
+    model, x = _gpytorch_model(values, y, anchor)
+    model.train()
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+    (-mll(model(x), torch.as_tensor(y)).sum()).backward()
+    raw = {
+        "rbf_scale": model.rbf.raw_outputscale,
+        "rbf_ls": model.rbf.base_kernel.raw_lengthscale,
+        "per_scale": model.per.raw_outputscale,
+        "per_ls": model.per.base_kernel.raw_lengthscale,
+        "period": model.per.base_kernel.raw_period_length,
+        "noise": model.likelihood.noise_covar.raw_noise,
+    }
+    for name, param in raw.items():
+        slope = torch.sigmoid(param.detach()).reshape(-1).numpy()  # d softplus / d raw
+        np.testing.assert_allclose(
+            ours[name] * slope, param.grad.reshape(-1).numpy(), rtol=1e-6, atol=1e-9, err_msg=name
+        )
+
+
 def test_gp_numpy_posterior_matches_gpytorch() -> None:
     import gpytorch
     import torch
@@ -81,7 +157,9 @@ def test_gp_numpy_posterior_matches_gpytorch() -> None:
     fc = GPForecaster(window=64, fit_iters=15)
     fc.fit(hist)
     out = fc.predict(5)
-    model = fc._model
+    y = 2.0 * np.sqrt(hist[:, -64:] + 0.375)
+    model, _ = _gpytorch_model(fc._params, y, y[:, -fc.anchor_steps :].mean(axis=1))
+    model.eval()
     xs = torch.arange(64, 69, dtype=torch.float64).view(1, -1, 1)
     with torch.no_grad(), gpytorch.settings.fast_pred_var(False):
         post = model.likelihood(model(xs))
