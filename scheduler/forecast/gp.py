@@ -31,13 +31,14 @@ import copy
 import functools
 from collections.abc import Sequence
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
 from scheduler._threads import single_thread
 from scheduler.forecast.base import DEFAULT_LEVELS, Forecast, as_history
 
-__all__ = ["GPForecaster", "dominant_period", "marginal_nll_gradient"]
+__all__ = ["GPForecaster", "dominant_period", "gpytorch_reference", "marginal_nll_gradient"]
 
 _NORMAL = NormalDist()
 _NOISE_FLOOR = 0.05  # the likelihood's least noise variance (transformed counts)
@@ -119,6 +120,55 @@ def _lag_index(rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     ``n`` per row of a batch (bins for one ``bincount``)."""
     lag_of = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :]).ravel()
     return lag_of, (lag_of[None, :] + n * np.arange(rows)[:, None]).ravel()
+
+
+def gpytorch_reference(
+    values: dict[str, np.ndarray], targets: np.ndarray, mean: np.ndarray
+) -> tuple[Any, Any]:
+    """GPyTorch's ``ExactGP`` of this forecaster (one batch row per function) with the given
+    hyperparameters and constant ``mean``: the reference the closed-form fit and the numpy
+    posterior are checked against (tests, ``bench/gp_fit.py``).
+
+    Returns:
+        ``(model, inputs)``: the model in train mode and its training inputs.
+    """
+    import gpytorch
+    import torch
+
+    batch = torch.Size([targets.shape[0]])
+    x = torch.arange(targets.shape[1], dtype=torch.float64).view(1, -1, 1)
+    x = x.expand(batch[0], -1, -1).contiguous()
+
+    class _Model(gpytorch.models.ExactGP):  # type: ignore[misc]  # untyped library
+        def __init__(self) -> None:
+            lik = gpytorch.likelihoods.GaussianLikelihood(
+                batch_shape=batch, noise_constraint=gpytorch.constraints.GreaterThan(_NOISE_FLOOR)
+            )
+            super().__init__(x, torch.as_tensor(targets, dtype=torch.float64), lik)
+            self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch)
+            self.rbf = gpytorch.kernels.ScaleKernel(
+                gpytorch.kernels.RBFKernel(batch_shape=batch), batch_shape=batch
+            )
+            self.per = gpytorch.kernels.ScaleKernel(
+                gpytorch.kernels.PeriodicKernel(batch_shape=batch), batch_shape=batch
+            )
+
+        def forward(self, inp: Any) -> Any:
+            return gpytorch.distributions.MultivariateNormal(
+                self.mean_module(inp), self.rbf(inp) + self.per(inp)
+            )
+
+    model = _Model().double()
+    model.mean_module.constant.requires_grad_(False)
+    with torch.no_grad():
+        model.mean_module.constant.copy_(torch.as_tensor(mean))
+        model.rbf.outputscale = torch.as_tensor(values["rbf_scale"])
+        model.rbf.base_kernel.lengthscale = torch.as_tensor(values["rbf_ls"]).view(-1, 1, 1)
+        model.per.outputscale = torch.as_tensor(values["per_scale"])
+        model.per.base_kernel.lengthscale = torch.as_tensor(values["per_ls"]).view(-1, 1, 1)
+        model.per.base_kernel.period_length = torch.as_tensor(values["period"]).view(-1, 1, 1)
+        model.likelihood.noise = torch.as_tensor(values["noise"]).view(-1, 1)
+    return model, x
 
 
 def _inv_softplus(v: np.ndarray) -> np.ndarray:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scheduler.forecast.gp import GPForecaster, dominant_period, marginal_nll_gradient
+from scheduler.forecast.gp import (
+    GPForecaster,
+    dominant_period,
+    gpytorch_reference,
+    marginal_nll_gradient,
+)
 from scheduler.forecast.lstm import HybridBayesianForecaster, calendar_features
 from tests.forecast.patterns import onoff_rate, periodic_rate, poisson
 
@@ -73,45 +78,6 @@ def test_lstm_needs_enough_history() -> None:
         HybridBayesianForecaster().fit(np.ones((1, 30)))
 
 
-def _gpytorch_model(values: dict[str, np.ndarray], y: np.ndarray, anchor: np.ndarray):  # type: ignore[no-untyped-def]
-    """GPyTorch's ExactGP with the forecaster's kernel, likelihood and hyperparameters."""
-    import gpytorch
-    import torch
-
-    batch = torch.Size([y.shape[0]])
-    x = torch.arange(y.shape[1], dtype=torch.float64).view(1, -1, 1).expand(batch[0], -1, -1)
-
-    class Model(gpytorch.models.ExactGP):  # type: ignore[misc]
-        def __init__(self) -> None:
-            lik = gpytorch.likelihoods.GaussianLikelihood(
-                batch_shape=batch, noise_constraint=gpytorch.constraints.GreaterThan(0.05)
-            )
-            super().__init__(x, torch.as_tensor(y), lik)
-            self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch)
-            self.rbf = gpytorch.kernels.ScaleKernel(
-                gpytorch.kernels.RBFKernel(batch_shape=batch), batch_shape=batch
-            )
-            self.per = gpytorch.kernels.ScaleKernel(
-                gpytorch.kernels.PeriodicKernel(batch_shape=batch), batch_shape=batch
-            )
-
-        def forward(self, inp):  # type: ignore[no-untyped-def]
-            return gpytorch.distributions.MultivariateNormal(
-                self.mean_module(inp), self.rbf(inp) + self.per(inp)
-            )
-
-    model = Model().double()
-    with torch.no_grad():
-        model.mean_module.constant.copy_(torch.as_tensor(anchor))
-        model.rbf.outputscale = torch.as_tensor(values["rbf_scale"])
-        model.rbf.base_kernel.lengthscale = torch.as_tensor(values["rbf_ls"]).view(-1, 1, 1)
-        model.per.outputscale = torch.as_tensor(values["per_scale"])
-        model.per.base_kernel.lengthscale = torch.as_tensor(values["per_ls"]).view(-1, 1, 1)
-        model.per.base_kernel.period_length = torch.as_tensor(values["period"]).view(-1, 1, 1)
-        model.likelihood.noise = torch.as_tensor(values["noise"]).view(-1, 1)
-    return model, x
-
-
 def test_gp_gradient_matches_gpytorch_autograd() -> None:
     """The closed-form gradient of the fit is GPyTorch's marginal likelihood's, by autograd."""
     import gpytorch
@@ -130,7 +96,7 @@ def test_gp_gradient_matches_gpytorch_autograd() -> None:
         "noise": np.array([0.6, 1.7]),
     }
     ours = marginal_nll_gradient(values, y - anchor[:, None])
-    model, x = _gpytorch_model(values, y, anchor)
+    model, x = gpytorch_reference(values, y, anchor)
     model.train()
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
     (-mll(model(x), torch.as_tensor(y)).sum()).backward()
@@ -158,7 +124,7 @@ def test_gp_numpy_posterior_matches_gpytorch() -> None:
     fc.fit(hist)
     out = fc.predict(5)
     y = 2.0 * np.sqrt(hist[:, -64:] + 0.375)
-    model, _ = _gpytorch_model(fc._params, y, y[:, -fc.anchor_steps :].mean(axis=1))
+    model, _ = gpytorch_reference(fc._params, y, y[:, -fc.anchor_steps :].mean(axis=1))
     model.eval()
     xs = torch.arange(64, 69, dtype=torch.float64).view(1, -1, 1)
     with torch.no_grad(), gpytorch.settings.fast_pred_var(False):
