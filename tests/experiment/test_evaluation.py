@@ -367,4 +367,10 @@ def test_the_sizing_grid_pits_aquatope_against_each_method_on_the_same_replica_p
         assert methods == {"power-tuning", "cherrypick", "paper-bo", "random"}
         assert all(p["replicas"] == "hybrid-histogram" for p in sized.values())
         assert all(is_competitor(spec.families[label]) for label in sized)
-        assert is_aquatope(spec.families["aquatope"]) and exp.workflows == ("ml-pipeline",)
+        # Aquatope (pre-warmer and configurator) at several miss prices: a curve, not a point
+        ours = {p.label: p.params for p in exp.policies if p.name == "aquatope"}
+        assert len({params["miss_price_s"] for params in ours.values()}) >= 3
+        assert all(spec.families[label] == "aquatope" for label in ours)
+        assert all(is_aquatope(spec.families[label]) for label in ours)
+        assert all(params["config_workflow"] == "ml-pipeline" for params in ours.values())
+        assert exp.workflows == ("ml-pipeline",)
