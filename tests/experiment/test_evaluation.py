@@ -374,3 +374,26 @@ def test_the_sizing_grid_pits_aquatope_against_each_method_on_the_same_replica_p
         assert all(is_aquatope(spec.families[label]) for label in ours)
         assert all(params["config_workflow"] == "ml-pipeline" for params in ours.values())
         assert exp.workflows == ("ml-pipeline",)
+
+
+def test_the_live_confirmation_replays_points_of_the_headline_grid() -> None:
+    """experiments/confirm.yaml checks the headline live: the same trace kind and workflows,
+    policies that are points of the headline's sweeps, Aquatope against a competitor, and a
+    scored window after the training one."""
+    from testbed.report.evaluation import is_aquatope, is_competitor
+
+    head = load_evaluation(REPO / "experiments" / "evaluation.yaml")
+    confirm = load_evaluation(REPO / "experiments" / "confirm.yaml")
+    points = {
+        (p.name, tuple(sorted(p.params.items())))
+        for exp in head.experiments.values()
+        for p in exp.policies
+    }
+    for trace, exp in confirm.experiments.items():
+        assert exp.trace.kind == head.experiments[trace].trace.kind
+        assert exp.workflows == head.experiments[trace].workflows
+        assert exp.backend == "sim" and 0 < exp.warmup_s < exp.duration_s
+        for policy in exp.policies:
+            assert (policy.name, tuple(sorted(policy.params.items()))) in points
+        families = [confirm.families[p.label] for p in exp.policies]
+        assert any(is_aquatope(f) for f in families) and any(is_competitor(f) for f in families)
