@@ -261,7 +261,7 @@ def summarise_into(
     exp = next(iter(spec.experiments.values()))
     counts = sorted({len(p.per_seed) for pts in summary.traces.values() for p in pts})
     seeds = (
-        f"{counts[0]} seeds per point"
+        f"{counts[0]} seed{'s' if counts[0] != 1 else ''} per point"
         if len(counts) == 1
         else f"{counts[0]} to {counts[-1]} seeds per point (the seeds column)"
         if counts

@@ -230,6 +230,7 @@ def test_a_simulated_grid_is_confirmed_live_one_run_at_a_time(tmp_path: Path) ->
     assert meta["complete"] and meta["backend"] == "local" and meta["requests"] > 0
     text = md.read_text()
     assert "Backend `local`" in text and "Live runs, one at a time" in text
+    assert "1 seed per point" in text  # not "1 seeds"
     assert "--backend local" in text  # the command that reproduces it
 
 
