@@ -21,7 +21,14 @@ from testbed.experiment.evaluation import (
     sweep_label,
 )
 from testbed.report.compare import Estimate
-from testbed.report.evaluation import PointSummary, _cost_claims, _qos_claims, bootstrap_ratio
+from testbed.report.evaluation import (
+    PointSummary,
+    _cost_claims,
+    _qos_claims,
+    bootstrap_ratio,
+    is_aquatope,
+    is_competitor,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -359,8 +366,6 @@ def test_a_seed_without_requests_is_left_out_of_the_ratio() -> None:
 
 
 def test_the_sizing_grid_pits_aquatope_against_each_method_on_the_same_replica_policy() -> None:
-    from testbed.report.evaluation import is_aquatope, is_competitor
-
     spec = load_evaluation(REPO / "experiments" / "sizing.yaml")
     for exp in spec.experiments.values():
         sized = {p.label: p.params for p in exp.policies if p.name == "sized"}
@@ -381,8 +386,6 @@ def test_the_live_confirmation_replays_points_of_the_headline_grid() -> None:
     """experiments/confirm.yaml checks the headline live: the same trace kind and workflows,
     policies that are points of the headline's sweeps, Aquatope against a competitor, and a
     scored window after the training one."""
-    from testbed.report.evaluation import is_aquatope, is_competitor
-
     head = load_evaluation(REPO / "experiments" / "evaluation.yaml")
     confirm = load_evaluation(REPO / "experiments" / "confirm.yaml")
     points = {
