@@ -141,8 +141,14 @@ def mean_ci(values: list[float]) -> dict[str, float | None]:
     return {"mean": float(arr.mean()), "ci95": half, "n": len(arr)}
 
 
-def step_time(problem: SizingProblem, n_points: int, seed: int = 0) -> dict[str, float]:
-    """Wall and CPU seconds of one BO step (fit both GPs + optimise qLogNEI) at n_points."""
+def step_time(
+    problem: SizingProblem,
+    n_points: int,
+    seed: int = 0,
+    options: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Wall and CPU seconds of one BO step (fit the models + optimise qLogNEI) at n_points,
+    with ``options`` for the Aquatope configurator."""
     from scheduler.configure.base import ConfigSample
     from scheduler.configure.search import AquatopeConfigurator
 
@@ -151,7 +157,11 @@ def step_time(problem: SizingProblem, n_points: int, seed: int = 0) -> dict[str,
     configs = [space.all_max(), *space.sample(n_points - 1, rng)]
     samples = [ConfigSample(c, problem.evaluate(c, rng), "x") for c in configs]
     conf = AquatopeConfigurator(
-        space, [qos_constraint(problem.qos_target_s)], seed=seed, workflow=problem.workflow()
+        space,
+        [qos_constraint(problem.qos_target_s)],
+        seed=seed,
+        workflow=problem.workflow(),
+        **(options or {}),  # type: ignore[arg-type]  # numeric options, checked by the class
     )
     conf.n_profile = 1
     conf.propose(samples)  # first step pays imports and cold caches
@@ -270,7 +280,7 @@ def main() -> None:
         print(json.dumps(line, default=float), flush=True)
     steps = {}
     for dims in [int(d) for d in args.step_dims.split(",") if d]:
-        st = step_time(chain_problem(dims // 2), 30)
+        st = step_time(chain_problem(dims // 2), 30, options=aquatope_options)
         steps[str(dims)] = st
         print(
             f"BO step at {dims} dims (30 points): "

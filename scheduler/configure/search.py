@@ -118,6 +118,10 @@ class AquatopeConfigurator:
             replica-seconds), whatever the spread of the points so far: 1 lets any stage be
             e (2.7) times slower than its mean away from the data until points say otherwise
             (0: the spread of the points alone).
+        amdahl_mean: a stage's log-latency model has Amdahl's law in its CPU as prior mean
+            (``a + b / cores``: flat with plenty of cores, ``1 / cores`` when scarce) instead
+            of a straight line in log cores, so a shallow slope measured at large sizes is
+            not extrapolated to small ones (per-stage structure only).
 
     Raises:
         ValueError: no latency constraint, or settings out of range.
@@ -146,6 +150,7 @@ class AquatopeConfigurator:
         structure: str = "auto",
         qos_margin: float = 0.0,
         log_prior_sd: float = 1.0,
+        amdahl_mean: bool = True,
     ) -> None:
         target = latency_target(constraints)
         if target is None:
@@ -173,6 +178,7 @@ class AquatopeConfigurator:
         self.target_s = target
         self.qos_margin = qos_margin
         self.log_prior_sd = log_prior_sd
+        self.amdahl_mean = bool(amdahl_mean)
         self.seed = seed
         self.n_profile = min(n_profile, len(PROFILE_LEVELS))
         self.pof_threshold = pof_threshold
@@ -290,6 +296,10 @@ class AquatopeConfigurator:
         median = np.median(known, axis=0).tolist()
         return np.array([r if r is not None else median for r in rows])
 
+    def _log_values(self, X: Any) -> Any:
+        """Unit points (torch) → log of their cores and MiB, for the stage models' mean."""
+        return self.transform.values_of_unit(X).log()
+
     def _structured_negative_cost(self, Z: Any, X: Any = None) -> Any:
         """MC objective: ``-sum_f price_f(X) * exp(Z_f)`` (outputs 0..n-1: log replica-s)."""
         if X is None:
@@ -367,6 +377,10 @@ class AquatopeConfigurator:
                 seed=step_seed,
                 warm_start=self._warm,
                 min_scale=floors,
+                cpu_shaped=[j >= lat_from for j in range(columns.shape[1])]
+                if self.amdahl_mean
+                else None,
+                log_cores=self._log_values,
             )
             compose = _critical_path_fn(self.workflow, names)  # type: ignore[arg-type]
             ok = ~failed

@@ -278,6 +278,21 @@ _BATCHED_MODEL: Any = None
 WARM_MAX_ITERATIONS = 6
 
 
+def _averaging_weights(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per output (row of ``masks``), weights that average its CPU coordinates (even
+    dimensions) and its memory coordinates (odd ones): two ``m x d`` arrays."""
+    m, d = masks.shape
+    cpu = np.zeros((m, d))
+    mem = np.zeros((m, d))
+    for j in range(m):
+        on = np.flatnonzero(masks[j])
+        cpu_dims = [k for k in on if k % 2 == 0]
+        mem_dims = [k for k in on if k % 2 == 1]
+        cpu[j, cpu_dims] = 1.0 / max(len(cpu_dims), 1)
+        mem[j, mem_dims] = 1.0 / max(len(mem_dims), 1)
+    return cpu, mem
+
+
 def _batched_linear_mean(masks: np.ndarray) -> Any:
     """Per output ``c + w_cpu · avg(its cpu coordinates) + w_mem · avg(its memory coordinates)``
     (the pooled linear mean of :func:`_pooled_linear_mean`, one per batch member)."""
@@ -289,15 +304,8 @@ def _batched_linear_mean(masks: np.ndarray) -> Any:
         class BatchedPooledLinearMean(Mean):  # type: ignore[misc]
             def __init__(self, masks: np.ndarray) -> None:
                 super().__init__()
-                m, d = masks.shape
-                cpu = np.zeros((m, d))
-                mem = np.zeros((m, d))
-                for j in range(m):
-                    on = np.flatnonzero(masks[j])
-                    cpu_dims = [k for k in on if k % 2 == 0]
-                    mem_dims = [k for k in on if k % 2 == 1]
-                    cpu[j, cpu_dims] = 1.0 / max(len(cpu_dims), 1)
-                    mem[j, mem_dims] = 1.0 / max(len(mem_dims), 1)
+                m = masks.shape[0]
+                cpu, mem = _averaging_weights(masks)
                 self.register_buffer("cpu_w", torch.as_tensor(cpu, dtype=torch.float64))
                 self.register_buffer("mem_w", torch.as_tensor(mem, dtype=torch.float64))
                 self.register_parameter("weights", torch.nn.Parameter(torch.zeros(m, 2)))
@@ -313,6 +321,81 @@ def _batched_linear_mean(masks: np.ndarray) -> Any:
 
         _BATCHED_MEAN = BatchedPooledLinearMean
     return _BATCHED_MEAN(masks)
+
+
+_AMDAHL_MEAN: Any = None
+KNEE_PRIOR_SD = 2.5
+
+
+def _batched_amdahl_mean(
+    masks: np.ndarray, shaped: Sequence[bool], log_cores: Any, *, trend: bool
+) -> Any:
+    """Per output, the pooled linear mean of :func:`_batched_linear_mean`; for the outputs
+    flagged in ``shaped`` (a stage's log latency, which reads one function's CPU) Amdahl's law
+    in place of the linear CPU term: ``bias + w_mem · memory + log(1 + e^knee / cores)``.
+
+    Latency ``a + b / cores`` is ``log a + softplus(log(b / a) - log cores)`` in logs: flat
+    where cores are plentiful, rising like ``1 / cores`` (slope -1 in log-log) where they are
+    scarce. A linear mean fitted where the curve is still shallow extrapolates that shallow
+    slope below the measured cores and calls a much smaller CPU feasible; this shape bends to
+    the slope physics allows. The softplus term is in outcome units: :func:`fit_batched_outcomes`
+    sets ``inv_sd`` to 1 / the outcome's standardising spread after the transform has run.
+
+    Args:
+        masks: ``m x d`` input dimensions per output.
+        shaped: per output, whether it gets the Amdahl CPU term.
+        log_cores: unit points (torch, ``... x d``) to the log of their raw values.
+        trend: learn the linear weights; False holds them at 0 (few points: the mean is the
+            bias plus, for shaped outputs, the Amdahl curve with its two parameters).
+    """
+    global _AMDAHL_MEAN
+    if _AMDAHL_MEAN is None:
+        import torch
+        from gpytorch.means import Mean
+        from gpytorch.priors import NormalPrior
+
+        class BatchedAmdahlMean(Mean):  # type: ignore[misc]
+            def __init__(
+                self, masks: np.ndarray, shaped: Sequence[bool], log_cores: Any, trend: bool
+            ) -> None:
+                super().__init__()
+                m = masks.shape[0]
+                cpu, mem = _averaging_weights(masks)
+                flag = torch.as_tensor(np.asarray(shaped, dtype=float), dtype=torch.float64)
+                self.register_buffer("cpu_w", torch.as_tensor(cpu, dtype=torch.float64))
+                self.register_buffer("mem_w", torch.as_tensor(mem, dtype=torch.float64))
+                self.register_buffer("shaped", flag.reshape(m, 1))
+                weights = torch.zeros(m, 2, dtype=torch.float64)
+                if trend:
+                    self.register_parameter("weights", torch.nn.Parameter(weights))
+                else:  # another name, so a warm start from a trend fit does not apply
+                    self.register_buffer("frozen_weights", weights)
+                self.register_parameter("bias", torch.nn.Parameter(torch.zeros(m, 1)))
+                self.register_parameter("knee", torch.nn.Parameter(torch.zeros(m, 1)))
+                # log(b / a): the cores at which the CPU-bound part equals the rest. Without a
+                # prior two points on a flat stretch push it to -inf, where the softplus has
+                # no gradient left and the curve never bends again; N(0, KNEE_PRIOR_SD) spans
+                # I/O-bound stages (knee at 0.01 core) to CPU-bound ones (150 cores) at 2 sd
+                self.register_prior(
+                    "knee_prior", NormalPrior(0.0, KNEE_PRIOR_SD), lambda mod: mod.knee
+                )
+                self.log_cores = log_cores
+                self.inv_sd = torch.ones(m, 1, dtype=torch.float64)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: ... x m x n x d
+                w = self.weights if hasattr(self, "weights") else self.frozen_weights
+                cpu = (x * self.cpu_w.unsqueeze(-2)).sum(-1)
+                mem = (x * self.mem_w.unsqueeze(-2)).sum(-1)
+                log_c = (self.log_cores(x) * self.cpu_w.unsqueeze(-2)).sum(-1)
+                curve = torch.nn.functional.softplus(self.knee - log_c) * self.inv_sd
+                linear = w[:, :1] * cpu
+                out: torch.Tensor = (
+                    self.bias + w[:, 1:] * mem + self.shaped * curve + (1 - self.shaped) * linear
+                )
+                return out
+
+        _AMDAHL_MEAN = BatchedAmdahlMean
+    return _AMDAHL_MEAN(masks, shaped, log_cores, trend)
 
 
 def _batched_covariance(
@@ -485,6 +568,8 @@ def fit_batched_outcomes(
     seed: int = 0,
     warm_start: dict[str, Any] | None = None,
     min_scale: Sequence[float] | None = None,
+    cpu_shaped: Sequence[bool] | None = None,
+    log_cores: Any = None,
 ) -> Any:
     """Fit every outcome at once: one ``SingleTaskGP`` with a batch of ``m`` members.
 
@@ -502,6 +587,10 @@ def fit_batched_outcomes(
         min_scale: per outcome, the least scale it is standardised by (outcome units; 0 or
             None: its spread alone). The prior's amplitude is then at least this wide
             however little the first points varied (:func:`_floored_standardize`).
+        cpu_shaped: per outcome, whether its prior mean follows Amdahl's law in its one
+            CPU dimension (:func:`_batched_amdahl_mean`; for log latencies of stages). None or
+            all False: the linear mean (a constant one below ``LINEAR_MEAN_MIN_SAMPLES``).
+        log_cores: unit points (torch) to log raw values, needed with ``cpu_shaped``.
 
     Returns:
         A fitted ``BatchedOutcomes`` model with ``num_outputs == m``, in eval mode.
@@ -522,6 +611,23 @@ def fit_batched_outcomes(
     mask = torch.as_tensor(np.asarray(masks, dtype=float), dtype=torch.float64)
     xb = x.unsqueeze(0) * mask.unsqueeze(-2)  # m x n x d
     batch = torch.Size([m])
+    shaped = cpu_shaped is not None and any(cpu_shaped)
+    if shaped and log_cores is None:
+        raise ValueError("cpu_shaped needs log_cores")
+    if shaped:
+        assert cpu_shaped is not None
+        if len(cpu_shaped) != m:
+            raise ValueError(f"cpu_shaped has {len(cpu_shaped)} flags for {m} outcomes")
+        mean = _batched_amdahl_mean(
+            np.asarray(masks, dtype=bool),
+            cpu_shaped,
+            log_cores,
+            trend=n >= LINEAR_MEAN_MIN_SAMPLES,
+        )
+    elif n >= LINEAR_MEAN_MIN_SAMPLES:
+        mean = _batched_linear_mean(np.asarray(masks, dtype=bool))
+    else:
+        mean = ConstantMean(batch_shape=batch)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         gp = SingleTaskGP(
@@ -530,11 +636,7 @@ def fit_batched_outcomes(
             covar_module=_batched_covariance(
                 x.shape[-1], groups, batch, effective_dims=mask.sum(-1).tolist()
             ),
-            mean_module=(
-                _batched_linear_mean(np.asarray(masks, dtype=bool))
-                if n >= LINEAR_MEAN_MIN_SAMPLES
-                else ConstantMean(batch_shape=batch)
-            ),
+            mean_module=mean,
             outcome_transform=(
                 _floored_standardize(np.asarray(min_scale, dtype=float))
                 if min_scale is not None and any(v > 0 for v in min_scale)
@@ -548,6 +650,9 @@ def fit_batched_outcomes(
             gp.load_state_dict(usable, strict=False)
             if len(usable) == len(warm_start):
                 iterations = WARM_MAX_ITERATIONS
+        if shaped:  # the curve in outcome units: 1 / the spread the targets were scaled by
+            stdvs: Any = getattr(gp.outcome_transform, "stdvs")  # noqa: B009  # typed loosely
+            gp.mean_module.inv_sd = 1.0 / stdvs.detach().reshape(m, 1)
         mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
         mll.train()
         # one L-BFGS-B run on the summed likelihoods, no retries from resampled priors
