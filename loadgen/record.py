@@ -85,6 +85,14 @@ def _fmt(x: float) -> str:
     return "" if math.isnan(x) else f"{x:.6f}"
 
 
+def _optional_seconds(value: object) -> str:
+    """A stage's optional time (e.g. ``handler_s``) as a cell: empty when absent or bad."""
+    try:
+        return _fmt(float(value))  # type: ignore[arg-type]  # anything float() takes
+    except (TypeError, ValueError):
+        return ""
+
+
 class Recorder:
     """Collects request records from Locust's ``request`` event and writes the CSVs.
 
@@ -188,6 +196,7 @@ class Recorder:
                     _fmt(duration),
                     bool(s.get("cold_start", False)),
                     int(s.get("status", 0) or 0),
+                    _optional_seconds(s.get("handler_s")),
                 ]
             )
         return rows

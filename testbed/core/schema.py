@@ -49,6 +49,7 @@ STAGES_COLUMNS: dict[str, str] = {
     "duration_s": "f",
     "cold_start": "b",
     "status": "i",
+    "handler_s": "f",
 }
 TIMELINE_COLUMNS: dict[str, str] = {
     "t_s": "f",

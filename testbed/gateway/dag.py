@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from testbed.core.platform import Workflow
@@ -20,6 +20,18 @@ if TYPE_CHECKING:
 __all__ = ["StageCall", "run_dag"]
 
 StageCall = Callable[[str, bytes], Awaitable["CallResult"]]
+
+
+def _handler_s(headers: Mapping[str, str]) -> float | None:
+    """The replica's own time in the handler (its ``X-Duration-Seconds``), None without one:
+    what a stage's duration spent outside it (queueing, a start, transport) is the rest."""
+    for key, value in headers.items():
+        if key.lower() == "x-duration-seconds":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 async def run_dag(workflow: Workflow, body: bytes, call: StageCall) -> tuple[int, dict[str, Any]]:
@@ -62,6 +74,7 @@ async def run_dag(workflow: Workflow, body: bytes, call: StageCall) -> tuple[int
             "duration_s": results[s.name].end_s - results[s.name].start_s,
             "cold_start": results[s.name].cold_start,
             "status": results[s.name].status,
+            "handler_s": _handler_s(results[s.name].headers),
         }
         for s in workflow.topological_order()
         if s.name in results

@@ -183,6 +183,7 @@ class Recorder:
                 "duration_s": end - start,
                 "cold_start": np.asarray(self.s_cold, dtype=bool),
                 "status": np.asarray(self.s_status, dtype=np.int64),
+                "handler_s": np.full(len(start), np.nan),  # not split out by the simulator
             },
             columns=STAGE_COLUMNS,
         )

@@ -281,6 +281,9 @@ def test_workflow_runs_dag_with_fan_out_and_join(gateway) -> None:
     assert all(s["status"] == 200 for s in data["stages"])
     assert r.headers["X-Cold-Start"] in ("true", "false")
     assert data["cold_stages"] == sum(s["cold_start"] for s in data["stages"])
+    # the replica's own handler time, inside the gateway's view of the stage
+    for s in data["stages"]:
+        assert 0 < s["handler_s"] <= s["duration_s"], s
 
 
 def test_workflow_stage_failure_is_reported(gateway) -> None:

@@ -35,8 +35,10 @@ def test_rows_follow_the_schema_and_end_up_ordered(tmp_path: Path) -> None:
         "duration_s": 0.25,
         "cold_start": True,
         "status": 200,
+        "handler_s": 0.004,
     }
-    rec.on_request(context={CONTEXT_KEY: _rec(2, stages=(stage,))})
+    silent = {**stage, "stage": "s2", "cold_start": False, "handler_s": None}  # says nothing
+    rec.on_request(context={CONTEXT_KEY: _rec(2, stages=(stage, silent))})
     rec.on_request(context={CONTEXT_KEY: _rec(0)})
     rec.on_request(context={})  # not ours: ignored
     rec.flush(max_rows=1)
@@ -60,3 +62,4 @@ def test_rows_follow_the_schema_and_end_up_ordered(tmp_path: Path) -> None:
     assert tuple(stages[0]) == STAGE_COLUMNS
     assert stages[0]["start_s"] == "1.000000" and stages[0]["end_s"] == "1.250000"
     assert stages[0]["request_id"] == "2" and stages[0]["function"] == "f1"
+    assert stages[0]["handler_s"] == "0.004000" and stages[1]["handler_s"] == ""
