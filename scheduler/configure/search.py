@@ -296,10 +296,6 @@ class AquatopeConfigurator:
         median = np.median(known, axis=0).tolist()
         return np.array([r if r is not None else median for r in rows])
 
-    def _log_values(self, X: Any) -> Any:
-        """Unit points (torch) → log of their cores and MiB, for the stage models' mean."""
-        return self.transform.values_of_unit(X).log()
-
     def _structured_negative_cost(self, Z: Any, X: Any = None) -> Any:
         """MC objective: ``-sum_f price_f(X) * exp(Z_f)`` (outputs 0..n-1: log replica-s)."""
         if X is None:
@@ -380,7 +376,7 @@ class AquatopeConfigurator:
                 cpu_shaped=[j >= lat_from for j in range(columns.shape[1])]
                 if self.amdahl_mean
                 else None,
-                log_cores=self._log_values,
+                log_cores=self.transform.log_values_of_unit,
             )
             compose = _critical_path_fn(self.workflow, names)  # type: ignore[arg-type]
             ok = ~failed

@@ -65,6 +65,17 @@ class UnitTransform:
         warped = lo + X * span
         return warped.exp() if self.warp == "log" else warped
 
+    def log_values_of_unit(self, X: Any) -> Any:
+        """Unit points (torch, ``... x d``) → the logs of their raw values: under the log
+        warp an affine map (no exp and log round trip), differentiably."""
+        import torch
+
+        if self.warp != "log":
+            return self.values_of_unit(X).log()
+        lo = torch.as_tensor(self._lo, dtype=X.dtype)
+        span = torch.as_tensor(self._span, dtype=X.dtype)
+        return lo + X * span
+
     def choices(self) -> list[np.ndarray]:
         """Unit coordinates of the lattice, per dimension (ascending, each in [0, 1])."""
         return [c.copy() for c in self._choices]
