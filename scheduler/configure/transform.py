@@ -53,28 +53,27 @@ class UnitTransform:
         scaled = (self._warped(np.asarray(values, dtype=float)) - lo) / (hi - lo)
         return np.asarray(scaled, dtype=float)
 
+    def _warped_of_unit(self, X: Any) -> Any:
+        """Unit points (torch) → warped values: the scaling undone, the warp not."""
+        import torch
+
+        lo = torch.as_tensor(self._lo, dtype=X.dtype)
+        span = torch.as_tensor(self._span, dtype=X.dtype)
+        return lo + X * span
+
     def values_of_unit(self, X: Any) -> Any:
         """Unit points (a torch tensor ``... x d``) → raw values (cores, MiB), differentiably.
 
         The inverse of the warp and scaling, for lattice and off-lattice points alike.
         """
-        import torch
-
-        lo = torch.as_tensor(self._lo, dtype=X.dtype)
-        span = torch.as_tensor(self._span, dtype=X.dtype)
-        warped = lo + X * span
+        warped = self._warped_of_unit(X)
         return warped.exp() if self.warp == "log" else warped
 
     def log_values_of_unit(self, X: Any) -> Any:
         """Unit points (torch, ``... x d``) → the logs of their raw values: under the log
         warp an affine map (no exp and log round trip), differentiably."""
-        import torch
-
-        if self.warp != "log":
-            return self.values_of_unit(X).log()
-        lo = torch.as_tensor(self._lo, dtype=X.dtype)
-        span = torch.as_tensor(self._span, dtype=X.dtype)
-        return lo + X * span
+        warped = self._warped_of_unit(X)
+        return warped if self.warp == "log" else warped.log()
 
     def choices(self) -> list[np.ndarray]:
         """Unit coordinates of the lattice, per dimension (ascending, each in [0, 1])."""
