@@ -51,6 +51,19 @@ Measured (docs/scheduler.md) it meets every p95 target of the headline traces on
 simulated cores with one start at a time; no proof of a bound (calls queueing behind each
 other are outside the model).
 
+**Starts that hold on a small host** (``plan_starts``, the cold-start bound of the headline
+grid). With a fixed ``lead_s`` the bound is either loose (30 s: every start idles most of
+it) or broken (5 s: the starts of a timer's firing stack on two cores and outlast it). With
+``plan_starts`` each start's lead is the function's longest start
+(``cold_upper_s_by_function``: the profile's largest sample), starts are staggered so that
+at most ``max_starts`` run at once (one per core by default; :meth:`_stagger`), and a later
+stage's use is planned up to a tick early (its call comes early whenever the stages before it
+run faster than their means). With ``queue_within_slack`` a call may also queue behind a busy
+replica of its stage, up to the stage's share of its workflow's slack
+(:meth:`queue_s_by_function`), rather than need a replica of its own: calls fired at one
+instant share one. Measured on the headline traces (docs/scheduler.md): at an unlimited
+budget no cold start and no QoS miss at 30-60 % of the fixed 30 s lead's idle.
+
 Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
 stage is called a little after the workflow); between uses keep it through the gap when the
 next use is covered and the gap is at most ``lead_s + tick``; otherwise start it when the
@@ -77,34 +90,38 @@ from testbed.core.platform import Workflow
 __all__ = ["OraclePolicy", "assign_slots", "on_call_stages", "starts_for_host"]
 
 
-def assign_slots(times_s: Sequence[float] | np.ndarray, hold_s: float) -> list[np.ndarray]:
+def assign_slots(
+    times_s: Sequence[float] | np.ndarray, hold_s: float, wait_s: float = 0.0
+) -> list[np.ndarray]:
     """Interval partitioning: per slot, the sorted start times of the uses it serves.
 
     Args:
         times_s: arrival times (any order).
         hold_s: how long each arrival holds its replica.
+        wait_s: how long an arrival may wait for a busy slot (it is served when the slot
+            frees, and holds it ``hold_s`` from then) before it needs a slot of its own.
 
     Returns:
-        One array per slot (slot 1 first).
+        One array per slot (slot 1 first): each arrival goes to the lowest slot free by
+        its time plus ``wait_s``.
     """
     free: list[tuple[float, int]] = []  # (free from, slot)
     slots: list[list[float]] = []
     for t in sorted(float(x) for x in times_s):
-        if free and free[0][0] <= t:
-            _, k = heapq.heappop(free)
-            # lowest free slot: pop every free one, keep the lowest index
-            ready = [k]
-            while free and free[0][0] <= t:
-                ready.append(heapq.heappop(free)[1])
-            k = min(ready)
+        ready: list[tuple[float, int]] = []
+        while free and free[0][0] <= t + wait_s:
+            ready.append(heapq.heappop(free))
+        if ready:
+            chosen = min(ready, key=lambda slot: slot[1])  # the lowest free slot
             for other in ready:
-                if other != k:
-                    heapq.heappush(free, (t, other))
+                if other is not chosen:
+                    heapq.heappush(free, other)
+            served, k = max(t, chosen[0]), chosen[1]
         else:
-            k = len(slots)
+            served, k = t, len(slots)
             slots.append([])
         slots[k].append(t)
-        heapq.heappush(free, (t + hold_s, k))
+        heapq.heappush(free, (served + hold_s, k))
     return [np.asarray(s, dtype=np.float64) for s in slots]
 
 
@@ -170,13 +187,13 @@ def on_call_stages(
     return chosen
 
 
-def starts_for_host(host_cores: float | None) -> int | None:
-    """Pre-warming starts planned at once on a host of ``host_cores`` cores: all but one
-    core, which is left to the calls (at least one start); no limit for an unknown or
-    unlimited host."""
+def starts_for_host(host_cores: float | None, *, spare_cores: int = 1) -> int | None:
+    """Pre-warming starts planned at once on a host of ``host_cores`` cores: all but
+    ``spare_cores``, which are left to the calls (at least one start); no limit for an
+    unknown or unlimited host."""
     if host_cores is None or not math.isfinite(host_cores):
         return None
-    return max(1, math.floor(host_cores) - 1)
+    return max(1, math.floor(host_cores) - spare_cores)
 
 
 def _seconds_by_function(option: str, given: Mapping[str, float] | None) -> dict[str, float]:
@@ -205,14 +222,25 @@ class OraclePolicy(Policy):
             and cost rather than cold starts (measured, not yet a bound).
         cold_s_by_function: cold start per function (s) for ``qos_aware`` (the experiment
             runner gives the profile's p95); functions not listed use ``lead_s``.
-        max_starts: ``qos_aware``: plan at most this many pre-warming starts at once (each
+        max_starts: ``plan_starts``: plan at most this many pre-warming starts at once (each
             one's whole lead), starting earlier those that would overlap more: on a small
-            host starts slow each other down (see :meth:`_stagger`). None: one core left
-            for the calls, ``host_cores - 1`` (at least 1), or no limit where the host is
-            not known or unlimited.
+            host starts slow each other down (see :meth:`_stagger`). None: with
+            ``qos_aware`` one core left for the calls, ``host_cores - 1`` (at least 1),
+            else one start per core; no limit where the host is not known or unlimited.
         host_cores: cores of the host the replicas share (the experiment runner gives the
             simulated host's, or this machine's in a live run); sets ``max_starts`` when
             that is not given.
+        plan_starts: plan every start as ``qos_aware`` does (at most ``max_starts`` at once,
+            :meth:`_stagger`; leads the functions' longest starts, ``cold_upper_s_by_function``)
+            while still bounding cold starts: the budget's oracle on a host where starts
+            slow each other.
+        cold_upper_s_by_function: the longest cold start per function (s) for
+            ``plan_starts`` (the experiment runner gives the profile's largest sample);
+            functions not listed use ``cold_s_by_function``, then ``lead_s``.
+        queue_within_slack: a workflow's call may wait for a busy replica of its stage
+            instead of needing one of its own, up to the stage's share of the workflow's
+            slack (:meth:`queue_s_by_function`): calls at one instant share a replica
+            where the QoS target leaves room for it.
     """
 
     name = "oracle"
@@ -231,18 +259,29 @@ class OraclePolicy(Policy):
         cold_s_by_function: Mapping[str, float] | None = None,
         max_starts: int | None = None,
         host_cores: float | None = None,
+        plan_starts: bool = False,
+        queue_within_slack: bool = False,
+        cold_upper_s_by_function: Mapping[str, float] | None = None,
     ) -> None:
         if not idle_budget_s >= 0 or not lead_s >= 0 or not hold_s > 0:
             raise ValueError("oracle: need idle_budget_s >= 0, lead_s >= 0 and hold_s > 0")
         self.leads = _seconds_by_function("lead_s_by_function", lead_s_by_function)
         self.service_s = _seconds_by_function("service_s_by_function", service_s_by_function)
         self.cold_s = _seconds_by_function("cold_s_by_function", cold_s_by_function)
+        self.cold_upper_s = _seconds_by_function(
+            "cold_upper_s_by_function", cold_upper_s_by_function
+        )
         self.qos_aware = bool(qos_aware)
+        self.plan_starts = self.qos_aware or bool(plan_starts)
+        self.queue_within_slack = bool(queue_within_slack)
         if max_starts is not None and max_starts < 1:
             raise ValueError(f"oracle: max_starts must be >= 1, got {max_starts}")
         if host_cores is not None and not host_cores > 0:
             raise ValueError(f"oracle: host_cores must be > 0, got {host_cores}")
-        self.max_starts = max_starts if max_starts is not None else starts_for_host(host_cores)
+        if max_starts is None:  # a QoS plan leaves a core to the calls; a cold-start bound
+            # takes every core (a start's longest duration and a tick cover what calls take)
+            max_starts = starts_for_host(host_cores, spare_cores=1 if self.qos_aware else 0)
+        self.max_starts = max_starts
         self.idle_budget_s = float(idle_budget_s)
         self.lead_s = float(lead_s)
         self.hold_s = float(hold_s)
@@ -251,7 +290,7 @@ class OraclePolicy(Policy):
         self._slots: dict[str, list[tuple[np.ndarray, np.ndarray]]] | None = None
         self._use_order: dict[str, np.ndarray] = {}  # qos_aware: every use, in time order
         self._calls: dict[str, float] = {}  # qos_aware: calls seen per function so far
-        self._early: dict[str, list[np.ndarray]] = {}  # qos_aware: start lead per use
+        self._early: dict[str, list[np.ndarray]] = {}  # plan_starts: start lead per use
         self._earliest: dict[str, list[float]] = {}  # qos_aware: the largest of each slot
         self.planned_idle_s = 0.0
 
@@ -280,10 +319,13 @@ class OraclePolicy(Policy):
 
     def _lead_s(self, function: str) -> float:
         """How long before a use its start is planned: ``lead_s_by_function``, else (with
-        ``qos_aware``) the function's cold start, else ``lead_s``."""
+        ``plan_starts``) the function's longest start (``qos_aware``: its p95 start), else
+        ``lead_s``."""
         if function in self.leads:
             return self.leads[function]
-        if self.qos_aware and function in self.cold_s:
+        if self.plan_starts and not self.qos_aware and function in self.cold_upper_s:
+            return self.cold_upper_s[function]
+        if self.plan_starts and function in self.cold_s:
             return self.cold_s[function]
         return self.lead_s
 
@@ -306,6 +348,30 @@ class OraclePolicy(Policy):
                 default=0.0,
             )
         return offsets
+
+    def queue_s_by_function(self, workflows: Mapping[str, Workflow]) -> dict[str, float]:
+        """How long a call may wait for a busy replica of its function (``queue_within_slack``):
+        per workflow, its slack (QoS target minus the longest path of mean service times)
+        split evenly over the stages of its longest chain, so that waits at every stage of
+        a request still meet the target under the model; the least over the workflows of
+        the arrivals that call the function. Functions called outside a workflow: 0."""
+        if not self.queue_within_slack:
+            return {}
+        waits: dict[str, float] = {}
+        for key in self._given:
+            wf = workflows.get(key)
+            if wf is None:
+                waits[key] = 0.0
+                continue
+            service = {fn: self.service_s.get(fn, 0.0) for fn in wf.functions}
+            path = wf.critical_path_s(service) or 0.0
+            depth: dict[str, int] = {}
+            for stage in wf.topological_order():
+                depth[stage.name] = 1 + max((depth[d] for d in stage.after), default=0)
+            share = max(0.0, wf.qos.target_s - path) / max(depth.values())
+            for fn in wf.functions:
+                waits[fn] = min(waits.get(fn, math.inf), share)
+        return waits
 
     def qos_plan(self, workflow: Workflow) -> dict[str, tuple[float, bool]]:
         """Per stage of ``workflow``: (seconds after a request its replica must be ready by,
@@ -330,9 +396,13 @@ class OraclePolicy(Policy):
         return plan
 
     def _uses(
-        self, workflows: Mapping[str, Workflow]
+        self, workflows: Mapping[str, Workflow], tick_s: float = 1.0
     ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
-        """Per function, the times of its uses, and (``qos_aware``) of those on their calls."""
+        """Per function, the times of its uses, and (``qos_aware``) of those on their calls.
+
+        With ``plan_starts`` (cold starts bounded) a later stage's use is planned up to a
+        tick before its offset: its call comes earlier whenever the stages before it run
+        faster than their means, and a replica started for the mean would be late."""
         per_fn: dict[str, list[np.ndarray]] = {}
         on_call: dict[str, list[np.ndarray]] = {}
         for key, times in self._given.items():
@@ -350,16 +420,20 @@ class OraclePolicy(Policy):
                 continue
             offsets = self.stage_offsets_s(wf)
             for stage in wf.stages:
-                per_fn.setdefault(stage.function, []).append(times + offsets[stage.name])
+                at = offsets[stage.name]
+                if self.plan_starts:
+                    at -= min(at, tick_s)
+                per_fn.setdefault(stage.function, []).append(times + at)
         return per_fn, on_call
 
     def _slots_of(
         self, workflows: Mapping[str, Workflow], tick_s: float = 1.0
     ) -> dict[str, list[np.ndarray]]:
-        per_fn, on_call = self._uses(workflows)
+        per_fn, on_call = self._uses(workflows, tick_s)
+        waits = self.queue_s_by_function(workflows)
         out: dict[str, list[np.ndarray]] = {}
         for fn, uses in per_fn.items():
-            slots = assign_slots(np.concatenate(uses), self._busy_s(fn))
+            slots = assign_slots(np.concatenate(uses), self._busy_s(fn), waits.get(fn, 0.0))
             if fn in on_call and slots:
                 started = np.concatenate(on_call[fn])
                 slots[0] = self._without_lone_calls(fn, slots, started, tick_s)
@@ -388,7 +462,7 @@ class OraclePolicy(Policy):
     def _build(self, observation: Observation) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         slots = self._slots_of(observation.workflows, observation.tick_s)
         if self.qos_aware:  # every use of a function in time order: the k-th call served
-            per_fn, _ = self._uses(observation.workflows)
+            per_fn, _ = self._uses(observation.workflows, observation.tick_s)
             self._use_order = {fn: np.sort(np.concatenate(u)) for fn, u in per_fn.items()}
         costs: list[np.ndarray] = []
         starts: list[np.ndarray] = []
@@ -412,7 +486,7 @@ class OraclePolicy(Policy):
             for uses in fn_slots:
                 out[fn].append((uses, covered[pos : pos + len(uses)]))
                 pos += len(uses)
-        if self.qos_aware:
+        if self.plan_starts:
             self._early = self._stagger(out, observation.tick_s)
             self._earliest = {
                 fn: [float(e.max(initial=0.0)) for e in slots] for fn, slots in self._early.items()
@@ -426,10 +500,12 @@ class OraclePolicy(Policy):
 
         Each function's lead, unless ``max_starts`` is set: then the covered uses that need
         a start of their own (the slot's first, and those more than a lead and a tick after
-        the slot's previous use; the others keep the replica through the gap) are scheduled
-        backwards from their ready-by times (latest first) on ``max_starts`` lanes, each
-        start taking its whole lead and finishing as late as its lane allows, so that no
-        more than ``max_starts`` of them run at once and each is done in time.
+        the slot's previous use, or its hold's end without ``qos_aware``; the others keep the
+        replica through the gap) are scheduled backwards from their ready-by times (latest
+        first) on ``max_starts`` lanes, each start taking its whole lead and finishing as
+        late as its lane allows, so that no more than ``max_starts`` of them run at once and
+        each is done in time. A start decided on a tick may begin up to a tick before its
+        planned time, so a lane is held a tick longer than the lead.
         """
         early = {
             fn: [np.full(len(uses), self._lead_s(fn)) for uses, _ in fn_slots]
@@ -442,7 +518,10 @@ class OraclePolicy(Policy):
             lead = self._lead_s(fn)
             for k, (uses, covered) in enumerate(fn_slots):
                 gaps = np.diff(uses, prepend=-math.inf)
-                kept = covered & np.roll(covered, 1) & (gaps <= lead + tick_s)
+                if self.qos_aware:  # a replica goes once its call has come: kept if covered
+                    kept = covered & np.roll(covered, 1) & (gaps <= lead + tick_s)
+                else:  # kept through any gap of at most a lead and a tick after the hold
+                    kept = covered & (gaps - self._hold_s(fn) <= lead + tick_s)
                 kept[0] = False
                 early[fn][k][kept] = np.maximum(lead, gaps[kept])  # kept through the gap
                 jobs += [(float(uses[i]), fn, k, int(i)) for i in np.flatnonzero(covered & ~kept)]
@@ -450,14 +529,24 @@ class OraclePolicy(Policy):
         for ready_by, fn, k, i in sorted(jobs, reverse=True):
             free = -heapq.heappop(lanes)
             start = min(ready_by, free) - self._lead_s(fn)
-            heapq.heappush(lanes, -start)
+            heapq.heappush(lanes, -(start - tick_s))  # it may begin a tick early
             early[fn][k][i] = ready_by - start
         return early
 
     @staticmethod
     def _keep_slot(
-        uses: np.ndarray, covered: np.ndarray, now_s: float, hold_s: float, horizon_s: float
+        uses: np.ndarray,
+        covered: np.ndarray,
+        now_s: float,
+        hold_s: float,
+        horizon_s: float,
+        early: np.ndarray | None = None,
+        tick_s: float = 0.0,
     ) -> bool:
+        """Whether a slot's replica is wanted now: a covered use still on its way, or the
+        next covered use within ``horizon_s`` of the previous one's end (kept through the
+        gap) or of now (started just in time: ``horizon_s`` ahead, or its planned
+        ``early[i]`` and a tick with ``plan_starts``)."""
         i = int(np.searchsorted(uses, now_s, side="right"))  # uses[i] is the next use
         prev_end = uses[i - 1] + hold_s if i > 0 else -math.inf
         if prev_end > now_s and covered[i - 1]:  # a covered use may still be on its way
@@ -465,7 +554,8 @@ class OraclePolicy(Policy):
         if i >= len(uses) or not covered[i]:
             return False  # nothing ahead, or the next use is served cold
         next_s = float(uses[i])
-        return next_s - prev_end <= horizon_s or next_s - now_s <= horizon_s
+        ahead_s = horizon_s if early is None else float(early[i]) + tick_s
+        return next_s - prev_end <= horizon_s or next_s - now_s <= ahead_s
 
     def _awaits_call(
         self,
@@ -514,7 +604,13 @@ class OraclePolicy(Policy):
                 )
             else:
                 hold_s = self._hold_s(name)
-                keep = sum(1 for u, c in slots if self._keep_slot(u, c, now_s, hold_s, horizon_s))
+                planned: list[np.ndarray | None] = [*self._early.get(name, [])]
+                planned += [None] * (len(slots) - len(planned))  # without plan_starts
+                keep = sum(
+                    1
+                    for (u, c), e in zip(slots, planned, strict=True)
+                    if self._keep_slot(u, c, now_s, hold_s, horizon_s, e, tick_s)
+                )
             want = math.ceil(keep / max(1, fn.max_inflight))
             # replicas serving requests are kept; queued requests get the replicas the
             # platform started for them, not one start each (on a small host a start storm
@@ -526,6 +622,6 @@ class OraclePolicy(Policy):
                 replicas=max(want, floor), reason=f"{keep} slot(s) needed ahead"
             )
         reason = f"oracle idle budget {self.idle_budget_s:g}s"
-        if self.qos_aware:
+        if self.plan_starts:
             reason += f", starts at once: {self.max_starts or 'no limit'}"
         return Decision(functions=out, reason=reason)

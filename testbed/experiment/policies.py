@@ -6,7 +6,8 @@ mix request's workflow before the run (:func:`planned_arrivals`, the same seeded
 generator makes), so the oracle knows which workflow every request calls; arrivals still keyed
 by a mix are given to every workflow of the mix. A policy that takes ``service_s_by_function``
 (the oracle: where each stage of a workflow is called) gets the profile's mean service times,
-one that takes ``cold_s_by_function`` (the oracle, bounding QoS) its p95 cold starts
+one that takes ``cold_s_by_function`` (the oracle, bounding QoS) its p95 cold starts, and
+one that takes ``cold_upper_s_by_function`` (the oracle planning starts) their upper bounds
 (:func:`profile_estimates`).
 """
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from loadgen.trace import Trace
     from scheduler.policy import Policy
     from testbed.core.workflows import WorkflowCatalog
+    from testbed.sim.distributions import Distribution
     from testbed.sim.profile import Profile
 
 __all__ = [
@@ -101,12 +103,14 @@ def create_run_policy(
     offset_s: float = 0.0,
     service_s: Mapping[str, float] | None = None,
     cold_s: Mapping[str, float] | None = None,
+    cold_upper_s: Mapping[str, float] | None = None,
     host_cores: float | None = None,
 ) -> Policy:
     """The registered policy ``name``, given the run's arrivals when it declares it needs them
-    (and, when it takes ``service_s_by_function`` / ``cold_s_by_function`` / ``host_cores``
-    and the params do not set them, ``service_s`` / ``cold_s``, per function from the
-    simulator's profile, and the cores of the host the replicas share).
+    (and, when it takes ``service_s_by_function`` / ``cold_s_by_function`` /
+    ``cold_upper_s_by_function`` / ``host_cores`` and the params do not set them,
+    ``service_s`` / ``cold_s`` / ``cold_upper_s``, per function from the simulator's profile,
+    and the cores of the host the replicas share).
 
     Raises:
         KeyError / ValueError / TypeError: as ``scheduler.registry.create_policy``.
@@ -117,7 +121,12 @@ def create_run_policy(
     info = available_policies().get(name)
     if info is not None and info.needs_arrivals and "arrivals" not in chosen:
         chosen["arrivals"] = arrivals_for_policy(arrivals_s or {}, catalog, offset_s=offset_s)
-    for param, given in (("service_s_by_function", service_s), ("cold_s_by_function", cold_s)):
+    given_by_param = (
+        ("service_s_by_function", service_s),
+        ("cold_s_by_function", cold_s),
+        ("cold_upper_s_by_function", cold_upper_s),
+    )
+    for param, given in given_by_param:
         wanted = info is not None and param in info.parameters
         if wanted and given and param not in chosen:
             chosen[param] = dict(given)
@@ -138,14 +147,24 @@ class ProfileEstimates(TypedDict):
 
     service_s: dict[str, float]  # mean service time (s)
     cold_s: dict[str, float]  # p95 cold start (s)
+    cold_upper_s: dict[str, float]  # longest cold start (s): the largest sample, or p99.9
 
 
 def profile_estimates(profile: Profile) -> ProfileEstimates:
     """What :func:`create_run_policy` hands policies from a profile: ``service_s`` (mean
-    service time per function) and ``cold_s`` (p95 cold start per function), seconds."""
+    service time per function), ``cold_s`` (p95 cold start per function) and
+    ``cold_upper_s`` (the longest a start can take: the largest sample of a measured
+    distribution, the 99.9th percentile of an unbounded one), seconds."""
     return {
         "service_s": profile_service_s(profile),
         "cold_s": {
             name: fn.cold_start_s.quantile_s(0.95) for name, fn in profile.functions.items()
         },
+        "cold_upper_s": {name: _upper_s(fn.cold_start_s) for name, fn in profile.functions.items()},
     }
+
+
+def _upper_s(dist: Distribution) -> float:
+    """The largest value where the distribution has one, else its 99.9th percentile."""
+    bounded = dist.kind in ("empirical", "constant")
+    return dist.quantile_s(1.0 if bounded else 0.999)

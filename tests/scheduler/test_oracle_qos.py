@@ -353,7 +353,8 @@ def test_calls_at_one_instant_keep_their_replicas_until_all_have_come() -> None:
 def test_with_max_starts_overlapping_starts_are_planned_one_after_another() -> None:
     """Two stages of 1 s service whose 2 s starts fit in no slack, both called at 100 by
     two workflows: with one start at a time the later-planned start keeps its lead (ready by
-    100) and the other is done before it begins, two leads ahead. A use 1 s after the
+    100) and the other is done a tick before it begins (a start decided on a tick may begin
+    up to a tick early), two leads and a tick ahead. A use 1 s after the
     previous one of its slot keeps the replica through the gap: no start of its own."""
     a = Workflow(name="wa", qos=QoS(target_s=1.2), stages=(Stage("a", "a"),))
     b = Workflow(name="wb", qos=QoS(target_s=1.2), stages=(Stage("b", "b"),))
@@ -367,7 +368,7 @@ def test_with_max_starts_overlapping_starts_are_planned_one_after_another() -> N
     _plan_once(oracle, {"wa": a, "wb": b}, ["a", "b"])
     early = {fn: [e.tolist() for e in slots] for fn, slots in oracle._early.items()}
     # one of the two starts at 100 is moved a lead earlier (ties: the later name first)
-    assert sorted([early["a"][0][0], early["b"][0][0]]) == [2.0, 4.0]
+    assert sorted([early["a"][0][0], early["b"][0][0]]) == [2.0, 5.0]
     assert early["a"][0][1] == 2.0  # 1.5 s after a's first use: kept, no start planned
     unlimited = OraclePolicy(
         arrivals={"wa": [100.0, 101.5], "wb": [100.0]},
@@ -425,9 +426,10 @@ def _plan_once(oracle: OraclePolicy, workflows: dict[str, Workflow], functions: 
 
 
 def test_starts_are_scheduled_latest_deadline_first_and_a_gap_of_lead_and_tick_keeps() -> None:
-    """One lane, leads of 2 s. a is used at 100, 103 (3 s after: exactly a lead and a tick,
-    kept through), 110 and 120; b at 110. Backwards from the latest: a@120 starts at 118,
-    b@110 at 108, a@110 must be done by 108 (starts 106: 4 s ahead), a@100 by 100 (98)."""
+    """One lane, leads of 2 s, a tick of 1 s. a is used at 100, 103 (3 s after: exactly a
+    lead and a tick, kept through), 110 and 120; b at 110. Backwards from the latest, each
+    start done a tick before the next on the lane begins: a@120 starts at 118, b@110 at
+    108, a@110 must be done by 107 (starts 105: 5 s ahead), a@100 by 100 (98)."""
     wa = Workflow(name="wa", qos=QoS(target_s=1.2), stages=(Stage("a", "a"),))
     wb = Workflow(name="wb", qos=QoS(target_s=1.2), stages=(Stage("b", "b"),))
     oracle = OraclePolicy(
@@ -438,7 +440,7 @@ def test_starts_are_scheduled_latest_deadline_first_and_a_gap_of_lead_and_tick_k
         max_starts=1,
     )
     _plan_once(oracle, {"wa": wa, "wb": wb}, ["a", "b"])
-    assert [e.tolist() for e in oracle._early["a"]] == [[2.0, 3.0, 4.0, 2.0]]
+    assert [e.tolist() for e in oracle._early["a"]] == [[2.0, 3.0, 5.0, 2.0]]
     assert [e.tolist() for e in oracle._early["b"]] == [[2.0]]
 
 
