@@ -17,6 +17,7 @@ __all__ = [
     "long_then_branches",
     "obs",
     "replicas_at",
+    "sim_runs_by_label",
     "step",
 ]
 
@@ -88,3 +89,17 @@ def first_video_decision(
     (run_dir,) = find_runs([result.out_dir])
     first: dict[str, Any] = json.loads((run_dir / "decisions.jsonl").read_text().splitlines()[0])
     return first
+
+
+def sim_runs_by_label(tmp_path: Path, name: str, body: str) -> dict[str, Any]:
+    """Run the simulated experiment ``name`` (the repository's stack; ``body``: the rest of
+    its YAML, workflows to policies) under ``tmp_path``: its runs by policy label."""
+    from testbed.experiment.results import find_runs, load_run
+    from testbed.experiment.run import run_experiment
+    from testbed.experiment.spec import load_spec
+
+    repo = Path(__file__).resolve().parents[2]
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(f"name: {name}\nbackend: sim\nstack: {repo / 'stack.yml'}\n{body}")
+    result = run_experiment(load_spec(config), tmp_path / "out")
+    return {run.label: run for run in map(load_run, find_runs([result.out_dir]))}

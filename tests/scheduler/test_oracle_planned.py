@@ -10,13 +10,8 @@ import pytest
 from scheduler.policies.oracle import OraclePolicy, assign_slots
 from scheduler.policy import Observation
 from testbed.core.platform import QoS, Stage, Workflow
-from testbed.experiment.results import find_runs, load_run
-from testbed.experiment.run import run_experiment
-from testbed.experiment.spec import load_spec
 from testbed.report.metrics import compute_metrics
-from tests.scheduler.sched_helpers import fobs
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.scheduler.sched_helpers import fobs, sim_runs_by_label
 
 
 def _single(name: str, function: str, target_s: float) -> Workflow:
@@ -149,9 +144,9 @@ def test_on_the_simulator_planned_starts_hold_where_a_fixed_lead_does_not(tmp_pa
     torch stages' 4-5 s starts stack. With a fixed 5 s lead they outlast it and calls come
     cold (100 stage calls of 70 requests); planned one per core with their longest
     durations, no call is cold, at a tenth of the idle a 30 s lead spends for the same."""
-    config = tmp_path / "timers.yaml"
-    config.write_text(
-        f"name: ot\nbackend: sim\nstack: {REPO / 'stack.yml'}\n"
+    runs = sim_runs_by_label(
+        tmp_path,
+        "ot",
         "workflows: [ml-pipeline, social-network]\n"
         "trace: {kind: timers, minutes: 30, functions: 8}\n"
         "duration_s: 1800\nwarmup_s: 0\nseeds: [2]\n"
@@ -159,10 +154,8 @@ def test_on_the_simulator_planned_starts_hold_where_a_fixed_lead_does_not(tmp_pa
         "  - {name: oracle, label: lead-5, params: {lead_s: 5}}\n"
         "  - {name: oracle, label: lead-30, params: {lead_s: 30}}\n"
         "  - {name: oracle, label: planned, params: {lead_s: 30, plan_starts: true,"
-        " queue_within_slack: true}}\n"
+        " queue_within_slack: true}}\n",
     )
-    result = run_experiment(load_spec(config), tmp_path / "out")
-    runs = {r.label: r for r in map(load_run, find_runs([result.out_dir]))}
     cold = {label: int(run.stages["cold_start"].sum()) for label, run in runs.items()}
     late = {
         label: int((run.requests["latency_s"] > run.requests["qos_target_s"]).sum())

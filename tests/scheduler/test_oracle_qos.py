@@ -10,9 +10,6 @@ import pytest
 from scheduler.policies.oracle import OraclePolicy, on_call_stages, starts_for_host
 from scheduler.policy import Observation
 from testbed.core.platform import QoS, Stage, Workflow
-from testbed.experiment.results import find_runs, load_run
-from testbed.experiment.run import run_experiment
-from testbed.experiment.spec import load_spec
 from testbed.report.metrics import compute_metrics
 from tests.scheduler.sched_helpers import (
     LONG_THEN_BRANCHES_SERVICE_S,
@@ -20,6 +17,7 @@ from tests.scheduler.sched_helpers import (
     fobs,
     long_then_branches,
     replicas_at,
+    sim_runs_by_label,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,18 +189,16 @@ def test_on_the_simulator_it_meets_the_qos_with_less_idle_than_the_cold_start_bo
     in the slack, so their calls wait for them; the torch stages' starts do not (any one
     with the first stage's 2.1 s is over the 6 s target), so they are ready on their calls
     and the slack they leave is a margin."""
-    config = tmp_path / "oracle-qos.yaml"
-    config.write_text(
-        f"name: oq\nbackend: sim\nstack: {REPO / 'stack.yml'}\n"
+    runs = sim_runs_by_label(
+        tmp_path,
+        "oq",
         "workflows: [video-analytics]\n"
         "trace: {kind: poisson, minutes: 40, options: {rate_per_min: 0.5}}\n"
         "duration_s: 2400\nwarmup_s: 0\nseeds: [3]\nbackend_options: {host_cores: 8}\n"
         "policies:\n"
         "  - name: oracle\n    label: cold-starts\n    params: {lead_s: 30}\n"
-        "  - name: oracle\n    label: qos\n    params: {lead_s: 30, qos_aware: true}\n"
+        "  - name: oracle\n    label: qos\n    params: {lead_s: 30, qos_aware: true}\n",
     )
-    result = run_experiment(load_spec(config), tmp_path / "out")
-    runs = {r.label: r for r in map(load_run, find_runs([result.out_dir]))}
     stats = {}
     for label, run in runs.items():
         req = run.requests
