@@ -214,6 +214,7 @@ class AquatopePrewarmPolicy(Policy):
             st = _Fn(
                 history=deque(maxlen=self.config.history_steps),
                 calibrator=ConformalCalibrator(levels=SIZING_LEVELS),
+                periodic=PeriodicExperts(tol_s=self.config.phase_tol_s),
             )
             self._fns[name] = st
         return st

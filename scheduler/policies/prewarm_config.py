@@ -66,6 +66,11 @@ class PrewarmConfig:
         phase: periodic experts (timers: the same window one, two, ... periods ago) for the
             first replica; the rate forecast, the idle-gap hazard and these are mixed by
             how well each has predicted the function's calls so far.
+        phase_tol_s: how far each past window of the periodic experts is widened on both
+            sides (seconds), for clock jitter. On exact timers a widened window is
+            confidently wrong on the ticks at a call window's edges and the mixture then
+            prefers the idle-gap hazard; 0 saves idle there at low miss prices and costs it
+            at high ones (measured in docs/benchmarks.md).
         seed: seed of the model fits.
 
     Raises:
@@ -95,6 +100,7 @@ class PrewarmConfig:
     dag: bool = True
     gaps: bool = True
     phase: bool = True
+    phase_tol_s: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -106,7 +112,13 @@ class PrewarmConfig:
         for name in ("step_s", "miss_price_s", "cold_start_s", "service_s", "recent_window_s"):
             if not float(getattr(self, name)) > 0:
                 raise bad(name, "> 0")
-        for name in ("refit_every_s", "max_fit_age_s", "start_weight", "max_start_ratio"):
+        for name in (
+            "refit_every_s",
+            "max_fit_age_s",
+            "start_weight",
+            "max_start_ratio",
+            "phase_tol_s",
+        ):
             if not float(getattr(self, name)) >= 0:
                 raise bad(name, ">= 0")
         if self.min_history_steps < 4:
