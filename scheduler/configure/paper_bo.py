@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -177,8 +178,15 @@ class PaperBOConfigurator:
         bounds = torch.stack([torch.zeros(self.space.n_dims), torch.ones(self.space.n_dims)]).to(
             torch.float64
         )
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), warnings.catch_warnings():
             torch.manual_seed(step_seed)
+            # L-BFGS-B stopping abnormally on a restart is handled by BoTorch itself (it tries
+            # new initial conditions, then keeps the best point found) and says so
+            warnings.filterwarnings(
+                "ignore",
+                message="Optimization failed (in `gen_candidates_scipy`|on the second try)",
+                category=RuntimeWarning,
+            )
             cand, _ = optimize_acqf(acq, bounds=bounds, q=self.q, num_restarts=4, raw_samples=64)
         out: list[Configuration] = []
         for config in self.transform.from_unit(cand.detach().numpy()):
