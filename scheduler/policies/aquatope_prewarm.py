@@ -145,6 +145,7 @@ class _Fn:
     start_times: deque[float] = field(default_factory=deque)  # replicas starting, FIFO
     prev_starting: int = 0
     prev_ready: int = 0
+    waited_in_flight: int = 0  # calls in flight that may have waited (a start, a queue)
     steps_since_fit: int = 1_000_000
     last_fit_s: float | None = None  # when the GP / LSTM hyperparameters were last fitted
     fit_sig: tuple[float, float] = (0.0, 0.0)  # (mean, std) of the transformed recent window
@@ -221,8 +222,15 @@ class AquatopePrewarmPolicy(Policy):
 
     def _observe_timing(self, st: _Fn, fo: FunctionObservation, obs: Observation) -> None:
         # latency is service time when nothing waited: no cold start, no queue, and no
-        # replica starting (a start takes CPU from the replicas serving)
-        clean = fo.cold_starts == 0 and fo.queued == 0 and fo.replicas_starting == 0
+        # replica starting (a start takes CPU from the replicas serving) in this tick, and no
+        # call still in flight from a tick that had one (a call that waited for a start
+        # finishes ticks later, its latency the start's wait plus its service)
+        waiting = fo.cold_starts > 0 or fo.queued > 0 or fo.replicas_starting > 0
+        clean = not waiting and st.waited_in_flight == 0
+        if waiting:
+            st.waited_in_flight = fo.inflight
+        else:  # the oldest calls finish first: count them out, never above what is in flight
+            st.waited_in_flight = max(0, min(st.waited_in_flight - fo.completions, fo.inflight))
         if clean and fo.mean_service_s is not None and fo.completions > 0 and fo.mean_service_s > 0:
             if st.service_s is None:
                 st.service_s = fo.mean_service_s
@@ -851,6 +859,7 @@ class AquatopePrewarmPolicy(Policy):
                     "cold_samples": list(st.cold_samples),
                     "start_times": list(st.start_times),
                     "prev_starting": st.prev_starting,
+                    "waited_in_flight": st.waited_in_flight,
                     "prev_ready": st.prev_ready,
                     "seen_s": list(st.seen_s),
                     "fc_mean": list(st.fc_mean),
@@ -886,6 +895,7 @@ class AquatopePrewarmPolicy(Policy):
                 st.cold_upper_s = _lead_s(st.cold_samples, self.config.miss_price_s)
             st.start_times.extend(float(v) for v in raw.get("start_times", []))
             st.prev_starting = int(raw.get("prev_starting", 0))
+            st.waited_in_flight = int(raw.get("waited_in_flight", 0))
             st.prev_ready = int(raw.get("prev_ready", 0))
             st.seen_s = [float(v) for v in raw.get("seen_s", [])]
             st.fc_mean = [float(v) for v in raw["fc_mean"]]

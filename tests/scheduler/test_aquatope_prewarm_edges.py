@@ -548,3 +548,43 @@ def test_recent_spreads_a_ticks_calls_over_its_service_time() -> None:
     assert d.functions["f"].replicas == 3
     d = step(pol, 2.0, arrivals=2, completions=2, mean_service_s=0.5, replicas_ready=3)
     assert d.functions["f"].replicas == 3  # the window keeps what the busiest tick needed
+
+
+def test_a_call_that_waited_for_a_start_is_not_a_service_sample_when_it_finishes() -> None:
+    # a call arrives cold, waits five ticks for its replica and finishes in a tick with no
+    # start, no queue and no cold start: its latency is the wait plus its service
+    pol = AquatopePrewarmPolicy(forecaster="ewma", service_s=0.5)
+    step(pol, 1.0, arrivals=1, cold_starts=1, queued=1, inflight=1, replicas_starting=1)
+    for t in range(2, 6):
+        step(pol, float(t), queued=1, inflight=1, replicas_starting=1)
+    step(pol, 6.0, completions=1, mean_service_s=5.2, replicas_ready=1)
+    assert pol._fns["f"].service_s is None
+    step(pol, 7.0, arrivals=1, completions=1, mean_service_s=0.02, replicas_ready=1)
+    assert pol._fns["f"].service_s == 0.02
+
+
+def test_calls_in_flight_from_a_waiting_tick_are_counted_out_as_they_finish() -> None:
+    # eight calls in flight when a replica was starting: a tick finishing five of them is
+    # not clean, the tick finishing the last three is not either, the next one is
+    pol = AquatopePrewarmPolicy(forecaster="ewma", service_s=0.5)
+    step(pol, 1.0, arrivals=8, inflight=8, replicas_starting=1, replicas_ready=4)
+    step(pol, 2.0, completions=5, inflight=3, mean_service_s=2.0, replicas_ready=5)
+    step(pol, 3.0, completions=3, inflight=0, mean_service_s=2.0, replicas_ready=5)
+    assert pol._fns["f"].service_s is None
+    step(pol, 4.0, arrivals=2, completions=2, mean_service_s=0.1, replicas_ready=5)
+    assert pol._fns["f"].service_s == 0.1
+    # never more waited calls than are in flight: a drained gateway clears them
+    step(pol, 5.0, arrivals=4, inflight=4, queued=4, replicas_ready=5)
+    step(pol, 6.0, completions=1, mean_service_s=3.0, inflight=0, replicas_ready=5)
+    step(pol, 7.0, completions=1, mean_service_s=0.1, replicas_ready=5)
+    assert pol._fns["f"].service_s == pytest.approx(0.1)
+
+
+def test_waited_calls_in_flight_survive_a_state_round_trip() -> None:
+    pol = AquatopePrewarmPolicy(forecaster="ewma", service_s=0.5)
+    step(pol, 1.0, arrivals=3, cold_starts=3, inflight=3, replicas_starting=1)
+    again = AquatopePrewarmPolicy(forecaster="ewma", service_s=0.5)
+    again.load_state_dict(json.loads(json.dumps(pol.state_dict())))
+    assert again._fns["f"].waited_in_flight == 3
+    step(again, 2.0, completions=3, mean_service_s=4.0, replicas_ready=1)
+    assert again._fns["f"].service_s is None
