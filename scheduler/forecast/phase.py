@@ -158,7 +158,9 @@ class PeriodicExperts:
         max_cycles: most past cycles one periodic expert reads.
         base_windows: back-to-back windows the base rate reads.
         alpha: pseudo-cycles of shrinkage towards the base rate.
-        tol_s: each past window is widened by this much on both sides (clock jitter).
+        tol_s: each past window is widened by this much on both sides (clock jitter); a
+            sequence gives every period one expert per width (the mixture picks the
+            width that predicts the function's calls: exact timers or jittery ones).
         min_gap_count: how often a gap must recur to become a period.
 
     Example:
@@ -180,14 +182,15 @@ class PeriodicExperts:
         max_cycles: int = 120,
         base_windows: int = 256,
         alpha: float = 1.0,
-        tol_s: float = 1.0,
+        tol_s: float | Sequence[float] = 1.0,
         min_gap_count: int = 3,
     ) -> None:
+        tols = (float(tol_s),) if isinstance(tol_s, (int, float)) else tuple(map(float, tol_s))
         if not periods_s or min(periods_s) <= 0 or learned < 0 or max_cycles < 2:
             raise ValueError("periods_s must be positive, learned >= 0 and max_cycles >= 2")
         if not span_s > 0:
             raise ValueError(f"span_s must be > 0, got {span_s}")
-        if base_windows < 1 or alpha <= 0 or tol_s < 0 or min_gap_count < 1:
+        if base_windows < 1 or alpha <= 0 or not tols or min(tols) < 0 or min_gap_count < 1:
             raise ValueError("base_windows >= 1, alpha > 0, tol_s >= 0 and min_gap_count >= 1")
         self.calendar = tuple(sorted(float(p) for p in periods_s))
         self.learned = int(learned)
@@ -195,7 +198,8 @@ class PeriodicExperts:
         self.max_cycles = int(max_cycles)
         self.base_windows = int(base_windows)
         self.alpha = float(alpha)
-        self.tol_s = float(tol_s)
+        self.tols_s = tuple(sorted(set(tols), reverse=True))  # widest first
+        self.tol_s = self.tols_s[0]  # the widest: history kept, periods told apart
         self.min_gap_count = int(min_gap_count)
         self._extra: tuple[float, ...] = (0.0,) * self.learned  # 0 = no period learned yet
         self._cache: tuple[tuple[Any, ...], _Layout] | None = None
@@ -204,11 +208,14 @@ class PeriodicExperts:
     def names(self) -> tuple[str, ...]:
         """Expert names, in the order :meth:`predict` returns them: ``base`` first."""
         slots = [f"learned-{i}" for i in range(self.learned)]
-        return ("base", *(f"period-{p:g}s" for p in self.calendar), *slots)
+        one = (*(f"period-{p:g}s" for p in self.calendar), *slots)
+        if len(self.tols_s) == 1:
+            return ("base", *one)
+        return ("base", *(f"{n}~{tol:g}s" for tol in self.tols_s for n in one))
 
     @property
     def periods_s(self) -> tuple[float, ...]:
-        """The periods of the periodic experts (0 for a learned slot still empty)."""
+        """The periods tried (0 for a learned slot still empty), once per width."""
         return (*self.calendar, *self._extra)
 
     @property
@@ -252,7 +259,7 @@ class PeriodicExperts:
             yet and repeats the base rate).
         """
         origin = log.origin_s
-        n = 1 + len(self.calendar) + self.learned
+        n = 1 + (len(self.calendar) + self.learned) * len(self.tols_s)
         if origin is None:
             return np.zeros(n), np.zeros(n, dtype=np.int64)
         lo_off, hi_off, segments, sizes, earliest = self._layout(horizon_s)
@@ -286,16 +293,17 @@ class PeriodicExperts:
         lows: list[np.ndarray] = [-j * horizon_s]
         highs: list[np.ndarray] = [-(j - 1) * horizon_s]
         sizes = [j.size]
-        for period in self.periods_s:
-            if period <= 0:
-                lows.append(np.array([-np.inf]))
-                highs.append(np.array([-np.inf]))
-                sizes.append(1)
-                continue
-            lag = period * np.arange(1, int(self._cycles(np.array([period]))[0]) + 1)
-            lows.append(-lag - self.tol_s)
-            highs.append(-lag + horizon_s + self.tol_s)
-            sizes.append(lag.size)
+        for tol in self.tols_s:
+            for period in self.periods_s:
+                if period <= 0:
+                    lows.append(np.array([-np.inf]))
+                    highs.append(np.array([-np.inf]))
+                    sizes.append(1)
+                    continue
+                lag = period * np.arange(1, int(self._cycles(np.array([period]))[0]) + 1)
+                lows.append(-lag - tol)
+                highs.append(-lag + horizon_s + tol)
+                sizes.append(lag.size)
         segments = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         lo = np.concatenate(lows)
         finite = np.isfinite(lo)

@@ -215,7 +215,9 @@ class AquatopePrewarmPolicy(Policy):
             st = _Fn(
                 history=deque(maxlen=self.config.history_steps),
                 calibrator=ConformalCalibrator(levels=SIZING_LEVELS),
-                periodic=PeriodicExperts(tol_s=self.config.phase_tol_s),
+                periodic=PeriodicExperts(
+                    tol_s=self.config.phase_tol_s, alpha=self.config.phase_alpha
+                ),
             )
             self._fns[name] = st
         return st

@@ -70,7 +70,12 @@ class PrewarmConfig:
             sides (seconds), for clock jitter. On exact timers a widened window is
             confidently wrong on the ticks at a call window's edges and the mixture then
             prefers the idle-gap hazard; 0 saves idle there at low miss prices and costs it
-            at high ones (measured in docs/benchmarks.md).
+            at high ones (measured in docs/benchmarks.md). A list (e.g. ``[0, 1]``) gives
+            every period one expert per width, and the mixture picks.
+        phase_alpha: pseudo-cycles with which each periodic expert is shrunk towards the
+            base rate: an expert that saw no call in ``K`` past windows says
+            ``alpha x base / (K + alpha)``, so it is the floor a confident periodic expert
+            puts under the first replica's probability between calls.
         seed: seed of the model fits.
 
     Raises:
@@ -100,7 +105,8 @@ class PrewarmConfig:
     dag: bool = True
     gaps: bool = True
     phase: bool = True
-    phase_tol_s: float = 1.0
+    phase_tol_s: float | tuple[float, ...] = 1.0
+    phase_alpha: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -109,7 +115,14 @@ class PrewarmConfig:
 
         if self.forecaster not in PREWARM_FORECASTERS:
             raise bad("forecaster", f"one of {PREWARM_FORECASTERS}")
-        for name in ("step_s", "miss_price_s", "cold_start_s", "service_s", "recent_window_s"):
+        for name in (
+            "step_s",
+            "miss_price_s",
+            "cold_start_s",
+            "service_s",
+            "recent_window_s",
+            "phase_alpha",
+        ):
             if not float(getattr(self, name)) > 0:
                 raise bad(name, "> 0")
         for name in (
@@ -117,10 +130,14 @@ class PrewarmConfig:
             "max_fit_age_s",
             "start_weight",
             "max_start_ratio",
-            "phase_tol_s",
         ):
             if not float(getattr(self, name)) >= 0:
                 raise bad(name, ">= 0")
+        widths = self._tol_widths()
+        if widths is None or not all(w >= 0 for w in widths):
+            raise bad("phase_tol_s", ">= 0 (seconds) or a non-empty list of such")
+        if not isinstance(self.phase_tol_s, (int, float)):
+            object.__setattr__(self, "phase_tol_s", widths)
         if self.min_history_steps < 4:
             raise bad("min_history_steps", ">= 4")
         if self.history_steps < self.min_history_steps:
@@ -134,6 +151,18 @@ class PrewarmConfig:
             raise bad("busy_wait", f"one of {BUSY_WAIT_MODELS}")
         if not 0.0 < self.paper_level < 1.0:
             raise bad("paper_level", "in (0, 1)")
+
+    def _tol_widths(self) -> tuple[float, ...] | None:
+        """``phase_tol_s`` as a tuple of widths, None when it is not numbers."""
+        tol: Any = self.phase_tol_s
+        try:
+            if isinstance(tol, (int, float)) and not isinstance(tol, bool):
+                return (float(tol),)
+            if isinstance(tol, (list, tuple)) and tol:
+                return tuple(float(v) for v in tol)
+        except (TypeError, ValueError):
+            pass
+        return None
 
 
 def config_fields() -> dict[str, tuple[str, Any]]:

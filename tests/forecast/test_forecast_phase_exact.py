@@ -26,23 +26,28 @@ def _brute_force(
     hits, used = read(base_windows)
     base = (hits + 0.5) / (used + 1.0)
     probs, cycles = [base], [used]
-    for period in experts.periods_s:
-        if period <= 0:  # an empty learned slot: no history, the base rate
-            probs.append(base)
-            cycles.append(0)
-            continue
-        k_max = int(min(max(math.floor(experts.window_s / period), 2), experts.max_cycles))
-        tol = experts.tol_s
-        lags = [k * period for k in range(1, k_max + 1)]
-        windows = [(now - lag - tol, now - lag + h + tol) for lag in lags]
-        hits, used = read(windows)
-        probs.append((hits + experts.alpha * base) / (used + experts.alpha))
-        cycles.append(used)
+    for tol in experts.tols_s:  # widest first, every period once per width
+        for period in experts.periods_s:
+            if period <= 0:  # an empty learned slot: no history, the base rate
+                probs.append(base)
+                cycles.append(0)
+                continue
+            k_max = int(min(max(math.floor(experts.window_s / period), 2), experts.max_cycles))
+            lags = [k * period for k in range(1, k_max + 1)]
+            windows = [(now - lag - tol, now - lag + h + tol) for lag in lags]
+            hits, used = read(windows)
+            probs.append((hits + experts.alpha * base) / (used + experts.alpha))
+            cycles.append(used)
     return probs, cycles
 
 
-@pytest.mark.parametrize(("seed", "log_span_s"), [(0, 900.0), (1, 900.0), (2, 1e9)])
-def test_predict_is_the_definition_read_by_brute_force(seed: int, log_span_s: float) -> None:
+@pytest.mark.parametrize(
+    ("seed", "log_span_s", "tol_s"),
+    [(0, 900.0, 1.0), (1, 900.0, 1.0), (2, 1e9, 1.0), (3, 900.0, (0.0, 1.0)), (4, 1e9, (2.0, 0.5))],
+)
+def test_predict_is_the_definition_read_by_brute_force(
+    seed: int, log_span_s: float, tol_s: float | tuple[float, ...]
+) -> None:
     rng = np.random.default_rng(seed)
     # a 45 s timer at phase 7, thinned, plus noise; history shorter than the longest reads
     active = {t for t in range(7, 1400, 45) if rng.random() < 0.7}
@@ -57,7 +62,7 @@ def test_predict_is_the_definition_read_by_brute_force(seed: int, log_span_s: fl
         max_cycles=15,  # ... and 30 s clamped down to 15
         base_windows=40,
         alpha=2.0,
-        tol_s=1.0,
+        tol_s=tol_s,
     )
     experts.learn_periods([45.0] * 5, tick_s=1.0)
     assert experts.periods_s == (1.0, 30.0, 60.0, 400.0, 45.0, 0.0)
@@ -72,6 +77,7 @@ def test_predict_is_the_definition_read_by_brute_force(seed: int, log_span_s: fl
     # the clamps were exercised: 1 s and 30 s capped at 15 cycles, 400 s raised to 2 (all
     # inside the history at the last query)
     assert want_c[1:5] == [15, 15, 10, 2]
+    assert len(probs) == len(experts.names) == 1 + 6 * len(experts.tols_s)
 
 
 def test_windows_starting_exactly_at_the_origin_count() -> None:
@@ -237,3 +243,35 @@ def test_activity_state_keeps_an_unknown_origin_and_refuses_torn_runs() -> None:
     assert busy.active_in(np.array([2.0, 4.0]), np.array([3.0, 5.0])).tolist() == [False, True]
     with pytest.raises(ValueError, match="differ in length"):
         log.load_state_dict({"starts": [1.0, 2.0], "ends": [1.0]})
+
+
+def test_two_widths_name_each_expert_by_its_width_widest_first() -> None:
+    experts = PeriodicExperts(periods_s=(60.0,), learned=1, tol_s=(0.0, 1.0))
+    assert experts.tols_s == (1.0, 0.0) and experts.tol_s == 1.0
+    assert experts.names == (
+        "base",
+        "period-60s~1s",
+        "learned-0~1s",
+        "period-60s~0s",
+        "learned-0~0s",
+    )
+    assert PeriodicExperts(periods_s=(60.0,), learned=0, tol_s=(1.0, 1.0)).names == (
+        "base",
+        "period-60s",
+    )
+    with pytest.raises(ValueError, match="tol_s"):
+        PeriodicExperts(tol_s=())
+    with pytest.raises(ValueError, match="tol_s"):
+        PeriodicExperts(tol_s=(0.0, -1.0))
+
+
+def test_the_exact_width_tells_a_windows_edge_from_its_inside() -> None:
+    # a call at second 30 of every minute: one tick before the window opens, the widened
+    # expert has seen a call in each of its past windows, the exact one in none
+    log = _log({t for t in range(1, 1201) if t % 60 == 30}, 1200)
+    experts = PeriodicExperts(periods_s=(60.0,), learned=0, tol_s=(0.0, 1.0))
+    probs, _ = experts.predict(log, now_s=1227.0, horizon_s=2.0)  # (1227, 1229]
+    base, widened, exact = probs.tolist()
+    assert widened > 0.9 and exact < 0.1 and exact < base
+    probs, _ = experts.predict(log, now_s=1228.0, horizon_s=2.0)  # (1228, 1230]: the call
+    assert probs[1] > 0.9 and probs[2] > 0.9

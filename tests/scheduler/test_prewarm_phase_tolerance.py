@@ -20,7 +20,7 @@ def _called(minute: int) -> bool:
     return minute % 2 == 1 or minute % 8 == 4
 
 
-def _first_replica_p(tol_s: float, ask_at_s: list[float]) -> dict[float, float]:
+def _first_replica_p(tol_s: float | tuple[float, ...], ask_at_s: list[float]) -> dict[float, float]:
     """Drive the policy tick by tick over the timers; the first replica's probability (its
     decision's ``P1``) at each time asked."""
     policy = AquatopePrewarmPolicy(forecaster="ewma", miss_price_s=300.0, phase_tol_s=tol_s)
@@ -46,9 +46,27 @@ def test_exact_timers_are_read_by_the_periodic_expert_only_without_the_jitter_ma
     widened = _first_replica_p(1.0, [quiet, busy])  # measured: 0.40 and 0.39
     assert widened[quiet] > 0.2, widened  # a warm-up for a call that does not come
     assert abs(widened[quiet] - widened[busy]) < 0.1  # the two minutes look alike
+    both = _first_replica_p((0.0, 1.0), [quiet, busy])  # each period at both widths
+    assert both[quiet] < 0.05 and both[busy] > 0.5, both  # the mixture picks the exact ones
 
 
 def test_the_tolerance_is_checked() -> None:
     assert PrewarmConfig().phase_tol_s == 1.0
     with pytest.raises(ValueError, match=r"phase_tol_s must be >= 0"):
         PrewarmConfig(phase_tol_s=-0.5)
+    assert PrewarmConfig(phase_tol_s=[0, 1.5]).phase_tol_s == (0.0, 1.5)  # YAML gives lists
+    for bad in ([], [0.0, -1.0], "1", [None]):
+        with pytest.raises(ValueError, match=r"phase_tol_s must be >= 0"):
+            PrewarmConfig(phase_tol_s=bad)  # type: ignore[arg-type]
+
+
+def test_the_shrinkage_towards_the_base_rate_is_an_option() -> None:
+    # alpha pseudo-cycles: an expert with no call in its K past windows says
+    # alpha x base / (K + alpha), the floor under the first replica's probability
+    assert AquatopePrewarmPolicy()._fn("f").periodic.alpha == 1.0
+    policy = AquatopePrewarmPolicy(phase_alpha=0.1, phase_tol_s=[0.0, 1.0])
+    experts = policy._fn("f").periodic
+    assert experts.alpha == 0.1 and experts.tols_s == (1.0, 0.0)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match=r"phase_alpha must be > 0"):
+            PrewarmConfig(phase_alpha=bad)
