@@ -215,7 +215,8 @@ class PeriodicExperts:
 
     @property
     def periods_s(self) -> tuple[float, ...]:
-        """The periods tried (0 for a learned slot still empty), once per width."""
+        """The periods tried (0 for a learned slot still empty); each has one expert per
+        width in ``tols_s``."""
         return (*self.calendar, *self._extra)
 
     @property
