@@ -663,13 +663,15 @@ class AquatopePrewarmPolicy(Policy):
         return need, ([a + brought for a in loads] if loads else [brought])
 
     def _demand_seen_now(self, name: str, dag: DagPropagator | None) -> bool:
-        """Whether calls in the current step (the function's own, past the first batch, or any
-        upstream's) already raised its forecast: the reactive floor and DAG propagation."""
+        """Whether calls in the current step (the function's own or an upstream's, in two
+        ticks or more) already raised its forecast: the reactive floor and DAG propagation.
+        One batch at one instant (a timer's firing) is not a rate; the calls an upstream's
+        batch brings here are priced while they run (:meth:`_imminent`)."""
         if self._rate_seen(self._fns[name]):
             return True
         if dag is None:
             return False
-        return any(up in self._fns and self._fns[up].step_arrivals > 0 for up in dag.upstream(name))
+        return any(up in self._fns and self._rate_seen(self._fns[up]) for up in dag.upstream(name))
 
     def _activity(self, st: _Fn) -> ActivityLog:
         if st.activity is None:

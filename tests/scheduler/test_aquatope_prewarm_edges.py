@@ -263,6 +263,34 @@ def test_upstream_calls_this_step_keep_the_forecast_as_the_first_replicas_floor(
     assert with_experts.functions["mid"].replicas == alone.functions["mid"].replicas
 
 
+def _timer_pipe_tick(pol: AquatopePrewarmPolicy, now_s: float, fire: bool) -> Decision:
+    """One tick of ``pipe`` whose entry and mid each take a call when it fires."""
+    n = int(fire)
+    fns = {
+        name: fobs(name, arrivals=n, completions=n, mean_service_s=0.05 if n else None)
+        for name in ("entry", "mid")
+    }
+    return pol.decide(Observation(now_s=now_s, tick_s=1.0, functions=fns, workflows={"pipe": PIPE}))
+
+
+def test_one_upstream_batch_is_not_a_rate_for_the_rest_of_its_step() -> None:
+    # a timer fires the workflow at second 32 of every minute, one call per stage, done in
+    # its tick; two ticks after a firing, in the same step, mid's first replica is the
+    # experts' call (the next firing is a minute away), not held at the rate forecast until
+    # the step ends (that held the torch stages 5 s after each firing)
+    mixed = AquatopePrewarmPolicy(forecaster="ewma", cold_start_s=4.0)
+    plain = AquatopePrewarmPolicy(forecaster="ewma", cold_start_s=4.0, gaps=False, phase=False)
+    for t in range(1, 1835):
+        fire = t % 60 == 32
+        with_experts = _timer_pipe_tick(mixed, float(t), fire)
+        alone = _timer_pipe_tick(plain, float(t), fire)
+    assert mixed._fns["entry"].step_arrivals == 1  # still the firing's step
+    assert _p1(alone, "mid") > 0.015  # the rate forecast: over 5 s / 480 s, worth a replica
+    assert alone.functions["mid"].replicas == 1
+    assert _p1(with_experts, "mid") < 0.2 * _p1(alone, "mid")
+    assert with_experts.functions["mid"].replicas == 0
+
+
 def test_the_experts_cap_later_replicas_but_do_not_drop_them() -> None:
     # steady traffic that needs several replicas, every call finished within its tick (so the
     # experts decide the first replica): while they follow the forecast, each later replica
