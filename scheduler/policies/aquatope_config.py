@@ -19,7 +19,8 @@ Safety rules (hard, whatever the configurator proposes):
   (its statement of need; the declared limit when no request was declared; the
   ``memory_floor_mb`` parameter only when neither was declared). An OOM kill at a memory
   limit raises that function's floor above it for good.
-* **Rollback within one tick.** A trial tick with an OOM kill, an error burst (errors and
+* **Rollback within one tick.** A trial tick with an OOM kill (or a memory limit the
+  platform refused because the replica already uses more), an error burst (errors and
   timeouts above ``error_burst`` of the completions) or a QoS breach (the tick's end-to-end
   tail above ``rollback_factor`` × target, or more than ``violation_budget`` of the trial's
   requests over the target; of its ticks, at least two, when only the per-tick estimate is
@@ -410,6 +411,25 @@ class AquatopeConfigPolicy(Policy):
                 return f"{over_ticks} ticks over the QoS target", ""
         return "", ""
 
+    def _memory_refused(
+        self, workflow: Workflow, fobs: Mapping[str, FunctionObservation]
+    ) -> tuple[str, str] | None:
+        """The function whose memory the platform kept above the one applied, if any.
+
+        A kernel refuses a memory limit below what the replica already uses (cgroup v1,
+        Docker): the old limit stays and the tick ran at it, not at ``self.current``. That is
+        the OOM kill's warning, and is treated as one: the memory asked for is below the
+        need.
+        """
+        if self.current is None:
+            return None
+        for f in workflow.functions:
+            kept = fobs[f].limits.memory_mb
+            wanted = self.current[f].memory_mb
+            if kept is not None and kept > wanted + 0.5:
+                return f"memory of {f} refused at {wanted} MB (kept at {kept:.0f} MB)", f
+        return None
+
     def _start_episode(self, reason: str) -> str:
         self.phase = "tuning"
         self.episode += 1 if self.samples or self.best is not None else 0
@@ -534,6 +554,8 @@ class AquatopeConfigPolicy(Policy):
             )
         self._trial.ticks.append(tick)
         harm, oom_fn = self._harm(workflow, tick, fobs)
+        if not harm:
+            harm, oom_fn = self._memory_refused(workflow, fobs) or ("", "")
         if harm and self.current != self._incumbent():
             return self._roll_back(workflow, harm, oom_fn)
         if oom_fn:  # the incumbent itself was OOM-killed: raise that floor, observe again

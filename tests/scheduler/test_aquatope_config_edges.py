@@ -96,10 +96,18 @@ class Plat:
     """Reports one tick per call (defaults: 10 calls, each completed, services 0.2 s and
     0.3 s, one ready replica each) and applies the decision's limits."""
 
-    def __init__(self, policy: AquatopeConfigPolicy, *, report_limits: bool = True) -> None:
+    def __init__(
+        self,
+        policy: AquatopeConfigPolicy,
+        *,
+        report_limits: bool = True,
+        in_use_mb: Mapping[str, int] | None = None,
+    ) -> None:
         self.policy = policy
         self.limits = dict.fromkeys(FNS, DECLARED)
         self.report_limits = report_limits
+        # a kernel refuses a memory limit below what a replica uses: the old limit stays
+        self.in_use_mb = dict(in_use_mb or {})
         self.now = 0.0
 
     def tick(
@@ -140,7 +148,7 @@ class Plat:
         )
         decision = self.policy.decide(obs)
         for name, fd in decision.functions.items():
-            if fd.limits is not None:
+            if fd.limits is not None and (fd.limits.memory_mb or 0) >= self.in_use_mb.get(name, 0):
                 self.limits[name] = fd.limits
         return decision
 
@@ -272,6 +280,30 @@ def test_an_oom_rolls_back_raises_the_floor_and_skips_proposals_below_it(
     assert clone.state_dict() == state
     assert clone.samples == policy.samples and clone.exclusions == policy.exclusions
     assert clone.floor_mb("fa") == 640
+
+
+def test_a_memory_limit_the_platform_refuses_is_rolled_back_like_an_oom(script: Script) -> None:
+    # fa already uses 600 MB: the kernel keeps its 1 GiB limit when P1 asks for 512 MB, so
+    # the tick ran at the old limit, not at P1, and P1 would OOM once the limit took hold
+    p2 = cfg(1.0, 704, 1.0, 512)
+    script.plans = [[P1, p2]]
+    policy = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=10)
+    plat = Plat(policy, in_use_mb={"fa": 600})
+    for _ in range(3):
+        d = plat.tick()
+    assert applied(d) == limits_of(P1) and plat.limits["fa"] == DECLARED  # refused
+    d = plat.tick()
+    assert applied(d) == limits_of(SAFE)
+    assert d.reason.startswith(
+        "trial rolled back (memory of fa refused at 512 MB (kept at 1024 MB)); "
+    )
+    assert policy.floor_mb("fa") == 640 and policy.floor_mb("fb") == 256
+    assert policy.rollbacks == 1 and policy.exclusions[-1].function == "fa"
+    assert policy.samples[-1].config == P1 and policy.samples[-1].measurement.failed
+    plat.tick()
+    d = plat.tick()  # p2 raises fa's memory: applied, and nothing is refused
+    assert plat.limits == limits_of(p2) and d.reason == "trial 3/3: observing (1/2 ticks)"
+    assert policy.rollbacks == 1
 
 
 def test_the_oom_floor_is_one_memory_step_above_with_no_margin(script: Script) -> None:
