@@ -157,7 +157,9 @@ class PeriodicExperts:
             period ``P``, between 2 and ``max_cycles``.
         max_cycles: most past cycles one periodic expert reads.
         base_windows: back-to-back windows the base rate reads.
-        alpha: pseudo-cycles of shrinkage towards the base rate.
+        alpha: pseudo-cycles of shrinkage towards the base rate; a sequence gives every
+            period and width one expert per shrinkage (a sharp one for exact timers, a
+            cautious one for functions that only look periodic: the mixture picks).
         tol_s: each past window is widened by this much on both sides (clock jitter); a
             sequence gives every period one expert per width (the mixture picks the
             width that predicts the function's calls: exact timers or jittery ones).
@@ -181,23 +183,26 @@ class PeriodicExperts:
         span_s: float = 7200.0,
         max_cycles: int = 120,
         base_windows: int = 256,
-        alpha: float = 1.0,
+        alpha: float | Sequence[float] = 1.0,
         tol_s: float | Sequence[float] = 1.0,
         min_gap_count: int = 3,
     ) -> None:
         tols = (float(tol_s),) if isinstance(tol_s, (int, float)) else tuple(map(float, tol_s))
+        alphas = (float(alpha),) if isinstance(alpha, (int, float)) else tuple(map(float, alpha))
         if not periods_s or min(periods_s) <= 0 or learned < 0 or max_cycles < 2:
             raise ValueError("periods_s must be positive, learned >= 0 and max_cycles >= 2")
         if not span_s > 0:
             raise ValueError(f"span_s must be > 0, got {span_s}")
-        if base_windows < 1 or alpha <= 0 or not tols or min(tols) < 0 or min_gap_count < 1:
+        if not alphas or min(alphas) <= 0 or not tols or min(tols) < 0:
+            raise ValueError("alpha > 0 and tol_s >= 0 (a number or a non-empty sequence)")
+        if base_windows < 1 or min_gap_count < 1:
             raise ValueError("base_windows >= 1, alpha > 0, tol_s >= 0 and min_gap_count >= 1")
         self.calendar = tuple(sorted(float(p) for p in periods_s))
         self.learned = int(learned)
         self.window_s = float(span_s)
         self.max_cycles = int(max_cycles)
         self.base_windows = int(base_windows)
-        self.alpha = float(alpha)
+        self.alphas = tuple(dict.fromkeys(alphas))  # in the order given, no repeats
         self.tols_s = tuple(sorted(set(tols), reverse=True))  # widest first
         self.tol_s = self.tols_s[0]  # the widest: history kept, periods told apart
         self.min_gap_count = int(min_gap_count)
@@ -209,9 +214,11 @@ class PeriodicExperts:
         """Expert names, in the order :meth:`predict` returns them: ``base`` first."""
         slots = [f"learned-{i}" for i in range(self.learned)]
         one = (*(f"period-{p:g}s" for p in self.calendar), *slots)
-        if len(self.tols_s) == 1:
-            return ("base", *one)
-        return ("base", *(f"{n}~{tol:g}s" for tol in self.tols_s for n in one))
+        if len(self.tols_s) > 1:
+            one = tuple(f"{n}~{tol:g}s" for tol in self.tols_s for n in one)
+        if len(self.alphas) > 1:
+            one = tuple(f"{n}/a{a:g}" for a in self.alphas for n in one)
+        return ("base", *one)
 
     @property
     def periods_s(self) -> tuple[float, ...]:
@@ -260,7 +267,7 @@ class PeriodicExperts:
             yet and repeats the base rate).
         """
         origin = log.origin_s
-        n = 1 + (len(self.calendar) + self.learned) * len(self.tols_s)
+        n = 1 + (len(self.calendar) + self.learned) * len(self.tols_s) * len(self.alphas)
         if origin is None:
             return np.zeros(n), np.zeros(n, dtype=np.int64)
         lo_off, hi_off, segments, sizes, earliest = self._layout(horizon_s)
@@ -273,9 +280,14 @@ class PeriodicExperts:
             used = np.add.reduceat(seen, segments)
         hits = np.add.reduceat(called, segments)
         base = (hits[0] + 0.5) / (used[0] + 1.0)
-        probs = (hits + self.alpha * base) / (used + self.alpha)
-        probs[0] = base
-        return probs, used.astype(np.int64)
+        if len(self.alphas) == 1:
+            probs = (hits + self.alphas[0] * base) / (used + self.alphas[0])
+            probs[0] = base
+            return probs, used.astype(np.int64)
+        h, u = hits[1:], used[1:]
+        probs = np.concatenate(([base], *((h + a * base) / (u + a) for a in self.alphas)))
+        cycles = np.concatenate(([used[0]], *(u for _ in self.alphas)))
+        return probs, cycles.astype(np.int64)
 
     def _layout(self, horizon_s: float) -> _Layout:
         """Every window the experts read, as offsets from now (cached per horizon): the

@@ -75,7 +75,9 @@ class PrewarmConfig:
         phase_alpha: pseudo-cycles with which each periodic expert is shrunk towards the
             base rate: an expert that saw no call in ``K`` past windows says
             ``alpha x base / (K + alpha)``, so it is the floor a confident periodic expert
-            puts under the first replica's probability between calls.
+            puts under the first replica's probability between calls. A list (e.g.
+            ``[1, 0.1]``) gives every period and width one expert per shrinkage, and the
+            mixture picks.
         seed: seed of the model fits.
 
     Raises:
@@ -106,7 +108,7 @@ class PrewarmConfig:
     gaps: bool = True
     phase: bool = True
     phase_tol_s: float | tuple[float, ...] = 1.0
-    phase_alpha: float = 1.0
+    phase_alpha: float | tuple[float, ...] = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -121,7 +123,6 @@ class PrewarmConfig:
             "cold_start_s",
             "service_s",
             "recent_window_s",
-            "phase_alpha",
         ):
             if not float(getattr(self, name)) > 0:
                 raise bad(name, "> 0")
@@ -133,11 +134,16 @@ class PrewarmConfig:
         ):
             if not float(getattr(self, name)) >= 0:
                 raise bad(name, ">= 0")
-        widths = self._tol_widths()
+        widths = _numbers(self.phase_tol_s)
         if widths is None or not all(w >= 0 for w in widths):
             raise bad("phase_tol_s", ">= 0 (seconds) or a non-empty list of such")
         if not isinstance(self.phase_tol_s, (int, float)):
             object.__setattr__(self, "phase_tol_s", widths)
+        alphas = _numbers(self.phase_alpha)
+        if alphas is None or not all(a > 0 for a in alphas):
+            raise bad("phase_alpha", "> 0 or a non-empty list of such")
+        if not isinstance(self.phase_alpha, (int, float)):
+            object.__setattr__(self, "phase_alpha", alphas)
         if self.min_history_steps < 4:
             raise bad("min_history_steps", ">= 4")
         if self.history_steps < self.min_history_steps:
@@ -152,17 +158,17 @@ class PrewarmConfig:
         if not 0.0 < self.paper_level < 1.0:
             raise bad("paper_level", "in (0, 1)")
 
-    def _tol_widths(self) -> tuple[float, ...] | None:
-        """``phase_tol_s`` as a tuple of widths, None when it is not numbers."""
-        tol: Any = self.phase_tol_s
-        try:
-            if isinstance(tol, (int, float)) and not isinstance(tol, bool):
-                return (float(tol),)
-            if isinstance(tol, (list, tuple)) and tol:
-                return tuple(float(v) for v in tol)
-        except (TypeError, ValueError):
-            pass
-        return None
+
+def _numbers(value: Any) -> tuple[float, ...] | None:
+    """A number or a non-empty list of numbers as a tuple, None when it is neither."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return (float(value),)
+        if isinstance(value, (list, tuple)) and value:
+            return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        pass
+    return None
 
 
 def config_fields() -> dict[str, tuple[str, Any]]:

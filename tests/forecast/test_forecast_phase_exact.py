@@ -26,27 +26,39 @@ def _brute_force(
     hits, used = read(base_windows)
     base = (hits + 0.5) / (used + 1.0)
     probs, cycles = [base], [used]
-    for tol in experts.tols_s:  # widest first, every period once per width
-        for period in experts.periods_s:
-            if period <= 0:  # an empty learned slot: no history, the base rate
-                probs.append(base)
-                cycles.append(0)
-                continue
-            k_max = int(min(max(math.floor(experts.window_s / period), 2), experts.max_cycles))
-            lags = [k * period for k in range(1, k_max + 1)]
-            windows = [(now - lag - tol, now - lag + h + tol) for lag in lags]
-            hits, used = read(windows)
-            probs.append((hits + experts.alpha * base) / (used + experts.alpha))
-            cycles.append(used)
+    for alpha in experts.alphas:  # every width and period once per shrinkage
+        for tol in experts.tols_s:  # widest first, every period once per width
+            for period in experts.periods_s:
+                if period <= 0:  # an empty learned slot: no history, the base rate
+                    probs.append(base)
+                    cycles.append(0)
+                    continue
+                k_max = int(min(max(math.floor(experts.window_s / period), 2), experts.max_cycles))
+                lags = [k * period for k in range(1, k_max + 1)]
+                windows = [(now - lag - tol, now - lag + h + tol) for lag in lags]
+                hits, used = read(windows)
+                probs.append((hits + alpha * base) / (used + alpha))
+                cycles.append(used)
     return probs, cycles
 
 
 @pytest.mark.parametrize(
-    ("seed", "log_span_s", "tol_s"),
-    [(0, 900.0, 1.0), (1, 900.0, 1.0), (2, 1e9, 1.0), (3, 900.0, (0.0, 1.0)), (4, 1e9, (2.0, 0.5))],
+    ("seed", "log_span_s", "tol_s", "alpha"),
+    [
+        (0, 900.0, 1.0, 2.0),
+        (1, 900.0, 1.0, 2.0),
+        (2, 1e9, 1.0, 2.0),
+        (3, 900.0, (0.0, 1.0), 2.0),
+        (4, 1e9, (2.0, 0.5), 2.0),
+        (5, 900.0, (0.0, 1.0), (2.0, 0.1)),
+        (6, 1e9, 1.0, (0.5, 3.0, 0.5)),
+    ],
 )
 def test_predict_is_the_definition_read_by_brute_force(
-    seed: int, log_span_s: float, tol_s: float | tuple[float, ...]
+    seed: int,
+    log_span_s: float,
+    tol_s: float | tuple[float, ...],
+    alpha: float | tuple[float, ...],
 ) -> None:
     rng = np.random.default_rng(seed)
     # a 45 s timer at phase 7, thinned, plus noise; history shorter than the longest reads
@@ -61,7 +73,7 @@ def test_predict_is_the_definition_read_by_brute_force(
         span_s=600.0,  # 20, 10 and (clamped up) 2 cycles ...
         max_cycles=15,  # ... and 30 s clamped down to 15
         base_windows=40,
-        alpha=2.0,
+        alpha=alpha,
         tol_s=tol_s,
     )
     experts.learn_periods([45.0] * 5, tick_s=1.0)
@@ -77,7 +89,8 @@ def test_predict_is_the_definition_read_by_brute_force(
     # the clamps were exercised: 1 s and 30 s capped at 15 cycles, 400 s raised to 2 (all
     # inside the history at the last query)
     assert want_c[1:5] == [15, 15, 10, 2]
-    assert len(probs) == len(experts.names) == 1 + 6 * len(experts.tols_s)
+    assert len(probs) == len(experts.names) == 1 + 6 * len(experts.tols_s) * len(experts.alphas)
+    assert len(set(experts.names)) == len(experts.names)
 
 
 def test_windows_starting_exactly_at_the_origin_count() -> None:
@@ -105,7 +118,7 @@ def test_documented_defaults() -> None:
     experts = PeriodicExperts()
     assert experts.calendar == CALENDAR_PERIODS_S
     assert (experts.learned, experts.window_s, experts.max_cycles) == (2, 7200.0, 120)
-    assert (experts.base_windows, experts.alpha, experts.tol_s) == (256, 1.0, 1.0)
+    assert (experts.base_windows, experts.alphas, experts.tol_s) == (256, (1.0,), 1.0)
     assert experts.min_gap_count == 3
     assert experts.periods_s[-2:] == (0.0, 0.0)  # learned slots start empty
     assert ActivityLog(span_s=1.0).max_runs == 2048

@@ -63,10 +63,14 @@ def test_the_tolerance_is_checked() -> None:
 def test_the_shrinkage_towards_the_base_rate_is_an_option() -> None:
     # alpha pseudo-cycles: an expert with no call in its K past windows says
     # alpha x base / (K + alpha), the floor under the first replica's probability
-    assert AquatopePrewarmPolicy()._fn("f").periodic.alpha == 1.0
+    assert AquatopePrewarmPolicy()._fn("f").periodic.alphas == (1.0,)
     policy = AquatopePrewarmPolicy(phase_alpha=0.1, phase_tol_s=[0.0, 1.0])
     experts = policy._fn("f").periodic
-    assert experts.alpha == 0.1 and experts.tols_s == (1.0, 0.0)
-    for bad in (0.0, -1.0):
+    assert experts.alphas == (0.1,) and experts.tols_s == (1.0, 0.0)
+    # a list: one expert per shrinkage, each width and period (YAML gives lists)
+    both = AquatopePrewarmPolicy(phase_alpha=[1, 0.1])._fn("f").periodic
+    assert both.alphas == (1.0, 0.1) and "period-60s/a0.1" in both.names
+    assert len(both.names) == 1 + 2 * len(both.periods_s)
+    for bad in (0.0, -1.0, [], [1.0, 0.0], "1"):
         with pytest.raises(ValueError, match=r"phase_alpha must be > 0"):
-            PrewarmConfig(phase_alpha=bad)
+            PrewarmConfig(phase_alpha=bad)  # type: ignore[arg-type]
