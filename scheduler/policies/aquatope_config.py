@@ -43,8 +43,11 @@ not a tail) and the ``percentile`` of those per-tick values. Per-stage tails (th
 percentile of per-function latencies) go to the configurator's per-stage model and are
 persisted in ``state_dict``.
 
-Cost: DESIGN.md §8 decoupled price of every replica alive (ready or starting) × tick,
-divided by the invocations in the trial (idle included). Limits go out in
+Cost: DESIGN.md §8 decoupled price of every replica alive (ready or starting) × tick, per
+invocation (idle included) at the episode's *reference load*: the rate of its first trial.
+Dividing by each trial's own invocations would make a trial that ran during a burst look
+cheap and keep it; within an episode the load is steady (a change starts a new one), so the
+reference rate leaves only what the configuration changes. Limits go out in
 ``FunctionDecision.limits``; replica counts are left alone (``None``), so a pre-warm policy
 can own them.
 """
@@ -142,6 +145,7 @@ class _Tick:
     replica_s: dict[str, float] = field(default_factory=dict)  # per function, this tick
     errors: int = 0
     completions: int = 0
+    duration_s: float = 1.0
 
 
 @dataclass
@@ -151,7 +155,11 @@ class _Trial:
     def e2e(self) -> list[float]:
         return [x for t in self.ticks for x in t.e2e_s]
 
-    def replica_s(self, workflow: Workflow, invocations: int) -> dict[str, float]:
+    @property
+    def duration_s(self) -> float:
+        return sum(t.duration_s for t in self.ticks)
+
+    def replica_s(self, workflow: Workflow, invocations: float) -> dict[str, float]:
         """Replica-seconds alive per invocation, per function, over the trial's ticks."""
         return {
             f: sum(t.replica_s.get(f, 0.0) for t in self.ticks) / invocations
@@ -244,6 +252,9 @@ class AquatopeConfigPolicy(Policy):
         self.declared_floor_mb: dict[str, int] = {}
         self.exclusions: list[Exclusion] = []
         self.rollbacks = 0
+        # invocations per second of the episode's first trial: every trial's cost is per
+        # invocation at this load, so a trial that ran in a burst does not look cheap
+        self.reference_rate: float | None = None
         self.trials_total = 0  # trials applied over every episode (rolled back ones included)
         self._source = "safe"
         self._pending: tuple[Configuration, str] | None = None  # next trial, after recovery
@@ -341,6 +352,15 @@ class AquatopeConfigPolicy(Policy):
     def _pct(self, workflow: Workflow) -> float:
         return self.percentile if self.percentile is not None else workflow.qos.percentile
 
+    def _per_invocation(self) -> float:
+        """What the trial's costs are divided by: its seconds times the episode's reference
+        rate (its own invocations until the first trial sets the reference)."""
+        ticks = self._trial.ticks
+        invocations = sum(t.arrivals for t in ticks)
+        if self.reference_rate is None:
+            return float(max(invocations, 1))
+        return max(self.reference_rate * self._trial.duration_s, 1e-9)
+
     def _close_trial(self, workflow: Workflow) -> ConfigSample | None:
         ticks = self._trial.ticks
         invocations = sum(t.arrivals for t in ticks)
@@ -362,30 +382,33 @@ class AquatopeConfigPolicy(Policy):
                 stage[f] = max(float(np.percentile(values, pct)), 1e-6)
         errors = sum(t.errors for t in ticks)
         done = sum(t.completions for t in ticks)
+        if self.reference_rate is None and self._trial.duration_s > 0:
+            self.reference_rate = invocations / self._trial.duration_s
+        per = self._per_invocation()
         measurement = Measurement(
-            cost_usd=sum(t.cost_usd for t in ticks) / invocations,
+            cost_usd=sum(t.cost_usd for t in ticks) / per,
             latency_s=max(latency, 1e-6),
             noise_s=noise,
             requests=invocations,
             error_rate=errors / done if done else 0.0,
             detail="online e2e" if e2e else "online estimate",
             stage_latency_s=stage if len(stage) == len(workflow.functions) else {},
-            stage_replica_s=self._trial.replica_s(workflow, invocations),
+            stage_replica_s=self._trial.replica_s(workflow, per),
         )
         return ConfigSample(self.current, measurement, source=self._source)
 
     def _failed_sample(self, config: Configuration, workflow: Workflow, why: str) -> ConfigSample:
         ticks = self._trial.ticks
-        invocations = max(1, sum(t.arrivals for t in ticks))
+        per = self._per_invocation()
         done = sum(t.completions for t in ticks)
         measurement = Measurement(
-            cost_usd=sum(t.cost_usd for t in ticks) / invocations if ticks else 0.0,
+            cost_usd=sum(t.cost_usd for t in ticks) / per if ticks else 0.0,
             latency_s=_FAILED_X * workflow.qos.target_s,
             failed=True,
             requests=sum(t.arrivals for t in ticks),
             error_rate=sum(t.errors for t in ticks) / done if done else 1.0,
             detail=why,
-            stage_replica_s=self._trial.replica_s(workflow, invocations) if ticks else {},
+            stage_replica_s=self._trial.replica_s(workflow, per) if ticks else {},
         )
         return ConfigSample(config, measurement, source=self._source)
 
@@ -434,6 +457,7 @@ class AquatopeConfigPolicy(Policy):
         self.phase = "tuning"
         self.episode += 1 if self.samples or self.best is not None else 0
         self.samples = []
+        self.reference_rate = None
         self._configurator = None
         self._trial = _Trial()
         self.rate_detector.reset()
@@ -625,6 +649,7 @@ class AquatopeConfigPolicy(Policy):
             errors=sum(fobs[f].errors for f in workflow.functions),
             completions=sum(fobs[f].completions for f in workflow.functions),
             replica_s=replica_s,
+            duration_s=observation.tick_s,
         )
 
     def _raise_memory(self, config: Configuration, function: str) -> Configuration:
@@ -692,6 +717,7 @@ class AquatopeConfigPolicy(Policy):
             "declared_floor_mb": dict(self.declared_floor_mb),
             "exclusions": [e.to_json() for e in self.exclusions],
             "rollbacks": self.rollbacks,
+            "reference_rate": self.reference_rate,
             "trials_total": self.trials_total,
             "rate_detector": self.rate_detector.state_dict(),
             "latency_detector": self.latency_detector.state_dict(),
@@ -733,6 +759,8 @@ class AquatopeConfigPolicy(Policy):
         }
         self.exclusions = [Exclusion.from_json(e) for e in state.get("exclusions", [])]
         self.rollbacks = int(state.get("rollbacks", 0))
+        rate = state.get("reference_rate")
+        self.reference_rate = None if rate is None else float(rate)
         self.trials_total = int(state.get("trials_total", 0))
         self.rate_detector.load_state_dict(dict(state.get("rate_detector", {})))
         self.latency_detector.load_state_dict(dict(state.get("latency_detector", {})))

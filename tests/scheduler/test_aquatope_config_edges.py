@@ -306,6 +306,31 @@ def test_a_memory_limit_the_platform_refuses_is_rolled_back_like_an_oom(script: 
     assert policy.rollbacks == 1
 
 
+def test_a_trial_that_ran_in_a_burst_is_priced_at_the_episodes_load(script: Script) -> None:
+    # P1 at the safe trial's 10 calls per tick; the dearer BIG while a burst brings 40: per
+    # its own invocations BIG would cost half of P1 and be kept
+    big = cfg(1.5, 768, 1.5, 768)
+    script.plans = [[P1, big]]
+    policy = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=10)
+    plat = Plat(policy)
+    for _ in range(5):
+        d = plat.tick()
+    assert applied(d) == limits_of(big)
+    plat.tick(arrivals=40)
+    d = plat.tick(arrivals=40)
+    assert policy.best == P1 and applied(d) == limits_of(P1)
+    for sample in policy.samples:  # 2 ticks of 1 s, per invocation at 10 calls a second
+        per_s = sum(decoupled_usd_per_s(f.cpu_cores, f.memory_mb) for _, f in sample.config.items())
+        assert sample.measurement.cost_usd == pytest.approx(2 * per_s / 20)
+    burst = policy.samples[-1]
+    assert burst.measurement.stage_replica_s == {"fa": pytest.approx(0.1), "fb": pytest.approx(0.1)}
+    assert policy.reference_rate == pytest.approx(10.0)
+    state = json.loads(json.dumps(policy.state_dict()))
+    clone = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=10)
+    clone.load_state_dict(state)
+    assert clone.reference_rate == pytest.approx(10.0)
+
+
 def test_the_oom_floor_is_one_memory_step_above_with_no_margin(script: Script) -> None:
     script.plans = [[P1]]
     policy = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=10, memory_margin=0)
