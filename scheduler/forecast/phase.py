@@ -196,7 +196,7 @@ class PeriodicExperts:
         if not alphas or min(alphas) <= 0 or not tols or min(tols) < 0:
             raise ValueError("alpha > 0 and tol_s >= 0 (a number or a non-empty sequence)")
         if base_windows < 1 or min_gap_count < 1:
-            raise ValueError("base_windows >= 1, alpha > 0, tol_s >= 0 and min_gap_count >= 1")
+            raise ValueError("base_windows >= 1 and min_gap_count >= 1")
         self.calendar = tuple(sorted(float(p) for p in periods_s))
         self.learned = int(learned)
         self.window_s = float(span_s)
