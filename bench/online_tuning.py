@@ -78,6 +78,7 @@ def window_shares(requests: pd.DataFrame) -> pd.Series:
 def one_run(
     workflow: str, method: str | None, scenario: str, seed: int, duration_s: float
 ) -> dict[str, Any]:
+    """One simulated run of ``workflow`` tuned by ``method`` (None: the declared limits)."""
     catalog = load_workflows()
     wf = catalog.get(workflow)
     stack = load_stack(REPO / "stack.yml")
@@ -89,11 +90,8 @@ def one_run(
         policy = create_policy("always-on")
         config = None
     else:
-        policy = create_policy(
-            "sized",
-            {"replicas": "always-on", "config_workflow": workflow, "config_method": method,
-             "config_seed": seed},
-        )  # fmt: skip
+        options = {"config_workflow": workflow, "config_method": method, "config_seed": seed}
+        policy = create_policy("sized", {"replicas": "always-on", **options})
         config = policy.config  # type: ignore[attr-defined]
     started = time.process_time()
     results = run_simulation(
