@@ -79,6 +79,24 @@ def _follow_graph(rng: random.Random) -> list[tuple[int, int]]:
     return sorted(edges)
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the database to write-ahead logging (kept in the file, so once is enough).
+
+    The switch needs the database to itself and SQLite answers "database is locked" at once,
+    without its busy timeout, while another process holds it (several replicas opening a
+    fresh database together): retry until the busy timeout has passed.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.02)  # back off while the other process finishes its transaction
+
+
 class SocialStore:
     """The social network's tables behind a handful of queries.
 
@@ -99,7 +117,7 @@ class SocialStore:
             self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
