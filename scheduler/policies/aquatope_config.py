@@ -7,6 +7,10 @@ by default) for the next configuration, and after ``budget`` trials or when the 
 stops it keeps the cheapest configuration that met the QoS. From then on it watches the
 workflow's request rate and latency with two CUSUM change detectors; when either fires, the
 old samples no longer describe the system and a new tuning episode starts (not a timer).
+Both watch windows of ``drift_window_ticks`` ticks (a trial's length by default), not single
+ticks, and the rate's reference is every window of the tuning episode: a workload with a
+burst every few minutes has bursts in its reference, so a burst is not a change, while a
+lasting change of the rate or the tail is.
 
 Safety rules (hard, whatever the configurator proposes):
 
@@ -30,6 +34,12 @@ Safety rules (hard, whatever the configurator proposes):
   below the killed one for that function; any other failure excludes every configuration
   that gives every function no more CPU and memory than the failed one). Proposals in an
   excluded region are never applied: the configurator gets them back as failed samples.
+* **A breach is judged at its load.** A QoS breach of a trial with at least the incumbent's
+  CPU and memory everywhere is the load's: not rolled back, nothing excluded. One in a
+  *surge* (the last :data:`SURGE_TICKS` ticks above :data:`SURGE_FACTOR` x the episode's
+  usual rate: its reference rate, or its windows' median when lower) is rolled back but not judged: the incumbent holds until the surge is
+  over, then the same trial runs once more. No failure but an OOM excludes a region that
+  holds a configuration the episode saw meet the QoS.
 * **Bounded exposure.** The platform applies limits per function, not per replica, so a
   trial cannot be confined to one canary replica. Instead a harmful trial is exposed to at
   most one tick of traffic plus what is in flight (detection happens on the first tick that
@@ -55,6 +65,7 @@ can own them.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +73,7 @@ from typing import Any
 import numpy as np
 
 from scheduler.configure.base import ConfigSample, Measurement
-from scheduler.configure.drift import CusumDetector
+from scheduler.configure.drift import CusumDetector, TickWindows, Window
 from scheduler.configure.methods import make_configurator
 from scheduler.configure.objectives import best_feasible, is_feasible, qos_constraint
 from scheduler.configure.space import (
@@ -83,6 +94,11 @@ from testbed.core.prices import decoupled_usd_per_s
 __all__ = ["AquatopeConfigPolicy", "Exclusion"]
 
 MAX_SKIPPED_PROPOSALS = 25  # excluded proposals answered in one tick before giving up
+DRIFT_REFERENCE_WINDOWS = 4  # windows a drift detector needs before it watches
+DRIFT_SLACK = 0.5  # CUSUM slack per window, in reference standard deviations
+MAX_LOAD_REFERENCE = 240  # most recent tuning windows kept as the load's reference
+SURGE_TICKS = 5  # ticks whose rate says whether the load surges now
+SURGE_FACTOR = 2.0  # a rate above this multiple of the episode's reference is a surge
 _FAILED_X = 3.0  # a failed trial or request counts as this many times the QoS target
 
 
@@ -188,6 +204,7 @@ class AquatopeConfigPolicy(Policy):
         rollback_factor: a trial tick whose tail exceeds this multiple of the target rolls back.
         violation_budget: share of a trial's requests over the target that rolls it back.
         drift_threshold: CUSUM alarm level (standard deviations).
+        drift_window_ticks: ticks per window the drift detectors judge (None: trial_ticks).
         seed: seeds the configurator.
     """
 
@@ -213,10 +230,13 @@ class AquatopeConfigPolicy(Policy):
         rollback_factor: float = 1.5,
         violation_budget: float = 0.05,
         drift_threshold: float = 8.0,
+        drift_window_ticks: int | None = None,
         seed: int = 0,
     ) -> None:
         if budget < 1 or trial_ticks < 1 or min_invocations < 1:
             raise ValueError("budget, trial_ticks and min_invocations must be >= 1")
+        if drift_window_ticks is not None and drift_window_ticks < 1:
+            raise ValueError(f"drift_window_ticks must be >= 1, got {drift_window_ticks}")
         if not 0 <= memory_margin <= 2:
             raise ValueError(f"memory_margin must be in [0, 2], got {memory_margin}")
         if space_headroom < 1:
@@ -239,8 +259,11 @@ class AquatopeConfigPolicy(Policy):
         self.rollback_factor = rollback_factor
         self.violation_budget = violation_budget
         self.seed = seed
-        self.rate_detector = CusumDetector(threshold=drift_threshold)
-        self.latency_detector = CusumDetector(threshold=drift_threshold)
+        self.drift_window_ticks = drift_window_ticks or trial_ticks
+        self.rate_detector = self._detector(drift_threshold)
+        self.latency_detector = self._detector(drift_threshold)
+        self._windows = TickWindows(self.drift_window_ticks)
+        self._load_reference: list[float] = []  # log1p(rate) of the tuning episode's windows
         self.phase = "tuning"
         self.episode = 0
         self.samples: list[ConfigSample] = []
@@ -263,6 +286,15 @@ class AquatopeConfigPolicy(Policy):
         self._trial = _Trial()
         self.last_reason = ""
         self._episode_reason = ""
+        self._recent: deque[tuple[float, float]] = deque(maxlen=SURGE_TICKS)  # arrivals, s
+        self.retried: list[Configuration] = []  # trials rolled back in a surge, this episode
+        self._held = 0  # ticks held at the incumbent before a pending trial
+
+    @staticmethod
+    def _detector(threshold: float) -> CusumDetector:
+        return CusumDetector(
+            reference=DRIFT_REFERENCE_WINDOWS, drift=DRIFT_SLACK, threshold=threshold
+        )
 
     # -- safety bookkeeping --------------------------------------------------------------
     def floor_mb(self, function: str) -> int:
@@ -412,27 +444,60 @@ class AquatopeConfigPolicy(Policy):
         )
         return ConfigSample(config, measurement, source=self._source)
 
-    def _harm(self, workflow: Workflow, tick: _Tick, fobs: Mapping[str, Any]) -> tuple[str, str]:
-        """(what went wrong in this tick, the OOM-killed function) or ("", "")."""
+    def _harm(
+        self, workflow: Workflow, tick: _Tick, fobs: Mapping[str, Any]
+    ) -> tuple[str, str, bool]:
+        """(what went wrong in this tick, the OOM-killed function, whether it is a QoS
+        breach) or ("", "", False)."""
         for f in workflow.functions:
             if fobs[f].oom_kills > 0:
-                return f"OOM kill of {f}", f
+                return f"OOM kill of {f}", f, False
         finished = tick.completions + tick.errors
         if tick.errors >= 2 and tick.errors > self.error_burst * max(finished, 1):
-            return f"error burst ({tick.errors} of {finished} calls failed)", ""
+            return f"error burst ({tick.errors} of {finished} calls failed)", "", False
         target = workflow.qos.target_s
         if tick.latency_s > self.rollback_factor * target:  # NaN (no latency) is not over
-            return f"tail {tick.latency_s:.3g} s over {self.rollback_factor:g}x the target", ""
+            why = f"tail {tick.latency_s:.3g} s over {self.rollback_factor:g}x the target"
+            return why, "", True
         e2e = self._trial.e2e()
         if len(e2e) >= self.min_invocations:
             over = sum(x > target for x in e2e) / len(e2e)
             if over > self.violation_budget:
-                return f"{over:.1%} of the trial's requests over the QoS target", ""
+                return f"{over:.1%} of the trial's requests over the QoS target", "", True
         elif not e2e:  # only the per-tick estimate: budget the ticks over the target instead
             over_ticks = sum(t.latency_s > target for t in self._trial.ticks)
             if over_ticks > max(1.0, self.violation_budget * self.trial_ticks):
-                return f"{over_ticks} ticks over the QoS target", ""
-        return "", ""
+                return f"{over_ticks} ticks over the QoS target", "", True
+        return "", "", False
+
+    def _calm_rate(self) -> float | None:
+        """The episode's usual rate: its reference rate, or the median rate of its windows
+        when lower (a first trial that caught a burst set a reference above the usual)."""
+        if self.reference_rate is None:
+            return None
+        if not self._load_reference:
+            return self.reference_rate
+        median = float(np.expm1(np.median(self._load_reference)))
+        return min(self.reference_rate, median)
+
+    def _surge(self) -> float | None:
+        """The rate of the last :data:`SURGE_TICKS` ticks when it is above
+        :data:`SURGE_FACTOR` x the episode's usual rate (None otherwise)."""
+        seconds = sum(d for _, d in self._recent)
+        calm = self._calm_rate()
+        if calm is None or seconds <= 0:
+            return None
+        rate = sum(a for a, _ in self._recent) / seconds
+        return rate if rate > SURGE_FACTOR * calm else None
+
+    def _known_feasible(self) -> list[Configuration]:
+        """Configurations this episode saw meet the QoS, and the incumbent."""
+        seen = [
+            s.config
+            for s in self.samples
+            if s.source != "excluded" and is_feasible(s, self._configurator.constraints)
+        ]
+        return [*seen, self._incumbent()]
 
     def _memory_refused(
         self, workflow: Workflow, fobs: Mapping[str, FunctionObservation]
@@ -462,6 +527,9 @@ class AquatopeConfigPolicy(Policy):
         self._trial = _Trial()
         self.rate_detector.reset()
         self.latency_detector.reset()
+        self._windows = TickWindows(self.drift_window_ticks)
+        self._load_reference = []
+        self.retried = []
         self.current = None
         self._pending = None
         self.exclusions = [e for e in self.exclusions if e.function]  # OOMs stay excluded
@@ -519,6 +587,10 @@ class AquatopeConfigPolicy(Policy):
         self.best = self._incumbent()
         self.current = self.best
         self.phase = "steady"
+        # the load the episode saw is the reference; the latency's is the kept configuration's
+        self.rate_detector.prime(self._load_reference)
+        self.latency_detector.reset()
+        self._windows = TickWindows(self.drift_window_ticks)
         why = getattr(self._configurator, "stop_reason", "") or "budget used"
         return self._decision(
             self.best,
@@ -539,25 +611,29 @@ class AquatopeConfigPolicy(Policy):
         self._learn_rss(workflow, fobs)
         self._ensure_configurator(workflow)
         tick = self._tick(workflow, observation)
+        self._recent.append((tick.arrivals, tick.duration_s))
+        window = self._windows.add(
+            arrivals=tick.arrivals,
+            duration_s=tick.duration_s,
+            e2e_s=tick.e2e_s,
+            estimate_s=tick.latency_s,
+        )
+        if window is not None and self.phase == "tuning":
+            self._load_reference = [*self._load_reference, math.log1p(window.rate)][
+                -MAX_LOAD_REFERENCE:
+            ]
 
         if self.phase == "steady":
             assert self.best is not None
-            harm, oom_fn = self._harm(workflow, tick, fobs)
+            harm, oom_fn, _ = self._harm(workflow, tick, fobs)
             if oom_fn:  # the kept configuration itself is unsafe now: learn, go back to safe
                 self._exclude(self.best, oom_fn, harm)
                 self._start_episode(f"{harm} at the kept configuration: re-tuning")
                 self.best = None
+            elif window is not None and (what := self._drift(window, workflow)):
+                self._start_episode(f"{what} drift detected: re-tuning")
             else:
-                rate = tick.arrivals / observation.tick_s
-                drift_rate = self.rate_detector.update(math.log1p(rate))
-                drift_lat = math.isfinite(tick.latency_s) and self.latency_detector.update(
-                    math.log(max(tick.latency_s, 1e-9))
-                )
-                if drift_rate or drift_lat:
-                    what = "load" if drift_rate else "latency"
-                    self._start_episode(f"{what} drift detected: re-tuning")
-                else:
-                    return self._decision(self.best, f"steady at the best feasible ({self.best})")
+                return self._decision(self.best, f"steady at the best feasible ({self.best})")
             self._ensure_configurator(workflow)
 
         if self.current is None:
@@ -569,19 +645,34 @@ class AquatopeConfigPolicy(Policy):
                 self.current, f"{why}tuning episode {self.episode}: observing the safe incumbent"
             )
 
-        if self._pending is not None:  # one tick at the incumbent after a rollback: go on
+        if self._pending is not None:  # at the incumbent after a rollback: go on when calm
+            surge = self._surge()
+            if surge is not None and self._held < 4 * self.trial_ticks:
+                self._held += 1
+                return self._decision(
+                    self.current,
+                    f"holding the incumbent while the load surges ({surge:.3g}/s against "
+                    f"{self._calm_rate():.3g}/s)",
+                )
             self.current, self._source = self._pending
             self._pending = None
+            self._held = 0
             self._trial = _Trial()
             return self._decision(
                 self.current, f"trial {self.trials_run() + 1}/{self.budget}: {self.current}"
             )
         self._trial.ticks.append(tick)
-        harm, oom_fn = self._harm(workflow, tick, fobs)
+        harm, oom_fn, qos = self._harm(workflow, tick, fobs)
         if not harm:
             harm, oom_fn = self._memory_refused(workflow, fobs) or ("", "")
-        if harm and self.current != self._incumbent():
-            return self._roll_back(workflow, harm, oom_fn)
+        incumbent = self._incumbent()
+        if harm and self.current != incumbent:
+            if qos and Exclusion(self.current).covers(incumbent):
+                harm = ""  # it has all of the incumbent's resources: the load did this
+            elif qos and self.current not in self.retried and (surge := self._surge()):
+                return self._postpone(harm, surge)
+            else:
+                return self._roll_back(workflow, harm, oom_fn)
         if oom_fn:  # the incumbent itself was OOM-killed: raise that floor, observe again
             self._exclude(self.current, oom_fn, harm)
             self.safe = self._raise_memory(self.safe, oom_fn)  # type: ignore[arg-type]
@@ -613,6 +704,15 @@ class AquatopeConfigPolicy(Policy):
             return self._finish_tuning()
         self.current = nxt
         return self._decision(nxt, f"trial {self.trials_run() + 1}/{self.budget}: {nxt}")
+
+    def _drift(self, window: Window, workflow: Workflow) -> str:
+        """What drifted ("load", "latency") by this window, or ""."""
+        drift_rate = self.rate_detector.update(math.log1p(window.rate))
+        latency = window.latency(self._pct(workflow))
+        drift_lat = math.isfinite(latency) and self.latency_detector.update(
+            math.log(max(latency, 1e-9))
+        )
+        return "load" if drift_rate else "latency" if drift_lat else ""
 
     def _tick(self, workflow: Workflow, observation: Observation) -> _Tick:
         fobs = observation.functions
@@ -663,9 +763,33 @@ class AquatopeConfigPolicy(Policy):
         return Configuration.of(fixed)
 
     def _exclude(self, config: Configuration, function: str, why: str) -> None:
+        """Fence off the region ``config`` failed in (an OOM: its function's memory at or
+        below). A failure that is not an OOM fences off nothing that this episode saw meet
+        the QoS: with at least those resources the configuration cannot be what failed."""
         if function:
             self._raise_memory(config, function)
-        self.exclusions.append(Exclusion(config, function, why))
+        region = Exclusion(config, function, why)
+        if not function and any(region.covers(c) for c in self._known_feasible()):
+            return
+        self.exclusions.append(region)
+
+    def _postpone(self, harm: str, surge: float) -> Decision:
+        """Roll back a QoS breach that came with a load surge without judging the trial:
+        nothing recorded nor excluded; the same trial runs again once the surge is over
+        (once: a breach on the retry is its verdict)."""
+        assert self.current is not None
+        failed = self.current
+        self.retried.append(failed)
+        self.rollbacks += 1
+        self.trials_total += 1
+        self._trial = _Trial()
+        self._pending = (failed, self._source)
+        self.current = self._incumbent()
+        return self._decision(
+            self.current,
+            f"trial rolled back ({harm}) in a load surge ({surge:.3g}/s against "
+            f"{self._calm_rate():.3g}/s): retried once it is over; back to {self.current}",
+        )
 
     def _roll_back(self, workflow: Workflow, harm: str, oom_fn: str) -> Decision:
         assert self.current is not None
@@ -721,6 +845,9 @@ class AquatopeConfigPolicy(Policy):
             "trials_total": self.trials_total,
             "rate_detector": self.rate_detector.state_dict(),
             "latency_detector": self.latency_detector.state_dict(),
+            "drift_windows": self._windows.state_dict(),
+            "load_reference": list(self._load_reference),
+            "retried": [c.to_json() for c in self.retried],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -764,5 +891,8 @@ class AquatopeConfigPolicy(Policy):
         self.trials_total = int(state.get("trials_total", 0))
         self.rate_detector.load_state_dict(dict(state.get("rate_detector", {})))
         self.latency_detector.load_state_dict(dict(state.get("latency_detector", {})))
+        self._windows.load_state_dict(dict(state.get("drift_windows", {})))
+        self._load_reference = [float(x) for x in state.get("load_reference", [])]
+        self.retried = [Configuration.from_json(c) for c in state.get("retried", [])]
         self._configurator = None
         self._trial = _Trial()

@@ -381,6 +381,95 @@ def test_a_trial_over_its_violation_budget_rolls_back(script: Script) -> None:
     assert policy.rollbacks == 1
 
 
+def test_a_qos_breach_in_a_load_surge_is_retried_once_then_judged(script: Script) -> None:
+    policy, plat = _at_p1(script)  # the safe trial ran at 10 calls a second: the reference
+    slow = (2.0,) * 10  # a tail twice the target
+    d = plat.tick(arrivals=100, e2e=slow)  # the last 4 ticks: 130 calls, 32.5 a second
+    assert d.reason.startswith(
+        "trial rolled back (tail 2 s over 1.5x the target) in a load surge (32.5/s against "
+        "10/s): retried once it is over; "
+    )
+    assert applied(d) == limits_of(SAFE) and plat.limits == limits_of(SAFE)
+    # not the trial's verdict: nothing recorded, nothing fenced off
+    assert [s.config for s in policy.samples] == [SAFE] and policy.exclusions == []
+    assert policy.retried == [P1] and policy.rollbacks == 1 and policy.trials_total == 2
+    held = 0
+    d = plat.tick(arrivals=100)
+    while d.reason.startswith("holding the incumbent while the load surges"):
+        assert applied(d) == limits_of(SAFE)
+        held += 1
+        d = plat.tick()
+    # the last 5 ticks under 20 calls a second again: the same trial, afresh
+    assert held == 5 and applied(d) == limits_of(P1) and d.reason == f"trial 2/3: {P1}"
+    state = json.loads(json.dumps(policy.state_dict()))
+    assert state["retried"] == [P1.to_json()]
+    d = plat.tick(arrivals=100, e2e=slow)  # a breach in a surge again: now it counts
+    assert d.reason.startswith("trial rolled back (tail 2 s over 1.5x the target); ")
+    assert policy.exclusions == [Exclusion(P1, "", "tail 2 s over 1.5x the target")]
+    assert policy.samples[-1].config == P1 and policy.samples[-1].measurement.failed
+
+
+def test_a_surge_is_judged_against_the_usual_rate_when_the_first_trial_caught_a_burst(
+    script: Script,
+) -> None:
+    p2 = cfg(0.5, 512, 1.0, 512)  # less than the incumbent (P1, by then) gives fa
+    script.plans = [[P1, p2]]
+    policy = AquatopeConfigPolicy(budget=3, trial_ticks=4, min_invocations=10, drift_window_ticks=1)
+    plat = Plat(policy)
+    for calls in (10, 100, 100, 10, 10):  # the safe trial caught a burst: 55 calls a second
+        plat.tick(arrivals=calls)
+    assert policy.reference_rate == pytest.approx(55.0)
+    for _ in range(6):  # P1's trial, then two ticks of p2's, at the usual 10 a second
+        d = plat.tick()
+    assert applied(d) == limits_of(p2)
+    # 28 calls a second over the last 5 ticks: not twice the reference, but twice the
+    # median window (10 a second)
+    d = plat.tick(arrivals=100, e2e=(2.0,) * 10)
+    assert d.reason.startswith("trial rolled back (tail 2 s over 1.5x the target) in a load ")
+    assert "(28/s against 10/s)" in d.reason and policy.exclusions == []
+
+
+def test_a_qos_breach_with_all_the_incumbents_resources_is_the_loads(script: Script) -> None:
+    big = cfg(2.0, 1024, 3.0, 1536)  # at least the safe configuration's CPU and memory
+    script.plans = [[big]]
+    policy = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=10)
+    plat = Plat(policy)
+    for _ in range(3):
+        d = plat.tick(e2e=(0.5,) * 10)
+    assert applied(d) == limits_of(big)
+    d = plat.tick(e2e=(2.0,) * 10)  # over 1.5x the target, at the reference load
+    assert d.reason == "trial 2/3: observing (1/2 ticks)" and policy.rollbacks == 0
+    plat.tick(e2e=(2.0,) * 10)
+    # measured as it was (over the QoS), but it fences off nothing: the safe configuration
+    # met the QoS with less of everything
+    assert policy.samples[-1].config == big and policy.samples[-1].latency_s == 2.0
+    assert policy.exclusions == [] and policy.best == SAFE
+
+
+def test_bursts_of_a_bursty_load_do_not_retune_a_lasting_change_does(script: Script) -> None:
+    # one 40-tick trial, then steady; judged in windows of 4 ticks. The load: a burst of 2
+    # ticks at 6x every 20 ticks (the tuning episode saw two of them), then every rate doubles
+    policy = AquatopeConfigPolicy(
+        budget=1, trial_ticks=40, min_invocations=10, drift_window_ticks=4
+    )
+    plat = Plat(policy)
+
+    def run(ticks: int, scale: int) -> int:
+        """Ticks until a new tuning episode starts (-1: none)."""
+        for t in range(ticks):
+            calls = 60 if t % 20 in (7, 8) else 10
+            d = plat.tick(arrivals=calls * scale)
+            if "drift detected" in d.reason:
+                return t
+        return -1
+
+    assert run(440, 1) == -1 and policy.phase == "steady"  # 20 more bursts: the workload
+    assert policy.episode == 0 and policy.best == SAFE
+    lag = run(200, 2)
+    assert policy.episode == 1 and 0 <= lag <= 60
+    assert policy.last_reason.startswith("load drift detected: re-tuning")
+
+
 def test_too_little_traffic_extends_a_trial_four_times_then_gives_up(script: Script) -> None:
     script.plans = [[P1]]
     policy = AquatopeConfigPolicy(budget=3, trial_ticks=2, min_invocations=100)
