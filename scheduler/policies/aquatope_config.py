@@ -37,9 +37,10 @@ Safety rules (hard, whatever the configurator proposes):
 * **A breach is judged at its load.** A QoS breach of a trial with at least the incumbent's
   CPU and memory everywhere is the load's: not rolled back, nothing excluded. One in a
   *surge* (the last :data:`SURGE_TICKS` ticks above :data:`SURGE_FACTOR` x the episode's
-  usual rate: its reference rate, or its windows' median when lower) is rolled back but not judged: the incumbent holds until the surge is
-  over, then the same trial runs once more. No failure but an OOM excludes a region that
-  holds a configuration the episode saw meet the QoS.
+  usual rate: its reference rate, or its windows' median when lower) is rolled back but
+  not judged: the incumbent holds until the surge is over, then the same trial runs once
+  more. No failure but an OOM excludes a region that holds a configuration the episode saw
+  meet the QoS.
 * **Bounded exposure.** The platform applies limits per function, not per replica, so a
   trial cannot be confined to one canary replica. Instead a harmful trial is exposed to at
   most one tick of traffic plus what is in flight (detection happens on the first tick that
