@@ -37,10 +37,12 @@ Safety rules (hard, whatever the configurator proposes):
 * **A breach is judged at its load.** A QoS breach of a trial with at least the incumbent's
   CPU and memory everywhere is the load's: not rolled back, nothing excluded. One in a
   *surge* (the last :data:`SURGE_TICKS` ticks above :data:`SURGE_FACTOR` x the episode's
-  usual rate: its reference rate, or its windows' median when lower) is rolled back but
-  not judged: the incumbent holds until the surge is over, then the same trial runs once
-  more. No failure but an OOM excludes a region that holds a configuration the episode saw
-  meet the QoS.
+  usual rate: its reference rate, or its windows' median when lower) is rolled back and
+  judged against the incumbent: held through the same surge (its first
+  :data:`DRAIN_TICKS` ticks left out), the incumbent met the QoS, so the breach is the
+  trial's; it broke it too (or the surge ended first), so the same trial runs once more
+  when the surge is over. No failure but an OOM excludes a region that holds a
+  configuration the episode saw meet the QoS.
 * **Bounded exposure.** The platform applies limits per function, not per replica, so a
   trial cannot be confined to one canary replica. Instead a harmful trial is exposed to at
   most one tick of traffic plus what is in flight (detection happens on the first tick that
@@ -100,6 +102,7 @@ DRIFT_SLACK = 0.5  # CUSUM slack per window, in reference standard deviations
 MAX_LOAD_REFERENCE = 240  # most recent tuning windows kept as the load's reference
 SURGE_TICKS = 5  # ticks whose rate says whether the load surges now
 SURGE_FACTOR = 2.0  # a rate above this multiple of the episode's reference is a surge
+DRAIN_TICKS = 2  # held ticks not judged: the rolled-back trial's queue drains in them
 _FAILED_X = 3.0  # a failed trial or request counts as this many times the QoS target
 
 
@@ -182,6 +185,17 @@ class _Trial:
             f: sum(t.replica_s.get(f, 0.0) for t in self.ticks) / invocations
             for f in workflow.functions
         }
+
+
+@dataclass
+class _Postponed:
+    """A trial rolled back in a surge, and the incumbent's ticks in the same surge."""
+
+    config: Configuration
+    source: str
+    harm: str
+    trial: _Trial
+    incumbent: _Trial = field(default_factory=_Trial)
 
 
 @register_policy("aquatope-config")
@@ -290,6 +304,7 @@ class AquatopeConfigPolicy(Policy):
         self._recent: deque[tuple[float, float]] = deque(maxlen=SURGE_TICKS)  # arrivals, s
         self.retried: list[Configuration] = []  # trials rolled back in a surge, this episode
         self._held = 0  # ticks held at the incumbent before a pending trial
+        self._postponed: _Postponed | None = None
 
     @staticmethod
     def _detector(threshold: float) -> CusumDetector:
@@ -531,6 +546,7 @@ class AquatopeConfigPolicy(Policy):
         self._windows = TickWindows(self.drift_window_ticks)
         self._load_reference = []
         self.retried = []
+        self._postponed = None
         self.current = None
         self._pending = None
         self.exclusions = [e for e in self.exclusions if e.function]  # OOMs stay excluded
@@ -650,11 +666,20 @@ class AquatopeConfigPolicy(Policy):
             surge = self._surge()
             if surge is not None and self._held < 4 * self.trial_ticks:
                 self._held += 1
+                if self._postponed is not None and self._held > DRAIN_TICKS:
+                    self._postponed.incumbent.ticks.append(tick)
                 return self._decision(
                     self.current,
                     f"holding the incumbent while the load surges ({surge:.3g}/s against "
                     f"{self._calm_rate():.3g}/s)",
                 )
+            post, self._postponed = self._postponed, None
+            if (
+                post is not None
+                and post.incumbent.ticks
+                and not self._breached(workflow, post.incumbent)
+            ):
+                return self._judge_postponed(workflow, post)
             self.current, self._source = self._pending
             self._pending = None
             self._held = 0
@@ -775,30 +800,61 @@ class AquatopeConfigPolicy(Policy):
         self.exclusions.append(region)
 
     def _postpone(self, harm: str, surge: float) -> Decision:
-        """Roll back a QoS breach that came with a load surge without judging the trial:
-        nothing recorded nor excluded; the same trial runs again once the surge is over
-        (once: a breach on the retry is its verdict)."""
+        """Roll back a QoS breach that came with a load surge without judging it yet: the
+        incumbent holds while the surge lasts, and is watched. If it carries the same
+        surge within the QoS, the breach was the trial's (judged then, as a rollback);
+        otherwise the same trial runs again once the surge is over (once: a breach on the
+        retry is its verdict)."""
         assert self.current is not None
         failed = self.current
         self.retried.append(failed)
         self.rollbacks += 1
         self.trials_total += 1
+        self._postponed = _Postponed(failed, self._source, harm, self._trial)
         self._trial = _Trial()
         self._pending = (failed, self._source)
         self.current = self._incumbent()
         return self._decision(
             self.current,
             f"trial rolled back ({harm}) in a load surge ({surge:.3g}/s against "
-            f"{self._calm_rate():.3g}/s): retried once it is over; back to {self.current}",
+            f"{self._calm_rate():.3g}/s): judged against the incumbent in the same surge; "
+            f"back to {self.current}",
         )
 
-    def _roll_back(self, workflow: Workflow, harm: str, oom_fn: str) -> Decision:
+    def _breached(self, workflow: Workflow, trial: _Trial) -> bool:
+        """Whether ``trial``'s ticks break the QoS by the rollback rules: a tick's tail over
+        ``rollback_factor`` x the target, or more than ``violation_budget`` of the requests
+        over it (of the ticks, at least two, with per-tick estimates only)."""
+        target = workflow.qos.target_s
+        if any(t.latency_s > self.rollback_factor * target for t in trial.ticks):
+            return True
+        e2e = trial.e2e()
+        if e2e:
+            return sum(x > target for x in e2e) / len(e2e) > self.violation_budget
+        over = sum(t.latency_s > target for t in trial.ticks)
+        return over > max(1.0, self.violation_budget * len(trial.ticks))
+
+    def _judge_postponed(self, workflow: Workflow, post: _Postponed) -> Decision:
+        """The incumbent met the QoS through the surge the postponed trial broke it in: the
+        breach was the trial's, recorded and fenced off as any rollback's."""
+        self._pending = None
+        self._held = 0
+        self.current, self._source, self._trial = post.config, post.source, post.trial
+        why = f"{post.harm}, where the incumbent met the QoS in the same surge"
+        return self._roll_back(workflow, why, "", counted=True)
+
+    def _roll_back(
+        self, workflow: Workflow, harm: str, oom_fn: str, *, counted: bool = False
+    ) -> Decision:
+        """Record the trial under way as failed, fence off its region and put the incumbent
+        back out (``counted``: the trial's rollback was counted when it happened)."""
         assert self.current is not None
         failed = self.current
         self.samples.append(self._failed_sample(failed, workflow, harm))
         self._exclude(failed, oom_fn, harm)
-        self.rollbacks += 1
-        self.trials_total += 1
+        if not counted:
+            self.rollbacks += 1
+            self.trials_total += 1
         self._trial = _Trial()
         incumbent = self._incumbent()
         nxt = self._next_trial()

@@ -381,32 +381,63 @@ def test_a_trial_over_its_violation_budget_rolls_back(script: Script) -> None:
     assert policy.rollbacks == 1
 
 
-def test_a_qos_breach_in_a_load_surge_is_retried_once_then_judged(script: Script) -> None:
+def _rolled_back_in_a_surge(script: Script) -> tuple[AquatopeConfigPolicy, Plat]:
     policy, plat = _at_p1(script)  # the safe trial ran at 10 calls a second: the reference
-    slow = (2.0,) * 10  # a tail twice the target
-    d = plat.tick(arrivals=100, e2e=slow)  # the last 4 ticks: 130 calls, 32.5 a second
+    d = plat.tick(arrivals=100, e2e=SLOW)  # the last 4 ticks: 130 calls, 32.5 a second
     assert d.reason.startswith(
         "trial rolled back (tail 2 s over 1.5x the target) in a load surge (32.5/s against "
-        "10/s): retried once it is over; "
+        "10/s): judged against the incumbent in the same surge; "
     )
     assert applied(d) == limits_of(SAFE) and plat.limits == limits_of(SAFE)
-    # not the trial's verdict: nothing recorded, nothing fenced off
+    # not judged yet: nothing recorded, nothing fenced off
     assert [s.config for s in policy.samples] == [SAFE] and policy.exclusions == []
     assert policy.retried == [P1] and policy.rollbacks == 1 and policy.trials_total == 2
+    return policy, plat
+
+
+SLOW = (2.0,) * 10  # a tail twice the target
+
+
+def _hold(plat: Plat, *, e2e: Sequence[float]) -> tuple[int, Decision]:
+    """Ticks while the incumbent holds (the surge: 100 calls, then 10 a second)."""
     held = 0
-    d = plat.tick(arrivals=100)
+    d = plat.tick(arrivals=100, e2e=e2e)
     while d.reason.startswith("holding the incumbent while the load surges"):
         assert applied(d) == limits_of(SAFE)
         held += 1
-        d = plat.tick()
+        d = plat.tick(e2e=e2e)
+    return held, d
+
+
+def test_a_qos_breach_in_a_surge_the_incumbent_breaks_too_is_retried_once(
+    script: Script,
+) -> None:
+    policy, plat = _rolled_back_in_a_surge(script)
+    held, d = _hold(plat, e2e=SLOW)  # the incumbent is as slow in the same surge
     # the last 5 ticks under 20 calls a second again: the same trial, afresh
     assert held == 5 and applied(d) == limits_of(P1) and d.reason == f"trial 2/3: {P1}"
     state = json.loads(json.dumps(policy.state_dict()))
     assert state["retried"] == [P1.to_json()]
-    d = plat.tick(arrivals=100, e2e=slow)  # a breach in a surge again: now it counts
+    d = plat.tick(arrivals=100, e2e=SLOW)  # a breach in a surge again: now it counts
     assert d.reason.startswith("trial rolled back (tail 2 s over 1.5x the target); ")
     assert policy.exclusions == [Exclusion(P1, "", "tail 2 s over 1.5x the target")]
     assert policy.samples[-1].config == P1 and policy.samples[-1].measurement.failed
+    assert policy.rollbacks == 2 and policy.trials_total == 3
+
+
+def test_a_qos_breach_in_a_surge_the_incumbent_carries_is_the_trials(script: Script) -> None:
+    policy, plat = _rolled_back_in_a_surge(script)
+    held, d = _hold(plat, e2e=(0.5,) * 10)  # the incumbent meets the QoS in the same surge
+    why = "tail 2 s over 1.5x the target, where the incumbent met the QoS in the same surge"
+    assert held == 5 and d.reason.startswith(f"trial rolled back ({why}); {P1} excluded; ")
+    assert applied(d) == limits_of(SAFE)
+    assert policy.exclusions == [Exclusion(P1, "", why)]
+    failed = policy.samples[-1]
+    assert failed.config == P1 and failed.measurement.failed
+    assert failed.measurement.requests == 100  # the trial's surge tick, not the held ones
+    assert policy.rollbacks == 1 and policy.trials_total == 2  # counted once
+    d = plat.tick()  # then the next proposal, as after any rollback
+    assert applied(d) == limits_of(cfg(1.0, 768, 1.0, 768))
 
 
 def test_a_surge_is_judged_against_the_usual_rate_when_the_first_trial_caught_a_burst(
