@@ -691,8 +691,7 @@ class AquatopeConfigPolicy(Policy):
         harm, oom_fn, qos = self._harm(workflow, tick, fobs)
         if not harm:
             harm, oom_fn = self._memory_refused(workflow, fobs) or ("", "")
-        incumbent = self._incumbent()
-        if harm and self.current != incumbent:
+        if harm and self.current != (incumbent := self._incumbent()):
             if qos and Exclusion(self.current).covers(incumbent):
                 harm = ""  # it has all of the incumbent's resources: the load did this
             elif qos and self.current not in self.retried and (surge := self._surge()):
