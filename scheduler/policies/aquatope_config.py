@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -471,20 +471,43 @@ class AquatopeConfigPolicy(Policy):
         finished = tick.completions + tick.errors
         if tick.errors >= 2 and tick.errors > self.error_burst * max(finished, 1):
             return f"error burst ({tick.errors} of {finished} calls failed)", "", False
+        why = self._qos_breach(
+            workflow,
+            self._trial,
+            tails=(tick,),
+            min_requests=self.min_invocations,
+            tick_budget=self.trial_ticks,
+        )
+        return (why, "", True) if why else ("", "", False)
+
+    def _qos_breach(
+        self,
+        workflow: Workflow,
+        trial: _Trial,
+        *,
+        tails: Sequence[_Tick],
+        min_requests: int,
+        tick_budget: int,
+    ) -> str:
+        """What breaks the QoS by the rollback rules ("" when nothing): a tick of ``tails``
+        whose tail is over ``rollback_factor`` x the target; more than ``violation_budget``
+        of ``trial``'s requests over the target, once it has ``min_requests`` (>= 1); or,
+        with per-tick estimates only, more than ``max(1, violation_budget x tick_budget)``
+        of its ticks over the target."""
         target = workflow.qos.target_s
-        if tick.latency_s > self.rollback_factor * target:  # NaN (no latency) is not over
-            why = f"tail {tick.latency_s:.3g} s over {self.rollback_factor:g}x the target"
-            return why, "", True
-        e2e = self._trial.e2e()
-        if len(e2e) >= self.min_invocations:
+        for t in tails:
+            if t.latency_s > self.rollback_factor * target:  # NaN (no latency) is not over
+                return f"tail {t.latency_s:.3g} s over {self.rollback_factor:g}x the target"
+        e2e = trial.e2e()
+        if len(e2e) >= min_requests:
             over = sum(x > target for x in e2e) / len(e2e)
             if over > self.violation_budget:
-                return f"{over:.1%} of the trial's requests over the QoS target", "", True
+                return f"{over:.1%} of the trial's requests over the QoS target"
         elif not e2e:  # only the per-tick estimate: budget the ticks over the target instead
-            over_ticks = sum(t.latency_s > target for t in self._trial.ticks)
-            if over_ticks > max(1.0, self.violation_budget * self.trial_ticks):
-                return f"{over_ticks} ticks over the QoS target", "", True
-        return "", "", False
+            over_ticks = sum(t.latency_s > target for t in trial.ticks)
+            if over_ticks > max(1.0, self.violation_budget * tick_budget):
+                return f"{over_ticks} ticks over the QoS target"
+        return ""
 
     def _calm_rate(self) -> float | None:
         """The episode's usual rate: its reference rate, or the median rate of its windows
@@ -677,7 +700,13 @@ class AquatopeConfigPolicy(Policy):
             if (
                 post is not None
                 and post.incumbent.ticks
-                and not self._breached(workflow, post.incumbent)
+                and not self._qos_breach(
+                    workflow,
+                    post.incumbent,
+                    tails=post.incumbent.ticks,
+                    min_requests=1,
+                    tick_budget=len(post.incumbent.ticks),
+                )
             ):
                 return self._judge_postponed(workflow, post)
             self.current, self._source = self._pending
@@ -819,19 +848,6 @@ class AquatopeConfigPolicy(Policy):
             f"{self._calm_rate():.3g}/s): judged against the incumbent in the same surge; "
             f"back to {self.current}",
         )
-
-    def _breached(self, workflow: Workflow, trial: _Trial) -> bool:
-        """Whether ``trial``'s ticks break the QoS by the rollback rules: a tick's tail over
-        ``rollback_factor`` x the target, or more than ``violation_budget`` of the requests
-        over it (of the ticks, at least two, with per-tick estimates only)."""
-        target = workflow.qos.target_s
-        if any(t.latency_s > self.rollback_factor * target for t in trial.ticks):
-            return True
-        e2e = trial.e2e()
-        if e2e:
-            return sum(x > target for x in e2e) / len(e2e) > self.violation_budget
-        over = sum(t.latency_s > target for t in trial.ticks)
-        return over > max(1.0, self.violation_budget * len(trial.ticks))
 
     def _judge_postponed(self, workflow: Workflow, post: _Postponed) -> Decision:
         """The incumbent met the QoS through the surge the postponed trial broke it in: the
