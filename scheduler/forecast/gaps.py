@@ -55,6 +55,11 @@ class GapModel:
         return list(self._gaps)
 
     @property
+    def count(self) -> int:
+        """How many idle gaps are held."""
+        return len(self._gaps)
+
+    @property
     def last_active_s(self) -> float | None:
         """Time of the last tick with a call (None before the first)."""
         return self._last_s

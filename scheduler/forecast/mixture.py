@@ -19,12 +19,12 @@ the rate forecast does, with no switch to tune.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ExpertMixture", "group_prior"]
+__all__ = ["ExpertMixture", "group_prior", "refresh_weights", "resolve_many"]
 
 _CLIP = 1e-4  # probabilities are scored inside [_CLIP, 1 - _CLIP]: one miss is not infinite
 
@@ -75,6 +75,9 @@ class ExpertMixture:
         self.share = float(share)
         self._prior = weights / weights.sum()
         self._log_prior = np.log(self._prior)
+        self._shared_prior = self.share * self._prior
+        # mixtures with equal keys are weighted together by refresh_weights
+        self._key = (self.names, self.share, self._prior.tobytes())
         self._decay = 0.5 ** (1.0 / half_life)
         self._loss = np.zeros(len(names))
         self._weights: np.ndarray | None = None  # cached until the next score
@@ -102,7 +105,7 @@ class ExpertMixture:
             logw = self._log_prior - self._loss
             w: np.ndarray = np.exp(logw - logw.max())
             w *= (1.0 - self.share) / w.sum()
-            w += self.share * self._prior
+            w += self._shared_prior
             self._weights = w
         return self._weights
 
@@ -124,18 +127,16 @@ class ExpertMixture:
         Returns:
             Windows scored.
         """
-        due = 0
+        return resolve_many([(self, happened)], now_s)
+
+    def _due(
+        self, now_s: float, happened: Callable[[float, float], bool]
+    ) -> list[tuple[float, np.ndarray, bool]]:
+        """Pop the windows ended by ``now_s``: ``(eta, probabilities, event)`` each."""
+        due = []
         while self._pending and self._pending[0][1] <= now_s + 1e-9:
             start, end, eta, probs = self._pending.popleft()
-            p = np.clip(probs, _CLIP, 1.0 - _CLIP)
-            loss = np.log(p if happened(start, end) else 1.0 - p)
-            loss *= -eta
-            self._loss *= self._decay
-            self._loss += loss
-            due += 1
-        if due:
-            self._weights = None
-            self._scored += due
+            due.append((eta, probs, happened(start, end)))
         return due
 
     def state_dict(self) -> dict[str, Any]:
@@ -164,6 +165,59 @@ class ExpertMixture:
         self._weights = None
         self._scored = int(state.get("scored", 0))
         self._pending = pending
+
+
+def resolve_many(
+    items: Sequence[tuple[ExpertMixture, Callable[[float, float], bool]]], now_s: float
+) -> int:
+    """:meth:`ExpertMixture.resolve` of many mixtures at ``now_s``, the log losses of those
+    with as many experts computed together (the same numbers as one by one).
+
+    Returns:
+        Windows scored, over all of them.
+    """
+    by_size: dict[int, list[tuple[ExpertMixture, float, np.ndarray, bool]]] = {}
+    for mixture, happened in items:
+        for eta, probs, event in mixture._due(now_s, happened):
+            by_size.setdefault(probs.size, []).append((mixture, -eta, probs, event))
+    scored = 0
+    for windows in by_size.values():
+        if len(windows) == 1:  # (one window: no stacking)
+            _, eta, probs, event = windows[0]
+            p = np.minimum(np.maximum(probs, _CLIP), 1.0 - _CLIP)  # np.clip, without its cost
+            losses = np.log(p if event else 1.0 - p)[None, :]
+            losses *= eta
+        else:
+            p = np.minimum(np.maximum(np.array([w[2] for w in windows]), _CLIP), 1.0 - _CLIP)
+            losses = np.log(np.where(np.array([w[3] for w in windows])[:, None], p, 1.0 - p))
+            losses *= np.array([w[1] for w in windows])[:, None]
+        for (mixture, *_), loss in zip(windows, losses, strict=True):  # in order: they compound
+            mixture._loss *= mixture._decay
+            mixture._loss += loss
+            mixture._weights = None
+            mixture._scored += 1
+        scored += len(windows)
+    return scored
+
+
+def refresh_weights(mixtures: Iterable[ExpertMixture]) -> None:
+    """Compute the weights of every mixture scored since its last prediction, those with the
+    same experts and prior together (the same numbers as one by one)."""
+    groups: dict[tuple[Any, ...], list[ExpertMixture]] = {}
+    for mixture in mixtures:
+        if mixture._weights is None:
+            groups.setdefault(mixture._key, []).append(mixture)
+    for group in groups.values():
+        if len(group) == 1:
+            group[0]._current()
+            continue
+        first = group[0]
+        logw = first._log_prior - np.array([m._loss for m in group])
+        w = np.exp(logw - logw.max(axis=1, keepdims=True))
+        w *= (1.0 - first.share) / w.sum(axis=1, keepdims=True)
+        w += first._shared_prior
+        for mixture, row in zip(group, w, strict=True):
+            mixture._weights = row
 
 
 def group_prior(groups: Mapping[str, int]) -> list[float]:

@@ -18,11 +18,14 @@ timers at other periods are found too. Which expert to believe is left to
 :class:`~scheduler.forecast.mixture.ExpertMixture`, which scores them as they go.
 
 Calls are kept as runs of consecutive active ticks (:class:`ActivityLog`), so a busy
-function costs one run, and every query is one vectorised :func:`numpy.searchsorted`.
+function costs one run, and every query is one vectorised :func:`numpy.searchsorted`. On a
+regular tick grid (the simulator's) the log also keeps the running count of active ticks
+per tick, so a window is two reads of it instead of a binary search.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -56,6 +59,8 @@ class ActivityLog:
         self.max_runs = int(max_runs)
         self._origin_s: float | None = None  # first tick observed: nothing is known before
         self._fill([], [])
+        self._grid: _TickCounts | None = None  # running counts while the ticks are regular
+        self._grid_off = False  # an irregular tick was seen: runs only from then on
 
     def _fill(self, starts: list[float], ends: list[float]) -> None:
         """Hold these runs in fresh arrays: run ``i`` at index ``lo + 1 + i`` and a sentinel
@@ -89,6 +94,8 @@ class ActivityLog:
         """Record the tick ending at ``now_s``."""
         if self._origin_s is None:
             self._origin_s = now_s - tick_s
+        if not self._grid_off:
+            self._observe_grid(now_s, active=active, tick_s=tick_s)
         last = self._lo + self._n
         if active:
             if self._n and now_s - self._e[last] <= 1.5 * tick_s:
@@ -113,8 +120,42 @@ class ActivityLog:
         if capped:  # runs dropped for the cap: the time they covered is unknown now
             self._origin_s = max(self._origin_s, float(self._s[self._lo + 1]) - tick_s)
 
+    def _observe_grid(self, now_s: float, *, active: bool, tick_s: float) -> None:
+        """Keep the running counts while every tick lands on the grid of the first one (a
+        log restored from runs starts them from the runs)."""
+        grid = self._grid
+        if grid is None:
+            grid = _TickCounts.start(now_s, tick_s, self.span_s, self.runs)
+            if grid is None:
+                self._grid_off = True
+            else:
+                grid.add_now(active)
+                self._grid = grid
+            return
+        index = grid.index_of(now_s, tick_s)
+        if index is None or index <= grid.last:
+            self._grid, self._grid_off = None, True
+            return
+        grid.advance(index, active)
+
+    def grid_reader(self, now_s: float, min_width_s: float) -> tuple[np.ndarray, int, float] | None:
+        """``(running counts, position of now in them, tick)`` when windows at least
+        ``min_width_s`` wide can be read off the tick grid at ``now_s`` (the last tick
+        observed): the count of active ticks in ``(lo, hi]`` is ``counts[p + floor(hi /
+        tick)] - counts[p + floor(lo / tick)]`` for offsets from now, clipped to the counts
+        held (older windows read as quiet). None: ask :meth:`active_in`."""
+        grid = self._grid
+        if grid is None or min_width_s < grid.tick_s:
+            return None
+        if grid.index_of(now_s, grid.tick_s) != grid.last:
+            return None
+        return grid.counts, grid.last - grid.base, grid.tick_s
+
     def any_active(self, lo: float, hi: float) -> bool:
         """Whether a recorded active tick lies in ``(lo, hi]`` (one window)."""
+        grid = self._grid
+        if grid is not None and hi - lo >= grid.tick_s:
+            return grid.count_in(lo, hi) > 0
         starts, ends = self._views()
         return bool(ends[int(starts.searchsorted(hi, side="right")) - 1] > lo)
 
@@ -144,6 +185,86 @@ class ActivityLog:
         origin = state.get("origin_s")
         self._origin_s = None if origin is None else float(origin)
         self._fill(starts, ends)
+        self._grid, self._grid_off = None, False  # rebuilt from the runs at the next tick
+
+
+class _TickCounts:
+    """Running count of active ticks on a regular grid ``t0 + i x tick``.
+
+    ``counts[i - base]`` is the number of active ticks with index ``<= i``; index -1 (the
+    time before the first tick) counts 0. The buffer holds at least ``keep`` ticks before
+    the latest and is compacted in place when full."""
+
+    _MAX_TICKS = 1 << 18  # a longer span (in ticks) is left to the runs
+
+    def __init__(self, t0_s: float, tick_s: float, keep: int) -> None:
+        self.t0_s, self.tick_s, self.keep = t0_s, tick_s, keep
+        self.counts = np.zeros(2 * keep + 2, dtype=np.int64)
+        self.base = -1  # index of counts[0]
+        self.last = 0  # index of the latest tick
+
+    @classmethod
+    def start(
+        cls, now_s: float, tick_s: float, span_s: float, runs: Sequence[tuple[float, float]]
+    ) -> _TickCounts | None:
+        """Counts whose latest tick is ``now_s`` (not yet counted), holding the ``runs``
+        recorded before it; None when the span is too long in ticks or a run is off this
+        grid."""
+        if not tick_s > 0 or span_s / tick_s > cls._MAX_TICKS:
+            return None
+        keep = math.ceil(span_s / tick_s) + 8
+        back: list[tuple[int, int]] = []  # each run as ticks before now
+        for start, end in runs:
+            a, b = (now_s - start) / tick_s, (now_s - end) / tick_s
+            if abs(a - round(a)) > 1e-9 or abs(b - round(b)) > 1e-9:
+                return None
+            if round(a) <= 0 or round(b) <= 0:
+                return None
+            back.append((min(round(a), keep), min(round(b), keep)))
+        oldest = max((a for a, _ in back), default=0)
+        grid = cls(now_s - oldest * tick_s, tick_s, keep)
+        grid.last = oldest
+        marks = np.zeros(oldest + 1, dtype=np.int64)
+        for a, b in back:
+            marks[oldest - a : oldest - b + 1] = 1
+        grid.counts[1 : oldest + 2] = np.cumsum(marks)
+        return grid
+
+    def index_of(self, t_s: float, tick_s: float) -> int | None:
+        """The grid index of a tick at ``t_s`` (None: off the grid, or another tick length)."""
+        if tick_s != self.tick_s:
+            return None
+        k = (t_s - self.t0_s) / self.tick_s
+        index = round(k)
+        return index if abs(k - index) <= 1e-9 else None
+
+    def add_now(self, active: bool) -> None:
+        """Count the latest tick as active (or not)."""
+        if active:
+            self.counts[self.last - self.base] += 1
+
+    def advance(self, index: int, active: bool) -> None:
+        """Ticks after the latest up to ``index``; only ``index`` may be active."""
+        if index - self.base >= self.counts.size:  # full: keep the last ``keep`` ticks
+            lo = min(index - self.keep, self.last)
+            kept = self.counts[lo - self.base : self.last - self.base + 1]
+            self.counts[: kept.size] = kept  # (numpy copies overlapping slices first)
+            self.base = lo
+        total = self.counts[self.last - self.base]
+        if index - self.base >= self.counts.size:  # a jump over the whole buffer: quiet
+            self.counts[0] = total
+            self.base = index - 1
+        else:
+            self.counts[self.last - self.base + 1 : index - self.base] = total
+        self.counts[index - self.base] = total + (1 if active else 0)
+        self.last = index
+
+    def count_in(self, lo_s: float, hi_s: float) -> int:
+        """Active ticks in ``(lo_s, hi_s]`` (ticks older than those held read as quiet)."""
+        top = self.last - self.base
+        j_lo = min(max(math.floor((lo_s - self.t0_s) / self.tick_s) - self.base, 0), top)
+        j_hi = min(max(math.floor((hi_s - self.t0_s) / self.tick_s) - self.base, 0), top)
+        return int(self.counts[j_hi] - self.counts[j_lo])
 
 
 class PeriodicExperts:
@@ -208,6 +329,9 @@ class PeriodicExperts:
         self.min_gap_count = int(min_gap_count)
         self._extra: tuple[float, ...] = (0.0,) * self.learned  # 0 = no period learned yet
         self._cache: tuple[tuple[Any, ...], _Layout] | None = None
+        self._tick_cache: (
+            tuple[tuple[Any, ...], tuple[np.ndarray, np.ndarray, tuple[int, int]]] | None
+        ) = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -271,7 +395,19 @@ class PeriodicExperts:
         if origin is None:
             return np.zeros(n), np.zeros(n, dtype=np.int64)
         lo_off, hi_off, segments, sizes, earliest = self._layout(horizon_s)
-        called = log.active_in(now_s + lo_off, now_s + hi_off)
+        reader = log.grid_reader(now_s, horizon_s)  # every window is >= horizon_s wide
+        if reader is None:
+            called = log.active_in(now_s + lo_off, now_s + hi_off)
+        else:
+            counts, at, tick_s = reader
+            lo_ticks, hi_ticks, reach = self._tick_offsets(horizon_s, tick_s)
+            lo_at, hi_at = lo_ticks + at, hi_ticks + at
+            if at < reach[0]:  # windows older than the counts held read as quiet
+                np.maximum(lo_at, 0, out=lo_at)
+                np.maximum(hi_at, 0, out=hi_at)
+            if reach[1] > 0:  # nothing is known after now
+                np.minimum(hi_at, at, out=hi_at)
+            called = counts[hi_at] > counts[lo_at]
         if earliest >= origin - now_s - 1e-9:  # every window inside the observed history
             used = sizes  # (a window at -inf, an empty slot's, is never inside nor called)
         else:
@@ -329,6 +465,24 @@ class PeriodicExperts:
         )
         self._cache = (key, layout)
         return layout
+
+    def _tick_offsets(
+        self, horizon_s: float, tick_s: float
+    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """The windows of :meth:`_layout` in ticks from now, ``floor(offset / tick)`` (a
+        window at -inf reads nothing: both ends now), and ``(ticks back the oldest start
+        reaches, ticks ahead the latest end reaches)``."""
+        key = (horizon_s, self.periods_s, tick_s)
+        if self._tick_cache is not None and self._tick_cache[0] == key:
+            return self._tick_cache[1]
+        lo_off, hi_off = self._layout(horizon_s)[:2]
+        finite = np.isfinite(lo_off)
+        lo = np.where(finite, np.floor(np.where(finite, lo_off, 0.0) / tick_s), 0.0)
+        hi = np.where(finite, np.floor(np.where(finite, hi_off, 0.0) / tick_s), 0.0)
+        lo_i, hi_i = lo.astype(np.int64), hi.astype(np.int64)
+        offsets = (lo_i, hi_i, (int(-min(lo_i.min(), hi_i.min())), int(hi_i.max())))
+        self._tick_cache = (key, offsets)
+        return offsets
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state (the learned periods)."""

@@ -88,7 +88,7 @@ import numpy as np
 from scheduler.forecast import ConformalCalibrator, Forecaster, make_forecaster
 from scheduler.forecast.dag import DagPropagator
 from scheduler.forecast.gaps import GapModel
-from scheduler.forecast.mixture import ExpertMixture, group_prior
+from scheduler.forecast.mixture import ExpertMixture, group_prior, refresh_weights, resolve_many
 from scheduler.forecast.phase import ActivityLog, PeriodicExperts
 from scheduler.forecast.pool import (
     busy_wait_miss,
@@ -156,7 +156,7 @@ class _Fn:
     forecaster: Forecaster | None = None
     forecaster_kind: str = ""
     paper_upper: list[float] = field(default_factory=list)  # lstm-paper: upper bound per step
-    cached: tuple[int, np.ndarray] | None = None  # (horizon, calibrated scenario rows)
+    cached: dict[int, np.ndarray] = field(default_factory=dict)  # horizon -> scenario rows
     # (exact inputs, rates, (service, window), need, loads): reused while the inputs stay close
     need_cache: (
         tuple[
@@ -395,9 +395,11 @@ class AquatopePrewarmPolicy(Policy):
                 st.paper_upper = [m + z * s for m, s in zip(st.fc_mean, st.fc_std, strict=True)]
 
     def _scenarios(self, st: _Fn, horizon: int) -> np.ndarray:
-        """Calibrated count quantiles at :data:`SIZING_LEVELS`: ``13 x horizon`` (cached)."""
-        if st.cached is not None and st.cached[0] == horizon:
-            return st.cached[1]
+        """Calibrated count quantiles at :data:`SIZING_LEVELS`: ``13 x horizon`` (cached per
+        horizon until the step closes)."""
+        rows = st.cached.get(horizon)
+        if rows is not None:
+            return rows
         rows = np.zeros((len(SIZING_LEVELS), horizon))
         if st.fc_mean:
             mean = np.asarray(st.fc_mean, dtype=np.float64)
@@ -409,7 +411,7 @@ class AquatopePrewarmPolicy(Policy):
                 z = np.asarray(_Z)[:, None]
                 # the forecast's own spread (no floor: a function never called has none)
                 rows = np.maximum(mean[idx][None, :] + z * std[idx][None, :], 0.0)
-        st.cached = (horizon, rows)
+        st.cached[horizon] = rows
         return rows
 
     def _ensure_dag(self, obs: Observation) -> DagPropagator | None:
@@ -449,12 +451,19 @@ class AquatopePrewarmPolicy(Policy):
                 if cfg.calibrate and st.fc_mean:
                     st.calibrator.update(mean=st.fc_mean[0], std=st.fc_std[0], observed=count)
                 st.history.append(count)
-                st.cached = None
+                st.cached.clear()
                 closed[name] = count
                 st.step_arrivals = 0.0
                 st.step_elapsed_s = 0.0
                 st.step_first_batch = 0.0
                 st.step_active_ticks = 0
+        # the first replica's experts scored on the windows that ended, every function at once
+        scoring = []
+        for name in obs.functions:
+            st = self._fns[name]
+            if st.mixture is not None and st.activity is not None:
+                scoring.append((st.mixture, st.activity.any_active))
+        resolve_many(scoring, obs.now_s)
         latency = {n: self._service(self._fns[n]) / cfg.step_s for n in obs.functions}
         if dag is not None and closed:
             dag.observe_step(closed, latency_steps=latency)
@@ -486,22 +495,40 @@ class AquatopePrewarmPolicy(Policy):
         out: dict[str, FunctionDecision] = {}
         self._slack = self._workflow_slack(obs) if cfg.busy_wait == "queue" else {}
         self._calls_in_flight = any(fo.inflight > 0 for fo in obs.functions.values())
+        forecasts: dict[str, tuple[list[float], list[float]]] = {}
+        experts: list[tuple[str, float, np.ndarray]] = []
+        if cfg.forecaster not in ("recent", "lstm-paper"):
+            for name, fo in obs.functions.items():
+                fc = self._forecast_need(name, fo, obs, cold[name], need_steps[name], counts)
+                forecasts[name] = fc
+                if (cfg.gaps or cfg.phase) and fo.inflight == 0:
+                    p_fc = fc[0][0] if fc[0] else 0.0
+                    horizon_s = cold[name] + 2.0 * obs.tick_s  # a start, and the next tick
+                    vector = self._expert_probs(self._fns[name], obs, horizon_s, p_fc)
+                    experts.append((name, p_fc, vector))
+        first = self._first_replicas(experts)
         for name, fo in obs.functions.items():
-            out[name] = self._decide_one(name, fo, obs, cold[name], need_steps[name], counts, dag)
+            out[name] = self._decide_one(
+                name,
+                fo,
+                obs,
+                cold[name],
+                need_steps[name],
+                forecasts.get(name, ([], [])),
+                first.get(name),
+                dag,
+            )
         return Decision(functions=out)
 
     def _observe_use(self, st: _Fn, fo: FunctionObservation, obs: Observation) -> None:
         """Idle gaps (first replica) and when each replica was last needed (``recent``)."""
         active = fo.arrivals > 0 or fo.inflight > 0
         if self.config.gaps or self.config.phase:
-            n_gaps = len(st.gaps.gaps)
+            n_gaps = st.gaps.count
             st.gaps.observe(obs.now_s, active=active, tick_s=obs.tick_s)
-            if self.config.phase and len(st.gaps.gaps) != n_gaps:
+            if self.config.phase and st.gaps.count != n_gaps:
                 st.periodic.learn_periods(st.gaps.gaps, tick_s=obs.tick_s)
-            log = self._activity(st)
-            log.observe(obs.now_s, active=active, tick_s=obs.tick_s)
-            if st.mixture is not None:
-                st.mixture.resolve(obs.now_s, log.any_active)
+            self._activity(st).observe(obs.now_s, active=active, tick_s=obs.tick_s)
         if self.config.forecaster == "recent" and active:
             per = max(fo.max_inflight, 1)
             spread = math.ceil(fo.arrivals * self._service(st) / obs.tick_s - _EPS)
@@ -587,7 +614,7 @@ class AquatopePrewarmPolicy(Policy):
                 slack[fn] = min(slack.get(fn, math.inf), wf.qos.target_s - path)
         return slack
 
-    def _need(
+    def _forecast_need(
         self,
         name: str,
         fo: FunctionObservation,
@@ -595,18 +622,14 @@ class AquatopePrewarmPolicy(Policy):
         cold_s: float,
         steps: int,
         counts: Mapping[str, Any],
-        dag: DagPropagator | None,
     ) -> tuple[list[float], list[float]]:
-        """``P(replica k needed within the look-ahead)``, k = 1, 2, ...; and the offered load
-        (Erlangs) where replica ``k`` is needed: the forecast scenarios' (see
-        :func:`~scheduler.forecast.pool.replica_need_and_load`) plus the concurrency that
-        calls running upstream bring."""
+        """``P(replica k needed within the look-ahead)`` and the offered load where it is,
+        from the count scenarios alone (:func:`~scheduler.forecast.pool.replica_need_and_load`;
+        reused while its inputs stay within 10 % of those it used)."""
         cfg = self.config
         st = self._fns[name]
         window_s = cold_s + obs.tick_s
         per = max(fo.max_inflight, 1)
-        if cfg.forecaster == "recent":
-            return [1.0 if obs.now_s - t < cfg.recent_window_s else 0.0 for t in st.seen_s], []
         rows = counts.get(name)
         raw: tuple[float, ...] = ()
         if rows is not None:
@@ -640,11 +663,35 @@ class AquatopePrewarmPolicy(Policy):
                 else ([], [])
             )
             st.need_cache = (exact, raw, (service_s, window_s), tuple(need), tuple(loads))
-        if (cfg.gaps or cfg.phase) and fo.inflight == 0:
+        return need, loads
+
+    def _need(
+        self,
+        name: str,
+        fo: FunctionObservation,
+        obs: Observation,
+        cold_s: float,
+        forecast: tuple[list[float], list[float]],
+        first: float | None,
+        dag: DagPropagator | None,
+    ) -> tuple[list[float], list[float]]:
+        """``P(replica k needed within the look-ahead)``, k = 1, 2, ...; and the offered load
+        (Erlangs) where replica ``k`` is needed: the forecast scenarios' (``forecast``, from
+        :meth:`_forecast_need`), the first replica's from the experts' mixture (``first``,
+        for an idle function: :meth:`_first_replicas`), plus the concurrency that calls
+        running upstream bring."""
+        cfg = self.config
+        st = self._fns[name]
+        window_s = cold_s + obs.tick_s
+        per = max(fo.max_inflight, 1)
+        if cfg.forecaster == "recent":
+            return [1.0 if obs.now_s - t < cfg.recent_window_s else 0.0 for t in st.seen_s], []
+        need, loads = forecast
+        if first is not None:
             # the mixture is the first replica's need; later ones cannot be likelier (while
             # a call is in flight the first replica is needed anyway: nothing to predict)
             p_fc = need[0] if need else 0.0
-            p1 = self._first_replica(st, obs, window_s + obs.tick_s, p_fc)
+            p1 = first
             if self._demand_seen_now(name, dag):
                 p1 = max(p1, p_fc)  # this step's calls are evidence no expert has seen
             need = [p1] + [min(p, p1) for p in need[1:]]
@@ -655,9 +702,9 @@ class AquatopePrewarmPolicy(Policy):
             soon = imminent_need(concurrent, max_inflight=per, max_replicas=fo.max_replicas)
             # the first replica is needed when any call comes within the look-ahead, however
             # briefly it runs: behind a long upstream call that is likelier than overlapping
-            first = imminent_need(arriving, max_inflight=1, max_replicas=1)
-            if first:
-                soon = [max(first[0], soon[0] if soon else 0.0), *soon[1:]]
+            landing = imminent_need(arriving, max_inflight=1, max_replicas=1)
+            if landing:
+                soon = [max(landing[0], soon[0] if soon else 0.0), *soon[1:]]
             need = [max(a, b) for a, b in itertools.zip_longest(need, soon, fillvalue=0.0)]
         brought = sum(n * c for n, c in concurrent)
         return need, ([a + brought for a in loads] if loads else [brought])
@@ -692,10 +739,10 @@ class AquatopePrewarmPolicy(Policy):
             groups["periodic"] = len(periodic) - 1
         return ExpertMixture(names, prior=group_prior(groups))
 
-    def _first_replica(self, st: _Fn, obs: Observation, horizon_s: float, p_fc: float) -> float:
-        """``P(a call within horizon_s)``: the mixture of the rate forecast, the idle-gap
-        hazard and the periodic experts, each weighted by how well it has predicted this
-        function's calls so far (:class:`~scheduler.forecast.mixture.ExpertMixture`)."""
+    def _expert_probs(self, st: _Fn, obs: Observation, horizon_s: float, p_fc: float) -> np.ndarray:
+        """Each first-replica expert's ``P(a call within horizon_s)``: the rate forecast's,
+        the idle-gap hazard's and the periodic experts' (recorded in the function's mixture,
+        to be scored when the window has passed)."""
         probs = [p_fc]
         base = p_fc
         periodic: np.ndarray | None = None
@@ -713,9 +760,25 @@ class AquatopePrewarmPolicy(Policy):
             st.mixture = self._new_mixture(st)
         vector = np.asarray(probs)
         st.mixture.record(obs.now_s, obs.now_s + horizon_s, vector, tick_s=obs.tick_s)
-        if st.mixture.scored < _MIN_SCORED:  # the experts have not been tried yet
-            return p_fc
-        return st.mixture.predict(vector)
+        return vector
+
+    def _first_replicas(self, experts: list[tuple[str, float, np.ndarray]]) -> dict[str, float]:
+        """``P(a call within the look-ahead)`` per idle function ``(name, P from the rate
+        forecast, every expert's P)``: the mixture of the experts, each weighted by how
+        well it has predicted this function's calls so far
+        (:class:`~scheduler.forecast.mixture.ExpertMixture`; the weights of all functions
+        computed together); the rate forecast's alone until :data:`_MIN_SCORED` windows
+        are scored."""
+        mixtures = {name: self._fns[name].mixture for name, _, _ in experts}
+        refresh_weights(m for m in mixtures.values() if m is not None and m.scored >= _MIN_SCORED)
+        out: dict[str, float] = {}
+        for name, p_fc, vector in experts:
+            mixture = mixtures[name]
+            if mixture is None or mixture.scored < _MIN_SCORED:  # not tried yet
+                out[name] = p_fc
+            else:
+                out[name] = mixture.predict(vector)
+        return out
 
     def _imminent(
         self, name: str, obs: Observation, dag: DagPropagator | None, window_s: float
@@ -785,7 +848,8 @@ class AquatopePrewarmPolicy(Policy):
         obs: Observation,
         cold_s: float,
         steps: int,
-        counts: Mapping[str, Any],
+        forecast: tuple[list[float], list[float]],
+        first: float | None,
         dag: DagPropagator | None,
     ) -> FunctionDecision:
         cfg = self.config
@@ -799,7 +863,7 @@ class AquatopePrewarmPolicy(Policy):
             wanted = max(0, math.ceil(max(upper) - _EPS))
             need: list[float] = []
         else:
-            need, loads = self._need(name, fo, obs, cold_s, steps, counts, dag)
+            need, loads = self._need(name, fo, obs, cold_s, forecast, first, dag)
             wanted = replicas_worth_keeping(
                 need,
                 blocked_cost=blocked,

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from scheduler.forecast.mixture import ExpertMixture, group_prior
+from scheduler.forecast.mixture import ExpertMixture, group_prior, refresh_weights, resolve_many
 
 
 def _by_hand(prior: list[float], losses: list[float], share: float) -> np.ndarray:
@@ -199,3 +199,35 @@ def test_a_half_life_shorter_than_one_window_forgets_almost_at_once() -> None:
         mix.resolve(float(t) + 1.0, lambda a, b, hit=hit: hit)
     # 20 hits for "a" are worth a quarter of their loss one window later: one miss decides
     assert mix.weights()[1] > 0.5
+
+
+def test_many_mixtures_scored_and_weighted_together_match_one_by_one() -> None:
+    rng = np.random.default_rng(5)
+    names = ("a", "b", "c", "d")
+    prior = group_prior({"a": 1, "rest": 3})
+    alone = [ExpertMixture(names, prior=prior) for _ in range(5)]
+    together = [ExpertMixture(names, prior=prior) for _ in range(5)]
+    other = ExpertMixture(("x", "y"))  # other experts: weighted on their own
+    events = rng.random((5, 400)) < 0.3
+    for t in range(400):
+        for i in range(5):
+            probs = rng.uniform(0.0, 1.0, 4)
+            width = float(rng.integers(1, 4))  # windows of 1-3 ticks: 0-3 end at once
+            for group in (alone, together):
+                group[i].record(float(t), t + width, probs, tick_s=1.0)
+        other.record(float(t), t + 1.0, np.array([0.2, 0.9]), tick_s=1.0)
+
+        def happened(lo: float, hi: float, i: int = 0) -> bool:
+            return bool(events[i, int(lo)])
+
+        scored = sum(
+            m.resolve(t + 1.0, lambda lo, hi, i=i: happened(lo, hi, i)) for i, m in enumerate(alone)
+        )
+        both = [(m, lambda lo, hi, i=i: happened(lo, hi, i)) for i, m in enumerate(together)]
+        assert resolve_many([*both, (other, lambda lo, hi: True)], t + 1.0) == scored + 1
+        refresh_weights([*together, other])
+        for a, b in zip(alone, together, strict=True):
+            assert a.weights().tolist() == b.weights().tolist()
+            assert a.scored == b.scored
+    assert other.weights()[1] > 0.9  # scored and weighted alone, with its own prior
+    assert resolve_many([], 0.0) == 0

@@ -288,3 +288,58 @@ def test_the_exact_width_tells_a_windows_edge_from_its_inside() -> None:
     assert widened > 0.9 and exact < 0.1 and exact < base
     probs, _ = experts.predict(log, now_s=1228.0, horizon_s=2.0)  # (1228, 1230]: the call
     assert probs[1] > 0.9 and probs[2] > 0.9
+
+
+def _twin_logs(span_s: float) -> tuple[ActivityLog, ActivityLog]:
+    """Two logs of the same span: the first keeps tick counts, the second only its runs."""
+    counted, runs_only = ActivityLog(span_s=span_s), ActivityLog(span_s=span_s)
+    runs_only._grid_off = True  # the binary searches the counts stand in for
+    return counted, runs_only
+
+
+def test_tick_counts_answer_as_the_runs_do_through_compaction_and_a_restart() -> None:
+    rng = np.random.default_rng(11)
+    experts = PeriodicExperts(periods_s=(30.0, 60.0, 90.0), span_s=300.0, base_windows=50)
+    counted, runs_only = _twin_logs(experts.history_s)  # a buffer of ~2 x 390 ticks
+    active = set(range(45, 3000, 60)) | {int(t) for t in rng.integers(1, 3000, 400)}
+    checked = 0
+    for t in range(1, 3001):
+        for log in (counted, runs_only):
+            log.observe(float(t), active=t in active, tick_s=1.0)
+        if t == 1500:  # a restart: the counts are rebuilt from the runs of the saved state
+            saved = counted.state_dict()
+            counted = ActivityLog(span_s=experts.history_s)
+            counted.load_state_dict(saved)
+        if t % 7 == 0 and t != 1500:
+            horizon = float(rng.uniform(1.0, 6.0))
+            assert counted.grid_reader(float(t), horizon) is not None
+            got, got_cycles = experts.predict(counted, now_s=float(t), horizon_s=horizon)
+            want, want_cycles = experts.predict(runs_only, now_s=float(t), horizon_s=horizon)
+            assert got.tolist() == want.tolist() and got_cycles.tolist() == want_cycles.tolist()
+            lo = float(t) - rng.uniform(0.0, experts.history_s - 10.0)
+            hi = lo + rng.uniform(1.0, 20.0)
+            assert counted.any_active(lo, hi) == runs_only.any_active(lo, hi)
+            checked += 1
+    assert checked > 400
+    assert counted._grid is not None and counted._grid.base > 0  # compacted on the way
+
+
+def test_tick_counts_step_aside_for_irregular_ticks_narrow_windows_and_long_spans() -> None:
+    log = ActivityLog(span_s=600.0)
+    for t in range(1, 101):
+        log.observe(float(t), active=t % 10 == 0, tick_s=1.0)
+    assert log.grid_reader(100.0, 2.0) is not None
+    assert log.grid_reader(100.0, 0.5) is None  # a window narrower than a tick: runs only
+    assert log.grid_reader(99.0, 2.0) is None  # not the latest tick
+    assert log.any_active(99.2, 99.8) is False and log.any_active(89.5, 90.0) is True
+    log.observe(101.37, active=True, tick_s=1.0)  # off the grid: the runs answer from now on
+    assert log.grid_reader(101.37, 2.0) is None
+    assert log.any_active(101.0, 102.0) and not log.any_active(91.0, 99.0)
+    assert ActivityLog(span_s=1e9).grid_reader(0.0, 5.0) is None  # too many ticks to count
+    skipped = ActivityLog(span_s=600.0)
+    for t in (1.0, 2.0, 5.0, 6.0, 2000.0):  # missed ticks, then a jump over the whole buffer
+        skipped.observe(t, active=True, tick_s=1.0)
+    reader = skipped.grid_reader(2000.0, 1.0)
+    assert reader is not None
+    assert skipped.any_active(4.0, 5.0) is False  # (forgotten: older than the span)
+    assert skipped.any_active(1999.0, 2000.0) and not skipped.any_active(1000.0, 1999.0)
