@@ -643,7 +643,7 @@ class AquatopePrewarmPolicy(Policy):
         if (
             cached is not None
             and cached[0] == exact
-            and _within(raw, cached[1])
+            and (raw == cached[1] or _within(raw, cached[1]))
             and _within((service_s, window_s), cached[2])
         ):
             need, loads = list(cached[3]), list(cached[4])  # inputs within 10 % of those used
