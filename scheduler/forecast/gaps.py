@@ -55,16 +55,11 @@ class GapModel:
         return list(self._gaps)
 
     @property
-    def count(self) -> int:
-        """How many idle gaps are held."""
-        return len(self._gaps)
-
-    @property
     def last_active_s(self) -> float | None:
         """Time of the last tick with a call (None before the first)."""
         return self._last_s
 
-    def observe(self, now_s: float, *, active: bool, tick_s: float) -> None:
+    def observe(self, now_s: float, *, active: bool, tick_s: float) -> float | None:
         """Record one tick: ``active`` if the function was called (or busy) in it.
 
         Args:
@@ -72,13 +67,19 @@ class GapModel:
             active: whether the tick saw a call or a request in flight.
             tick_s: tick length (unused: a gap of one tick, back-to-back activity, is a gap
                 too, so a busy function reads as "called again within the next tick").
+
+        Returns:
+            The gap this tick closed (None: it closed none).
         """
         del tick_s  # every gap counts, one tick (back-to-back calls) included
         if not active:
-            return
+            return None
+        gap = None
         if self._last_s is not None and now_s > self._last_s:
-            self._add(now_s - self._last_s)
+            gap = now_s - self._last_s
+            self._add(gap)
         self._last_s = now_s
+        return gap
 
     def _add(self, gap: float) -> None:
         if len(self._gaps) == self.window:

@@ -32,13 +32,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CALENDAR_PERIODS_S", "ActivityLog", "PeriodicExperts"]
+__all__ = ["CALENDAR_PERIODS_S", "MIN_PERIOD_TICKS", "ActivityLog", "PeriodicExperts"]
 
 # cron's usual periods: half a minute to an hour
 CALENDAR_PERIODS_S: tuple[float, ...] = (
     30.0, 60.0, 120.0, 180.0, 240.0, 300.0, 360.0, 420.0, 480.0, 540.0, 600.0,
     900.0, 1200.0, 1800.0, 3600.0,
 )  # fmt: skip
+
+# a learned period is an idle gap of more ticks than this (back-to-back calls are none)
+MIN_PERIOD_TICKS = 2
 
 # (window starts, window ends, segment starts, windows per segment, earliest finite start)
 _Layout = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]
@@ -367,7 +370,8 @@ class PeriodicExperts:
         more often (each slot is one expert, so its score follows its period)."""
         if not self.learned:
             return
-        counts = Counter(round(g / tick_s) * tick_s for g in gaps_s if g > 2 * tick_s)
+        shortest = MIN_PERIOD_TICKS * tick_s
+        counts = Counter(round(g / tick_s) * tick_s for g in gaps_s if g > shortest)
         near = self.tol_s + tick_s
         fresh = [
             gap

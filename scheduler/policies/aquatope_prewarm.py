@@ -89,7 +89,7 @@ from scheduler.forecast import ConformalCalibrator, Forecaster, make_forecaster
 from scheduler.forecast.dag import DagPropagator
 from scheduler.forecast.gaps import GapModel
 from scheduler.forecast.mixture import ExpertMixture, group_prior, refresh_weights, resolve_many
-from scheduler.forecast.phase import ActivityLog, PeriodicExperts
+from scheduler.forecast.phase import MIN_PERIOD_TICKS, ActivityLog, PeriodicExperts
 from scheduler.forecast.pool import (
     busy_wait_miss,
     imminent_need,
@@ -524,9 +524,10 @@ class AquatopePrewarmPolicy(Policy):
         """Idle gaps (first replica) and when each replica was last needed (``recent``)."""
         active = fo.arrivals > 0 or fo.inflight > 0
         if self.config.gaps or self.config.phase:
-            n_gaps = st.gaps.count
-            st.gaps.observe(obs.now_s, active=active, tick_s=obs.tick_s)
-            if self.config.phase and st.gaps.count != n_gaps:
+            gap = st.gaps.observe(obs.now_s, active=active, tick_s=obs.tick_s)
+            if self.config.phase and gap is not None and gap > MIN_PERIOD_TICKS * obs.tick_s:
+                # a gap that may be a period: the most frequent ones are read again (the
+                # back-to-back ticks of a busy function are none)
                 st.periodic.learn_periods(st.gaps.gaps, tick_s=obs.tick_s)
             self._activity(st).observe(obs.now_s, active=active, tick_s=obs.tick_s)
         if self.config.forecaster == "recent" and active:

@@ -125,3 +125,18 @@ def test_the_policy_warms_a_timer_ahead_of_its_firing_though_the_rate_forecast_i
             between.append(decision.functions["f"].replicas)
     assert min(before) == 1  # warm two seconds before every firing
     assert max(between) == 0  # and cold in between
+
+
+def test_the_policy_follows_a_timer_whose_period_changes_after_its_gap_window_filled() -> None:
+    # 100 firings every 75 s, then every 105 s: neither is a calendar period, so each must
+    # be learned from the gaps, long after the gap model's window of 64 gaps first filled
+    pol = AquatopePrewarmPolicy(forecaster="ewma", miss_price_s=300.0)
+    fires = [75 * k for k in range(1, 101)]
+    fires += [fires[-1] + 105 * k for k in range(1, 81)]
+    learned = {}
+    for t in range(1, fires[-1] + 5):
+        step(pol, float(t), replicas_ready=0, arrivals=1 if t in fires else 0, max_replicas=3)
+        if t in (fires[99], fires[-1]):
+            learned[t] = pol._fns["f"].periodic.periods_s
+    assert 75.0 in learned[fires[99]]
+    assert 105.0 in learned[fires[-1]]  # (the old rule froze the periods at the 64th gap)
