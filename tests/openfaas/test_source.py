@@ -135,6 +135,7 @@ def test_a_named_image_no_registry_gives_is_a_one_line_error() -> None:
 
 
 @pytest.mark.openfaas
+@pytest.mark.docker  # the image is built by the Docker engine
 def test_auto_builds_from_source_when_no_registry_answers(tmp_path: Path) -> None:
     from testbed.openfaas_ce.source import IMAGE_REPOSITORY, gateway_image
 
