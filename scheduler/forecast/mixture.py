@@ -181,12 +181,12 @@ def resolve_many(
         for eta, probs, event in mixture._due(now_s, happened):
             by_size.setdefault(probs.size, []).append((mixture, -eta, probs, event))
     scored = 0
-    for windows in by_size.values():
+    for windows in by_size.values():  # (mixture, -eta, probabilities, event) each
         if len(windows) == 1:  # (one window: no stacking)
-            _, eta, probs, event = windows[0]
+            _, minus_eta, probs, event = windows[0]
             p = np.minimum(np.maximum(probs, _CLIP), 1.0 - _CLIP)  # np.clip, without its cost
             losses = np.log(p if event else 1.0 - p)[None, :]
-            losses *= eta
+            losses *= minus_eta
         else:
             p = np.minimum(np.maximum(np.array([w[2] for w in windows]), _CLIP), 1.0 - _CLIP)
             losses = np.log(np.where(np.array([w[3] for w in windows])[:, None], p, 1.0 - p))
