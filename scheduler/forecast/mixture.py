@@ -102,12 +102,16 @@ class ExpertMixture:
     def _current(self) -> np.ndarray:
         """The weights, computed once per score (cached, not copied)."""
         if self._weights is None:
-            logw = self._log_prior - self._loss
-            w: np.ndarray = np.exp(logw - logw.max())
-            w *= (1.0 - self.share) / w.sum()
-            w += self._shared_prior
-            self._weights = w
+            self._weights = self._weights_of(self._loss[None, :])[0]
         return self._weights
+
+    def _weights_of(self, losses: np.ndarray) -> np.ndarray:
+        """The weights for each row of ``losses`` (mixtures with this one's experts and prior)."""
+        logw = self._log_prior - losses
+        w: np.ndarray = np.exp(logw - logw.max(axis=1, keepdims=True))
+        w *= (1.0 - self.share) / w.sum(axis=1, keepdims=True)
+        w += self._shared_prior
+        return w
 
     def record(self, start_s: float, end_s: float, probs: np.ndarray, *, tick_s: float) -> None:
         """Remember the experts' probabilities for an event in ``(start_s, end_s]``."""
@@ -208,15 +212,8 @@ def refresh_weights(mixtures: Iterable[ExpertMixture]) -> None:
         if mixture._weights is None:
             groups.setdefault(mixture._key, []).append(mixture)
     for group in groups.values():
-        if len(group) == 1:
-            group[0]._current()
-            continue
-        first = group[0]
-        logw = first._log_prior - np.array([m._loss for m in group])
-        w = np.exp(logw - logw.max(axis=1, keepdims=True))
-        w *= (1.0 - first.share) / w.sum(axis=1, keepdims=True)
-        w += first._shared_prior
-        for mixture, row in zip(group, w, strict=True):
+        weights = group[0]._weights_of(np.array([m._loss for m in group]))
+        for mixture, row in zip(group, weights, strict=True):
             mixture._weights = row
 
 
