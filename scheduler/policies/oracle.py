@@ -58,9 +58,13 @@ it) or broken (5 s: the starts of a timer's firing stack on two cores and outlas
 (``cold_upper_s_by_function``: the profile's largest sample), starts are staggered so that
 at most ``max_starts`` run at once (one per core by default; :meth:`_stagger`), and a later
 stage's use is planned up to a tick early (its call comes early whenever the stages before it
-run faster than their means). With ``queue_within_slack`` a call may also queue behind a busy
-replica of its stage, up to the stage's share of its workflow's slack
-(:meth:`queue_s_by_function`), rather than need a replica of its own: calls fired at one
+run faster than their means) and its replica is kept as long past that offset where this
+outlasts the hold (the call comes as much later when they run slower; until 2026-11-29 the
+hold moved early with the use, and on video-analytics, behind a 2 s first stage, 6-8 % of
+requests found their later stages gone at any budget). With ``queue_within_slack`` a call
+may also queue behind a busy replica of its stage, up to the stage's share of its
+workflow's slack (:meth:`queue_s_by_function`), rather than need a replica of its own:
+calls fired at one
 instant share one. Measured on the headline traces (docs/scheduler.md): at an unlimited
 budget no cold start and no QoS miss at 30-60 % of the fixed 30 s lead's idle.
 
@@ -105,9 +109,16 @@ def assign_slots(
         One array per slot (slot 1 first): each arrival goes to the lowest slot free by
         its time plus ``wait_s``.
     """
+    times = np.asarray(times_s, dtype=np.float64)
+    return [times[idx] for idx in _partition(times, hold_s, wait_s)]
+
+
+def _partition(times: np.ndarray, hold_s: float, wait_s: float) -> list[np.ndarray]:
+    """:func:`assign_slots` as indices into ``times``: per slot, its arrivals in time order."""
     free: list[tuple[float, int]] = []  # (free from, slot)
-    slots: list[list[float]] = []
-    for t in sorted(float(x) for x in times_s):
+    slots: list[list[int]] = []
+    for i in np.argsort(times, kind="stable"):
+        t = float(times[i])
         ready: list[tuple[float, int]] = []
         while free and free[0][0] <= t + wait_s:
             ready.append(heapq.heappop(free))
@@ -120,9 +131,9 @@ def assign_slots(
         else:
             served, k = t, len(slots)
             slots.append([])
-        slots[k].append(t)
+        slots[k].append(int(i))
         heapq.heappush(free, (served + hold_s, k))
-    return [np.asarray(s, dtype=np.float64) for s in slots]
+    return [np.asarray(s, dtype=np.int64) for s in slots]
 
 
 def _paths(workflow: Workflow, limit: int) -> list[list[str]] | None:
@@ -292,6 +303,7 @@ class OraclePolicy(Policy):
         self._calls: dict[str, float] = {}  # qos_aware: calls seen per function so far
         self._early: dict[str, list[np.ndarray]] = {}  # plan_starts: start lead per use
         self._earliest: dict[str, list[float]] = {}  # qos_aware: the largest of each slot
+        self._keeps: dict[str, list[np.ndarray]] = {}  # per slot and use: its keep after it
         self.planned_idle_s = 0.0
 
     def planned_cost_s(self, workflows: Mapping[str, Workflow], tick_s: float) -> float:
@@ -301,18 +313,22 @@ class OraclePolicy(Policy):
             workflows: the workflows the arrival keys may name.
             tick_s: the daemon's tick.
         """
-        slots = self._slots_of(workflows, tick_s)
+        slots = self._slot_uses(workflows, tick_s)
         return float(
             sum(
-                np.clip(
-                    np.diff(uses, prepend=-math.inf) - self._hold_s(fn),
-                    0.0,
-                    self._horizon_s(fn, tick_s),
-                ).sum()
+                self._use_costs(uses, keeps, self._horizon_s(fn, tick_s)).sum()
                 for fn, fn_slots in slots.items()
-                for uses in fn_slots
+                for uses, keeps in fn_slots
             )
         )
+
+    @staticmethod
+    def _use_costs(uses: np.ndarray, keeps: np.ndarray, horizon_s: float) -> np.ndarray:
+        """Idle seconds serving each use of a slot warm costs: the gap since the previous
+        use's keep ended (none within it), at most a start's horizon."""
+        gaps = np.diff(uses, prepend=-math.inf) - np.concatenate(([0.0], keeps[:-1]))
+        costs: np.ndarray = np.clip(gaps, 0.0, horizon_s)
+        return costs
 
     def _horizon_s(self, function: str, tick_s: float) -> float:
         return self._lead_s(function) + tick_s
@@ -398,52 +414,79 @@ class OraclePolicy(Policy):
     def _uses(
         self, workflows: Mapping[str, Workflow], tick_s: float = 1.0
     ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
-        """Per function, the times of its uses, and (``qos_aware``) of those on their calls.
+        """Per function, the times of its uses, and (``qos_aware``) of those on their calls."""
+        per_fn, on_call, _ = self._uses_moved(workflows, tick_s)
+        return per_fn, on_call
+
+    def _uses_moved(
+        self, workflows: Mapping[str, Workflow], tick_s: float = 1.0
+    ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]], dict[str, list[float]]]:
+        """:meth:`_uses`, and per function and array how far its uses were moved early.
 
         With ``plan_starts`` (cold starts bounded) a later stage's use is planned up to a
         tick before its offset: its call comes earlier whenever the stages before it run
-        faster than their means, and a replica started for the mean would be late."""
+        faster than their means, and a replica started for the mean would be late. It is
+        kept as long past the mean offset (when that is longer than the hold): the call
+        comes as much later whenever those stages run slower."""
         per_fn: dict[str, list[np.ndarray]] = {}
         on_call: dict[str, list[np.ndarray]] = {}
+        moved: dict[str, list[float]] = {}
         for key, times in self._given.items():
             wf = workflows.get(key)
             if wf is None:
                 per_fn.setdefault(key, []).append(times)
+                moved.setdefault(key, []).append(0.0)
                 continue
             if self.qos_aware:
                 plan = self.qos_plan(wf)
                 for stage in wf.stages:
                     ready_by, started = plan[stage.name]
                     per_fn.setdefault(stage.function, []).append(times + ready_by)
+                    moved.setdefault(stage.function, []).append(0.0)
                     if started:
                         on_call.setdefault(stage.function, []).append(times + ready_by)
                 continue
             offsets = self.stage_offsets_s(wf)
             for stage in wf.stages:
                 at = offsets[stage.name]
-                if self.plan_starts:
-                    at -= min(at, tick_s)
-                per_fn.setdefault(stage.function, []).append(times + at)
-        return per_fn, on_call
+                early = min(at, tick_s) if self.plan_starts else 0.0
+                per_fn.setdefault(stage.function, []).append(times + at - early)
+                moved.setdefault(stage.function, []).append(early)
+        return per_fn, on_call, moved
 
     def _slots_of(
         self, workflows: Mapping[str, Workflow], tick_s: float = 1.0
     ) -> dict[str, list[np.ndarray]]:
-        per_fn, on_call = self._uses(workflows, tick_s)
+        """Per function, per slot, the times of the uses it serves."""
+        return {fn: [u for u, _ in s] for fn, s in self._slot_uses(workflows, tick_s).items()}
+
+    def _slot_uses(
+        self, workflows: Mapping[str, Workflow], tick_s: float = 1.0
+    ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+        """Per function, per slot: the times of its uses and how long each keeps the
+        replica after it (the hold, or twice the time the use was moved early by)."""
+        per_fn, on_call, moved = self._uses_moved(workflows, tick_s)
         waits = self.queue_s_by_function(workflows)
-        out: dict[str, list[np.ndarray]] = {}
+        out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         for fn, uses in per_fn.items():
-            slots = assign_slots(np.concatenate(uses), self._busy_s(fn), waits.get(fn, 0.0))
-            if fn in on_call and slots:
-                started = np.concatenate(on_call[fn])
-                slots[0] = self._without_lone_calls(fn, slots, started, tick_s)
-            out[fn] = [s for s in slots if s.size]
+            times = np.concatenate(uses)
+            # a call may come as much late as early: kept to its mean offset and as much past
+            keeps = np.maximum(self._hold_s(fn), 2.0 * np.repeat(moved[fn], [u.size for u in uses]))
+            parts = _partition(times, self._busy_s(fn), waits.get(fn, 0.0))
+            if fn in on_call and parts:
+                lone = self._lone_calls(fn, [times[i] for i in parts], on_call[fn], tick_s)
+                parts[0] = parts[0][~lone]
+            out[fn] = [(times[i], keeps[i]) for i in parts if i.size]
         return out
 
-    def _without_lone_calls(
-        self, function: str, slots: list[np.ndarray], on_call: np.ndarray, tick_s: float
+    def _lone_calls(
+        self,
+        function: str,
+        slots: list[np.ndarray],
+        on_call: list[np.ndarray],
+        tick_s: float,
     ) -> np.ndarray:
-        """Slot 1's uses less those started on their calls that no other use comes near.
+        """Which of slot 1's uses are started on their calls with no other use near.
 
         A call that finds no replica gets one started by the platform, so such a use needs
         no slot planned. Not so near a use of slot 2 or up (within a busy time and a start
@@ -455,12 +498,12 @@ class OraclePolicy(Policy):
         near = self._busy_s(function) + self._lead_s(function) + tick_s
         lo = np.searchsorted(others, first - near, side="left")
         hi = np.searchsorted(others, first + near, side="right")
-        lone = np.isin(first, on_call) & (hi == lo)
-        kept: np.ndarray = first[~lone]
-        return kept
+        lone: np.ndarray = np.isin(first, np.concatenate(on_call)) & (hi == lo)
+        return lone
 
     def _build(self, observation: Observation) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-        slots = self._slots_of(observation.workflows, observation.tick_s)
+        slots = self._slot_uses(observation.workflows, observation.tick_s)
+        self._keeps = {fn: [k for _, k in fn_slots] for fn, fn_slots in slots.items()}
         if self.qos_aware:  # every use of a function in time order: the k-th call served
             per_fn, _ = self._uses(observation.workflows, observation.tick_s)
             self._use_order = {fn: np.sort(np.concatenate(u)) for fn, u in per_fn.items()}
@@ -468,10 +511,8 @@ class OraclePolicy(Policy):
         starts: list[np.ndarray] = []
         for fn, fn_slots in slots.items():
             horizon_s = self._horizon_s(fn, observation.tick_s)
-            for uses in fn_slots:
-                # a use within the keep time of the slot's previous one costs no idle
-                gaps = np.diff(uses, prepend=-math.inf) - self._hold_s(fn)
-                costs.append(np.clip(gaps, 0.0, horizon_s))
+            for uses, keeps in fn_slots:
+                costs.append(self._use_costs(uses, keeps, horizon_s))
                 starts.append(uses)
         flat_cost = np.concatenate(costs) if costs else np.zeros(0)
         order = np.lexsort((np.concatenate(starts) if starts else np.zeros(0), flat_cost))
@@ -483,7 +524,7 @@ class OraclePolicy(Policy):
         pos = 0
         for fn, fn_slots in slots.items():
             out[fn] = []
-            for uses in fn_slots:
+            for uses, _ in fn_slots:
                 out[fn].append((uses, covered[pos : pos + len(uses)]))
                 pos += len(uses)
         if self.plan_starts:
@@ -520,8 +561,9 @@ class OraclePolicy(Policy):
                 gaps = np.diff(uses, prepend=-math.inf)
                 if self.qos_aware:  # a replica goes once its call has come: kept if covered
                     kept = covered & np.roll(covered, 1) & (gaps <= lead + tick_s)
-                else:  # kept through any gap of at most a lead and a tick after the hold
-                    kept = covered & (gaps - self._hold_s(fn) <= lead + tick_s)
+                else:  # kept through any gap of at most a lead and a tick after the keep
+                    after = np.concatenate(([0.0], self._keeps[fn][k][:-1]))
+                    kept = covered & (gaps - after <= lead + tick_s)
                 kept[0] = False
                 early[fn][k][kept] = np.maximum(lead, gaps[kept])  # kept through the gap
                 jobs += [(float(uses[i]), fn, k, int(i)) for i in np.flatnonzero(covered & ~kept)]
@@ -538,17 +580,17 @@ class OraclePolicy(Policy):
         uses: np.ndarray,
         covered: np.ndarray,
         now_s: float,
-        hold_s: float,
+        keeps: np.ndarray,
         horizon_s: float,
         early: np.ndarray | None = None,
         tick_s: float = 0.0,
     ) -> bool:
-        """Whether a slot's replica is wanted now: a covered use still on its way, or the
-        next covered use within ``horizon_s`` of the previous one's end (kept through the
-        gap) or of now (started just in time: ``horizon_s`` ahead, or its planned
-        ``early[i]`` and a tick with ``plan_starts``)."""
+        """Whether a slot's replica is wanted now: a covered use still on its way (within
+        its keep, ``keeps[i]`` after it), or the next covered use within ``horizon_s`` of
+        the previous one's end (kept through the gap) or of now (started just in time:
+        ``horizon_s`` ahead, or its planned ``early[i]`` and a tick with ``plan_starts``)."""
         i = int(np.searchsorted(uses, now_s, side="right"))  # uses[i] is the next use
-        prev_end = uses[i - 1] + hold_s if i > 0 else -math.inf
+        prev_end = uses[i - 1] + keeps[i - 1] if i > 0 else -math.inf
         if prev_end > now_s and covered[i - 1]:  # a covered use may still be on its way
             return True
         if i >= len(uses) or not covered[i]:
@@ -603,13 +645,12 @@ class OraclePolicy(Policy):
                     if self._awaits_call(name, (u, c, e, m), now_s, tick_s, horizon_s)
                 )
             else:
-                hold_s = self._hold_s(name)
                 planned: list[np.ndarray | None] = [*self._early.get(name, [])]
                 planned += [None] * (len(slots) - len(planned))  # without plan_starts
                 keep = sum(
                     1
-                    for (u, c), e in zip(slots, planned, strict=True)
-                    if self._keep_slot(u, c, now_s, hold_s, horizon_s, e, tick_s)
+                    for (u, c), k, e in zip(slots, self._keeps.get(name, []), planned, strict=True)
+                    if self._keep_slot(u, c, now_s, k, horizon_s, e, tick_s)
                 )
             want = math.ceil(keep / max(1, fn.max_inflight))
             # replicas serving requests are kept; queued requests get the replicas the

@@ -127,6 +127,51 @@ def test_a_later_stage_is_planned_up_to_a_tick_before_its_mean_offset() -> None:
         assert fixed["b"][0].tolist() == [100.0 + service_a]
 
 
+def test_a_later_stages_hold_counts_from_its_mean_offset_not_the_tick_early_use() -> None:
+    """a (2 s) then b (0.5 s): b is planned ready a tick early (at 101) and kept a second's
+    hold past its mean offset (to 103), not past the early use (to 102). When a runs a
+    little slower than its mean, b's call (at 102.1) finds the replica: it used to go at
+    102 and the call started cold. A call that never comes is not waited for past 103."""
+    chain = Workflow(
+        name="w",
+        qos=QoS(target_s=10.0),
+        stages=(Stage("a", "a"), Stage("b", "b", after=("a",))),
+    )
+    oracle = OraclePolicy(
+        arrivals={"w": [100.0, 300.0]},
+        service_s_by_function={"a": 2.0, "b": 0.5},
+        cold_upper_s_by_function={"b": 3.0},
+        plan_starts=True,
+    )
+
+    def tick(now_s: float, inflight: int = 0) -> int | None:
+        o = Observation(
+            now_s=now_s,
+            tick_s=1.0,
+            functions={
+                "a": fobs("a", replicas_ready=1),
+                "b": fobs("b", replicas_ready=1, inflight=inflight),
+            },
+            workflows={"w": chain},
+        )
+        return oracle.decide(o).functions["b"].replicas
+
+    assert [tick(t) for t in (96.0, 97.0, 101.0)] == [0, 1, 1]
+    assert tick(102.0) == 1  # the mean offset: kept for a call a little late
+    assert tick(103.0, inflight=1) == 1  # it came (at 102.1) and runs
+    assert tick(104.0) == 0  # served: let go
+    assert [tick(t) for t in (297.0, 302.0, 303.0)] == [1, 1, 0]  # a call that never came
+    # the cost counts the longer keep: b's uses 1.5 s apart ride on one keep (1 s hold + the
+    # tick moved early); each of a's two uses (2 s services that overlap) and b's first cost
+    # a start's horizon (the default 5 s lead and a tick); the old keep charged 0.5 s more
+    twice = OraclePolicy(
+        arrivals={"w": [100.0, 101.5]},
+        service_s_by_function={"a": 2.0, "b": 0.5},
+        plan_starts=True,
+    )
+    assert twice.planned_cost_s({"w": chain}, 1.0) == pytest.approx(3 * (5.0 + 1.0))
+
+
 def test_the_runner_gives_the_oracle_each_functions_longest_start() -> None:
     from testbed.experiment.policies import create_run_policy, profile_estimates
     from testbed.sim.profile import load_profile
