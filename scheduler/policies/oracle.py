@@ -64,9 +64,9 @@ hold moved early with the use, and on video-analytics, behind a 2 s first stage,
 requests found their later stages gone at any budget). With ``queue_within_slack`` a call
 may also queue behind a busy replica of its stage, up to the stage's share of its
 workflow's slack (:meth:`queue_s_by_function`), rather than need a replica of its own:
-calls fired at one
-instant share one. Measured on the headline traces (docs/scheduler.md): at an unlimited
-budget no cold start and no QoS miss at 30-60 % of the fixed 30 s lead's idle.
+calls fired at one instant share one. Measured on the headline traces (docs/scheduler.md):
+at an unlimited budget no cold start and no QoS miss at 30-60 % of the fixed 30 s lead's
+idle.
 
 Per tick and slot: keep the replica up to ``hold_s`` after a covered use (a workflow's later
 stage is called a little after the workflow); between uses keep it through the gap when the
@@ -562,8 +562,8 @@ class OraclePolicy(Policy):
                 if self.qos_aware:  # a replica goes once its call has come: kept if covered
                     kept = covered & np.roll(covered, 1) & (gaps <= lead + tick_s)
                 else:  # kept through any gap of at most a lead and a tick after the keep
-                    after = np.concatenate(([0.0], self._keeps[fn][k][:-1]))
-                    kept = covered & (gaps - after <= lead + tick_s)
+                    idle = self._use_costs(uses, self._keeps[fn][k], math.inf)
+                    kept = covered & (idle <= lead + tick_s)
                 kept[0] = False
                 early[fn][k][kept] = np.maximum(lead, gaps[kept])  # kept through the gap
                 jobs += [(float(uses[i]), fn, k, int(i)) for i in np.flatnonzero(covered & ~kept)]
