@@ -413,15 +413,9 @@ class OraclePolicy(Policy):
 
     def _uses(
         self, workflows: Mapping[str, Workflow], tick_s: float = 1.0
-    ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
-        """Per function, the times of its uses, and (``qos_aware``) of those on their calls."""
-        per_fn, on_call, _ = self._uses_moved(workflows, tick_s)
-        return per_fn, on_call
-
-    def _uses_moved(
-        self, workflows: Mapping[str, Workflow], tick_s: float = 1.0
     ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]], dict[str, list[float]]]:
-        """:meth:`_uses`, and per function and array how far its uses were moved early.
+        """Per function, the times of its uses, (``qos_aware``) of those on their calls, and
+        per array of uses how far they were moved early.
 
         With ``plan_starts`` (cold starts bounded) a later stage's use is planned up to a
         tick before its offset: its call comes earlier whenever the stages before it run
@@ -465,7 +459,7 @@ class OraclePolicy(Policy):
     ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         """Per function, per slot: the times of its uses and how long each keeps the
         replica after it (the hold, or twice the time the use was moved early by)."""
-        per_fn, on_call, moved = self._uses_moved(workflows, tick_s)
+        per_fn, on_call, moved = self._uses(workflows, tick_s)
         waits = self.queue_s_by_function(workflows)
         out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         for fn, uses in per_fn.items():
@@ -505,7 +499,7 @@ class OraclePolicy(Policy):
         slots = self._slot_uses(observation.workflows, observation.tick_s)
         self._keeps = {fn: [k for _, k in fn_slots] for fn, fn_slots in slots.items()}
         if self.qos_aware:  # every use of a function in time order: the k-th call served
-            per_fn, _ = self._uses(observation.workflows, observation.tick_s)
+            per_fn, _, _ = self._uses(observation.workflows, observation.tick_s)
             self._use_order = {fn: np.sort(np.concatenate(u)) for fn, u in per_fn.items()}
         costs: list[np.ndarray] = []
         starts: list[np.ndarray] = []
