@@ -15,10 +15,11 @@ background plus a 6 request/s burst of 20 s every 3 minutes, then the rate doubl
 Prints one JSON line per scenario and method: the worst 5-minute window's share of requests
 that failed or missed the QoS, and the worst excess of a window's share over the same window
 of the untuned run (same trace and seed: what tuning caused; the goal is at most 5 %), the
-whole run's share, the
-requests lost (failed; OOM-killed among them), trials and rollbacks, and the cost of the
-last 5 minutes against the declared limits' (what the kept configuration saves), each as a
-mean with a 95 % t-interval over seeds; the ``declared`` line is the same trace untuned.
+whole run's share, the requests lost (failed; OOM-killed among them), trials and rollbacks,
+and the cost of the last 5 minutes against the declared limits' (what the kept configuration
+saves), each as a mean with a 95 % t-interval over seeds; the minutes from the doubling to
+the re-tuning its drift detectors start (per run) and the drift re-tunings before it (bursts
+or noise taken for a change); the ``declared`` line is the same trace untuned.
 
 Usage: ``python bench/online_tuning.py [--seeds 5] [--minutes 30] [--methods aquatope,random]
 [--scenarios honest,blind] [--workflow ml-pipeline]``
@@ -110,6 +111,9 @@ def one_run(
         results.timeline, start_s=duration_s - WINDOW_S, end_s=duration_s, invocations=len(last)
     )
     failed = req["ok"] != True  # noqa: E712
+    half = duration_s / 2
+    drifts = [t for t, why in (config.retunes if config is not None else []) if "drift" in why]
+    after = [t for t in drifts if t >= half]
     return {
         "windows": window_shares(req),
         "violations": float(violation_mask(req).mean()),
@@ -117,6 +121,10 @@ def one_run(
         "oom_failed": int(req["error"].fillna("").str.contains("oom-killed").sum()),
         "trials": config.trials_total if config is not None else 0,
         "rollbacks": config.rollbacks if config is not None else 0,
+        # minutes from the doubling to the drift re-tune that follows it; drift re-tunes
+        # before it (each a burst or noise taken for a change)
+        "retune_lag_min": (after[0] - half) / 60.0 if after else float("nan"),
+        "early_retunes": len(drifts) - len(after),
         "last_usd": cost.decoupled_usd,
         "cpu_s": time.process_time() - started,
     }
@@ -129,9 +137,12 @@ def summarise(runs: list[dict[str, Any]], declared: list[dict[str, Any]]) -> dic
         # what tuning added: the same trace and seed untuned, window by window
         r["worst_excess"] = float((r["windows"] - d["windows"]).max())
     keys = ("worst_window", "worst_excess", "violations", "failed", "oom_failed")
-    for key in (*keys, "trials", "rollbacks"):
+    for key in (*keys, "trials", "rollbacks", "early_retunes"):
         est = t_interval(r[key] for r in runs)
         out[key] = {"mean": round(est.mean, 4), "ci95": round(est.half_width, 4)}
+    lags = [r["retune_lag_min"] for r in runs if np.isfinite(r["retune_lag_min"])]
+    out["retuned_after_change"] = f"{len(lags)}/{len(runs)}"
+    out["retune_lag_min"] = [round(x, 1) for x in lags]
     ratio = t_interval(r["last_usd"] / d["last_usd"] for r, d in zip(runs, declared, strict=True))
     out["last5min_cost_vs_declared"] = {
         "mean": round(ratio.mean, 3),

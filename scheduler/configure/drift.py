@@ -1,11 +1,19 @@
-"""Change detection for online re-tuning: a two-sided CUSUM on a standardised signal.
+"""Change detection for online re-tuning.
 
-The detector first learns a reference mean and spread from ``reference`` observations (or is
-primed with them), then accumulates standardised deviations beyond a slack ``drift`` (in
-standard deviations) in both directions; an alarm fires when either sum passes
-``threshold``. :class:`TickWindows` turns per-tick figures into per-window ones first, so
-traffic that is bursty by nature (a burst every few minutes) is one distribution, not a
-change at every burst. Pure: values in, booleans out.
+* :class:`CusumDetector`: a two-sided CUSUM on a standardised signal (the latency). It
+  learns a reference mean and spread from ``reference`` observations (or is primed with
+  them), then accumulates standardised deviations beyond a slack ``drift`` (in standard
+  deviations) in both directions; an alarm fires when either sum passes ``threshold``.
+* :class:`LoadShiftDetector`: the load. A mean and a spread describe a bursty reference
+  badly (one window in six a burst: two humps, one wide bell), so a doubled background sits
+  inside the bell and only the bursts add up. Instead each reference window is a model of
+  its own (its rate, known up to its count's Poisson error), the reference is their mixture,
+  and two CUSUMs of log-likelihood ratios ask whether the windows since fit the reference
+  scaled by ``factor`` (or by its inverse) better than the reference itself.
+
+:class:`TickWindows` turns per-tick figures into per-window ones first, so traffic that is
+bursty by nature (a burst every few minutes) is one distribution, not a change at every
+burst. Pure: values in, booleans out.
 """
 
 from __future__ import annotations
@@ -16,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import gammaln, logsumexp
 
-__all__ = ["CusumDetector", "TickWindows", "Window"]
+__all__ = ["CusumDetector", "LoadShiftDetector", "TickWindows", "Window"]
 
 
 class CusumDetector:
@@ -94,6 +103,159 @@ class CusumDetector:
         self.prime([float(x) for x in state.get("ref", [])])
         self.high = float(state.get("high", 0.0))
         self.low = float(state.get("low", 0.0))
+
+
+class LoadShiftDetector:
+    """Whether the load moved by ``factor`` (up or down) from a reference of windows.
+
+    In control, a window's arrival count follows a mixture of rates learned from the
+    reference windows: the nonparametric maximum-likelihood mixing distribution (Kiefer and
+    Wolfowitz, 1956; fitted by EM over a grid of rates) of the windows' counts, each rate's
+    count a Gamma-Poisson whose rate varies by at least ``1 / sqrt(max_shape)`` (real
+    arrivals come in batches; a handful of windows never shows every level a load takes) and
+    by at least ``1 / sqrt(N)`` for a rate that ``N`` reference arrivals stand behind. A
+    steady Poisson load is one rate, a load with a burst every few minutes two, and the
+    Poisson noise of the windows' own counts is not counted twice.
+    Out of control, the same mixture at ``factor`` (or ``1 / factor``) times every rate. Per
+    window, the log-likelihood ratio of each shift against the reference, clipped to
+    ``±max_step`` nats (so a flash of traffic, one or two odd windows at the defaults, never
+    alarms alone), feeds a one-sided CUSUM (Page, 1954); an alarm fires when either passes
+    ``threshold`` nats. A
+    doubled background that the bursty reference never showed is strong evidence at once;
+    a burst like the reference's bursts is none.
+
+    Args:
+        reference: windows needed before it watches (a primed reference with fewer
+            completes itself from the next ones).
+        factor: the shift each side tests (> 1; 2: "doubled" against "halved").
+        threshold: alarm level of either sum, in nats.
+        max_step: the most one window adds, in nats.
+        max_shape: the Gamma shape cap that floors each rate's spread.
+        min_arrivals: arrivals the reference needs too: a quiet load's rate is known only
+            from enough of them, so its reference grows from the next windows until then.
+    """
+
+    def __init__(
+        self,
+        *,
+        reference: int = 4,
+        factor: float = 2.0,
+        threshold: float = 8.0,
+        max_step: float = 4.0,
+        max_shape: float = 25.0,
+        min_arrivals: float = 50.0,
+    ) -> None:
+        if reference < 1 or factor <= 1 or threshold <= 0 or max_step <= 0 or max_shape <= 0:
+            raise ValueError(
+                "need reference >= 1, factor > 1, threshold > 0, max_step > 0, max_shape > 0"
+            )
+        if min_arrivals < 0:
+            raise ValueError(f"min_arrivals must be >= 0, got {min_arrivals}")
+        self.min_arrivals = min_arrivals
+        self.reference = reference
+        self.factor = factor
+        self.threshold = threshold
+        self.max_step = max_step
+        self.max_shape = max_shape
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the reference and the sums."""
+        self._ref: list[tuple[float, float]] = []
+        self._arrivals = 0.0
+        self._rates = np.empty(0)  # the mixture's rates (per second) and log weights
+        self._log_w = np.empty(0)
+        self._shape = np.empty(0)
+        self.high = 0.0
+        self.low = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return len(self._ref) >= self.reference and self._arrivals >= self.min_arrivals
+
+    def prime(self, windows: Sequence[tuple[float, float]]) -> None:
+        """Start over with ``windows`` (``(arrivals, seconds)`` pairs) as the reference."""
+        self.reset()
+        self._ref = [(float(n), float(d)) for n, d in windows if _usable(n, d)]
+        self._arrivals = sum(n for n, _ in self._ref)
+        if self.ready:
+            self._fit_reference()
+
+    def _fit_reference(self) -> None:
+        counts = np.array([n for n, _ in self._ref])
+        seconds = np.array([d for _, d in self._ref])
+        observed = (counts + 0.5) / seconds
+        rates = np.geomspace(observed.min() / 2, observed.max() * 2, _GRID)
+        log_lik = self._log_counts(
+            counts[:, None], seconds[:, None], rates[None, :], self.max_shape
+        )
+        weights = np.full(_GRID, 1.0 / _GRID)
+        for _ in range(_EM_STEPS):  # EM for the mixing weights over the fixed grid
+            post = np.exp(log_lik - log_lik.max(axis=1, keepdims=True)) * weights
+            post /= post.sum(axis=1, keepdims=True)
+            weights = post.mean(axis=0)
+        keep = weights > 1e-6
+        self._rates = rates[keep]
+        self._log_w = np.log(weights[keep] / weights[keep].sum())
+        # each rate is known from the arrivals behind it: its spread is at least theirs
+        support = (post * counts[:, None]).sum(axis=0)[keep]
+        self._shape = np.minimum(self.max_shape, support + 0.5)
+
+    def _log_counts(self, counts: Any, seconds: Any, rates: Any, shape: Any) -> Any:
+        """Log Gamma-Poisson probability of ``counts`` in ``seconds`` at mean ``rates``."""
+        mean = rates * seconds
+        return (
+            gammaln(counts + shape)
+            - gammaln(shape)
+            - gammaln(counts + 1.0)
+            + shape * np.log(shape / (shape + mean))
+            + counts * np.log(mean / (shape + mean))
+        )
+
+    def _log_fit(self, arrivals: float, duration_s: float, scale: float) -> float:
+        """Log probability of ``arrivals`` in ``duration_s`` with every rate times ``scale``."""
+        per_rate = self._log_counts(arrivals, duration_s, self._rates * scale, self._shape)
+        return float(logsumexp(per_rate + self._log_w))
+
+    def update(self, arrivals: float, duration_s: float) -> bool:
+        """Feed one window; True when the load moved (then prime a new reference)."""
+        if not _usable(arrivals, duration_s):
+            return False
+        if not self.ready:
+            self._ref.append((float(arrivals), float(duration_s)))
+            self._arrivals += float(arrivals)
+            if self.ready:
+                self._fit_reference()
+            return False
+        base = self._log_fit(arrivals, duration_s, 1.0)
+        cap = self.max_step
+        up = self._log_fit(arrivals, duration_s, self.factor) - base
+        down = self._log_fit(arrivals, duration_s, 1.0 / self.factor) - base
+        self.high = max(0.0, self.high + min(max(up, -cap), cap))
+        self.low = max(0.0, self.low + min(max(down, -cap), cap))
+        return self.high > self.threshold or self.low > self.threshold
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ref": [list(w) for w in self._ref], "high": self.high, "low": self.low}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore; a reference that is not ``(arrivals, seconds)`` pairs (a state from
+        before this detector) is dropped and learned again from the next windows."""
+        ref = state.get("ref", [])
+        pairs = [w for w in ref if isinstance(w, list | tuple) and len(w) == 2]
+        self.prime([(float(n), float(d)) for n, d in pairs])
+        self.high = float(state.get("high", 0.0))
+        self.low = float(state.get("low", 0.0))
+
+
+_GRID = 64  # rates the reference's mixing distribution is fitted over
+_EM_STEPS = 300
+
+
+def _usable(arrivals: float, duration_s: float) -> bool:
+    return (
+        math.isfinite(arrivals) and arrivals >= 0 and math.isfinite(duration_s) and duration_s > 0
+    )
 
 
 @dataclass(frozen=True)

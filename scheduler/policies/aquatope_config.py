@@ -5,12 +5,14 @@ for up to ``trial_ticks`` ticks, turns what the daemon observed meanwhile into o
 :class:`~scheduler.configure.base.ConfigSample`, asks the configurator (safe constrained BO
 by default) for the next configuration, and after ``budget`` trials or when the configurator
 stops it keeps the cheapest configuration that met the QoS. From then on it watches the
-workflow's request rate and latency with two CUSUM change detectors; when either fires, the
-old samples no longer describe the system and a new tuning episode starts (not a timer).
-Both watch windows of ``drift_window_ticks`` ticks (a trial's length by default), not single
-ticks, and the rate's reference is every window of the tuning episode: a workload with a
-burst every few minutes has bursts in its reference, so a burst is not a change, while a
-lasting change of the rate or the tail is.
+workflow's request rate and latency with two change detectors; when either fires, the old
+samples no longer describe the system and a new tuning episode starts (not a timer). Both
+watch windows of ``drift_window_ticks`` ticks (a trial's length by default), not single
+ticks. The rate's reference is every window of the tuning episode, as a mixture of the
+rates it showed (:class:`~scheduler.configure.drift.LoadShiftDetector`: a load doubled or
+halved against that mixture), so a workload with a burst every few minutes has bursts in its
+reference and a burst is not a change, while a lasting change of the rate is, within a few
+windows; the latency's is a CUSUM of the kept configuration's first windows.
 
 Safety rules (hard, whatever the configurator proposes):
 
@@ -76,7 +78,7 @@ from typing import Any
 import numpy as np
 
 from scheduler.configure.base import ConfigSample, Measurement
-from scheduler.configure.drift import CusumDetector, TickWindows, Window
+from scheduler.configure.drift import CusumDetector, LoadShiftDetector, TickWindows, Window
 from scheduler.configure.methods import make_configurator
 from scheduler.configure.objectives import best_feasible, is_feasible, qos_constraint
 from scheduler.configure.space import (
@@ -100,6 +102,7 @@ MAX_SKIPPED_PROPOSALS = 25  # excluded proposals answered in one tick before giv
 DRIFT_REFERENCE_WINDOWS = 4  # windows a drift detector needs before it watches
 DRIFT_SLACK = 0.5  # CUSUM slack per window, in reference standard deviations
 MAX_LOAD_REFERENCE = 240  # most recent tuning windows kept as the load's reference
+MAX_RETUNES_KEPT = 100  # re-tuning starts remembered (time, reason)
 SURGE_TICKS = 5  # ticks whose rate says whether the load surges now
 SURGE_FACTOR = 2.0  # a rate above this multiple of the episode's reference is a surge
 DRAIN_TICKS = 2  # held ticks not judged: the rolled-back trial's queue drains in them
@@ -218,7 +221,8 @@ class AquatopeConfigPolicy(Policy):
         error_burst: a trial tick with more than this share of failed requests rolls back.
         rollback_factor: a trial tick whose tail exceeds this multiple of the target rolls back.
         violation_budget: share of a trial's requests over the target that rolls it back.
-        drift_threshold: CUSUM alarm level (standard deviations).
+        drift_threshold: alarm level of the drift detectors (the load's in nats of
+            evidence, the latency CUSUM's in standard deviations).
         drift_window_ticks: ticks per window the drift detectors judge (None: trial_ticks).
         seed: seeds the configurator.
     """
@@ -275,10 +279,15 @@ class AquatopeConfigPolicy(Policy):
         self.violation_budget = violation_budget
         self.seed = seed
         self.drift_window_ticks = drift_window_ticks or trial_ticks
-        self.rate_detector = self._detector(drift_threshold)
-        self.latency_detector = self._detector(drift_threshold)
+        self.rate_detector = LoadShiftDetector(
+            reference=DRIFT_REFERENCE_WINDOWS, threshold=drift_threshold
+        )
+        self.latency_detector = CusumDetector(
+            reference=DRIFT_REFERENCE_WINDOWS, drift=DRIFT_SLACK, threshold=drift_threshold
+        )
         self._windows = TickWindows(self.drift_window_ticks)
-        self._load_reference: list[float] = []  # log1p(rate) of the tuning episode's windows
+        # (arrivals, seconds) of the tuning episode's windows: the load's reference
+        self._load_reference: list[tuple[float, float]] = []
         self.phase = "tuning"
         self.episode = 0
         self.samples: list[ConfigSample] = []
@@ -294,6 +303,7 @@ class AquatopeConfigPolicy(Policy):
         # invocation at this load, so a trial that ran in a burst does not look cheap
         self.reference_rate: float | None = None
         self.trials_total = 0  # trials applied over every episode (rolled back ones included)
+        self.retunes: list[tuple[float, str]] = []  # when and why each later episode began
         self._source = "safe"
         self._pending: tuple[Configuration, str] | None = None  # next trial, after recovery
         self._configurator: Any = None
@@ -305,12 +315,6 @@ class AquatopeConfigPolicy(Policy):
         self.retried: list[Configuration] = []  # trials rolled back in a surge, this episode
         self._held = 0  # ticks held at the incumbent before a pending trial
         self._postponed: _Postponed | None = None
-
-    @staticmethod
-    def _detector(threshold: float) -> CusumDetector:
-        return CusumDetector(
-            reference=DRIFT_REFERENCE_WINDOWS, drift=DRIFT_SLACK, threshold=threshold
-        )
 
     # -- safety bookkeeping --------------------------------------------------------------
     def floor_mb(self, function: str) -> int:
@@ -516,7 +520,8 @@ class AquatopeConfigPolicy(Policy):
             return None
         if not self._load_reference:
             return self.reference_rate
-        median = float(np.expm1(np.median(self._load_reference)))
+        rates = [arrivals / seconds for arrivals, seconds in self._load_reference]
+        median = float(np.expm1(np.median(np.log1p(rates))))
         return min(self.reference_rate, median)
 
     def _surge(self) -> float | None:
@@ -557,7 +562,8 @@ class AquatopeConfigPolicy(Policy):
                 return f"memory of {f} refused at {wanted} MB (kept at {kept:.0f} MB)", f
         return None
 
-    def _start_episode(self, reason: str) -> str:
+    def _start_episode(self, reason: str, now_s: float) -> str:
+        self.retunes = [*self.retunes, (now_s, reason)][-MAX_RETUNES_KEPT:]
         self.phase = "tuning"
         self.episode += 1 if self.samples or self.best is not None else 0
         self.samples = []
@@ -647,6 +653,7 @@ class AquatopeConfigPolicy(Policy):
         if missing:
             return Decision.decline(f"functions not deployed: {', '.join(missing)}")
         fobs = observation.functions
+        tick_now = observation.now_s
         self._learn_safe(workflow, fobs)
         self._learn_rss(workflow, fobs)
         self._ensure_configurator(workflow)
@@ -659,19 +666,20 @@ class AquatopeConfigPolicy(Policy):
             estimate_s=tick.latency_s,
         )
         if window is not None and self.phase == "tuning":
-            self._load_reference = [*self._load_reference, math.log1p(window.rate)][
-                -MAX_LOAD_REFERENCE:
-            ]
+            self._load_reference = [
+                *self._load_reference,
+                (window.arrivals, window.duration_s),
+            ][-MAX_LOAD_REFERENCE:]
 
         if self.phase == "steady":
             assert self.best is not None
             harm, oom_fn, _ = self._harm(workflow, tick, fobs)
             if oom_fn:  # the kept configuration itself is unsafe now: learn, go back to safe
                 self._exclude(self.best, oom_fn, harm)
-                self._start_episode(f"{harm} at the kept configuration: re-tuning")
+                self._start_episode(f"{harm} at the kept configuration: re-tuning", tick_now)
                 self.best = None
             elif window is not None and (what := self._drift(window, workflow)):
-                self._start_episode(f"{what} drift detected: re-tuning")
+                self._start_episode(f"{what} drift detected: re-tuning", tick_now)
             else:
                 return self._decision(self.best, f"steady at the best feasible ({self.best})")
             self._ensure_configurator(workflow)
@@ -761,7 +769,7 @@ class AquatopeConfigPolicy(Policy):
 
     def _drift(self, window: Window, workflow: Workflow) -> str:
         """What drifted ("load", "latency") by this window, or ""."""
-        drift_rate = self.rate_detector.update(math.log1p(window.rate))
+        drift_rate = self.rate_detector.update(window.arrivals, window.duration_s)
         latency = window.latency(self._pct(workflow))
         drift_lat = math.isfinite(latency) and self.latency_detector.update(
             math.log(max(latency, 1e-9))
@@ -918,8 +926,9 @@ class AquatopeConfigPolicy(Policy):
             "rate_detector": self.rate_detector.state_dict(),
             "latency_detector": self.latency_detector.state_dict(),
             "drift_windows": self._windows.state_dict(),
-            "load_reference": list(self._load_reference),
+            "load_reference": [list(w) for w in self._load_reference],
             "retried": [c.to_json() for c in self.retried],
+            "retunes": [[t, why] for t, why in self.retunes],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -964,7 +973,12 @@ class AquatopeConfigPolicy(Policy):
         self.rate_detector.load_state_dict(dict(state.get("rate_detector", {})))
         self.latency_detector.load_state_dict(dict(state.get("latency_detector", {})))
         self._windows.load_state_dict(dict(state.get("drift_windows", {})))
-        self._load_reference = [float(x) for x in state.get("load_reference", [])]
+        self._load_reference = [  # a state from before the pairs (rates alone) is dropped
+            (float(w[0]), float(w[1]))
+            for w in state.get("load_reference", [])
+            if isinstance(w, list | tuple) and len(w) == 2
+        ]
         self.retried = [Configuration.from_json(c) for c in state.get("retried", [])]
+        self.retunes = [(float(t), str(why)) for t, why in state.get("retunes", [])]
         self._configurator = None
         self._trial = _Trial()

@@ -1,13 +1,14 @@
-"""CUSUM change detection used for online re-tuning."""
+"""Change detection used for online re-tuning: the latency's CUSUM, the load's shift test."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
-from scheduler.configure.drift import CusumDetector, TickWindows
+from scheduler.configure.drift import CusumDetector, LoadShiftDetector, TickWindows
 
 
 def test_no_alarm_on_stationary_noise_and_alarm_on_a_step() -> None:
@@ -58,3 +59,88 @@ def test_tick_windows_sum_ticks_and_take_the_tail_of_their_requests() -> None:
     assert last is not None and not last.e2e and last.latency(99.0) == 0.6
     with pytest.raises(ValueError, match="ticks must be >= 1"):
         TickWindows(0)
+
+
+WINDOW_S = 30.0
+
+
+def _load(
+    rng: np.random.Generator, n: int, scale: float = 1.0, *, bursts: bool = True, offset: int = 0
+) -> np.ndarray:
+    """Arrivals per 30 s window: 1/s of Poisson background, and (``bursts``) 120 more calls
+    in every sixth window, every rate times ``scale``."""
+    counts = rng.poisson(30 * scale, n)
+    if bursts:
+        burst = (np.arange(n) + offset) % 6 == 2
+        counts[burst] += rng.poisson(120 * scale, int(burst.sum()))
+    return counts
+
+
+def _watching(reference: np.ndarray) -> LoadShiftDetector:
+    det = LoadShiftDetector()
+    det.prime([(float(n), WINDOW_S) for n in reference])
+    assert det.ready
+    return det
+
+
+def _first_alarm(det: LoadShiftDetector, counts: np.ndarray) -> int | None:
+    """1-based index of the first window that alarms (None: none did)."""
+    return next((i + 1 for i, n in enumerate(counts) if det.update(float(n), WINDOW_S)), None)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_load_shift_ignores_the_bursts_its_reference_held_and_follows_a_doubling_or_halving(
+    seed: int,
+) -> None:
+    rng = np.random.default_rng(seed)
+    reference = _load(rng, 15)  # a tuning episode: 7.5 minutes, two or three bursts
+    det = _watching(reference)
+    assert _first_alarm(det, _load(rng, 600, offset=15)) is None  # 5 hours of the same
+    # a mean and a spread of the same windows (the latency's CUSUM) take 9-18 minutes here
+    state = det.state_dict()
+    doubled = _first_alarm(det, _load(rng, 40, 2.0, offset=615))
+    assert doubled is not None and doubled <= 6
+    det.load_state_dict(state)
+    halved = _first_alarm(det, _load(rng, 40, 0.5, offset=615))
+    assert halved is not None and halved <= 8
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_load_shift_on_a_steady_poisson_load_does_not_alarm_on_its_reference_noise(
+    seed: int,
+) -> None:
+    # fifteen windows estimate a mean and spread poorly: a CUSUM standardised by them
+    # alarmed 5-20 times in these 8 hours on four of the five seeds
+    rng = np.random.default_rng(seed)
+    det = _watching(_load(rng, 15, bursts=False))
+    assert _first_alarm(det, _load(rng, 960, bursts=False)) is None
+
+
+def test_one_flash_of_traffic_is_not_a_shift_and_a_restored_detector_goes_on_alike() -> None:
+    rng = np.random.default_rng(7)
+    det = _watching(_load(rng, 15, bursts=False))
+    assert not det.update(30.0 * 20, WINDOW_S)  # twenty times the load, for one window
+    assert not det.update(30.0 * 20, WINDOW_S)  # and a second: each adds at most 4 nats
+    assert 7.9 < det.high <= 8.0
+    clone = LoadShiftDetector()
+    clone.load_state_dict(json.loads(json.dumps(det.state_dict())))
+    assert clone.high == det.high and clone.ready
+    assert det.update(600.0, WINDOW_S) and clone.update(600.0, WINDOW_S)  # the third
+    # a reference of rates alone (a state from before the pairs) is learned again
+    old = LoadShiftDetector()
+    old.load_state_dict({"ref": [0.7, 0.8, 0.7, 0.9], "high": 3.0, "low": 0.0})
+    assert not old.ready and not old.update(30.0, WINDOW_S)
+
+
+def test_a_quiet_reference_grows_until_enough_arrivals_stand_behind_it() -> None:
+    det = LoadShiftDetector(reference=4, min_arrivals=50)
+    det.prime([(2.0, WINDOW_S)] * 15)  # 30 arrivals: a rate known to a fifth, not enough
+    assert not det.ready
+    for _ in range(9):
+        assert not det.update(2.0, WINDOW_S)
+    assert not det.ready and not det.update(2.0, WINDOW_S)  # the 50th arrival completes it
+    assert det.ready
+    with pytest.raises(ValueError, match="factor > 1"):
+        LoadShiftDetector(factor=1.0)
+    with pytest.raises(ValueError, match="min_arrivals"):
+        LoadShiftDetector(min_arrivals=-1)

@@ -499,6 +499,7 @@ def test_bursts_of_a_bursty_load_do_not_retune_a_lasting_change_does(script: Scr
     lag = run(200, 2)
     assert policy.episode == 1 and 0 <= lag <= 60
     assert policy.last_reason.startswith("load drift detected: re-tuning")
+    assert policy.retunes == [(plat.now, "load drift detected: re-tuning")]
 
 
 def test_too_little_traffic_extends_a_trial_four_times_then_gives_up(script: Script) -> None:
@@ -530,7 +531,7 @@ def _steady(script: Script) -> tuple[AquatopeConfigPolicy, Plat]:
 
 def test_steady_state_restored_from_json_detects_the_same_drift(script: Script) -> None:
     policy, plat = _steady(script)
-    for _ in range(25):  # the detectors learn their reference (20 ticks), then watch
+    for _ in range(25):  # the detectors learn their reference, then watch
         assert plat.tick().reason == f"steady at the best feasible ({SAFE})"
     state = json.loads(json.dumps(policy.state_dict()))
     clone = AquatopeConfigPolicy(budget=1, trial_ticks=2, min_invocations=10, seed=5)
@@ -539,12 +540,20 @@ def test_steady_state_restored_from_json_detects_the_same_drift(script: Script) 
     assert clone.best == SAFE and clone.phase == "steady"
     twin = Plat(clone)
     twin.now = plat.now
-    for plat_ in (plat, twin):  # the load jumps eightfold
-        d = plat_.tick(arrivals=80)
+    alarms = []
+    for plat_ in (plat, twin):  # the load jumps eightfold and stays: at most 4 nats per window
+        for tick in range(1, 9):  # against an alarm at 8, so it takes a third 2-tick window
+            d = plat_.tick(arrivals=80)
+            if d.reason != f"steady at the best feasible ({SAFE})":
+                alarms.append(tick)
+                break
         assert d.reason == (
             "load drift detected: re-tuning; tuning episode 1: observing the safe incumbent"
         )
+    assert alarms == [5, 5]  # tick 1 closes a window of 10 and 80 calls
     assert policy.episode == clone.episode == 1
+    assert policy.retunes == clone.retunes == [(plat.now, "load drift detected: re-tuning")]
+    assert AquatopeConfigPolicy().state_dict()["retunes"] == []
     # a new episode gets a configurator of its own, seeded apart from the first
     assert script.made[0].seed == 5 and script.made[1].seed == 5 + 7919
     assert script.made[-1].seed == 5 + 7919
