@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import NoReturn, TypeVar
 
 import pytest
 
-__all__ = ["cli_with_ctrl_c", "in_ci", "missing", "needs", "wait_until"]
+__all__ = ["bench_module", "cli_with_ctrl_c", "in_ci", "missing", "needs", "wait_until"]
+
+REPO = Path(__file__).resolve().parents[1]
 
 T = TypeVar("T")
 
@@ -25,6 +30,16 @@ def cli_with_ctrl_c(*args: str) -> list[str]:
         "runpy.run_module('testbed.cli', run_name='__main__')"
     )
     return [sys.executable, "-c", code, *args]
+
+
+def bench_module(name: str) -> ModuleType:
+    """``bench/NAME.py`` imported as module ``NAME`` (the bench scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_until(predicate: Callable[[], T], timeout_s: float = 20.0, interval_s: float = 0.05) -> T:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import bench_module
 
 
 def test_the_bench_reports_every_scenario_for_both_detectors(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "drift_detection", REPO / "bench" / "drift_detection.py"
-    )
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["drift_detection"] = bench
-    spec.loader.exec_module(bench)
+    bench = bench_module("drift_detection")
     bench.main(["--seeds", "2", "--hours", "0.5", "--after-min", "6"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {(r["scenario"], r["detector"]) for r in rows} == {

@@ -3,24 +3,14 @@ measured; runs of other seeds and the oracle's own runs are not compared."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import bench_module
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "oracle_bound", REPO / "bench" / "oracle_bound.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["oracle_bound"] = module
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("oracle_bound")
 
 
 def _run(label: str, seed: int, idle: float, cold_pct: float, qos_pct: float = 0.0) -> Any:
