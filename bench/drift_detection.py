@@ -1,16 +1,19 @@
-"""The configurator's load drift detector against the rule it replaced, on the same windows.
+"""The configurator's drift detectors against the rule they replaced, on the same windows.
 
-Per scenario and seed: Poisson arrivals (with or without bursts) binned into 30 s windows,
-a reference of ``--reference`` windows (a tuning episode: 15 by default, 7.5 minutes),
-``--hours`` of the same load (every alarm there is a false one; the detector starts over
-after each), then the load times a factor (the first alarm there is the detection). Two
-detectors see the same windows:
+Load, per scenario and seed: Poisson arrivals (with or without bursts) binned into 30 s
+windows, a reference of ``--reference`` windows (a tuning episode: 15 by default, 7.5
+minutes), ``--hours`` of the same load (every alarm there is a false one; the detector starts
+over after each), then the load times a factor (the first alarm there is the detection).
+Latency, the same with windows' tail latencies (about 0.4 s, 10 % noise, every sixth window
+3x slower in the bursty scenarios) and a reference of 4 windows, as the policy takes at its
+kept configuration. Two detectors see the same windows:
 
-* ``load-shift``: :class:`~scheduler.configure.drift.LoadShiftDetector` (the mixture of the
-  reference's rates, a doubling or halving against it, in nats), as ``aquatope-config``
-  runs it;
-* ``cusum``: the previous rule, a CUSUM of ``log1p(rate)`` standardised by the reference's
-  mean and spread (slack 0.5, alarm at 8 standard deviations).
+* ``shift``: :class:`~scheduler.configure.drift.LoadShiftDetector` (the mixture of the
+  reference's rates, doubled or halved against it) or
+  :class:`~scheduler.configure.drift.LatencyShiftDetector` (a kernel density of the
+  reference's log tails, 1.5x slower or faster), as ``aquatope-config`` runs them;
+* ``cusum``: the previous rule, a CUSUM of ``log1p(rate)`` or of the log tail standardised
+  by the reference's mean and spread (slack 0.5, alarm at 8 standard deviations).
 
 Prints one JSON line per scenario and detector: false alarms per 100 hours, how many runs
 detected the change within ``--after-min`` minutes, and the minutes it took (median, max).
@@ -25,6 +28,7 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from bench._common import emit, machine
-from scheduler.configure.drift import CusumDetector, LoadShiftDetector
+from scheduler.configure.drift import CusumDetector, LatencyShiftDetector, LoadShiftDetector
 
 WINDOW_S = 30.0
 
@@ -69,6 +73,48 @@ SCENARIOS: dict[str, tuple[Load, float]] = {
 }
 
 
+# latency: (share of windows 3x slower, the change's factor)
+LATENCY_SCENARIOS: dict[str, tuple[float, float]] = {
+    "latency-steady-x1.6": (0.0, 1.6),
+    "latency-bursty-x1.6": (1 / 6, 1.6),
+    "latency-bursty-x0.6": (1 / 6, 0.6),
+}
+
+
+def _tails(rng: np.random.Generator, n: int, burst_share: float, scale: float) -> np.ndarray:
+    out = 0.4 * scale * np.exp(rng.normal(0.0, 0.1, n))
+    out[rng.random(n) < burst_share] *= 3.0
+    return out
+
+
+def one_latency_run(kind: str, burst_share: float, factor: float, seed: int, args):
+    """(false alarms, minutes to detect the change or None) of one seed."""
+    rng = np.random.default_rng(seed)
+    steady = int(args.hours * 3600 / WINDOW_S)
+    after = int(args.after_min * 60 / WINDOW_S)
+    reference = _tails(rng, 4, 0.0, 1.0)  # the kept configuration's first windows
+    same = _tails(rng, steady, burst_share, 1.0)
+    changed = _tails(rng, after, burst_share, factor)
+    if kind == "shift":
+        det: LatencyShiftDetector | CusumDetector = LatencyShiftDetector(reference=4)
+        det.prime(reference.tolist())
+        signal = float
+    else:
+        det = CusumDetector(reference=4, drift=0.5, threshold=8.0)
+        det.prime(np.log(reference).tolist())
+        signal = math.log
+
+    def feed(x: float) -> bool:
+        if det.update(signal(x)):
+            det.high = det.low = 0.0
+            return True
+        return False
+
+    false_alarms = sum(feed(float(x)) for x in same)
+    lag = next((i + 1 for i, x in enumerate(changed) if feed(float(x))), None)
+    return false_alarms, None if lag is None else lag * WINDOW_S / 60.0
+
+
 def _counts(load: Load, rng: np.random.Generator, start: float, windows: int, scale: float):
     end = start + windows * WINDOW_S
     edges = start + WINDOW_S * np.arange(windows + 1)
@@ -76,7 +122,7 @@ def _counts(load: Load, rng: np.random.Generator, start: float, windows: int, sc
 
 
 def _detector(kind: str, reference: np.ndarray) -> Callable[[float], bool]:
-    if kind == "load-shift":
+    if kind == "shift":
         shift = LoadShiftDetector()
         shift.prime([(n, WINDOW_S) for n in reference])
 
@@ -125,9 +171,17 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.hours <= 0 or args.reference < 4 or args.after_min <= 0:
         ap.error("need --seeds >= 1, --hours > 0, --reference >= 4, --after-min > 0")
-    for name, (load, factor) in SCENARIOS.items():
-        for kind in ("load-shift", "cusum"):
-            runs = [one_run(kind, load, factor, s, args) for s in range(args.seeds)]
+    cases: list[tuple[str, float, Callable[[str, int], tuple[int, float | None]]]] = [
+        (name, factor, partial(_load_case, load, factor, args))
+        for name, (load, factor) in SCENARIOS.items()
+    ]
+    cases += [
+        (name, factor, partial(_latency_case, share, factor, args))
+        for name, (share, factor) in LATENCY_SCENARIOS.items()
+    ]
+    for name, factor, run in cases:
+        for kind in ("shift", "cusum"):
+            runs = [run(kind, s) for s in range(args.seeds)]
             lags = [lag for _, lag in runs if lag is not None]
             false_per_100h = sum(f for f, _ in runs) / (args.seeds * args.hours) * 100
             row = {
@@ -143,12 +197,20 @@ def main(argv: list[str] | None = None) -> None:
                 "machine": machine(),
             }
             print(
-                f"{name:20s} {kind:10s} false alarms {row['false_alarms_per_100h']:6.1f}/100 h, "
+                f"{name:20s} {kind:6s} false alarms {row['false_alarms_per_100h']:6.1f}/100 h, "
                 f"detected {row['detected']}, lag median {row['lag_min_median']} max "
                 f"{row['lag_min_max']} min",
                 file=sys.stderr,
             )
             emit(row)
+
+
+def _load_case(load: Load, factor: float, args: argparse.Namespace, kind: str, seed: int):
+    return one_run(kind, load, factor, seed, args)
+
+
+def _latency_case(share: float, factor: float, args: argparse.Namespace, kind: str, seed: int):
+    return one_latency_run(kind, share, factor, seed, args)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,22 @@
 """Change detection for online re-tuning.
 
-* :class:`CusumDetector`: a two-sided CUSUM on a standardised signal (the latency). It
-  learns a reference mean and spread from ``reference`` observations (or is primed with
-  them), then accumulates standardised deviations beyond a slack ``drift`` (in standard
-  deviations) in both directions; an alarm fires when either sum passes ``threshold``.
-* :class:`LoadShiftDetector`: the load. A mean and a spread describe a bursty reference
-  badly (one window in six a burst: two humps, one wide bell), so a doubled background sits
-  inside the bell and only the bursts add up. Instead each reference window is a model of
-  its own (its rate, known up to its count's Poisson error), the reference is their mixture,
-  and two CUSUMs of log-likelihood ratios ask whether the windows since fit the reference
-  scaled by ``factor`` (or by its inverse) better than the reference itself.
+A mean and a spread describe a bursty reference badly (one window in six a burst: two humps,
+one wide bell), so a CUSUM standardised by them sees a doubled background only through the
+bursts, and a burst its short reference missed is a dozen deviations at once. The detectors
+the policy runs instead model the reference as it is and ask, window by window, whether the
+windows since fit it shifted by a factor better than they fit it unshifted:
 
-:class:`TickWindows` turns per-tick figures into per-window ones first, so traffic that is
-bursty by nature (a burst every few minutes) is one distribution, not a change at every
-burst. Pure: values in, booleans out.
+* :class:`LoadShiftDetector`: the load. Each reference window's rate, as a mixture (its
+  counts' Poisson noise not counted twice), doubled or halved.
+* :class:`LatencyShiftDetector`: the tail latency. A kernel density of the reference
+  windows' log tails, shifted by ``±log(factor)``.
+
+Both run two CUSUMs of log-likelihood ratios clipped per window, so one odd window never
+alarms and an ordinary one takes back what an odd one added. :class:`CusumDetector` is the
+two-sided CUSUM on a standardised signal they replaced (``bench/drift_detection.py`` compares
+them). :class:`TickWindows` turns per-tick figures into per-window ones first, so traffic
+that is bursty by nature (a burst every few minutes) is one distribution, not a change at
+every burst. Pure: values in, booleans out.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-__all__ = ["CusumDetector", "LoadShiftDetector", "TickWindows", "Window"]
+__all__ = ["CusumDetector", "LatencyShiftDetector", "LoadShiftDetector", "TickWindows", "Window"]
 
 
 class CusumDetector:
@@ -105,7 +108,28 @@ class CusumDetector:
         self.low = float(state.get("low", 0.0))
 
 
-class LoadShiftDetector:
+class _ShiftCusum:
+    """Two one-sided CUSUMs (Page, 1954) of per-window log-likelihood ratios, "shifted up"
+    and "shifted down" against "as the reference", each window's ratio clipped to
+    ``±max_step`` nats; an alarm when either sum passes ``threshold`` nats."""
+
+    def __init__(self, threshold: float, max_step: float) -> None:
+        if threshold <= 0 or max_step <= 0:
+            raise ValueError("need threshold > 0 and max_step > 0")
+        self.threshold = threshold
+        self.max_step = max_step
+        self.high = 0.0
+        self.low = 0.0
+
+    def step(self, up: float, down: float) -> bool:
+        """Add one window's ratios (nats); True on an alarm."""
+        cap = self.max_step
+        self.high = max(0.0, self.high + min(max(up, -cap), cap))
+        self.low = max(0.0, self.low + min(max(down, -cap), cap))
+        return self.high > self.threshold or self.low > self.threshold
+
+
+class LoadShiftDetector(_ShiftCusum):
     """Whether the load moved by ``factor`` (up or down) from a reference of windows.
 
     In control, a window's arrival count follows a mixture of rates learned from the
@@ -145,17 +169,12 @@ class LoadShiftDetector:
         max_shape: float = 25.0,
         min_arrivals: float = 50.0,
     ) -> None:
-        if reference < 1 or factor <= 1 or threshold <= 0 or max_step <= 0 or max_shape <= 0:
-            raise ValueError(
-                "need reference >= 1, factor > 1, threshold > 0, max_step > 0, max_shape > 0"
-            )
-        if min_arrivals < 0:
-            raise ValueError(f"min_arrivals must be >= 0, got {min_arrivals}")
+        super().__init__(threshold, max_step)
+        if reference < 1 or factor <= 1 or max_shape <= 0 or min_arrivals < 0:
+            raise ValueError("need reference >= 1, factor > 1, max_shape > 0, min_arrivals >= 0")
         self.min_arrivals = min_arrivals
         self.reference = reference
         self.factor = factor
-        self.threshold = threshold
-        self.max_step = max_step
         self.max_shape = max_shape
         self.reset()
 
@@ -228,12 +247,9 @@ class LoadShiftDetector:
                 self._fit_reference()
             return False
         base = self._log_fit(arrivals, duration_s, 1.0)
-        cap = self.max_step
         up = self._log_fit(arrivals, duration_s, self.factor) - base
         down = self._log_fit(arrivals, duration_s, 1.0 / self.factor) - base
-        self.high = max(0.0, self.high + min(max(up, -cap), cap))
-        self.low = max(0.0, self.low + min(max(down, -cap), cap))
-        return self.high > self.threshold or self.low > self.threshold
+        return self.step(up, down)
 
     def state_dict(self) -> dict[str, Any]:
         return {"ref": [list(w) for w in self._ref], "high": self.high, "low": self.low}
@@ -244,6 +260,114 @@ class LoadShiftDetector:
         ref = state.get("ref", [])
         pairs = [w for w in ref if isinstance(w, list | tuple) and len(w) == 2]
         self.prime([(float(n), float(d)) for n, d in pairs])
+        self.high = float(state.get("high", 0.0))
+        self.low = float(state.get("low", 0.0))
+
+
+class LatencyShiftDetector(_ShiftCusum):
+    """Whether the latency moved by ``factor`` (up or down) from a reference of windows.
+
+    In control, a window's log tail latency follows a kernel density of the reference
+    windows' log tails (Gaussian kernels ``max(min_width, Silverman's rule)`` wide: a few
+    windows never show every level a tail takes); out of control, the same density shifted
+    by ``±log(factor)``. The same CUSUMs of clipped log-likelihood ratios as
+    :class:`LoadShiftDetector`: a window far above every reference window (a burst the
+    reference missed) adds at most ``max_step``, and the next ordinary window takes about as
+    much away, so only a lasting change adds up.
+
+    Args:
+        reference: windows needed before it watches (a primed reference with fewer
+            completes itself from the next ones).
+        factor: the shift each side tests (> 1).
+        threshold: alarm level of either sum, in nats.
+        max_step: the most one window adds, in nats.
+        min_width: the narrowest kernel, in log seconds (0.15: about 15 %).
+        max_reference: the reference grows to this many windows: each window that comes
+            while neither sum holds evidence joins it.
+    """
+
+    def __init__(
+        self,
+        *,
+        reference: int = 4,
+        factor: float = 1.5,
+        threshold: float = 8.0,
+        max_step: float = 4.0,
+        min_width: float = 0.15,
+        max_reference: int = 30,
+    ) -> None:
+        super().__init__(threshold, max_step)
+        if reference < 1 or factor <= 1 or min_width <= 0 or max_reference < reference:
+            raise ValueError(
+                "need reference >= 1, factor > 1, min_width > 0, max_reference >= reference"
+            )
+        self.max_reference = max_reference
+        self.reference = reference
+        self.factor = factor
+        self.min_width = min_width
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the reference and the sums."""
+        self._ref: list[float] = []  # log seconds
+        self._width = self.min_width
+        self.high = 0.0
+        self.low = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return len(self._ref) >= self.reference
+
+    def prime(self, latencies_s: Sequence[float]) -> None:
+        """Start over with ``latencies_s`` (windows' tails, seconds) as the reference."""
+        self.reset()
+        self._ref = [math.log(x) for x in latencies_s if math.isfinite(x) and x > 0]
+        if self.ready:
+            self._fit_reference()
+
+    def _fit_reference(self) -> None:
+        ref = np.asarray(self._ref)
+        if len(ref) < 2:
+            self._width = self.min_width
+            return
+        # Silverman's rule with the robust spread: a few burst windows do not widen it
+        q75, q25 = np.percentile(ref, [75, 25])
+        spread = min(float(ref.std(ddof=1)), float(q75 - q25) / 1.34)
+        self._width = max(self.min_width, 1.06 * spread * len(ref) ** -0.2)
+
+    def _log_fit(self, log_latency: float, shift: float) -> float:
+        z = (log_latency - shift - np.asarray(self._ref)) / self._width
+        return float(logsumexp(-0.5 * z * z))  # the constants cancel in every ratio
+
+    def update(self, latency_s: float) -> bool:
+        """Feed one window's tail (seconds); True when the latency moved."""
+        if not (math.isfinite(latency_s) and latency_s > 0):
+            return False
+        x = math.log(latency_s)
+        if not self.ready:
+            self._ref.append(x)
+            if self.ready:
+                self._fit_reference()
+            return False
+        calm = self.high == 0.0 and self.low == 0.0
+        base = self._log_fit(x, 0.0)
+        shift = math.log(self.factor)
+        alarm = self.step(self._log_fit(x, shift) - base, self._log_fit(x, -shift) - base)
+        if calm and len(self._ref) < self.max_reference:
+            # a window that came with no evidence pending is what the kept configuration
+            # does: a burst the first windows missed joins the reference and is the
+            # workload the next time (a lasting change adds up faster than it can join)
+            self._ref.append(x)
+            self._fit_reference()
+        return alarm
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ref_log_s": list(self._ref), "high": self.high, "low": self.low}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore; a state from before this detector (no ``ref_log_s``) starts its
+        reference again from the next windows."""
+        self.prime([math.exp(float(x)) for x in state.get("ref_log_s", [])])
         self.high = float(state.get("high", 0.0))
         self.low = float(state.get("low", 0.0))
 

@@ -12,7 +12,9 @@ ticks. The rate's reference is every window of the tuning episode, as a mixture 
 rates it showed (:class:`~scheduler.configure.drift.LoadShiftDetector`: a load doubled or
 halved against that mixture), so a workload with a burst every few minutes has bursts in its
 reference and a burst is not a change, while a lasting change of the rate is, within a few
-windows; the latency's is a CUSUM of the kept configuration's first windows.
+windows; the latency's is the kept configuration's first windows (their tails as a kernel
+density, :class:`~scheduler.configure.drift.LatencyShiftDetector`: 1.5 times slower or
+faster), where one slow window (a burst those windows missed) is no change either.
 
 Safety rules (hard, whatever the configurator proposes):
 
@@ -78,7 +80,7 @@ from typing import Any
 import numpy as np
 
 from scheduler.configure.base import ConfigSample, Measurement
-from scheduler.configure.drift import CusumDetector, LoadShiftDetector, TickWindows, Window
+from scheduler.configure.drift import LatencyShiftDetector, LoadShiftDetector, TickWindows, Window
 from scheduler.configure.methods import make_configurator
 from scheduler.configure.objectives import best_feasible, is_feasible, qos_constraint
 from scheduler.configure.space import (
@@ -100,7 +102,6 @@ __all__ = ["AquatopeConfigPolicy", "Exclusion"]
 
 MAX_SKIPPED_PROPOSALS = 25  # excluded proposals answered in one tick before giving up
 DRIFT_REFERENCE_WINDOWS = 4  # windows a drift detector needs before it watches
-DRIFT_SLACK = 0.5  # CUSUM slack per window, in reference standard deviations
 MAX_LOAD_REFERENCE = 240  # most recent tuning windows kept as the load's reference
 MAX_RETUNES_KEPT = 100  # re-tuning starts remembered (time, reason)
 SURGE_TICKS = 5  # ticks whose rate says whether the load surges now
@@ -221,8 +222,7 @@ class AquatopeConfigPolicy(Policy):
         error_burst: a trial tick with more than this share of failed requests rolls back.
         rollback_factor: a trial tick whose tail exceeds this multiple of the target rolls back.
         violation_budget: share of a trial's requests over the target that rolls it back.
-        drift_threshold: alarm level of the drift detectors (the load's in nats of
-            evidence, the latency CUSUM's in standard deviations).
+        drift_threshold: alarm level of the drift detectors (nats of evidence).
         drift_window_ticks: ticks per window the drift detectors judge (None: trial_ticks).
         seed: seeds the configurator.
     """
@@ -282,8 +282,8 @@ class AquatopeConfigPolicy(Policy):
         self.rate_detector = LoadShiftDetector(
             reference=DRIFT_REFERENCE_WINDOWS, threshold=drift_threshold
         )
-        self.latency_detector = CusumDetector(
-            reference=DRIFT_REFERENCE_WINDOWS, drift=DRIFT_SLACK, threshold=drift_threshold
+        self.latency_detector = LatencyShiftDetector(
+            reference=DRIFT_REFERENCE_WINDOWS, threshold=drift_threshold
         )
         self._windows = TickWindows(self.drift_window_ticks)
         # (arrivals, seconds) of the tuning episode's windows: the load's reference
@@ -770,10 +770,7 @@ class AquatopeConfigPolicy(Policy):
     def _drift(self, window: Window, workflow: Workflow) -> str:
         """What drifted ("load", "latency") by this window, or ""."""
         drift_rate = self.rate_detector.update(window.arrivals, window.duration_s)
-        latency = window.latency(self._pct(workflow))
-        drift_lat = math.isfinite(latency) and self.latency_detector.update(
-            math.log(max(latency, 1e-9))
-        )
+        drift_lat = self.latency_detector.update(window.latency(self._pct(workflow)))
         return "load" if drift_rate else "latency" if drift_lat else ""
 
     def _tick(self, workflow: Workflow, observation: Observation) -> _Tick:

@@ -8,7 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from scheduler.configure.drift import CusumDetector, LoadShiftDetector, TickWindows
+from scheduler.configure.drift import (
+    CusumDetector,
+    LatencyShiftDetector,
+    LoadShiftDetector,
+    TickWindows,
+)
 
 
 def test_no_alarm_on_stationary_noise_and_alarm_on_a_step() -> None:
@@ -144,3 +149,37 @@ def test_a_quiet_reference_grows_until_enough_arrivals_stand_behind_it() -> None
         LoadShiftDetector(factor=1.0)
     with pytest.raises(ValueError, match="min_arrivals"):
         LoadShiftDetector(min_arrivals=-1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_latency_shift_takes_bursts_it_never_saw_in_stride_and_follows_a_slowdown(
+    seed: int,
+) -> None:
+    rng = np.random.default_rng(seed)
+
+    def tails(n: int, scale: float = 1.0, bursts: bool = True) -> np.ndarray:
+        """Windows' tails around 0.4 s (10 % noise); every sixth 3x (a burst)."""
+        out = 0.4 * scale * np.exp(rng.normal(0.0, 0.1, n))
+        if bursts:
+            out[np.arange(n) % 6 == 5] *= 3.0
+        return out
+
+    det = LatencyShiftDetector(reference=4)
+    det.prime(tails(4, bursts=False).tolist())  # the kept configuration's first 2 minutes
+    assert det.ready
+    assert not any(det.update(float(x)) for x in tails(600))  # 5 hours, 100 bursts
+    state = json.loads(json.dumps(det.state_dict()))
+    # windows that came with no evidence pending joined the reference, bursts among them
+    ref = np.exp(state["ref_log_s"])
+    assert len(ref) == det.max_reference == 30 and ref.max() > 1.0
+    slower = next(i + 1 for i, x in enumerate(tails(20, 1.6)) if det.update(float(x)))
+    assert slower <= 5
+    det.load_state_dict(state)
+    faster = next(i + 1 for i, x in enumerate(tails(20, 0.55)) if det.update(float(x)))
+    assert faster <= 5
+    # a state from before the kernel density (a CUSUM's reference) starts again
+    old = LatencyShiftDetector(reference=4)
+    old.load_state_dict({"ref": [-0.9, -0.9, -0.8, -0.9], "high": 1.0, "low": 0.0})
+    assert not old.ready and not old.update(0.4) and not old.update(float("nan"))
+    with pytest.raises(ValueError, match="factor > 1"):
+        LatencyShiftDetector(factor=0.5)

@@ -559,6 +559,21 @@ def test_steady_state_restored_from_json_detects_the_same_drift(script: Script) 
     assert script.made[-1].seed == 5 + 7919
 
 
+def test_one_slow_window_is_not_latency_drift_a_lasting_slowdown_is(script: Script) -> None:
+    policy, plat = _steady(script)  # windows of 2 ticks
+    steady = f"steady at the best feasible ({SAFE})"
+    for tick in range(40):  # the tail at 0.4-0.44 s; every tenth window 3x slower (a burst
+        slow = tick % 20 in (12, 13)  # the four reference windows did not see)
+        d = plat.tick(e2e=(1.3 if slow else 0.4 + 0.02 * (tick % 3),) * 10)
+        assert d.reason == steady
+    slowed = 0  # then every window 1.6x slower
+    while d.reason == steady and slowed < 8:
+        d = plat.tick(e2e=(0.68,) * 10)
+        slowed += 1
+    assert d.reason.startswith("latency drift detected: re-tuning") and slowed <= 6
+    assert policy.retunes == [(plat.now, "latency drift detected: re-tuning")]
+
+
 def test_an_oom_at_the_kept_configuration_starts_over(script: Script) -> None:
     policy, plat = _steady(script)
     d = plat.tick(oom=("fb",))
