@@ -139,14 +139,13 @@ class LoadShiftDetector(_ShiftCusum):
     arrivals come in batches; a handful of windows never shows every level a load takes) and
     by at least ``1 / sqrt(N)`` for a rate that ``N`` reference arrivals stand behind. A
     steady Poisson load is one rate, a load with a burst every few minutes two, and the
-    Poisson noise of the windows' own counts is not counted twice.
-    Out of control, the same mixture at ``factor`` (or ``1 / factor``) times every rate. Per
-    window, the log-likelihood ratio of each shift against the reference, clipped to
-    ``±max_step`` nats (so a flash of traffic, one or two odd windows at the defaults, never
-    alarms alone), feeds a one-sided CUSUM (Page, 1954); an alarm fires when either passes
-    ``threshold`` nats. A
-    doubled background that the bursty reference never showed is strong evidence at once;
-    a burst like the reference's bursts is none.
+    Poisson noise of the windows' own counts is not counted twice. Out of control, the same
+    mixture at ``factor`` (or ``1 / factor``) times every rate. Per window, the
+    log-likelihood ratio of each shift against the reference, clipped to ``±max_step`` nats
+    (so a flash of traffic, one or two odd windows at the defaults, never alarms alone),
+    feeds a one-sided CUSUM (Page, 1954); an alarm fires when either passes ``threshold``
+    nats. A doubled background that the bursty reference never showed is strong evidence at
+    once; a burst like the reference's bursts is none.
 
     Args:
         reference: windows needed before it watches (a primed reference with fewer

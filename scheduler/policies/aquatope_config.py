@@ -520,7 +520,7 @@ class AquatopeConfigPolicy(Policy):
             return None
         if not self._load_reference:
             return self.reference_rate
-        rates = [arrivals / seconds for arrivals, seconds in self._load_reference]
+        rates = [n / seconds if seconds > 0 else 0.0 for n, seconds in self._load_reference]
         median = float(np.expm1(np.median(np.log1p(rates))))
         return min(self.reference_rate, median)
 
