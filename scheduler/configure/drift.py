@@ -121,6 +121,13 @@ class _ShiftCusum:
         self.high = 0.0
         self.low = 0.0
 
+    def _sums(self) -> dict[str, float]:
+        return {"high": self.high, "low": self.low}
+
+    def _load_sums(self, state: dict[str, Any]) -> None:
+        self.high = float(state.get("high", 0.0))
+        self.low = float(state.get("low", 0.0))
+
     def step(self, up: float, down: float) -> bool:
         """Add one window's ratios (nats); True on an alarm."""
         cap = self.max_step
@@ -251,7 +258,7 @@ class LoadShiftDetector(_ShiftCusum):
         return self.step(up, down)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ref": [list(w) for w in self._ref], "high": self.high, "low": self.low}
+        return {"ref": [list(w) for w in self._ref], **self._sums()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore; a reference that is not ``(arrivals, seconds)`` pairs (a state from
@@ -259,8 +266,7 @@ class LoadShiftDetector(_ShiftCusum):
         ref = state.get("ref", [])
         pairs = [w for w in ref if isinstance(w, list | tuple) and len(w) == 2]
         self.prime([(float(n), float(d)) for n, d in pairs])
-        self.high = float(state.get("high", 0.0))
-        self.low = float(state.get("low", 0.0))
+        self._load_sums(state)
 
 
 class LatencyShiftDetector(_ShiftCusum):
@@ -361,14 +367,13 @@ class LatencyShiftDetector(_ShiftCusum):
         return alarm
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ref_log_s": list(self._ref), "high": self.high, "low": self.low}
+        return {"ref_log_s": list(self._ref), **self._sums()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore; a state from before this detector (no ``ref_log_s``) starts its
         reference again from the next windows."""
         self.prime([math.exp(float(x)) for x in state.get("ref_log_s", [])])
-        self.high = float(state.get("high", 0.0))
-        self.low = float(state.get("low", 0.0))
+        self._load_sums(state)
 
 
 _GRID = 64  # rates the reference's mixing distribution is fitted over
