@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -69,7 +70,7 @@ SCENARIOS: dict[str, tuple[Load, float]] = {
     "bursty-x1.5": (Load(), 1.5),
     "poisson-doubled": (Load(burst_calls=0), 2.0),
     "quiet-doubled": (Load(background_per_s=0.05, burst_calls=0), 2.0),  # 1.5 per window
-    "rare-bursts-doubled": (Load(burst_calls=300, period_s=600), 2.0),  # rarer than the reference
+    "rare-bursts-doubled": (Load(burst_calls=300, period_s=600), 2.0),  # a 10-min cycle
 }
 
 
@@ -87,6 +88,25 @@ def _tails(rng: np.random.Generator, n: int, burst_share: float, scale: float) -
     return out
 
 
+def _restarting(detector: Any, signal: Callable[[float], tuple[float, ...]]):
+    """Feeds ``detector.update(*signal(x))``; after an alarm its sums start over."""
+
+    def feed(x: float) -> bool:
+        if detector.update(*signal(x)):
+            detector.high = detector.low = 0.0
+            return True
+        return False
+
+    return feed
+
+
+def _score(feed: Callable[[float], bool], same: np.ndarray, changed: np.ndarray):
+    """(false alarms on ``same``, minutes into ``changed`` to the first alarm or None)."""
+    false_alarms = sum(feed(float(x)) for x in same)
+    lag = next((i + 1 for i, x in enumerate(changed) if feed(float(x))), None)
+    return false_alarms, None if lag is None else lag * WINDOW_S / 60.0
+
+
 def one_latency_run(kind: str, burst_share: float, factor: float, seed: int, args):
     """(false alarms, minutes to detect the change or None) of one seed."""
     rng = np.random.default_rng(seed)
@@ -96,53 +116,20 @@ def one_latency_run(kind: str, burst_share: float, factor: float, seed: int, arg
     same = _tails(rng, steady, burst_share, 1.0)
     changed = _tails(rng, after, burst_share, factor)
     if kind == "shift":
-        det: LatencyShiftDetector | CusumDetector = LatencyShiftDetector(reference=4)
-        det.prime(reference.tolist())
-        signal = float
+        shift = LatencyShiftDetector(reference=4)
+        shift.prime(reference.tolist())
+        feed = _restarting(shift, lambda x: (x,))
     else:
-        det = CusumDetector(reference=4, drift=0.5, threshold=8.0)
-        det.prime(np.log(reference).tolist())
-        signal = math.log
-
-    def feed(x: float) -> bool:
-        if det.update(signal(x)):
-            det.high = det.low = 0.0
-            return True
-        return False
-
-    false_alarms = sum(feed(float(x)) for x in same)
-    lag = next((i + 1 for i, x in enumerate(changed) if feed(float(x))), None)
-    return false_alarms, None if lag is None else lag * WINDOW_S / 60.0
+        cusum = CusumDetector(reference=4, drift=0.5, threshold=8.0)
+        cusum.prime(np.log(reference).tolist())
+        feed = _restarting(cusum, lambda x: (math.log(x),))
+    return _score(feed, same, changed)
 
 
 def _counts(load: Load, rng: np.random.Generator, start: float, windows: int, scale: float):
     end = start + windows * WINDOW_S
     edges = start + WINDOW_S * np.arange(windows + 1)
     return np.histogram(load.arrivals(rng, start, end, scale), edges)[0].astype(float)
-
-
-def _detector(kind: str, reference: np.ndarray) -> Callable[[float], bool]:
-    if kind == "shift":
-        shift = LoadShiftDetector()
-        shift.prime([(n, WINDOW_S) for n in reference])
-
-        def feed_shift(n: float) -> bool:
-            if shift.update(n, WINDOW_S):
-                shift.high = shift.low = 0.0
-                return True
-            return False
-
-        return feed_shift
-    cusum = CusumDetector(reference=4, drift=0.5, threshold=8.0)
-    cusum.prime([math.log1p(n / WINDOW_S) for n in reference])
-
-    def feed_cusum(n: float) -> bool:
-        if cusum.update(math.log1p(n / WINDOW_S)):
-            cusum.high = cusum.low = 0.0
-            return True
-        return False
-
-    return feed_cusum
 
 
 def one_run(kind: str, load: Load, factor: float, seed: int, args: argparse.Namespace):
@@ -154,10 +141,15 @@ def one_run(kind: str, load: Load, factor: float, seed: int, args: argparse.Name
     reference = _counts(load, rng, start, args.reference, 1.0)
     same = _counts(load, rng, start + args.reference * WINDOW_S, steady, 1.0)
     changed = _counts(load, rng, start + (args.reference + steady) * WINDOW_S, after, factor)
-    feed = _detector(kind, reference)
-    false_alarms = sum(feed(n) for n in same)
-    lag = next((i + 1 for i, n in enumerate(changed) if feed(n)), None)
-    return false_alarms, None if lag is None else lag * WINDOW_S / 60.0
+    if kind == "shift":
+        shift = LoadShiftDetector()
+        shift.prime([(n, WINDOW_S) for n in reference])
+        feed = _restarting(shift, lambda n: (n, WINDOW_S))
+    else:
+        cusum = CusumDetector(reference=4, drift=0.5, threshold=8.0)
+        cusum.prime([math.log1p(n / WINDOW_S) for n in reference])
+        feed = _restarting(cusum, lambda n: (math.log1p(n / WINDOW_S),))
+    return _score(feed, same, changed)
 
 
 def main(argv: list[str] | None = None) -> None:
