@@ -111,11 +111,14 @@ class CusumDetector:
 class _ShiftCusum:
     """Two one-sided CUSUMs (Page, 1954) of per-window log-likelihood ratios, "shifted up"
     and "shifted down" against "as the reference", each window's ratio clipped to
-    ``±max_step`` nats; an alarm when either sum passes ``threshold`` nats."""
+    ``±max_step`` nats; an alarm when either sum passes ``threshold`` nats. "Shifted" is
+    by ``factor`` (or its inverse); ``reference`` windows are needed before it watches."""
 
-    def __init__(self, threshold: float, max_step: float) -> None:
-        if threshold <= 0 or max_step <= 0:
-            raise ValueError("need threshold > 0 and max_step > 0")
+    def __init__(self, reference: int, factor: float, threshold: float, max_step: float) -> None:
+        if reference < 1 or factor <= 1 or threshold <= 0 or max_step <= 0:
+            raise ValueError("need reference >= 1, factor > 1, threshold > 0, max_step > 0")
+        self.reference = reference
+        self.factor = factor
         self.threshold = threshold
         self.max_step = max_step
         self.high = 0.0
@@ -175,12 +178,10 @@ class LoadShiftDetector(_ShiftCusum):
         max_shape: float = 25.0,
         min_arrivals: float = 50.0,
     ) -> None:
-        super().__init__(threshold, max_step)
-        if reference < 1 or factor <= 1 or max_shape <= 0 or min_arrivals < 0:
-            raise ValueError("need reference >= 1, factor > 1, max_shape > 0, min_arrivals >= 0")
+        super().__init__(reference, factor, threshold, max_step)
+        if max_shape <= 0 or min_arrivals < 0:
+            raise ValueError("need max_shape > 0 and min_arrivals >= 0")
         self.min_arrivals = min_arrivals
-        self.reference = reference
-        self.factor = factor
         self.max_shape = max_shape
         self.reset()
 
@@ -301,14 +302,10 @@ class LatencyShiftDetector(_ShiftCusum):
         min_width: float = 0.15,
         max_reference: int = 30,
     ) -> None:
-        super().__init__(threshold, max_step)
-        if reference < 1 or factor <= 1 or min_width <= 0 or max_reference < reference:
-            raise ValueError(
-                "need reference >= 1, factor > 1, min_width > 0, max_reference >= reference"
-            )
+        super().__init__(reference, factor, threshold, max_step)
+        if min_width <= 0 or max_reference < reference:
+            raise ValueError("need min_width > 0 and max_reference >= reference")
         self.max_reference = max_reference
-        self.reference = reference
-        self.factor = factor
         self.min_width = min_width
         self.reset()
 
