@@ -21,8 +21,14 @@ saves), each as a mean with a 95 % t-interval over seeds; the minutes from the d
 the re-tuning its drift detectors start (per run) and the drift re-tunings before it (bursts
 or noise taken for a change); the ``declared`` line is the same trace untuned.
 
+``--trials in-place,canary`` runs each method both ways: its trials on every replica of the
+functions they change (``in-place``, the default) or on one canary replica per changed
+function taking at most ``--canary-share`` of its calls (``canary``; labelled
+``METHOD@canary``).
+
 Usage: ``python bench/online_tuning.py [--seeds 5] [--minutes 30] [--methods aquatope,random]
-[--scenarios honest,blind] [--workflow ml-pipeline]``
+[--scenarios honest,blind] [--workflow ml-pipeline] [--trials in-place,canary]
+[--canary-share 0.1]``
 """
 
 from __future__ import annotations
@@ -77,9 +83,17 @@ def window_shares(requests: pd.DataFrame) -> pd.Series:
 
 
 def one_run(
-    workflow: str, method: str | None, scenario: str, seed: int, duration_s: float
+    workflow: str,
+    method: str | None,
+    scenario: str,
+    seed: int,
+    duration_s: float,
+    *,
+    trials: str = "in-place",
+    canary_share: float = 0.1,
 ) -> dict[str, Any]:
-    """One simulated run of ``workflow`` tuned by ``method`` (None: the declared limits)."""
+    """One simulated run of ``workflow`` tuned by ``method`` (None: the declared limits),
+    its trials ``in-place`` or on ``canary`` replicas."""
     catalog = load_workflows()
     wf = catalog.get(workflow)
     stack = load_stack(REPO / "stack.yml")
@@ -91,7 +105,13 @@ def one_run(
         policy = create_policy("always-on")
         config = None
     else:
-        options = {"config_workflow": workflow, "config_method": method, "config_seed": seed}
+        options = {
+            "config_workflow": workflow,
+            "config_method": method,
+            "config_seed": seed,
+            "config_trials": trials,
+            "config_canary_share": canary_share,
+        }
         policy = create_policy("sized", {"replicas": "always-on", **options})
         config = policy.config  # type: ignore[attr-defined]
     started = time.process_time()
@@ -161,12 +181,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--workflow", default="ml-pipeline")
+    ap.add_argument("--trials", default="in-place", help="in-place, canary, or both")
+    ap.add_argument("--canary-share", type=float, default=0.1)
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", category=BotorchWarning)  # all-infeasible early steps
     methods = [m for m in args.methods.split(",") if m]
     scenarios = [s for s in args.scenarios.split(",") if s]
     if unknown := sorted(set(scenarios) - set(SCENARIOS)):
         ap.error(f"--scenarios: unknown {unknown}; known: {', '.join(SCENARIOS)}")
+    modes = [m for m in args.trials.split(",") if m]
+    if unknown := sorted(set(modes) - {"in-place", "canary"}):
+        ap.error(f"--trials: unknown {unknown}; known: in-place, canary")
+    if not 0 < args.canary_share <= 1:
+        ap.error(f"--canary-share must be in (0, 1], got {args.canary_share}")
     if args.seeds < 2 or args.minutes < 10:
         ap.error("--seeds must be >= 2 and --minutes >= 10 (two 5-minute halves at least)")
     duration_s = args.minutes * 60.0
@@ -175,7 +202,20 @@ def main(argv: list[str] | None = None) -> None:
         declared = [one_run(args.workflow, None, scenario, s, duration_s) for s in seeds]
         rows = {"declared": declared}
         for method in methods:
-            rows[method] = [one_run(args.workflow, method, scenario, s, duration_s) for s in seeds]
+            for mode in modes:
+                label = method if mode == "in-place" else f"{method}@{mode}"
+                rows[label] = [
+                    one_run(
+                        args.workflow,
+                        method,
+                        scenario,
+                        s,
+                        duration_s,
+                        trials=mode,
+                        canary_share=args.canary_share,
+                    )
+                    for s in seeds
+                ]
         for label, runs in rows.items():
             figures = summarise(runs, declared)
             print(
@@ -191,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                     "bench": "online_tuning",
                     "scenario": scenario,
                     "method": label,
+                    "canary_share": args.canary_share if "@canary" in label else None,
                     "workflow": args.workflow,
                     "seeds": args.seeds,
                     "minutes": args.minutes,

@@ -6,8 +6,9 @@ policy's wish and the platform: replica targets are clamped to the function's sc
 clamped target differs from the platform's, or when the platform's target already matches but
 fewer replicas are alive than promised (a replica died: the target is re-asserted). An
 invalid decision changes nothing. Every call is logged and returned as an :class:`Action`;
-a platform error is recorded on its action and never raised, so one bad answer cannot stop
-the daemon (the next tick diffs again and retries).
+a platform error (or a canary it cannot run) is recorded on its action and never raised,
+so one bad answer cannot stop the daemon (the next tick diffs again and retries). A
+decision may also run, re-limit or end a function's canary (``testbed.core.canary``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scheduler.policy import Decision
+from scheduler.policy import Decision, FunctionDecision
+from testbed.core.canary import canary_name, canary_of, end_canary, set_canary
 from testbed.core.config import Limits
-from testbed.core.errors import PlatformError
+from testbed.core.errors import TestbedError
 from testbed.core.platform import FunctionStatus, Platform
 
 __all__ = ["Action", "actuate"]
@@ -32,7 +34,8 @@ class Action:
     """One platform call the actuator made (or skipped).
 
     Args:
-        kind: ``scale`` or ``set_limits`` (or ``skip`` for a decision on an unknown function).
+        kind: ``scale``, ``set_limits``, ``set_canary`` or ``end_canary`` (or ``skip`` for a
+            decision on an unknown function).
         function: function name.
         before: the platform's value before the call (replicas, or limits as a dict).
         after: the value asked for.
@@ -105,6 +108,7 @@ def actuate(
                         lambda n=name, w=wanted: platform.set_limits(n, w),
                     )
                 )
+        actions.extend(_canary_actions(platform, name, fd, status, statuses))
         if fd.replicas is not None:
             target = status.spec.scale_bounds.clamp(fd.replicas)
             alive = status.replicas_ready + status.replicas_starting
@@ -128,10 +132,41 @@ def actuate(
     return actions
 
 
+def _canary_actions(
+    platform: Platform,
+    name: str,
+    fd: FunctionDecision,
+    status: FunctionStatus,
+    statuses: Mapping[str, FunctionStatus],
+) -> list[Action]:
+    """Run, re-limit or end the canary of ``name`` as ``fd`` says (nothing when it agrees)."""
+    running = statuses.get(canary_name(name))
+    if fd.end_canary and running is not None:
+        was = _limits_json(running.limits)
+        return [_call("end_canary", name, was, None, lambda: end_canary(platform, name))]
+    if fd.canary is None:
+        return []
+    wanted = status.limits.merged(fd.canary)
+    target = canary_of(running.spec) if running is not None else None
+    if running is not None and running.limits == wanted and target == (name, fd.canary_share):
+        return []
+    before = _limits_json(running.limits) if running is not None else None
+    share = fd.canary_share
+    return [
+        _call(
+            "set_canary",
+            name,
+            before,
+            {**_limits_json(wanted), "share": share},
+            lambda: set_canary(platform, name, wanted, share=share),
+        )
+    ]
+
+
 def _call(kind: str, name: str, before: Any, after: Any, call: Any, *, detail: str = "") -> Action:
     try:
         call()
-    except PlatformError as exc:
+    except TestbedError as exc:  # a platform's refusal, or a canary it cannot name
         log.warning("%s %s %s -> %s failed: %s", kind, name, before, after, exc)
         return Action(kind, name, before, after, ok=False, error=str(exc), detail=detail)
     log.info("%s %s: %s -> %s %s", kind, name, before, after, detail)

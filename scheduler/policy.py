@@ -96,15 +96,25 @@ class Observation:
 
 @dataclass(frozen=True)
 class FunctionDecision:
-    """Target for one function: warm replicas (``None`` = leave as is) and optional limits."""
+    """Target for one function: warm replicas (``None`` = leave as is), optional limits,
+    and optionally a canary (``testbed.core.canary``): one replica beside the function at
+    ``canary`` limits that takes at most ``canary_share`` of its calls, or ``end_canary``.
+    A decision that says nothing of the canary leaves it as it is."""
 
     replicas: int | None = None
     limits: Limits | None = None
     reason: str = ""
+    canary: Limits | None = None
+    canary_share: float = 0.1
+    end_canary: bool = False
 
     def __post_init__(self) -> None:
         if self.replicas is not None and self.replicas < 0:
             raise ValueError(f"replicas must be >= 0, got {self.replicas}")
+        if not 0.0 < self.canary_share <= 1.0:
+            raise ValueError(f"canary_share must be in (0, 1], got {self.canary_share}")
+        if self.canary is not None and self.end_canary:
+            raise ValueError("a decision cannot both run and end a canary")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def compose(prewarm: Decision, config: Decision | None) -> Decision:
         config: decision of ``aquatope-config``, or None when there is none.
 
     Returns:
-        One decision: per function the larger replica target and the configurator's limits.
+        One decision: per function the larger replica target and the configurator's limits
+        (and canary).
         Valid when the pre-warm decision is (an invalid configurator decision only drops its
         limits).
     """
@@ -54,7 +55,14 @@ def compose(prewarm: Decision, config: Decision | None) -> Decision:
         if c.replicas is not None:
             replicas = c.replicas if replicas is None else max(replicas, c.replicas)
         reason = "; ".join(r for r in (p.reason, c.reason) if r)
-        merged[name] = FunctionDecision(replicas=replicas, limits=c.limits, reason=reason)
+        merged[name] = FunctionDecision(
+            replicas=replicas,
+            limits=c.limits,
+            reason=reason,
+            canary=c.canary,
+            canary_share=c.canary_share,
+            end_canary=c.end_canary,
+        )
     valid = prewarm.valid
     return Decision(functions=merged, valid=valid, reason=prewarm.reason or config.reason)
 

@@ -47,10 +47,22 @@ Safety rules (hard, whatever the configurator proposes):
   trial's; it broke it too (or the surge ended first), so the same trial runs once more
   when the surge is over. No failure but an OOM excludes a region that holds a
   configuration the episode saw meet the QoS.
-* **Bounded exposure.** The platform applies limits per function, not per replica, so a
-  trial cannot be confined to one canary replica. Instead a harmful trial is exposed to at
-  most one tick of traffic plus what is in flight (detection happens on the first tick that
-  shows the harm), and any trial lasts at most ``trial_ticks`` ticks.
+* **Bounded exposure.** In place (``trials="in-place"``, the default) a trial's limits go
+  to every replica of its functions: a harmful trial is exposed to at most one tick of
+  traffic plus what is in flight (detection happens on the first tick that shows the
+  harm), and any trial lasts at most ``trial_ticks`` ticks. On *canaries*
+  (``trials="canary"``, where the platform runs them: ``testbed.core.canary``) the
+  functions' own replicas keep the incumbent, and each function the trial changes gets one
+  canary replica at the trial's limits that takes at most ``canary_share`` of its calls
+  (never a call that would wait for it): a harmful trial reaches at most that share of one
+  tick's calls (and a bad one is ended in the tick that shows it, as above). The trial is
+  then judged from what its canaries measured: its OOM kills and errors are the canaries';
+  its end-to-end latencies are the workflow's measured ones shifted by how much the
+  canaries' mean service times lengthen (or shorten) the critical path against the
+  incumbent's (its ticks without a cold start or queue); its cost prices the functions'
+  replica-seconds at the trial's limits; it lasts until every canary has served
+  ``min_canary_calls`` calls (at most ``4 x trial_ticks`` ticks). A kept configuration
+  goes to the functions' own replicas, and the canaries end.
 
 What a trial's latency is: the ``percentile`` of the end-to-end latencies of the workflow's
 requests (queueing and cold starts included) when the observation carries them
@@ -95,6 +107,7 @@ from scheduler.configure.space import (
 )
 from scheduler.policy import Decision, FunctionDecision, FunctionObservation, Observation, Policy
 from scheduler.registry import register_policy
+from testbed.core.canary import canary_name
 from testbed.core.platform import Workflow
 from testbed.core.prices import decoupled_usd_per_s
 
@@ -108,6 +121,13 @@ SURGE_TICKS = 5  # ticks whose rate says whether the load surges now
 SURGE_FACTOR = 2.0  # a rate above this multiple of the episode's reference is a surge
 DRAIN_TICKS = 2  # held ticks not judged: the rolled-back trial's queue drains in them
 _FAILED_X = 3.0  # a failed trial or request counts as this many times the QoS target
+TRIAL_MODES = ("in-place", "canary")
+
+
+def _calls(fobs: Mapping[str, FunctionObservation], function: str, what: str) -> int:
+    """The function's ``arrivals`` (or other count) with its canary's."""
+    canary = fobs.get(canary_name(function))
+    return int(getattr(fobs[function], what)) + (int(getattr(canary, what)) if canary else 0)
 
 
 def _memory_up(memory_mb: float) -> int:
@@ -170,14 +190,47 @@ class _Tick:
     errors: int = 0
     completions: int = 0
     duration_s: float = 1.0
+    # canary trials: per function, (mean service s, calls) of its canary, and of its own
+    # replicas in a tick without a cold start or queue
+    canary_s: dict[str, tuple[float, int]] = field(default_factory=dict)
+    own_s: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+
+def _pooled(ticks: Sequence[_Tick], attr: str) -> dict[str, tuple[float, int]]:
+    """Per function, the call-weighted mean of the ticks' ``attr`` means and their calls."""
+    sums: dict[str, list[float]] = {}
+    for t in ticks:
+        for f, (mean, calls) in getattr(t, attr).items():
+            acc = sums.setdefault(f, [0.0, 0.0])
+            acc[0] += mean * calls
+            acc[1] += calls
+    return {f: (total / calls, int(calls)) for f, (total, calls) in sums.items() if calls > 0}
 
 
 @dataclass
 class _Trial:
     ticks: list[_Tick] = field(default_factory=list)
+    shift_s: float = 0.0  # canary trials: what the canaries add to the critical path
+    floor_s: float = 0.0  # canary trials: the critical path of the trial's service times
 
     def e2e(self) -> list[float]:
-        return [x for t in self.ticks for x in t.e2e_s]
+        return [max(x + self.shift_s, self.floor_s) for t in self.ticks for x in t.e2e_s]
+
+    def canary_calls(self) -> dict[str, int]:
+        return {f: calls for f, (_, calls) in _pooled(self.ticks, "canary_s").items()}
+
+    def reshift(self, workflow: Workflow) -> None:
+        """Re-estimate :attr:`shift_s` from every tick so far (see the module docstring)."""
+        canary = _pooled(self.ticks, "canary_s")
+        own = {f: m for f, (m, _) in _pooled(self.ticks, "own_s").items()}
+        trial = {**own, **{f: m for f, (m, _) in canary.items()}}
+        base = {f: own.get(f, trial.get(f, 0.0)) for f in workflow.functions}
+        path_trial = workflow.critical_path_s({f: trial.get(f, base[f]) for f in base})
+        path_base = workflow.critical_path_s(base)
+        if path_trial is None or path_base is None or not canary:
+            self.shift_s, self.floor_s = 0.0, 0.0
+            return
+        self.shift_s, self.floor_s = path_trial - path_base, path_trial
 
     @property
     def duration_s(self) -> float:
@@ -224,6 +277,10 @@ class AquatopeConfigPolicy(Policy):
         violation_budget: share of a trial's requests over the target that rolls it back.
         drift_threshold: alarm level of the drift detectors (nats of evidence).
         drift_window_ticks: ticks per window the drift detectors judge (None: trial_ticks).
+        trials: ``in-place`` (a trial's limits on every replica) or ``canary`` (on one
+            canary replica per changed function; the platform must run canaries).
+        canary_share: most of a function's calls its canary takes (``trials="canary"``).
+        min_canary_calls: calls every canary serves before its trial is judged.
         seed: seeds the configurator.
     """
 
@@ -250,6 +307,9 @@ class AquatopeConfigPolicy(Policy):
         violation_budget: float = 0.05,
         drift_threshold: float = 8.0,
         drift_window_ticks: int | None = None,
+        trials: str = "in-place",
+        canary_share: float = 0.1,
+        min_canary_calls: int = 5,
         seed: int = 0,
     ) -> None:
         if budget < 1 or trial_ticks < 1 or min_invocations < 1:
@@ -264,6 +324,13 @@ class AquatopeConfigPolicy(Policy):
             raise ValueError("error_burst and violation_budget must be in (0, 1)")
         if rollback_factor <= 1:
             raise ValueError(f"rollback_factor must be > 1, got {rollback_factor}")
+        if trials not in TRIAL_MODES:
+            raise ValueError(f"trials must be one of {', '.join(TRIAL_MODES)}, got {trials!r}")
+        if not 0 < canary_share <= 1 or min_canary_calls < 1:
+            raise ValueError("canary_share must be in (0, 1] and min_canary_calls >= 1")
+        self.trials = trials
+        self.canary_share = canary_share
+        self.min_canary_calls = min_canary_calls
         self.workflow_name = workflow
         self.method = method
         self.budget = budget
@@ -391,15 +458,33 @@ class AquatopeConfigPolicy(Policy):
             workflow=workflow,
         )
 
+    def _base(self) -> Configuration | None:
+        """What the functions' own replicas run while ``self.current`` is tried on canaries
+        (None: trials run in place, or nothing is tried on canaries now)."""
+        if self.trials != "canary" or self.phase != "tuning" or self._configurator is None:
+            return None
+        if self.current is None:
+            return None
+        incumbent = self._incumbent()
+        return incumbent if self.current != incumbent else None
+
     def _decision(self, config: Configuration, reason: str) -> Decision:
         self.last_reason = reason
-        return Decision(
-            functions={
-                name: FunctionDecision(limits=cfg.to_limits(), reason=reason)
-                for name, cfg in config.items()
-            },
-            reason=reason,
-        )
+        base = self._base() if config == self.current else None
+        functions = {}
+        for name, cfg in config.items():
+            if self.trials != "canary":
+                functions[name] = FunctionDecision(limits=cfg.to_limits(), reason=reason)
+                continue
+            own = base[name] if base is not None else cfg
+            functions[name] = FunctionDecision(
+                limits=own.to_limits(),
+                reason=reason,
+                canary=cfg.to_limits() if cfg != own else None,
+                end_canary=cfg == own,
+                canary_share=self.canary_share,
+            )
+        return Decision(functions=functions, reason=reason)
 
     def _pct(self, workflow: Workflow) -> float:
         return self.percentile if self.percentile is not None else workflow.qos.percentile
@@ -419,6 +504,8 @@ class AquatopeConfigPolicy(Policy):
         e2e = self._trial.e2e()
         lat = [t.latency_s for t in ticks if math.isfinite(t.latency_s)]
         if (not lat and not e2e) or invocations < self.min_invocations or self.current is None:
+            return None
+        if self._canaries_short():
             return None
         pct = self._pct(workflow)
         if e2e:
@@ -449,6 +536,15 @@ class AquatopeConfigPolicy(Policy):
         )
         return ConfigSample(self.current, measurement, source=self._source)
 
+    def _canaries_short(self) -> bool:
+        """Whether a canary of the trial under way has served too few calls to judge it."""
+        base = self._base()
+        if base is None or self.current is None:
+            return False
+        calls = self._trial.canary_calls()
+        changed = [f for f, cfg in self.current.items() if cfg != base[f]]
+        return any(calls.get(f, 0) < self.min_canary_calls for f in changed)
+
     def _failed_sample(self, config: Configuration, workflow: Workflow, why: str) -> ConfigSample:
         ticks = self._trial.ticks
         per = self._per_invocation()
@@ -469,8 +565,12 @@ class AquatopeConfigPolicy(Policy):
     ) -> tuple[str, str, bool]:
         """(what went wrong in this tick, the OOM-killed function, whether it is a QoS
         breach) or ("", "", False)."""
+        on_canaries = self._base() is not None
         for f in workflow.functions:
-            if fobs[f].oom_kills > 0:
+            canary = fobs.get(canary_name(f))
+            if on_canaries and canary is not None and canary.oom_kills > 0:
+                return f"OOM kill of {f}'s canary", f, False
+            if fobs[f].oom_kills > 0 and not on_canaries:
                 return f"OOM kill of {f}", f, False
         finished = tick.completions + tick.errors
         if tick.errors >= 2 and tick.errors > self.error_burst * max(finished, 1):
@@ -551,15 +651,22 @@ class AquatopeConfigPolicy(Policy):
         A kernel refuses a memory limit below what the replica already uses (cgroup v1,
         Docker): the old limit stays and the tick ran at it, not at ``self.current``. That is
         the OOM kill's warning, and is treated as one: the memory asked for is below the
-        need.
+        need. On canaries, the canaries' limits are read (a canary kept from the previous
+        trial is re-limited live, and may be refused the same way).
         """
         if self.current is None:
             return None
+        base = self._base()
         for f in workflow.functions:
-            kept = fobs[f].limits.memory_mb
+            on_canaries = base is not None and base[f] != self.current[f]
+            if base is not None and not on_canaries:
+                continue  # its own replicas run the incumbent: nothing was asked of them
+            o = fobs.get(canary_name(f)) if on_canaries else fobs[f]
+            kept = o.limits.memory_mb if o is not None else None
             wanted = self.current[f].memory_mb
             if kept is not None and kept > wanted + 0.5:
-                return f"memory of {f} refused at {wanted} MB (kept at {kept:.0f} MB)", f
+                whose = f"{f}'s canary" if on_canaries else f
+                return f"memory of {whose} refused at {wanted} MB (kept at {kept:.0f} MB)", f
         return None
 
     def _start_episode(self, reason: str, now_s: float) -> str:
@@ -725,6 +832,11 @@ class AquatopeConfigPolicy(Policy):
                 self.current, f"trial {self.trials_run() + 1}/{self.budget}: {self.current}"
             )
         self._trial.ticks.append(tick)
+        if self._base() is not None:
+            self._judge_on_canaries(workflow, tick)
+            own_oom = next((f for f in workflow.functions if fobs[f].oom_kills > 0), "")
+            if own_oom:  # the incumbent's replicas were killed, not the trial's
+                return self._incumbent_oom(f"OOM kill of {own_oom}", own_oom)
         harm, oom_fn, qos = self._harm(workflow, tick, fobs)
         if not harm:
             harm, oom_fn = self._memory_refused(workflow, fobs) or ("", "")
@@ -736,11 +848,7 @@ class AquatopeConfigPolicy(Policy):
             else:
                 return self._roll_back(workflow, harm, oom_fn)
         if oom_fn:  # the incumbent itself was OOM-killed: raise that floor, observe again
-            self._exclude(self.current, oom_fn, harm)
-            self.safe = self._raise_memory(self.safe, oom_fn)  # type: ignore[arg-type]
-            self.current = self.safe
-            self._trial = _Trial()
-            return self._decision(self.current, f"{harm} at the incumbent: memory raised")
+            return self._incumbent_oom(harm, oom_fn)
 
         if len(self._trial.ticks) < self.trial_ticks:
             return self._decision(
@@ -775,11 +883,21 @@ class AquatopeConfigPolicy(Policy):
 
     def _tick(self, workflow: Workflow, observation: Observation) -> _Tick:
         fobs = observation.functions
+        base = self._base()  # not None: self.current runs on canaries
         service: dict[str, float] = {}
+        canary_s: dict[str, tuple[float, int]] = {}
+        own_s: dict[str, tuple[float, int]] = {}
         for f in workflow.functions:
-            mean_s = fobs[f].mean_service_s
+            o = fobs[f]
+            mean_s = o.mean_service_s
             if mean_s:
                 service[f] = float(mean_s)
+                if base is not None and o.cold_starts == 0 and o.queued == 0:
+                    own_s[f] = (float(mean_s), o.completions)
+            canary = fobs.get(canary_name(f))
+            if base is not None and canary is not None and canary.mean_service_s:
+                canary_s[f] = (float(canary.mean_service_s), canary.completions)
+                service[f] = float(canary.mean_service_s)  # the stage's model learns the trial's
         # a failed request (read back as infinitely slow) counts as far over the target
         worst = _FAILED_X * workflow.qos.target_s
         e2e = tuple(
@@ -790,26 +908,52 @@ class AquatopeConfigPolicy(Policy):
         else:
             latency = workflow.critical_path_s(service)
         roots = {s.function for s in workflow.stages if not s.after}
-        arrivals = max((fobs[f].arrivals for f in roots), default=0)
+        arrivals = max((_calls(fobs, f, "arrivals") for f in roots), default=0)
         cost = 0.0
         replica_s: dict[str, float] = {}
         for f in workflow.functions:
             o = fobs[f]
-            cpu = o.limits.cpu_cores if o.limits.cpu_cores is not None else 1.0
-            mem = o.limits.memory_mb if o.limits.memory_mb is not None else 128
+            limits = (
+                o.limits if base is None or self.current is None else self.current[f].to_limits()
+            )
+            cpu = limits.cpu_cores if limits.cpu_cores is not None else 1.0
+            mem = limits.memory_mb if limits.memory_mb is not None else 128
             replica_s[f] = (o.replicas_ready + o.replicas_starting) * observation.tick_s
             cost += replica_s[f] * decoupled_usd_per_s(cpu, mem)
+        # a trial's failures: its canaries' when it runs on them, else the functions'
+        judged = [canary_name(f) for f in workflow.functions] if base else workflow.functions
         return _Tick(
             latency_s=latency if latency is not None else math.nan,
             cost_usd=cost,
             arrivals=arrivals,
             stage_s=service,
             e2e_s=e2e,
-            errors=sum(fobs[f].errors for f in workflow.functions),
-            completions=sum(fobs[f].completions for f in workflow.functions),
+            errors=sum(fobs[f].errors for f in judged if f in fobs),
+            completions=sum(fobs[f].completions for f in judged if f in fobs),
             replica_s=replica_s,
             duration_s=observation.tick_s,
+            canary_s=canary_s,
+            own_s=own_s,
         )
+
+    def _incumbent_oom(self, harm: str, function: str) -> Decision:
+        """The incumbent's replicas of ``function`` were OOM-killed: exclude it, raise that
+        floor and observe the safe configuration (raised) again."""
+        self._exclude(self._incumbent(), function, harm)
+        self.safe = self._raise_memory(self.safe, function)  # type: ignore[arg-type]
+        self.current = self.safe
+        self._trial = _Trial()
+        return self._decision(self.current, f"{harm} at the incumbent: memory raised")
+
+    def _judge_on_canaries(self, workflow: Workflow, tick: _Tick) -> None:
+        """A canary trial's tick: the trial's latencies are the measured ones shifted by
+        what its canaries add to the critical path (re-estimated over the trial so far)."""
+        self._trial.reshift(workflow)
+        if tick.e2e_s:
+            shifted = [max(x + self._trial.shift_s, self._trial.floor_s) for x in tick.e2e_s]
+            tick.latency_s = float(np.percentile(shifted, self._pct(workflow)))
+        elif math.isfinite(tick.latency_s):
+            tick.latency_s = max(tick.latency_s + self._trial.shift_s, self._trial.floor_s)
 
     def _raise_memory(self, config: Configuration, function: str) -> Configuration:
         mem = config[function].memory_mb

@@ -257,6 +257,14 @@ class OpenFaaSPlatform:
         self._closed = False
         self._owned: list[Any] = []
 
+    @property
+    def runs_canaries(self) -> bool:
+        """Whether canaries (:mod:`testbed.core.canary`) work here: the testbed's gateway
+        routes them and counts their calls under their own names. Behind a real OpenFaaS
+        gateway (its metrics on ``metrics_url``), calls are counted under the function
+        called, so a canary's share would be invisible."""
+        return self.metrics_url == self.url
+
     def __enter__(self) -> OpenFaaSPlatform:
         return self
 

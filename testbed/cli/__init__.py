@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "invoke": ("testbed.cli.platform:invoke", "Invoke a function or a workflow."),
     "scale": ("testbed.cli.platform:scale", "Set a function's number of replicas."),
     "limits": ("testbed.cli.platform:limits", "Change a function's CPU/memory limits live."),
+    "canary": ("testbed.cli.platform:canary", "Try limits on one canary replica of a function."),
     "password": ("testbed.cli.platform:password", "Print the gateway's admin password."),
     "gateway": ("testbed.cli.platform:gateway", "Run the gateway in the foreground."),
     "build": ("testbed.cli.images:build", "Build the function images for the docker backend."),

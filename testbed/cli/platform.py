@@ -17,6 +17,7 @@ import click
 from testbed.cli._app import App, pass_app
 from testbed.cli.types import CPU, MEMORY
 from testbed.core.atomic import atomic_write_json
+from testbed.core.canary import DEFAULT_SHARE, end_canary, set_canary
 from testbed.core.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, Limits
 from testbed.core.errors import ConfigError, TestbedError
 from testbed.core.platform import InvokeResult
@@ -451,6 +452,44 @@ def limits(app: App, name: str, cpu: float | None, memory: int | None) -> None:
     click.echo(
         f"{name}: cpu {new.cpu_cores if new.cpu_cores else 'unlimited'}, memory "
         f"{f'{new.memory_mb} MiB' if new.memory_mb else 'unlimited'} ({enforced})"
+    )
+
+
+@click.command()
+@click.argument("name")
+@click.option("--cpu", type=CPU, default=None, help="The canary's CPU cores, e.g. 0.5 or 500m.")
+@click.option("--memory", type=MEMORY, default=None, help="The canary's memory, e.g. 256M.")
+@click.option(
+    "--share",
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    default=DEFAULT_SHARE,
+    show_default=True,
+    help="Most of NAME's calls the canary takes.",
+)
+@click.option("--end", is_flag=True, help="Remove NAME's canary instead.")
+@pass_app
+def canary(
+    app: App, name: str, cpu: float | None, memory: int | None, share: float, end: bool
+) -> None:
+    """Try limits on one canary replica of function NAME, beside its own replicas.
+
+    The canary (function NAME-canary) takes at most --share of NAME's calls, only when it is
+    ready and free; its calls are counted under its own name (`aquatope status`). Unset
+    limits keep NAME's. Run it again to change them, or with --end to remove it.
+    """
+    if not end and cpu is None and memory is None:
+        raise click.UsageError("give --cpu and/or --memory (or --end)")
+    with _errors(), app.platform() as platform:
+        if end:
+            gone = end_canary(platform, name)
+            click.echo(f"{name}: canary removed" if gone else f"{name}: no canary to remove")
+            return
+        made = set_canary(platform, name, Limits(cpu_cores=cpu, memory_mb=memory), share=share)
+        limits = platform.status(made).limits
+    click.echo(
+        f"{made}: cpu {limits.cpu_cores or 'unlimited'}, memory "
+        f"{f'{limits.memory_mb} MiB' if limits.memory_mb else 'unlimited'}, "
+        f"at most {share:.0%} of {name}'s calls"
     )
 
 

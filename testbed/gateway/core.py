@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from testbed.core.atomic import atomic_write_json
+from testbed.core.canary import CanaryRoute, canary_name, canary_of
 from testbed.core.config import GatewayConfig, Limits
 from testbed.core.errors import (
     ConfigError,
@@ -79,6 +80,7 @@ class Gateway:
         self.runtime = runtime
         self.workflows = dict(workflows)
         self.pools: dict[str, FunctionPool] = {}
+        self.canaries: dict[str, CanaryRoute] = {}  # per function with a canary (see canary.py)
         self.workflow_counts: dict[tuple[str, int], int] = {}
         self.workflow_latency: dict[str, LatencyHistogram] = {}  # end to end, per workflow
         self.created_at_s: dict[str, float] = {}  # deploy time per function (``createdAt``)
@@ -123,6 +125,12 @@ class Gateway:
             pool.target = spec.scale_bounds.clamp(int(entry.get("target", 0)))
             self.pools[name] = pool
             self.created_at_s[name] = float(entry.get("created_at_s") or time.time())
+        for name, pool in list(self.pools.items()):
+            target = canary_of(pool.spec)
+            if target is not None and target[0] in self.pools:
+                self.canaries[target[0]] = CanaryRoute(name, target[1])
+            elif target is not None:
+                del self.pools[name]  # its function is gone: its replicas go with the leftovers
         adopted = 0
         for handle in await self.runtime.adopt_leftovers():
             owner = self.pools.get(handle.function)
@@ -190,12 +198,15 @@ class Gateway:
             DeployError: creating an existing function, or updating a missing one.
         """
         existing = self.pools.get(spec.name)
+        target = self._check_canary(spec)
         if existing is None:
             if update:
                 raise FunctionNotFound(spec.name)
             pool = FunctionPool(spec, self.runtime, limits_enforced=self.limits_enforced)
             self.pools[spec.name] = pool
             self.created_at_s[spec.name] = time.time()
+            if target is not None:
+                self.canaries[target[0]] = CanaryRoute(spec.name, target[1])
             pool.reconcile()
             self._save_state()
             return
@@ -208,6 +219,8 @@ class Gateway:
             dict(spec.env),
             spec.max_inflight,
         )
+        if target is not None:  # the same canary, perhaps at another share
+            self.canaries.setdefault(target[0], CanaryRoute(spec.name, target[1])).share = target[1]
         if same_code:
             existing.spec = spec
             if spec.limits != existing.limits:
@@ -220,13 +233,45 @@ class Gateway:
         self.pools[spec.name] = pool
         existing.hand_over(pool)  # queued requests and counters move; old replicas drain
         self._save_state()
+        if spec.name in self.canaries:  # new code: the canary ran the old one
+            await self.remove(canary_name(spec.name))
+
+    def _check_canary(self, spec: FunctionSpec) -> tuple[str, float] | None:
+        """``(function, share)`` when ``spec`` is a canary of a deployed function.
+
+        Raises:
+            ConfigError: the canary labels are inconsistent.
+            DeployError: its function is not deployed or is a canary itself; or ``spec``
+                would turn a canary into a function or a function into a canary.
+        """
+        target = canary_of(spec)
+        if target is None:
+            if canary_of_pool(self.pools.get(spec.name)):
+                raise DeployError(f"{spec.name}: the canary labels cannot be added or dropped")
+            return None
+        primary = self.pools.get(target[0])
+        if primary is None:
+            raise DeployError(f"{spec.name}: its function {target[0]!r} is not deployed")
+        if canary_of(primary.spec) is not None:
+            raise DeployError(f"{spec.name}: {target[0]!r} is a canary; a canary has no canary")
+        existing = self.pools.get(spec.name)
+        if existing is not None and canary_of(existing.spec) is None:
+            raise DeployError(f"{spec.name}: a function of that name is not a canary")
+        return target
 
     async def remove(self, name: str) -> None:
+        """Delete a function (with its canary, if it has one)."""
         pool = self.pools.pop(name, None)
         if pool is None:
             raise FunctionNotFound(name)
         self.created_at_s.pop(name, None)
+        route = self.canaries.pop(name, None)
+        target = canary_of(pool.spec)
+        if target is not None:
+            self.canaries.pop(target[0], None)
         await pool.close()
+        if route is not None and route.canary in self.pools:
+            await self.remove(route.canary)
         self._save_state()
 
     async def set_limits(self, name: str, limits: Limits) -> None:
@@ -274,9 +319,17 @@ class Gateway:
             pool = self.pool(name)
         except FunctionNotFound as exc:
             return CallResult(404, _error_body(str(exc)), {}, False, start, time.time(), str(exc))
+        called = name
+        route = self.canaries.get(name)
+        if route is not None:
+            canary = self.pools.get(route.canary)
+            if route.take(canary is not None and canary.has_free_slot()) and canary is not None:
+                name, pool = route.canary, canary
         cold = False
         failure = ""
-        for _attempt in range(_DELIVERY_ATTEMPTS):
+        for attempt in range(_DELIVERY_ATTEMPTS):
+            if attempt and name != called:  # the canary dropped it: the function takes it
+                name = called
             pool = self.pools.get(name, pool)  # an update may have replaced it
             try:
                 replica, cold_now = await pool.acquire(self.config.cold_start_timeout_s)
@@ -387,6 +440,11 @@ class Gateway:
             hist = self.workflow_latency[name] = LatencyHistogram()
         hist.add(time.perf_counter() - started, ok=200 <= status < 300)
         return status, response
+
+
+def canary_of_pool(pool: FunctionPool | None) -> bool:
+    """Whether ``pool`` serves a canary."""
+    return pool is not None and canary_of(pool.spec) is not None
 
 
 def spec_to_json(spec: FunctionSpec) -> dict[str, Any]:

@@ -111,6 +111,13 @@ class FunctionPool:
     def queued(self) -> int:
         return sum(1 for f in self.waiters if not f.done())
 
+    def has_free_slot(self) -> bool:
+        """Whether a call would start now: nothing queued and a ready replica with room."""
+        if self.queued:
+            return False
+        limit = self.spec.max_inflight
+        return any(r.state == "ready" and r.inflight < limit for r in self.replicas.values())
+
     def replica_infos(self) -> tuple[ReplicaInfo, ...]:
         return tuple(r.info() for r in self.replicas.values())
 

@@ -45,8 +45,9 @@ from typing import Any
 
 import numpy as np
 
+from testbed.core.canary import CanaryRoute, canary_of
 from testbed.core.config import DEFAULT_COLD_START_TIMEOUT_S, DEFAULT_INVOKE_TIMEOUT_S, Limits
-from testbed.core.errors import ConfigError, FunctionNotFound
+from testbed.core.errors import ConfigError, DeployError, FunctionNotFound
 from testbed.core.latency import LatencyHistogram
 from testbed.core.platform import FunctionSpec, Workflow, WorkflowMix
 from testbed.sim.distributions import Sampler
@@ -186,6 +187,7 @@ class _Fn:
     """Everything the simulator knows about one deployed function."""
 
     __slots__ = (
+        "canary",
         "code",
         "cold",
         "cold_factor",
@@ -210,6 +212,7 @@ class _Fn:
         "ready",
         "removed",
         "replicas",
+        "route",
         "running",
         "sampled_ver",
         "spec",
@@ -250,6 +253,8 @@ class _Fn:
         self.status_cache: tuple[int, Any] | None = None
         self.metrics_cache: tuple[int, Any] | None = None
         self.limits = Limits()
+        self.canary: _Fn | None = None  # its canary, taking calls as ``route`` says
+        self.route: CanaryRoute | None = None
         self.apply(spec, spec.limits)
 
     def apply(self, spec: FunctionSpec, limits: Limits) -> None:
@@ -357,18 +362,60 @@ class Engine:
     # ----------------------------------------------------------------- set-up
 
     def deploy(self, spec: FunctionSpec, profile: FunctionProfile) -> None:
+        """Create the function or update it in place (a canary, :mod:`testbed.core.canary`,
+        of a deployed function too).
+
+        Raises:
+            ConfigError: inconsistent canary labels.
+            DeployError: a canary of a function not deployed or of a canary, or an update
+                that turns a canary into a function or back.
+        """
         fn = self.functions.get(spec.name)
+        target = self.check_canary(spec)
         if fn is not None and not fn.removed:
             fn.profile = profile
             fn.apply(spec, spec.limits)
+            if target is not None and target[0].route is not None:
+                target[0].route.share = target[1]
             self._reconcile(fn)
             return
         fn = _Fn(spec, profile, self.seed, self.rec.names.code(spec.name))
         self.functions[spec.name] = fn
+        if target is not None:
+            target[0].canary = fn
+            target[0].route = CanaryRoute(spec.name, target[1])
         self._reconcile(fn)
 
+    def check_canary(self, spec: FunctionSpec) -> tuple[_Fn, float] | None:
+        """The function ``spec`` is the canary of and its share (None: not a canary).
+
+        Raises:
+            ConfigError: inconsistent canary labels.
+            DeployError: see :meth:`deploy`.
+        """
+        fn = self.functions.get(spec.name)
+        target = canary_of(spec)
+        was_canary = fn is not None and canary_of(fn.spec) is not None
+        if fn is not None and was_canary != (target is not None):
+            raise DeployError(f"{spec.name}: a canary cannot become a function, nor back")
+        if target is None:
+            return None
+        primary = self.functions.get(target[0])
+        if primary is None:
+            raise DeployError(f"{spec.name}: its function {target[0]!r} is not deployed")
+        if canary_of(primary.spec) is not None:
+            raise DeployError(f"{spec.name}: {target[0]!r} is a canary; a canary has no canary")
+        return primary, target[1]
+
     def remove(self, name: str) -> None:
+        """Delete a function (with its canary, if it has one)."""
         fn = self._fn(name)
+        if fn.canary is not None and fn.canary.name in self.functions:
+            self.remove(fn.canary.name)
+        target = canary_of(fn.spec)
+        if target is not None and target[0] in self.functions:
+            primary = self.functions[target[0]]
+            primary.canary = primary.route = None
         fn.removed = True
         fn.target = 0
         for r in fn.replicas:
@@ -554,6 +601,11 @@ class Engine:
 
     def _enqueue(self, call: _Call, t: float) -> None:
         fn = call.fn
+        canary = fn.canary
+        if canary is not None and fn.route is not None:
+            free = not canary.queue and canary.ready > 0 and self._pick(canary) is not None
+            if fn.route.take(free):
+                call.fn = fn = canary
         fn.started += 1
         fn.ver += 1
         if fn.ready == 0:

@@ -308,11 +308,17 @@ class SimPlatform:
     # ------------------------------------------------------------ Platform
 
     def _profile_for(self, spec: FunctionSpec) -> Any:
+        target = self._engine.check_canary(spec)
+        if target is not None:  # a canary runs its function's code
+            return target[0].profile
         name = spec.annotations.get(PROFILE_ANNOTATION) or self.function_profiles.get(spec.name)
         try:
             return self.profile.get(name or spec.name)
         except ConfigError as exc:
             raise DeployError(f"sim: {exc}") from None
+
+    runs_canaries = True
+    """Canaries (:mod:`testbed.core.canary`) are routed and counted here."""
 
     def deploy(self, spec: FunctionSpec) -> None:
         """Create the function (at its minimum scale) or update it in place."""

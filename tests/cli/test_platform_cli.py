@@ -77,7 +77,24 @@ def test_up_invoke_scale_limits_down(tmp_path: Path, handler_dirs: dict[str, Pat
         burn = next(s for s in status if s["name"] == "burn")
         assert burn["target"] == 1  # scale.min label
 
+        canary = _aquatope("canary", "echo", "--memory", "256M", "--share", "0.5", home=home)
+        assert canary.returncode == 0, canary.stderr
+        assert "echo-canary: cpu 0.5, memory 256 MiB, at most 50% of echo's calls" in canary.stdout
+        wait_until(
+            lambda: (
+                json.loads(_aquatope("status", "echo-canary", "--json", home=home).stdout)[0][
+                    "ready"
+                ]
+                == 1
+            ),
+            timeout_s=30,
+            interval_s=0.3,
+        )
         pids = {json.loads(_aquatope("invoke", "echo", home=home).stdout)["pid"] for _ in range(4)}
+        status = json.loads(_aquatope("status", "--json", home=home).stdout)
+        assert next(s for s in status if s["name"] == "echo-canary")["invocations"] == 2
+        ended = _aquatope("canary", "echo", "--end", home=home)
+        assert ended.returncode == 0 and "echo: canary removed" in ended.stdout
     finally:
         down = _aquatope("down", home=home)
     assert down.returncode == 0, down.stderr
@@ -100,6 +117,8 @@ def test_up_invoke_scale_limits_down(tmp_path: Path, handler_dirs: dict[str, Pat
         (["limits", "echo", "--cpu", "lots"], "cpu must be"),
         (["limits", "echo", "--memory", "12 parsecs"], "memory must be"),
         (["limits", "echo"], "give --cpu and/or --memory"),
+        (["canary", "echo"], "give --cpu and/or --memory (or --end)"),
+        (["canary", "echo", "--memory", "256M", "--share", "0"], "0.0<x<=1.0"),
         (["scale", "echo", "-1"], "-1"),
         (["up", "--stack", "/nonexistent/stack.yml"], "no such stack file"),
         (["invoke", "echo", "--data", "@/nonexistent/file"], "cannot read"),

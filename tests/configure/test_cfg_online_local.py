@@ -63,7 +63,9 @@ class LiveTuning:
     exits: dict[str, str]
 
 
-def tune_live(tmp_path: Path, *, budget: int, seed: int, hide_peak: bool) -> LiveTuning:
+def tune_live(
+    tmp_path: Path, *, budget: int, seed: int, hide_peak: bool, **options: Any
+) -> LiveTuning:
     """Random-search trials of 3 one-second ticks on ml-pipeline, under a stack that
     under-declares what its functions need (128 MB requested; torch needs ~300), while one
     client sends real images back to back (at most 120 s)."""
@@ -87,6 +89,7 @@ def tune_live(tmp_path: Path, *, budget: int, seed: int, hide_peak: bool) -> Liv
             trial_ticks=3,
             min_invocations=3,
             seed=seed,
+            **options,
         )
         observed = PeakMemoryHidden(platform) if hide_peak else platform
         daemon = Daemon(
@@ -157,4 +160,34 @@ def test_a_live_trial_under_a_torch_stages_memory_is_rolled_back_in_its_tick(
             t.config[f].memory_mb > s.config[f].memory_mb for t in later if t.source != "excluded"
         )
     # the search went on after the rollback and still measured trials that met the QoS
+    assert sum(not s.measurement.failed for s in config.samples) >= 3
+
+
+@pytest.mark.slow
+def test_a_live_canary_trial_under_a_torch_stages_memory_costs_no_request(
+    tmp_path: Path,
+) -> None:
+    # the same search on canaries: seed 1's fourth proposal gives object-detection's canary
+    # 128 MB; the canary is re-limited live from the last trial's, so the kernel refuses it
+    # (cgroup v1) or kills it (v2); either way only calls the canary took can fail
+    run = tune_live(
+        tmp_path,
+        budget=6,
+        seed=1,
+        hide_peak=True,
+        trials="canary",
+        canary_share=0.25,
+        min_canary_calls=2,
+    )
+    config = run.config
+    assert config.trials_total >= 6, f"only {config.trials_total} trials in {run.sent} requests"
+    harmed = [
+        s
+        for s in config.samples
+        if s.measurement.failed and "object-detection's canary" in s.measurement.detail
+    ]
+    assert harmed, [s.measurement.detail for s in config.samples]
+    assert len(run.failed) <= 2 * len(harmed), run.failed[:3]  # measured: none
+    for s in harmed:
+        assert config.floor_mb("object-detection") > s.config["object-detection"].memory_mb
     assert sum(not s.measurement.failed for s in config.samples) >= 3

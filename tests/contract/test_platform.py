@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from testbed.backends import connect
+from testbed.core.canary import canary_name, end_canary, set_canary
 from testbed.core.config import Limits
-from testbed.core.errors import ConfigError, FunctionNotFound
+from testbed.core.errors import ConfigError, FunctionNotFound, PlatformError
 from testbed.core.platform import FunctionSpec, Platform
 from testbed.sim.distributions import Distribution
 from testbed.sim.platform import SimPlatform
@@ -254,6 +255,39 @@ def test_errors_are_testbed_errors(platform: Platform, echo_spec: FunctionSpec) 
         platform.scale("no-such-function", replicas=1)
     with pytest.raises(ConfigError):
         platform.scale(echo_spec.name, replicas=-1)
+
+
+def test_canary_takes_its_share_of_calls_at_its_own_limits(
+    harness: Harness, platform: Platform, echo_spec: FunctionSpec
+) -> None:
+    """A canary (``testbed.core.canary``) gets at most ``floor(share x calls)`` of its
+    function's calls, only when free, at the trial's limits, counted under its own name."""
+    if not harness.sees_every_cold_start:  # OpenFaaS CE: its gateway counts by name called
+        with pytest.raises(PlatformError, match="canaries need the testbed's gateway"):
+            set_canary(platform, echo_spec.name, Limits(memory_mb=256))
+        return
+    platform.scale(echo_spec.name, replicas=1)
+    harness.settle(lambda: platform.status(echo_spec.name).replicas_ready >= 1, timeout_s=60)
+    incumbent = platform.status(echo_spec.name).limits
+    name = set_canary(platform, echo_spec.name, Limits(memory_mb=256), share=0.25)
+    assert name == canary_name(echo_spec.name)
+    canary = platform.status(name)
+    assert canary.limits == Limits(cpu_cores=incumbent.cpu_cores, memory_mb=256)
+    assert platform.status(echo_spec.name).limits == incumbent
+    assert (canary.spec.scale_bounds.min, canary.spec.scale_bounds.max) == (1, 1)
+    harness.settle(lambda: platform.status(name).replicas_ready == 1, timeout_s=60)
+    before = platform.metrics().functions[echo_spec.name].started
+    answers = [platform.invoke(echo_spec.name, f"c{i}".encode()) for i in range(12)]
+    assert all(a.ok for a in answers)
+    if harness.runs_code:
+        assert sorted(a.json()["body"] for a in answers) == sorted(f"c{i}" for i in range(12))  # type: ignore[index]
+    m = platform.metrics().functions
+    assert m[name].completed == 3  # floor(0.25 x 12): one replica, always free in turn
+    assert m[echo_spec.name].started - before == 9
+    assert end_canary(platform, echo_spec.name)
+    assert name not in {s.name for s in platform.list()}
+    assert not end_canary(platform, echo_spec.name)
+    assert platform.invoke(echo_spec.name, b"after").ok
 
 
 def test_remove(platform: Platform, echo_spec: FunctionSpec) -> None:

@@ -144,6 +144,75 @@ def test_duplicate_deploy_is_409_and_update_of_missing_is_404(gateway, handler_d
     assert admin.put("/system/functions", json=body).status_code == 404
 
 
+def _canary_body(handler: Path, of: str, share: str, name: str | None = None) -> dict[str, object]:
+    return {
+        "service": name or f"{of}-canary",
+        "annotations": {"com.aquatope.handler": str(handler)},
+        "labels": {
+            "com.aquatope.canary-of": of,
+            "com.aquatope.canary-share": share,
+            "com.openfaas.scale.min": "1",
+            "com.openfaas.scale.max": "1",
+        },
+        "limits": {"cpu": "0.5", "memory": "192M"},
+    }
+
+
+def test_bad_canaries_are_refused_and_deploy_nothing(gateway, handler_dirs) -> None:
+    _, admin, _ = gateway
+    echo = handler_dirs["echo"]
+    for body, code, words in (
+        (_canary_body(echo, "echo", "1.5"), 400, "must be in (0, 1]"),
+        (_canary_body(echo, "echo", "lots"), 400, "must be a number"),
+        (_canary_body(echo, "echo", "0.1", name="other"), 400, "must be named 'echo-canary'"),
+        (_canary_body(echo, "ghost", "0.1"), 409, "'ghost' is not deployed"),
+    ):
+        r = admin.post("/system/functions", json=body)
+        assert r.status_code == code and words in r.text, r.text
+    names = {f["name"] for f in admin.get("/system/functions").json()}
+    assert not {n for n in names if n.endswith("-canary") or n == "other"}
+
+
+def test_a_canary_serves_workflow_stages(gateway, handler_dirs) -> None:
+    """Stages of a workflow call through the gateway, so a canary takes its share of them
+    (share 1: every stage call that finds it free), at its own limits and counters."""
+    _, admin, anon = gateway
+
+    def count(name: str) -> int:
+        return int(admin.get(f"/system/function/{name}").json()["invocationCount"])
+
+    canary = _canary_body(handler_dirs["upper"], "upper", "1")
+    assert admin.post("/system/functions", json=canary).status_code == 202
+    try:
+        wait_until(lambda: admin.get("/system/function/upper-canary").json()["availableReplicas"])
+        before = count("upper")
+        r = anon.post("/workflow/shout", json={"text": "hi"})
+        assert r.status_code == 200 and r.json()["output"] == {"joined": ["left", "right"]}, r.text
+        took = count("upper-canary")
+        assert took >= 1  # the first stage finds it free; left and right run at once
+        assert count("upper") - before + took == 3
+        status = admin.get("/system/function/upper-canary").json()
+        assert status["limits"]["memory"].startswith("192")
+        assert admin.get("/system/function/upper").json()["limits"]["memory"].startswith("256")
+    finally:
+        r = admin.request("DELETE", "/system/functions", json={"functionName": "upper-canary"})
+        assert r.status_code == 202, r.text
+
+
+def test_removing_a_function_removes_its_canary(gateway, handler_dirs) -> None:
+    _, admin, _ = gateway
+    body = {
+        "service": "shouter",
+        "annotations": {"com.aquatope.handler": str(handler_dirs["echo"])},
+    }
+    assert admin.post("/system/functions", json=body).status_code == 202
+    canary = _canary_body(handler_dirs["echo"], "shouter", "0.5")
+    assert admin.post("/system/functions", json=canary).status_code == 202
+    r = admin.request("DELETE", "/system/functions", json={"functionName": "shouter"})
+    assert r.status_code == 202, r.text
+    assert admin.get("/system/function/shouter-canary").status_code == 404
+
+
 def test_unknown_function_is_404_everywhere(gateway) -> None:
     _, admin, anon = gateway
     assert admin.get("/system/function/ghost").status_code == 404

@@ -83,3 +83,35 @@ def test_missing_replica_is_reasserted(live: tuple[Platform, Path]) -> None:
     assert [(a.kind, a.after, a.ok, a.detail) for a in actions] == [
         ("scale", 1, True, "re-assert (0 alive)")
     ]
+
+
+def test_canary_run_relimited_and_ended_only_on_change(live: tuple[Platform, Path]) -> None:
+    platform, handler = live
+    deploy_noop(platform, "act-c", handler)
+    trial = Limits(cpu_cores=0.5, memory_mb=192)
+    run = Decision({"act-c": FunctionDecision(canary=trial, canary_share=0.2)})
+    actions = actuate(platform, run, _statuses(platform))
+    assert [(a.kind, a.before, a.after, a.ok) for a in actions] == [
+        ("set_canary", None, {"cpu_cores": 0.5, "memory_mb": 192, "share": 0.2}, True)
+    ]
+    assert platform.status("act-c-canary").limits == trial
+    assert actuate(platform, run, _statuses(platform)) == []  # nothing to change
+    wider = Decision({"act-c": FunctionDecision(canary=trial, canary_share=0.5)})
+    assert [a.kind for a in actuate(platform, wider, _statuses(platform))] == ["set_canary"]
+    end = Decision({"act-c": FunctionDecision(end_canary=True)})
+    assert [(a.kind, a.ok) for a in actuate(platform, end, _statuses(platform))] == [
+        ("end_canary", True)
+    ]
+    assert "act-c-canary" not in _statuses(platform)
+    assert actuate(platform, end, _statuses(platform)) == []
+
+
+def test_a_canary_the_platform_cannot_name_is_recorded_not_raised(
+    live: tuple[Platform, Path],
+) -> None:
+    platform, handler = live
+    long_name = "act-" + "x" * 55  # 59 chars: its canary's name would be 66
+    deploy_noop(platform, long_name, handler)
+    run = Decision({long_name: FunctionDecision(canary=Limits(memory_mb=192))})
+    (action,) = actuate(platform, run, _statuses(platform))
+    assert action.kind == "set_canary" and not action.ok and "1-63 chars" in action.error

@@ -121,6 +121,9 @@ class Plat:
         ready: Mapping[str, int] | None = None,
         starting: Mapping[str, int] | None = None,
         oom: Sequence[str] = (),
+        canary: Mapping[str, tuple[float, int]] | None = None,
+        canary_oom: Sequence[str] = (),
+        canary_limits: Mapping[str, Limits] | None = None,
     ) -> Decision:
         self.now += 1.0
         service = {"fa": 0.2, "fb": 0.3} if service is None else service
@@ -139,6 +142,16 @@ class Plat:
             )
             for f in FNS
         }
+        for f, (mean_s, calls) in (canary or {}).items():  # (mean service s, calls) each
+            fns[f"{f}-canary"] = FunctionObservation(
+                name=f"{f}-canary",
+                arrivals=calls,
+                completions=calls,
+                mean_service_s=mean_s,
+                replicas_ready=1,
+                oom_kills=1 if f in canary_oom else 0,
+                limits=(canary_limits or {}).get(f, Limits()),
+            )
         obs = Observation(
             now_s=self.now,
             tick_s=1.0,
@@ -176,9 +189,13 @@ def applied(d: Decision) -> dict[str, Limits | None]:
         ({"violation_budget": 0.0}, "error_burst and violation_budget must be in"),
         ({"violation_budget": 1.0}, "error_burst and violation_budget must be in"),
         ({"rollback_factor": 1.0}, "rollback_factor must be > 1"),
+        ({"trials": "sideways"}, "trials must be one of in-place, canary"),
+        ({"canary_share": 0.0}, "canary_share must be in"),
+        ({"canary_share": 1.5}, "canary_share must be in"),
+        ({"min_canary_calls": 0}, "min_canary_calls >= 1"),
     ],
 )
-def test_options_out_of_range_are_refused(bad: dict[str, float], message: str) -> None:
+def test_options_out_of_range_are_refused(bad: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         AquatopeConfigPolicy(**bad)
 
@@ -648,3 +665,92 @@ def test_an_oom_kill_at_the_kept_declared_configuration_restarts_above_the_raise
     assert d.reason.startswith("OOM kill of fb")  # a new episode from the incumbent
     assert applied(d)["fb"].memory_mb == floor
     assert policy.current is not None and policy.allowed(policy.current) == ""
+
+
+def test_a_canary_trial_is_decided_and_measured_as_documented(script: Script) -> None:
+    script.plans = [[P1]]
+    policy = AquatopeConfigPolicy(
+        budget=3, trial_ticks=2, min_invocations=20, trials="canary", min_canary_calls=2
+    )
+    plat = Plat(policy)
+    d = plat.tick()
+    assert applied(d) == limits_of(SAFE)  # the safe start runs on the functions themselves
+    assert all(fd.end_canary and fd.canary is None for fd in d.functions.values())
+    plat.tick(e2e=(0.5,) * 5)
+    d = plat.tick(e2e=(0.5,) * 5)
+    assert policy.samples[-1].config == SAFE  # 10 calls/s: the episode's reference rate
+    # P1 goes to one canary per function (share 0.1); their own replicas keep SAFE
+    assert applied(d) == limits_of(SAFE)
+    assert {f: fd.canary for f, fd in d.functions.items()} == limits_of(P1)
+    assert all(fd.canary_share == 0.1 and not fd.end_canary for fd in d.functions.values())
+    # the canaries serve 0.3 s and 0.5 s where the functions served 0.2 s and 0.3 s: the
+    # chain fa -> fb is 0.3 s longer, so each measured 0.5 s request counts as 0.8 s
+    slow = {"fa": (0.3, 1), "fb": (0.5, 1)}
+    d = plat.tick(e2e=(0.5,) * 5, canary=slow)
+    assert d.reason == "trial 2/3: observing (1/2 ticks)"
+    d = plat.tick(e2e=(0.5,) * 5, canary=slow)
+    s = policy.samples[-1]
+    assert s.config == P1 and not s.measurement.failed
+    assert s.measurement.latency_s == pytest.approx(0.8)
+    assert s.measurement.stage_latency_s == pytest.approx({"fa": 0.3, "fb": 0.5})
+    # priced at P1's limits on the functions' own replicas (one each, 2 ticks), per call at
+    # the reference rate (10/s x 2 s); the root's calls include its canary's
+    assert s.measurement.cost_usd == pytest.approx(4 * decoupled_usd_per_s(1.0, 512) / 20)
+    assert s.measurement.requests == 22
+    # P1 met the QoS at less cost: kept, on the functions themselves, canaries ended
+    assert policy.phase == "steady" and policy.best == P1
+    assert applied(d) == limits_of(P1)
+    assert all(fd.end_canary and fd.canary is None for fd in d.functions.values())
+
+
+def test_a_canary_trial_waits_for_its_canaries_calls_and_rolls_back_their_oom(
+    script: Script,
+) -> None:
+    p2 = cfg(1.0, 512, 1.0, 1024)
+    script.plans = [[P1, p2]]
+    policy = AquatopeConfigPolicy(
+        budget=4, trial_ticks=2, min_invocations=20, trials="canary", min_canary_calls=3
+    )
+    plat = Plat(policy)
+    for _ in range(3):
+        d = plat.tick(e2e=(0.5,) * 5)
+    assert {f: fd.canary for f, fd in d.functions.items()} == limits_of(P1)
+    d = plat.tick(e2e=(0.5,) * 5, canary={"fa": (0.2, 1), "fb": (0.3, 1)})
+    d = plat.tick(e2e=(0.5,) * 5, canary={"fa": (0.2, 1), "fb": (0.3, 1)})
+    assert d.reason == "trial extended: too few invocations"  # 2 canary calls of 3
+    # fb's canary is OOM-killed: rolled back in that tick, fb's floor raised above 512
+    d = plat.tick(e2e=(0.5,) * 5, canary={"fa": (0.2, 1), "fb": (0.3, 1)}, canary_oom=["fb"])
+    assert d.reason.startswith("trial rolled back (OOM kill of fb's canary)")
+    assert applied(d) == limits_of(SAFE)
+    assert all(fd.end_canary for fd in d.functions.values())
+    assert policy.floor_mb("fb") > 512 and policy.floor_mb("fa") == 256
+    assert policy.samples[-1].measurement.failed
+
+
+def test_an_oom_of_the_incumbent_during_a_canary_trial_is_the_incumbents(script: Script) -> None:
+    script.plans = [[P1, cfg(1.0, 512, 1.0, 1024)]]
+    policy = AquatopeConfigPolicy(budget=4, trial_ticks=2, min_invocations=20, trials="canary")
+    plat = Plat(policy)
+    for _ in range(3):
+        plat.tick(e2e=(0.5,) * 5)
+    d = plat.tick(e2e=(0.5,) * 5, canary={"fa": (0.2, 1), "fb": (0.3, 1)}, oom=["fb"])
+    # fb's own replicas ran SAFE (1024 MB): that floor goes up, no canary is blamed
+    assert d.reason == "OOM kill of fb at the incumbent: memory raised"
+    assert policy.floor_mb("fb") > 1024 and not any(s.measurement.failed for s in policy.samples)
+    assert all(fd.end_canary for fd in d.functions.values())
+
+
+def test_a_canary_limit_the_kernel_refused_is_rolled_back_like_an_oom(script: Script) -> None:
+    """A canary kept from the last trial is re-limited live; a kernel that refuses the new
+    memory (the canary already uses more) leaves the old limit, which the policy reads."""
+    script.plans = [[P1, cfg(1.0, 512, 1.0, 1024)]]
+    policy = AquatopeConfigPolicy(budget=4, trial_ticks=2, min_invocations=20, trials="canary")
+    plat = Plat(policy)
+    for _ in range(3):
+        plat.tick(e2e=(0.5,) * 5)
+    kept = {"fa": Limits(cpu_cores=1.0, memory_mb=512), "fb": Limits(cpu_cores=1.0, memory_mb=768)}
+    d = plat.tick(e2e=(0.5,) * 5, canary={"fa": (0.2, 1), "fb": (0.3, 1)}, canary_limits=kept)
+    assert d.reason.startswith(
+        "trial rolled back (memory of fb's canary refused at 512 MB (kept at 768 MB))"
+    )
+    assert policy.floor_mb("fb") > 512 and policy.floor_mb("fa") == 256

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from testbed.core.canary import canary_spec, end_canary, set_canary
 from testbed.core.config import Limits
 from testbed.core.errors import ConfigError, DeployError, FunctionNotFound
 from testbed.core.platform import FunctionSpec, Platform, QoS, Stage, Workflow
@@ -337,3 +338,46 @@ def test_without_the_label_the_platform_queues() -> None:
     sim.run_until(20.0)
     assert sim.status("f").target_replicas == 1
     assert sim.metrics().functions["f"].cold_starts == 0
+
+
+def test_an_oom_ing_canary_fails_at_most_its_share_of_calls() -> None:
+    """A trial below the function's memory need, on a canary at share 0.1: only calls routed
+    to it fail (at most floor(0.1 x calls)), none waits for it, the function's own are fine."""
+    sim = _sim(memory_mb=200.0)  # service 0.5 s, cold start 1 s
+    sim.deploy(FunctionSpec(name="f", limits=Limits(memory_mb=256)))
+    sim.scale("f", replicas=3)
+    sim.run_until(2.0)
+    set_canary(sim, "f", Limits(memory_mb=128), share=0.1)
+    assert sim.status("f-canary").limits == Limits(memory_mb=128)
+    sim.run_until(4.0)
+    times = 4.0 + np.arange(400) * 0.25  # 2 calls/s on 3 replicas: no queue of its own
+    for t in times:
+        sim.submit("f", at_s=float(t))
+    sim.run_until(times[-1] + 5.0)
+    rows = sim.results().requests
+    assert len(rows) == 400
+    failed = rows[~rows["ok"]]
+    assert 1 <= len(failed) <= 40  # floor(0.1 x 400); the canary restarts after each kill
+    m = sim.metrics().functions
+    assert m["f-canary"].started == len(failed) and m["f-canary"].errors == len(failed)
+    assert m["f"].errors == 0 and m["f"].cold_starts == 0
+    assert np.allclose(rows.loc[rows["ok"], "latency_s"], 0.5)  # none waited
+    assert not rows["cold_start"].any()
+    end_canary(sim, "f")
+    with pytest.raises(FunctionNotFound):
+        sim.status("f-canary")
+
+
+def test_canary_deploys_are_checked() -> None:
+    sim = _sim()
+    with pytest.raises(DeployError, match="'ghost' is not deployed"):
+        sim.deploy(canary_spec(FunctionSpec(name="ghost"), Limits(memory_mb=64)))
+    with pytest.raises(ConfigError, match=r"must be in \(0, 1\]"):
+        set_canary(sim, "f", Limits(memory_mb=64), share=0.0)
+    set_canary(sim, "f", Limits(memory_mb=64))
+    with pytest.raises(ConfigError, match="a canary has no canary"):
+        set_canary(sim, "f-canary", Limits(memory_mb=32))
+    with pytest.raises(DeployError, match="cannot become a function"):
+        sim.deploy(FunctionSpec(name="f-canary"))
+    sim.remove("f")  # takes its canary with it
+    assert [s.name for s in sim.list()] == []
