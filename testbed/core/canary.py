@@ -22,10 +22,11 @@ simulator; not a real OpenFaaS gateway, which counts calls under the function ca
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from testbed.core.config import Limits
-from testbed.core.errors import ConfigError, FunctionNotFound, PlatformError
+from testbed.core.errors import ConfigError, DeployError, FunctionNotFound, PlatformError
 from testbed.core.platform import LABEL_SCALE_MAX, LABEL_SCALE_MIN, FunctionSpec, Platform
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "canary_name",
     "canary_of",
     "canary_spec",
+    "check_deploy",
     "end_canary",
     "set_canary",
 ]
@@ -105,6 +107,32 @@ def canary_spec(
     )
     canary_of(spec)  # validates the share
     return spec
+
+
+def check_deploy(
+    spec: FunctionSpec,
+    deployed: Callable[[str], FunctionSpec | None],
+) -> tuple[str, float] | None:
+    """``canary_of(spec)``, once a platform whose deployed specs ``deployed`` looks up
+    (None when not deployed) may deploy ``spec``.
+
+    Raises:
+        ConfigError: inconsistent canary labels.
+        DeployError: a canary of a function not deployed or of a canary, or an update that
+            turns a canary into a function or a function into a canary.
+    """
+    target = canary_of(spec)
+    existing = deployed(spec.name)
+    if existing is not None and (canary_of(existing) is not None) != (target is not None):
+        raise DeployError(f"{spec.name}: a canary cannot become a function, nor back")
+    if target is None:
+        return None
+    primary = deployed(target[0])
+    if primary is None:
+        raise DeployError(f"{spec.name}: its function {target[0]!r} is not deployed")
+    if canary_of(primary) is not None:
+        raise DeployError(f"{spec.name}: {target[0]!r} is a canary; a canary has no canary")
+    return target
 
 
 @dataclass

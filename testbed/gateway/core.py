@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from testbed.core.atomic import atomic_write_json
-from testbed.core.canary import CanaryRoute, canary_name, canary_of
+from testbed.core.canary import CanaryRoute, canary_name, canary_of, check_deploy
 from testbed.core.config import GatewayConfig, Limits
 from testbed.core.errors import (
     ConfigError,
@@ -237,27 +237,8 @@ class Gateway:
             await self.remove(canary_name(spec.name))
 
     def _check_canary(self, spec: FunctionSpec) -> tuple[str, float] | None:
-        """``(function, share)`` when ``spec`` is a canary of a deployed function.
-
-        Raises:
-            ConfigError: the canary labels are inconsistent.
-            DeployError: its function is not deployed or is a canary itself; or ``spec``
-                would turn a canary into a function or a function into a canary.
-        """
-        target = canary_of(spec)
-        if target is None:
-            if canary_of_pool(self.pools.get(spec.name)):
-                raise DeployError(f"{spec.name}: the canary labels cannot be added or dropped")
-            return None
-        primary = self.pools.get(target[0])
-        if primary is None:
-            raise DeployError(f"{spec.name}: its function {target[0]!r} is not deployed")
-        if canary_of(primary.spec) is not None:
-            raise DeployError(f"{spec.name}: {target[0]!r} is a canary; a canary has no canary")
-        existing = self.pools.get(spec.name)
-        if existing is not None and canary_of(existing.spec) is None:
-            raise DeployError(f"{spec.name}: a function of that name is not a canary")
-        return target
+        """``(function, share)`` when ``spec`` is a canary (:func:`canary.check_deploy`)."""
+        return check_deploy(spec, lambda n: self.pools[n].spec if n in self.pools else None)
 
     async def remove(self, name: str) -> None:
         """Delete a function (with its canary, if it has one)."""
@@ -440,11 +421,6 @@ class Gateway:
             hist = self.workflow_latency[name] = LatencyHistogram()
         hist.add(time.perf_counter() - started, ok=200 <= status < 300)
         return status, response
-
-
-def canary_of_pool(pool: FunctionPool | None) -> bool:
-    """Whether ``pool`` serves a canary."""
-    return pool is not None and canary_of(pool.spec) is not None
 
 
 def spec_to_json(spec: FunctionSpec) -> dict[str, Any]:

@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from testbed.core.canary import CanaryRoute, canary_of
+from testbed.core.canary import CanaryRoute, canary_of, check_deploy
 from testbed.core.config import DEFAULT_COLD_START_TIMEOUT_S, DEFAULT_INVOKE_TIMEOUT_S, Limits
-from testbed.core.errors import ConfigError, DeployError, FunctionNotFound
+from testbed.core.errors import ConfigError, FunctionNotFound
 from testbed.core.latency import LatencyHistogram
 from testbed.core.platform import FunctionSpec, Workflow, WorkflowMix
 from testbed.sim.distributions import Sampler
@@ -393,19 +393,10 @@ class Engine:
             ConfigError: inconsistent canary labels.
             DeployError: see :meth:`deploy`.
         """
-        fn = self.functions.get(spec.name)
-        target = canary_of(spec)
-        was_canary = fn is not None and canary_of(fn.spec) is not None
-        if fn is not None and was_canary != (target is not None):
-            raise DeployError(f"{spec.name}: a canary cannot become a function, nor back")
-        if target is None:
-            return None
-        primary = self.functions.get(target[0])
-        if primary is None:
-            raise DeployError(f"{spec.name}: its function {target[0]!r} is not deployed")
-        if canary_of(primary.spec) is not None:
-            raise DeployError(f"{spec.name}: {target[0]!r} is a canary; a canary has no canary")
-        return primary, target[1]
+        target = check_deploy(
+            spec, lambda n: self.functions[n].spec if n in self.functions else None
+        )
+        return (self.functions[target[0]], target[1]) if target is not None else None
 
     def remove(self, name: str) -> None:
         """Delete a function (with its canary, if it has one)."""
