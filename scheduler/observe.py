@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from scheduler.policy import FunctionObservation, Observation
+from testbed.core.canary import canary_of
 from testbed.core.latency import latencies_between
 from testbed.core.platform import (
     FunctionMetrics,
@@ -98,6 +99,7 @@ class Observer:
         else:
             tick_s = self.tick_s
         functions: dict[str, FunctionObservation] = {}
+        canaries: dict[str, FunctionObservation] = {}
         counters: dict[str, tuple[float, ...]] = {}
         for status in statuses:
             name = status.name
@@ -117,7 +119,9 @@ class Observer:
             ]
             started, completed, errors, cold, duration_s = delta
             bounds = status.spec.scale_bounds
-            functions[name] = FunctionObservation(
+            target = canary_of(status.spec)
+            into = canaries if target is not None else functions
+            into[target[0] if target is not None else name] = FunctionObservation(
                 name=name,
                 arrivals=round(started),
                 completions=round(completed),
@@ -149,6 +153,7 @@ class Observer:
             functions=functions,
             workflows=dict(self.workflows),
             workflow_latency_s=latencies,
+            canaries=canaries,
         )
 
     def _workflow_latencies(self, snapshot: MetricsSnapshot) -> dict[str, tuple[float, ...]]:

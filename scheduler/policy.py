@@ -81,6 +81,9 @@ class Observation:
         workflow_latency_s: end-to-end latencies (seconds; queueing and cold starts included)
             of the workflow requests that completed during the tick, keyed by workflow, when
             the platform or load generator reports them (empty when nothing does).
+        canaries: the canary (``testbed.core.canary``) of each function that has one, keyed
+            by the function's name; canaries are never among ``functions``, so a policy
+            that runs none never sees them.
     """
 
     now_s: float
@@ -88,6 +91,7 @@ class Observation:
     functions: Mapping[str, FunctionObservation]
     workflows: Mapping[str, Workflow] = field(default_factory=dict)
     workflow_latency_s: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    canaries: Mapping[str, FunctionObservation] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.tick_s > 0:

@@ -107,7 +107,6 @@ from scheduler.configure.space import (
 )
 from scheduler.policy import Decision, FunctionDecision, FunctionObservation, Observation, Policy
 from scheduler.registry import register_policy
-from testbed.core.canary import canary_name
 from testbed.core.platform import Workflow
 from testbed.core.prices import decoupled_usd_per_s
 
@@ -124,10 +123,12 @@ _FAILED_X = 3.0  # a failed trial or request counts as this many times the QoS t
 TRIAL_MODES = ("in-place", "canary")
 
 
-def _calls(fobs: Mapping[str, FunctionObservation], function: str, what: str) -> int:
+def _calls(observation: Observation, function: str, what: str) -> int:
     """The function's ``arrivals`` (or other count) with its canary's."""
-    canary = fobs.get(canary_name(function))
-    return int(getattr(fobs[function], what)) + (int(getattr(canary, what)) if canary else 0)
+    canary = observation.canaries.get(function)
+    return int(getattr(observation.functions[function], what)) + (
+        int(getattr(canary, what)) if canary else 0
+    )
 
 
 def _memory_up(memory_mb: float) -> int:
@@ -382,6 +383,7 @@ class AquatopeConfigPolicy(Policy):
         self.retried: list[Configuration] = []  # trials rolled back in a surge, this episode
         self._held = 0  # ticks held at the incumbent before a pending trial
         self._postponed: _Postponed | None = None
+        self._canaries: Mapping[str, FunctionObservation] = {}  # this tick's (canary trials)
 
     # -- safety bookkeeping --------------------------------------------------------------
     def floor_mb(self, function: str) -> int:
@@ -567,7 +569,7 @@ class AquatopeConfigPolicy(Policy):
         breach) or ("", "", False)."""
         on_canaries = self._base() is not None
         for f in workflow.functions:
-            canary = fobs.get(canary_name(f))
+            canary = self._canaries.get(f)
             if on_canaries and canary is not None and canary.oom_kills > 0:
                 return f"OOM kill of {f}'s canary", f, False
             if fobs[f].oom_kills > 0 and not on_canaries:
@@ -661,7 +663,7 @@ class AquatopeConfigPolicy(Policy):
             on_canaries = base is not None and base[f] != self.current[f]
             if base is not None and not on_canaries:
                 continue  # its own replicas run the incumbent: nothing was asked of them
-            o = fobs.get(canary_name(f)) if on_canaries else fobs[f]
+            o = self._canaries.get(f) if on_canaries else fobs[f]
             kept = o.limits.memory_mb if o is not None else None
             wanted = self.current[f].memory_mb
             if kept is not None and kept > wanted + 0.5:
@@ -760,6 +762,7 @@ class AquatopeConfigPolicy(Policy):
         if missing:
             return Decision.decline(f"functions not deployed: {', '.join(missing)}")
         fobs = observation.functions
+        self._canaries = observation.canaries
         tick_now = observation.now_s
         self._learn_safe(workflow, fobs)
         self._learn_rss(workflow, fobs)
@@ -894,7 +897,7 @@ class AquatopeConfigPolicy(Policy):
                 service[f] = float(mean_s)
                 if base is not None and o.cold_starts == 0 and o.queued == 0:
                     own_s[f] = (float(mean_s), o.completions)
-            canary = fobs.get(canary_name(f))
+            canary = observation.canaries.get(f)
             if base is not None and canary is not None and canary.mean_service_s:
                 canary_s[f] = (float(canary.mean_service_s), canary.completions)
                 service[f] = float(canary.mean_service_s)  # the stage's model learns the trial's
@@ -908,7 +911,7 @@ class AquatopeConfigPolicy(Policy):
         else:
             latency = workflow.critical_path_s(service)
         roots = {s.function for s in workflow.stages if not s.after}
-        arrivals = max((_calls(fobs, f, "arrivals") for f in roots), default=0)
+        arrivals = max((_calls(observation, f, "arrivals") for f in roots), default=0)
         cost = 0.0
         replica_s: dict[str, float] = {}
         for f in workflow.functions:
@@ -921,15 +924,16 @@ class AquatopeConfigPolicy(Policy):
             replica_s[f] = (o.replicas_ready + o.replicas_starting) * observation.tick_s
             cost += replica_s[f] * decoupled_usd_per_s(cpu, mem)
         # a trial's failures: its canaries' when it runs on them, else the functions'
-        judged = [canary_name(f) for f in workflow.functions] if base else workflow.functions
+        judged = observation.canaries if base is not None else fobs
+        counted = [judged[f] for f in workflow.functions if f in judged]
         return _Tick(
             latency_s=latency if latency is not None else math.nan,
             cost_usd=cost,
             arrivals=arrivals,
             stage_s=service,
             e2e_s=e2e,
-            errors=sum(fobs[f].errors for f in judged if f in fobs),
-            completions=sum(fobs[f].completions for f in judged if f in fobs),
+            errors=sum(o.errors for o in counted),
+            completions=sum(o.completions for o in counted),
             replica_s=replica_s,
             duration_s=observation.tick_s,
             canary_s=canary_s,

@@ -142,8 +142,9 @@ class Plat:
             )
             for f in FNS
         }
+        canaries = {}
         for f, (mean_s, calls) in (canary or {}).items():  # (mean service s, calls) each
-            fns[f"{f}-canary"] = FunctionObservation(
+            canaries[f] = FunctionObservation(
                 name=f"{f}-canary",
                 arrivals=calls,
                 completions=calls,
@@ -158,6 +159,7 @@ class Plat:
             functions=fns,
             workflows={"wf": WF},
             workflow_latency_s={"wf": tuple(e2e)} if e2e else {},
+            canaries=canaries,
         )
         decision = self.policy.decide(obs)
         for name, fd in decision.functions.items():

@@ -75,3 +75,38 @@ def test_state_round_trip_continues_differences() -> None:
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     o = b.update(_snap(1, started=9), [_status()], 1.0)
     assert o.functions["f"].arrivals == 2
+
+
+def test_a_canary_is_observed_apart_under_its_functions_name() -> None:
+    from testbed.core.canary import canary_spec
+
+    primary = FunctionSpec(name="f")
+    canary = canary_spec(primary, Limits(memory_mb=256), share=0.2)
+    statuses = [
+        _status(),
+        FunctionStatus(
+            name=canary.name,
+            spec=canary,
+            target_replicas=1,
+            replicas_ready=1,
+            replicas_starting=0,
+            limits=canary.limits,
+            limits_enforced=True,
+        ),
+    ]
+    ob = Observer()
+
+    def snap(at_s: float, n: int) -> MetricsSnapshot:
+        return MetricsSnapshot(
+            at_s=at_s,
+            functions={
+                "f": FunctionMetrics(started=9 * n, completed=9 * n),
+                canary.name: FunctionMetrics(started=n, completed=n, errors=n),
+            },
+        )
+
+    ob.update(snap(0, 1), statuses, 0.0)
+    obs = ob.update(snap(1, 3), statuses, 1.0)
+    assert set(obs.functions) == {"f"} and set(obs.canaries) == {"f"}
+    assert (obs.functions["f"].arrivals, obs.canaries["f"].arrivals) == (18, 2)
+    assert obs.canaries["f"].errors == 2 and obs.canaries["f"].limits.memory_mb == 256
