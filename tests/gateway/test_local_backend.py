@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.core.canary import set_canary
 from testbed.core.config import Limits
 from testbed.core.errors import ConfigError
 from testbed.core.platform import FunctionSpec
@@ -257,6 +258,7 @@ def test_gateway_restores_its_functions_after_a_crash(tmp_path, handler_dirs) ->
     with OpenFaaSPlatform(first.url, password=password) as platform:
         _deploy(platform, "keeper", handler_dirs["echo"], limits=Limits(cpu_cores=0.5))
         platform.scale("keeper", replicas=2)
+        set_canary(platform, "keeper", Limits(memory_mb=256), share=1.0)
     os.kill(first.pid, signal.SIGKILL)
     first.proc.wait()
     second = start_gateway(state_dir=tmp_path)
@@ -266,7 +268,11 @@ def test_gateway_restores_its_functions_after_a_crash(tmp_path, handler_dirs) ->
             assert status.target_replicas == 2
             assert status.limits == Limits(cpu_cores=0.5)
             wait_until(lambda: platform.status("keeper").replicas_ready == 2)
+            # its canary came back with its route: a free canary at share 1 takes the call
+            wait_until(lambda: platform.status("keeper-canary").replicas_ready == 1)
+            assert platform.status("keeper-canary").limits == Limits(cpu_cores=0.5, memory_mb=256)
             assert platform.invoke("keeper", b"back").json()["body"] == "back"
+            assert platform.metrics().functions["keeper-canary"].completed == 1
     finally:
         second.close()
     assert not (tmp_path / "gateway-functions-local.json").exists()
