@@ -1,7 +1,8 @@
 """``aquatope-config``: Aquatope's resource manager run online, safely, re-tuned on drift.
 
-The policy cannot run trials of its own, so it tunes *in place*: it applies a configuration
-for up to ``trial_ticks`` ticks, turns what the daemon observed meanwhile into one
+The policy cannot run trials of its own, so it tunes on live traffic, *in place* (the
+default) or on *canary* replicas (``trials="canary"``, see "Bounded exposure" below): it
+applies a configuration for up to ``trial_ticks`` ticks, turns what the daemon observed meanwhile into one
 :class:`~scheduler.configure.base.ConfigSample`, asks the configurator (safe constrained BO
 by default) for the next configuration, and after ``budget`` trials or when the configurator
 stops it keeps the cheapest configuration that met the QoS. From then on it watches the
@@ -288,7 +289,8 @@ class AquatopeConfigPolicy(Policy):
     name = "aquatope-config"
     description = (
         "Aquatope resource manager online: safe BO of CPU/memory around the declared limits, "
-        "trials rolled back in one tick on OOM/errors/QoS breach, re-tuned on drift"
+        "trials (in place or on canary replicas) rolled back in one tick on OOM/errors/QoS "
+        "breach, re-tuned on drift"
     )
 
     def __init__(
