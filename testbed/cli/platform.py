@@ -17,10 +17,10 @@ import click
 from testbed.cli._app import App, pass_app
 from testbed.cli.types import CPU, MEMORY
 from testbed.core.atomic import atomic_write_json
-from testbed.core.canary import DEFAULT_SHARE, end_canary, set_canary
+from testbed.core.canary import DEFAULT_SHARE, canary_of, end_canary, set_canary
 from testbed.core.config import DEFAULT_GATEWAY_PORT, DEFAULT_HOST, Limits
 from testbed.core.errors import ConfigError, TestbedError
-from testbed.core.platform import InvokeResult
+from testbed.core.platform import FunctionStatus, InvokeResult
 
 __all__ = [
     "deploy",
@@ -289,6 +289,7 @@ def status(app: App, name: str | None, as_json: bool) -> None:
                         "memory_mb": s.limits.memory_mb,
                         "limits_enforced": s.limits_enforced,
                         "invocations": s.invocation_count,
+                        "canary_of": _canary_label(s),
                     }
                     for s in statuses
                 ],
@@ -310,7 +311,7 @@ def status(app: App, name: str | None, as_json: bool) -> None:
         table.add_column(col, justify="left" if col in ("function", "limits") else "right")
     for s in statuses:
         table.add_row(
-            s.name,
+            s.name + (f" (canary of {_canary_label(s)})" if _canary_label(s) else ""),
             str(s.target_replicas),
             str(s.replicas_ready),
             str(s.replicas_starting),
@@ -453,6 +454,12 @@ def limits(app: App, name: str, cpu: float | None, memory: int | None) -> None:
         f"{name}: cpu {new.cpu_cores if new.cpu_cores else 'unlimited'}, memory "
         f"{f'{new.memory_mb} MiB' if new.memory_mb else 'unlimited'} ({enforced})"
     )
+
+
+def _canary_label(status: FunctionStatus) -> str | None:
+    """``"f, 10 %"`` for a canary of ``f`` taking at most 10 % of its calls, else None."""
+    target = canary_of(status.spec)
+    return f"{target[0]}, {target[1]:.0%}" if target is not None else None
 
 
 @click.command()

@@ -92,7 +92,8 @@ def test_up_invoke_scale_limits_down(tmp_path: Path, handler_dirs: dict[str, Pat
         )
         pids = {json.loads(_aquatope("invoke", "echo", home=home).stdout)["pid"] for _ in range(4)}
         status = json.loads(_aquatope("status", "--json", home=home).stdout)
-        assert next(s for s in status if s["name"] == "echo-canary")["invocations"] == 2
+        canary_row = next(s for s in status if s["name"] == "echo-canary")
+        assert canary_row["invocations"] == 2 and canary_row["canary_of"] == "echo, 50%"
         ended = _aquatope("canary", "echo", "--end", home=home)
         assert ended.returncode == 0 and "echo: canary removed" in ended.stdout
     finally:
