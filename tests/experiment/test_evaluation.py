@@ -401,3 +401,19 @@ def test_the_live_confirmation_replays_points_of_the_headline_grid() -> None:
             assert (policy.name, tuple(sorted(policy.params.items()))) in points
         families = [confirm.families[p.label] for p in exp.policies]
         assert any(is_aquatope(f) for f in families) and any(is_competitor(f) for f in families)
+
+
+def test_the_multi_day_grid_trains_on_a_whole_day_before_it_scores() -> None:
+    """experiments/multiday.yaml: every run is two trace days, the first of them training
+    (hybrid-histogram's histograms and Aquatope's models alike) and never scored."""
+    grid = load_evaluation(REPO / "experiments" / "multiday.yaml")
+    assert len(grid.experiments) == 2 and len(grid.seeds) >= 5
+    for exp in grid.experiments.values():
+        assert exp.backend == "sim"
+        assert exp.warmup_s == 86400 and exp.duration_s == 2 * 86400
+        assert {p.name for p in exp.policies} >= {
+            "hybrid-histogram",
+            "aquatope-prewarm",
+            "keep-alive",
+            "oracle",
+        }
