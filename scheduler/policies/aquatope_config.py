@@ -2,20 +2,21 @@
 
 The policy cannot run trials of its own, so it tunes on live traffic, *in place* (the
 default) or on *canary* replicas (``trials="canary"``, see "Bounded exposure" below): it
-applies a configuration for up to ``trial_ticks`` ticks, turns what the daemon observed meanwhile into one
-:class:`~scheduler.configure.base.ConfigSample`, asks the configurator (safe constrained BO
-by default) for the next configuration, and after ``budget`` trials or when the configurator
-stops it keeps the cheapest configuration that met the QoS. From then on it watches the
-workflow's request rate and latency with two change detectors; when either fires, the old
-samples no longer describe the system and a new tuning episode starts (not a timer). Both
-watch windows of ``drift_window_ticks`` ticks (a trial's length by default), not single
-ticks. The rate's reference is every window of the tuning episode, as a mixture of the
-rates it showed (:class:`~scheduler.configure.drift.LoadShiftDetector`: a load doubled or
-halved against that mixture), so a workload with a burst every few minutes has bursts in its
-reference and a burst is not a change, while a lasting change of the rate is, within a few
-windows; the latency's is the kept configuration's first windows (their tails as a kernel
-density, :class:`~scheduler.configure.drift.LatencyShiftDetector`: 1.5 times slower or
-faster), where one slow window (a burst those windows missed) is no change either.
+applies a configuration for up to ``trial_ticks`` ticks, turns what the daemon observed
+meanwhile into one :class:`~scheduler.configure.base.ConfigSample`, asks the configurator
+(safe constrained BO by default) for the next configuration, and after ``budget`` trials or
+when the configurator stops it keeps the cheapest configuration that met the QoS. From then
+on it watches the workflow's request rate and latency with two change detectors; when
+either fires, the old samples no longer describe the system and a new tuning episode starts
+(not a timer). Both watch windows of ``drift_window_ticks`` ticks (a trial's length by
+default), not single ticks. The rate's reference is every window of the tuning episode, as
+a mixture of the rates it showed (:class:`~scheduler.configure.drift.LoadShiftDetector`: a
+load doubled or halved against that mixture), so a workload with a burst every few minutes
+has bursts in its reference and a burst is not a change, while a lasting change of the rate
+is, within a few windows; the latency's is the kept configuration's first windows (their
+tails as a kernel density, :class:`~scheduler.configure.drift.LatencyShiftDetector`: 1.5
+times slower or faster), where one slow window (a burst those windows missed) is no change
+either.
 
 Safety rules (hard, whatever the configurator proposes):
 
