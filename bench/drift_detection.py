@@ -93,7 +93,7 @@ def _restarting(detector: Any, signal: Callable[[float], tuple[float, ...]]):
 
     def feed(x: float) -> bool:
         if detector.update(*signal(x)):
-            detector.high = detector.low = 0.0
+            detector.restart()
             return True
         return False
 

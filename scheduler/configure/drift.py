@@ -64,6 +64,10 @@ class CusumDetector:
         self._ref: list[float] = []
         self.mean = math.nan
         self.std = math.nan
+        self.restart()
+
+    def restart(self) -> None:
+        """Zero both sums, keeping the reference (after an alarm has been answered)."""
         self.high = 0.0
         self.low = 0.0
 
@@ -121,6 +125,10 @@ class _ShiftCusum:
         self.factor = factor
         self.threshold = threshold
         self.max_step = max_step
+        self.restart()
+
+    def restart(self) -> None:
+        """Zero both sums, keeping the reference (after an alarm has been answered)."""
         self.high = 0.0
         self.low = 0.0
 
@@ -192,8 +200,7 @@ class LoadShiftDetector(_ShiftCusum):
         self._rates = np.empty(0)  # the mixture's rates (per second) and log weights
         self._log_w = np.empty(0)
         self._shape = np.empty(0)
-        self.high = 0.0
-        self.low = 0.0
+        self.restart()
 
     @property
     def ready(self) -> bool:
@@ -313,8 +320,7 @@ class LatencyShiftDetector(_ShiftCusum):
         """Forget the reference and the sums."""
         self._ref: list[float] = []  # log seconds
         self._width = self.min_width
-        self.high = 0.0
-        self.low = 0.0
+        self.restart()
 
     @property
     def ready(self) -> bool:
