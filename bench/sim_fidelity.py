@@ -15,11 +15,16 @@ Usage::
     .venv/bin/python bench/sim_fidelity.py [--backend local|docker] [--duration-s 45] \
         [--seeds 1] [--traces bursty,flash] \
         [--policies always-on,keep-alive,hybrid-histogram,aquatope-prewarm] \
-        [--profile DIR_OR_FILE | --profile-first] [--live-dir OUT/live] [-o OUT]
+        [--profile DIR_OR_FILE | --profile-first] [--live-dir OUT/live] \
+        [--warm-from-live] [-o OUT]
 
 ``--profile-first`` measures a profile of the workflows' functions on the live backend right
 before the live runs (same machine state; on ``docker`` its images must be built:
-``aquatope build``). Prints lines, then one JSON object on the last line.
+``aquatope build``). ``--warm-from-live`` (two seeds or more) runs each seed's sim on that
+profile with its warm service times taken from the other seeds' live runs
+(:mod:`testbed.sim.warm_samples`, as ``aquatope profile-from-runs`` does): the host's own
+load and the workflows' real payloads, held out from the runs it is scored against.
+Prints lines, then one JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -80,8 +85,16 @@ TOLERANCE = {"p95_s": 0.15, "p99_s": 0.15, "cost_usd": 0.05}
 BOOTSTRAP = 1000
 
 
-def config(args: argparse.Namespace, backend: str, trace: str) -> dict[str, Any]:
+def config(
+    args: argparse.Namespace,
+    backend: str,
+    trace: str,
+    *,
+    seeds: list[int] | None = None,
+    profile: str | None = None,
+) -> dict[str, Any]:
     """One experiment config; only ``backend`` (and the sim's profile) differ."""
+    profile = profile or args.profile
     cfg: dict[str, Any] = {
         "name": f"fidelity-{trace}-{backend}",
         "backend": backend,
@@ -92,7 +105,7 @@ def config(args: argparse.Namespace, backend: str, trace: str) -> dict[str, Any]
         "warmup_s": args.warmup_s,
         "drain_s": 10.0,
         "settle_s": args.settle_s,
-        "seeds": args.seed_list,
+        "seeds": seeds or args.seed_list,
         "tick_s": 1.0,
         "sample_s": 0.5,
         "loadgen": {"timeout_s": 30, "locust_csv": False},
@@ -100,8 +113,8 @@ def config(args: argparse.Namespace, backend: str, trace: str) -> dict[str, Any]
     }
     if backend == "sim":
         options: dict[str, Any] = {}
-        if args.profile:
-            options["profile"] = args.profile
+        if profile:
+            options["profile"] = profile
         if args.host_cores:
             options["host_cores"] = args.host_cores
         if options:
@@ -291,6 +304,30 @@ def profile_first(args: argparse.Namespace, out: Path) -> str:
     return str(save_profile(profile, out / "profile.json"))
 
 
+def warm_profiles(
+    args: argparse.Namespace, live: dict[str, dict[tuple[str, int], Any]], out: Path
+) -> dict[int, str]:
+    """Per seed, the sim profile with warm service times from the *other* seeds' live runs
+    (every trace and policy): held out, so the sim is not scored on its own samples."""
+    from testbed.sim.profile import load_profile, save_profile
+    from testbed.sim.warm_samples import warm_service_samples, with_warm_service
+
+    base = load_profile(args.profile, check_conditions=False)
+    paths: dict[int, list[Path]] = {}
+    for runs in live.values():
+        for (_label, seed), run in runs.items():
+            paths.setdefault(seed, []).append(run.path)
+    profiles: dict[int, str] = {}
+    for seed in args.seed_list:
+        others = [p for s, ps in paths.items() if s != seed for p in ps]
+        samples, facts = warm_service_samples(others, base, host_cores=args.host_cores)
+        profile = with_warm_service(base, samples, min_samples=args.warm_min_samples, facts=facts)
+        replaced = profile.provenance["warm_service"]["replaced"]
+        print(f"seed {seed}: warm service from {len(others)} live runs: {replaced}")
+        profiles[seed] = str(save_profile(profile, out / f"seed-{seed}" / "profile.json"))
+    return profiles
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -307,6 +344,12 @@ def main() -> None:
     parser.add_argument("--profile-first", action="store_true", help="measure a profile first")
     parser.add_argument("--host-cores", type=float, default=None, help="sim host cores")
     parser.add_argument("--live-dir", default=None, help="reuse live runs (an earlier OUT/live)")
+    parser.add_argument(
+        "--warm-from-live",
+        action="store_true",
+        help="each seed's sim takes warm service times from the other seeds' live runs",
+    )
+    parser.add_argument("--warm-min-samples", type=int, default=20)
     parser.add_argument("-o", "--out", default=None)
     args = parser.parse_args()
     args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -316,6 +359,8 @@ def main() -> None:
     ]
     if unknown:
         parser.error(f"unknown policy or trace: {', '.join(unknown)}")
+    if args.warm_from_live and len(args.seed_list) < 2:
+        parser.error("--warm-from-live needs two seeds or more (each is held out in turn)")
     root = Path(args.out or tempfile.mkdtemp(prefix="sim-fidelity-"))
     load = os.getloadavg()
     if args.profile_first:
@@ -324,12 +369,23 @@ def main() -> None:
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {}
     started = time.perf_counter()
-    for trace in args.traces.split(","):
+    traces = args.traces.split(",")
+    live_runs: dict[str, dict[tuple[str, int], Any]] = {}
+    for trace in traces:  # every live run first: a seed's sim may read the others'
         if args.live_dir:
-            live = load_runs(Path(args.live_dir) / trace)
+            live_runs[trace] = load_runs(Path(args.live_dir) / trace)
         else:
-            live = run(config(args, args.backend, trace), root / "live" / trace)
-        sim = run(config(args, "sim", trace), root / "sim" / trace)
+            live_runs[trace] = run(config(args, args.backend, trace), root / "live" / trace)
+    held_out = warm_profiles(args, live_runs, root / "warm") if args.warm_from_live else {}
+    for trace in traces:
+        live = live_runs[trace]
+        if held_out:
+            sim = {}
+            for seed, path in held_out.items():
+                cfg = config(args, "sim", trace, seeds=[seed], profile=path)
+                sim.update(run(cfg, root / "sim" / trace / f"seed-{seed}"))
+        else:
+            sim = run(config(args, "sim", trace), root / "sim" / trace)
         rows: dict[str, Any] = {}
         for policy in args.policy_list:
             pairs = [(live[(policy, s)], sim[(policy, s)]) for s in args.seed_list]
@@ -359,6 +415,7 @@ def main() -> None:
                 "dir": str(root),
                 "backend": args.backend,
                 "profile": args.profile or "shipped reference",
+                "warm_from_live": held_out or None,
                 "host_cores": args.host_cores or "profile machine",
                 "seeds": args.seed_list,
                 "duration_s": args.duration_s,

@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("testbed.cli.report:report", "Write an HTML report with plots."),
     "configure": ("testbed.cli.configure:configure", "Optimise per-function CPU/memory for QoS."),
     "profile": ("testbed.cli.profile:profile", "Measure service/cold-start profiles for the sim."),
+    "profile-from-runs": (
+        "testbed.cli.profile:profile_from_runs",
+        "Take a sim profile's warm service times from live runs.",
+    ),
     "evaluate": (
         "testbed.cli.evaluate:evaluate",
         "Run the headline evaluation grid and write docs/RESULTS.md.",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["profile"]
+__all__ = ["profile", "profile_from_runs"]
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -192,3 +192,70 @@ def profile(
     if failed:
         click.echo(f"not profiled (see provenance.failed): {', '.join(failed)}", err=True)
     click.echo(f"wrote {path}")
+
+
+@click.command("profile-from-runs")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--base",
+    "base_path",
+    default=None,
+    type=click.Path(exists=True),
+    help="Profile to start from (a profile.json or its directory)  [default: the shipped one].",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for profile.json.",
+)
+@click.option(
+    "--min-samples",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Warm stages a function needs before its service time is replaced.",
+)
+@click.option(
+    "--host-cores",
+    type=click.FloatRange(min=1, min_open=False),
+    default=None,
+    help="Cores of the host the runs were on  [default: each run's meta.json].",
+)
+def profile_from_runs(
+    runs: tuple[str, ...],
+    base_path: str | None,
+    output: str,
+    min_samples: int,
+    host_cores: float | None,
+) -> None:
+    """Take each function's warm service time from live runs (RUNS: run or experiment
+    directories) instead of calls timed one at a time on an idle gateway: the warm stages
+    the simulator would not stretch by itself (no start, no other call of the function, no
+    more stages in flight than cores), so the host's own load (load generator, gateway,
+    daemon) and the workflows' real payloads are in them. Cold starts and scaling tables
+    stay the base profile's."""
+    from testbed.core.errors import TestbedError
+    from testbed.sim.profile import load_profile, save_profile
+    from testbed.sim.warm_samples import warm_service_samples, with_warm_service
+
+    try:
+        base = load_profile(base_path, check_conditions=False)
+        samples, facts = warm_service_samples(runs, base, host_cores=host_cores)
+        result = with_warm_service(base, samples, min_samples=min_samples, facts=facts)
+    except TestbedError as exc:
+        raise click.ClickException(str(exc)) from None
+    warm = result.provenance["warm_service"]
+    for name, n in sorted(warm["replaced"].items()):
+        click.echo(f"{name}: {n} warm samples")
+    short = {n: len(samples.get(n, [])) for n in warm["kept_from_profile"]}
+    if short:
+        listed = ", ".join(f"{n} ({k})" for n, k in sorted(short.items()))
+        click.echo(f"kept the base profile's service time (< {min_samples} samples): {listed}")
+    if not warm["replaced"]:
+        raise click.ClickException(
+            f"no function had {min_samples} uncontended warm stages in {len(facts['runs'])} "
+            "run(s); give more runs or a lower --min-samples"
+        )
+    click.echo(f"wrote {save_profile(result, Path(output) / 'profile.json')}")
