@@ -321,9 +321,12 @@ def warm_profiles(
     for seed in args.seed_list:
         others = [p for s, ps in paths.items() if s != seed for p in ps]
         samples, facts = warm_service_samples(others, base, host_cores=args.host_cores)
-        profile = with_warm_service(base, samples, min_samples=args.warm_min_samples, facts=facts)
-        replaced = profile.provenance["warm_service"]["replaced"]
-        print(f"seed {seed}: warm service from {len(others)} live runs: {replaced}")
+        profile = with_warm_service(
+            base, samples, min_samples=args.warm_min_samples, idle=not args.no_idle, facts=facts
+        )
+        warm = profile.provenance["warm_service"]
+        print(f"seed {seed}: warm service from {len(others)} live runs: {warm['replaced']}")
+        print(f"seed {seed}: idle scaling: {warm['idle_scaling']}")
         profiles[seed] = str(save_profile(profile, out / f"seed-{seed}" / "profile.json"))
     return profiles
 
@@ -350,6 +353,9 @@ def main() -> None:
         help="each seed's sim takes warm service times from the other seeds' live runs",
     )
     parser.add_argument("--warm-min-samples", type=int, default=20)
+    parser.add_argument(
+        "--no-idle", action="store_true", help="with --warm-from-live: no idle-scaling fit"
+    )
     parser.add_argument("-o", "--out", default=None)
     args = parser.parse_args()
     args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]

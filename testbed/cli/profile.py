@@ -223,19 +223,28 @@ def profile(
     default=None,
     help="Cores of the host the runs were on  [default: each run's meta.json].",
 )
+@click.option(
+    "--no-idle-scaling",
+    "no_idle",
+    is_flag=True,
+    help="Do not fit how much slower a call runs after its replica sat idle.",
+)
 def profile_from_runs(
     runs: tuple[str, ...],
     base_path: str | None,
     output: str,
     min_samples: int,
     host_cores: float | None,
+    no_idle: bool,
 ) -> None:
     """Take each function's warm service time from live runs (RUNS: run or experiment
     directories) instead of calls timed one at a time on an idle gateway: the warm stages
     the simulator would not stretch by itself (no start, no other call of the function, no
     more stages in flight than cores), so the host's own load (load generator, gateway,
-    daemon) and the workflows' real payloads are in them. Cold starts and scaling tables
-    stay the base profile's."""
+    daemon) and the workflows' real payloads are in them. A call after its replica sat idle
+    runs slower (cold caches): each function with enough samples also gets an idle-scaling
+    table, fitted from the idle time before each stage. Cold starts and the other scaling
+    tables stay the base profile's."""
     from testbed.core.errors import TestbedError
     from testbed.sim.profile import load_profile, save_profile
     from testbed.sim.warm_samples import warm_service_samples, with_warm_service
@@ -243,13 +252,19 @@ def profile_from_runs(
     try:
         base = load_profile(base_path, check_conditions=False)
         samples, facts = warm_service_samples(runs, base, host_cores=host_cores)
-        result = with_warm_service(base, samples, min_samples=min_samples, facts=facts)
+        result = with_warm_service(
+            base, samples, min_samples=min_samples, idle=not no_idle, facts=facts
+        )
     except TestbedError as exc:
         raise click.ClickException(str(exc)) from None
     warm = result.provenance["warm_service"]
     for name, n in sorted(warm["replaced"].items()):
-        click.echo(f"{name}: {n} warm samples")
-    short = {n: len(samples.get(n, [])) for n in warm["kept_from_profile"]}
+        table = warm["idle_scaling"].get(name)
+        slower = ", ".join(f"{x:.3g}x after {s:.3g} s" for s, x in table) if table else "none"
+        click.echo(f"{name}: {n} warm samples; idle scaling: {slower}")
+    short = {
+        n: len(samples[n].durations_s) if n in samples else 0 for n in warm["kept_from_profile"]
+    }
     if short:
         listed = ", ".join(f"{n} ({k})" for n, k in sorted(short.items()))
         click.echo(f"kept the base profile's service time (< {min_samples} samples): {listed}")

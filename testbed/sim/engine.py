@@ -643,11 +643,14 @@ class Engine:
             fn.ver += 1
             self._finish_call(call, t, 502, "oom-killed")
             return
+        idle_s = t - r.last_used_s if r.inflight == 0 else 0.0
         r.inflight += 1
         fn.running += 1
         call.state = _RUNNING
         k = r.inflight
         service = fn.svc.draw() * fn.svc_factor
+        if fn.profile.idle_scaling:  # a replica idle a while serves its next call slower
+            service *= fn.profile.idle_factor(idle_s)
         if k > 1:
             service *= fn.conc[k] if k < len(fn.conc) else fn.profile.concurrency_factor(k)
         if not fn.fits:

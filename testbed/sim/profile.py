@@ -16,7 +16,8 @@ simulator itself holds no hand-typed timings. Layout (``schema: aquatope-sim-pro
           "memory_mb": 212.0,                      # peak memory a replica needs; less -> OOM
           "cold_start_s": <distribution>,          # replica start until it serves (no CPU limit)
           "cold_start_cpu_scaling": [[0.5, 1.8], [1.0, 1.0]],
-          "cold_start_cores": 1.15                 # cores a start keeps busy (engine included)
+          "cold_start_cores": 1.15,                # cores a start keeps busy (engine included)
+          "idle_scaling": [[0.05, 1.0], [2, 3.1]]  # [s the replica sat idle before, factor]
         }
       }
     }
@@ -30,6 +31,13 @@ alone on the host takes its ``cold_start_s``; starts that overlap share the core
 to it. It is fitted from a start storm (many replicas asked for at once,
 :func:`testbed.sim.profiler.fit_start_cores`): a container start also keeps the engine busy
 (above 1), a light process start waits on I/O (below 1).
+
+``idle_scaling`` (optional, default none) is how much slower a warm call runs after its
+replica sat idle for a while (caches, page tables and CPU frequency gone cold on a shared
+host: on a 2-core VM object-detection took 4.7 ms right after another call and 16 ms
+after 1-3 s idle). It is fitted from live runs' warm stages
+(``aquatope profile-from-runs``, :mod:`testbed.sim.warm_samples`); ``service_s`` then holds
+the reference at the table's first level.
 """
 
 from __future__ import annotations
@@ -128,6 +136,7 @@ class FunctionProfile:
     memory_scaling: ScalingTable = ()
     cold_start_cpu_scaling: ScalingTable = ()
     cold_start_cores: float = 1.0
+    idle_scaling: ScalingTable = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def service_factor(self, cpu_cores: float | None, memory_mb: float | None) -> float:
@@ -139,6 +148,10 @@ class FunctionProfile:
     def concurrency_factor(self, inflight: int) -> float:
         """Service-time factor when ``inflight`` requests share one replica."""
         return scaling_factor(self.concurrency_scaling, float(inflight), proportional_beyond=True)
+
+    def idle_factor(self, idle_s: float) -> float:
+        """Service-time factor for a call on a replica idle ``idle_s`` seconds before it."""
+        return scaling_factor(self.idle_scaling, max(idle_s, 0.0))
 
     def cold_start_factor(self, cpu_cores: float | None) -> float:
         """Cold-start factor for a CPU limit."""
@@ -170,6 +183,7 @@ class FunctionProfile:
             "memory_scaling",
             "cold_start_cpu_scaling",
             "cold_start_cores",
+            "idle_scaling",
         }
         cores = raw.get("cold_start_cores", 1.0)
         if isinstance(cores, bool) or not (isinstance(cores, (int, float)) and cores > 0):
@@ -187,6 +201,7 @@ class FunctionProfile:
                 raw.get("cold_start_cpu_scaling"), f"{where}.cold_start_cpu_scaling"
             ),
             cold_start_cores=float(cores),
+            idle_scaling=_table(raw.get("idle_scaling"), f"{where}.idle_scaling"),
             extra={k: v for k, v in raw.items() if k not in known},
         )
 
@@ -202,6 +217,8 @@ class FunctionProfile:
         }
         if self.cold_start_cores != 1.0:  # profiles without a storm measured stay as they were
             out["cold_start_cores"] = self.cold_start_cores
+        if self.idle_scaling:  # (only profiles fitted from live runs have one)
+            out["idle_scaling"] = [list(r) for r in self.idle_scaling]
         out.update(self.extra)
         return out
 

@@ -22,8 +22,10 @@ at no limit), and :func:`with_warm_service` puts them into a profile.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,28 @@ from testbed.core.errors import ConfigError
 from testbed.sim.distributions import Distribution
 from testbed.sim.profile import Profile
 
-__all__ = ["uncontended_warm", "warm_service_samples", "with_warm_service"]
+__all__ = [
+    "IDLE_BINS_S",
+    "WarmSamples",
+    "fit_idle_scaling",
+    "idle_before",
+    "uncontended_warm",
+    "warm_service_samples",
+    "with_warm_service",
+]
+
+# idle time before a call (seconds), binned for the idle-scaling fit
+IDLE_BINS_S = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, math.inf)
+MIN_PER_BIN = 10  # samples a bin needs to be a row of the table
+
+
+@dataclass
+class WarmSamples:
+    """One function's warm durations and how long it had been idle before each (seconds;
+    NaN for its first call in a run)."""
+
+    durations_s: list[float] = field(default_factory=list)
+    idle_s: list[float] = field(default_factory=list)
 
 
 def _max_in_flight(start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -99,6 +122,43 @@ def uncontended_warm(
     return mask
 
 
+def idle_before(stages: pd.DataFrame) -> np.ndarray:
+    """For each stage, how long its function had been without a call in flight before it
+    started (seconds; NaN for the function's first call). A function with several replicas
+    reads as less idle than each replica was."""
+    idle = np.full(len(stages), np.nan)
+    start = stages["start_s"].to_numpy(dtype=np.float64)
+    end = stages["end_s"].to_numpy(dtype=np.float64)
+    for _fn, rows in stages.groupby("function", sort=False).indices.items():
+        order = rows[np.argsort(start[rows], kind="stable")]
+        last_end = np.maximum.accumulate(end[order])
+        idle[order[1:]] = np.maximum(start[order[1:]] - last_end[:-1], 0.0)
+    return idle
+
+
+def fit_idle_scaling(
+    durations_s: np.ndarray, idle_s: np.ndarray, *, min_per_bin: int = MIN_PER_BIN
+) -> tuple[tuple[float, float], ...]:
+    """``[(idle seconds, factor), ...]``: the median duration per bin of
+    :data:`IDLE_BINS_S` (placed at the bin's median idle time) over that of the least idle
+    bin with ``min_per_bin`` samples; empty when fewer than two bins have that many."""
+    ok = np.isfinite(idle_s) & np.isfinite(durations_s)
+    d, g = durations_s[ok], idle_s[ok]
+    rows: list[tuple[float, float]] = []
+    for lo, hi in itertools.pairwise(IDLE_BINS_S):
+        inside = (g >= lo) & (g < hi)
+        if inside.sum() >= min_per_bin:
+            rows.append((max(float(np.median(g[inside])), 1e-3), float(np.median(d[inside]))))
+    if len(rows) < 2:
+        return ()
+    reference = rows[0][1]
+    table = [(round(level, 4), round(median / reference, 4)) for level, median in rows]
+    levels = [level for level, _ in table]
+    if len(set(levels)) != len(levels):
+        return ()
+    return tuple(table)
+
+
 def _limits(timeline: pd.DataFrame) -> dict[str, tuple[float | None, float | None]]:
     """Per function, the CPU cores and memory MB it ran at most of the run."""
     out: dict[str, tuple[float | None, float | None]] = {}
@@ -116,7 +176,7 @@ def _limits(timeline: pd.DataFrame) -> dict[str, tuple[float | None, float | Non
 
 def warm_service_samples(
     run_dirs: Iterable[str | Path], profile: Profile, *, host_cores: float | None = None
-) -> tuple[dict[str, list[float]], dict[str, Any]]:
+) -> tuple[dict[str, WarmSamples], dict[str, Any]]:
     """Reference service times (no limit, one call at a time) from live runs' warm stages.
 
     Args:
@@ -126,7 +186,8 @@ def warm_service_samples(
         host_cores: the runs' host cores; default each run's ``meta.json`` (usable cores).
 
     Returns:
-        ``(samples per function, facts)``: the runs read and their backends, stages seen and
+        ``(samples per function, facts)``: each kept stage's duration at no limit and the
+        idle time before it; the facts: the runs read and their backends, stages seen and
         kept per function.
 
     Raises:
@@ -135,7 +196,7 @@ def warm_service_samples(
     """
     from testbed.experiment.results import find_runs, load_run
 
-    samples: dict[str, list[float]] = {}
+    samples: dict[str, WarmSamples] = {}
     seen: dict[str, int] = {}
     runs: list[str] = []
     for path in find_runs(list(run_dirs)):
@@ -149,51 +210,77 @@ def warm_service_samples(
             raise ConfigError(f"{path}/meta.json: no machine cores; give the host's cores")
         stages = run.stages
         keep = uncontended_warm(stages, host_cores=float(cores), timeline=run.timeline)
+        idle = idle_before(stages)
         limits = _limits(run.timeline)
         for fn, rows in stages.groupby("function").indices.items():
             name = str(fn)
             seen[name] = seen.get(name, 0) + len(rows)
-            durations = stages["duration_s"].to_numpy(dtype=np.float64)[rows[keep[rows]]]
+            kept = rows[keep[rows]]
+            durations = stages["duration_s"].to_numpy(dtype=np.float64)[kept]
             if not durations.size:
                 continue
             factor = 1.0
             if name in profile.functions:
                 factor = profile.functions[name].service_factor(*limits.get(name, (None, None)))
-            samples.setdefault(name, []).extend((durations / factor).tolist())
+            into = samples.setdefault(name, WarmSamples())
+            into.durations_s.extend((durations / factor).tolist())
+            into.idle_s.extend(idle[kept].tolist())
         runs.append(f"{path} ({backend})")
     facts = {
         "runs": runs,
         "stages": dict(sorted(seen.items())),
-        "kept": {fn: len(v) for fn, v in sorted(samples.items())},
+        "kept": {fn: len(v.durations_s) for fn, v in sorted(samples.items())},
     }
     return samples, facts
 
 
 def with_warm_service(
     profile: Profile,
-    samples: Mapping[str, list[float]],
+    samples: Mapping[str, WarmSamples],
     *,
     min_samples: int = 20,
+    idle: bool = True,
     facts: Mapping[str, Any] | None = None,
 ) -> Profile:
-    """``profile`` with each function's ``service_s`` replaced by its live warm samples
-    (functions with fewer than ``min_samples`` keep the profile's, named in the provenance
-    under ``warm_service.kept_from_profile``)."""
+    """``profile`` with each function's ``service_s`` replaced by its live warm samples.
+
+    With ``idle`` a function whose samples fill two idle bins or more also gets an
+    ``idle_scaling`` table (:func:`fit_idle_scaling`) and its samples are divided by their
+    factor, so ``service_s`` is the least idle reference; its first call in a run (idle
+    unknown) is left out then. Functions with fewer than ``min_samples`` keep the profile's
+    (named in the provenance under ``warm_service.kept_from_profile``).
+    """
     if min_samples < 1:
         raise ConfigError(f"min_samples must be >= 1, got {min_samples}")
     functions = dict(profile.functions)
     replaced: dict[str, int] = {}
-    for name, values in samples.items():
-        if name in functions and len(values) >= min_samples:
-            functions[name] = replace(
-                functions[name], service_s=Distribution.empirical([round(v, 6) for v in values])
-            )
-            replaced[name] = len(values)
+    idle_tables: dict[str, list[list[float]]] = {}
+    for name, warm in samples.items():
+        durations = np.asarray(warm.durations_s, dtype=np.float64)
+        if name not in functions or durations.size < min_samples:
+            continue
+        table: tuple[tuple[float, float], ...] = ()
+        if idle:
+            idle_s = np.asarray(warm.idle_s, dtype=np.float64)
+            table = fit_idle_scaling(durations, idle_s)
+            if table:
+                known = np.isfinite(idle_s)
+                scaled = replace(functions[name], idle_scaling=table)
+                factors = np.array([scaled.idle_factor(g) for g in idle_s[known]])
+                durations = durations[known] / factors
+                idle_tables[name] = [list(row) for row in table]
+        functions[name] = replace(
+            functions[name],
+            service_s=Distribution.empirical([round(float(v), 6) for v in durations]),
+            idle_scaling=table,
+        )
+        replaced[name] = int(durations.size)
     provenance = dict(profile.provenance)
     provenance["warm_service"] = {
         "method": "warm stages of live runs, uncontended in the simulator's terms "
         "(testbed.sim.warm_samples)",
         "replaced": replaced,
+        "idle_scaling": idle_tables,
         "kept_from_profile": sorted(set(functions) - set(replaced)),
         "min_samples": min_samples,
         **dict(facts or {}),

@@ -165,6 +165,22 @@ def test_cpu_limit_and_concurrency_scale_service_time() -> None:
     assert sorted(last_two["latency_s"]) == pytest.approx([1.0, 1.5])
 
 
+def test_a_call_after_its_replica_sat_idle_runs_slower_by_the_idle_scaling() -> None:
+    profile = make_profile(
+        ["f"], service=Distribution.constant(1.0), idle_scaling=((0.5, 1.0), (8.0, 3.0))
+    )
+    sim = SimPlatform(profile)
+    sim.deploy(FunctionSpec(name="f"))
+    sim.scale("f", replicas=1)
+    sim.run_until(30.0)
+    # idle since it started (about 30 s): beyond the last level, held at 3x
+    assert sim.invoke("f").duration_s == pytest.approx(3.0)
+    # right after it (idle 0 s, below the first level): the reference
+    assert sim.invoke("f").duration_s == pytest.approx(1.0)
+    sim.run_until(sim.now + 2.0)  # idle 2 s: log-linear between 0.5 s (1x) and 8 s (3x)
+    assert sim.invoke("f").duration_s == pytest.approx(2.0)
+
+
 def test_scale_down_removes_idle_first_and_drains_busy() -> None:
     profile = make_profile(["f"], service=Distribution.constant(10.0))
     sim = SimPlatform(profile)

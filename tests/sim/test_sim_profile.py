@@ -34,6 +34,7 @@ def test_round_trip(tmp_path: Path) -> None:
         overhead=Distribution.exponential(0.001),
         memory_mb=100.0,
         cpu_scaling=((0.5, 2.0), (1.0, 1.0)),
+        idle_scaling=((0.05, 1.0), (2.0, 3.1)),
     )
     full = Profile(profile.functions, profile.gateway_overhead_s, {"m": 1})
     save_profile(full, tmp_path / "profile.json")

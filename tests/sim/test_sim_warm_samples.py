@@ -16,7 +16,10 @@ from testbed.experiment.results import find_runs, load_run
 from testbed.sim.distributions import Distribution
 from testbed.sim.profile import FunctionProfile, Profile, load_profile
 from testbed.sim.warm_samples import (
+    WarmSamples,
     _max_in_flight,
+    fit_idle_scaling,
+    idle_before,
     uncontended_warm,
     warm_service_samples,
     with_warm_service,
@@ -79,14 +82,58 @@ def _profile() -> Profile:
 
 def test_with_warm_service_replaces_only_functions_with_enough_samples() -> None:
     base = _profile()
-    out = with_warm_service(base, {"a": [0.01] * 3, "b": [0.02]}, min_samples=2)
+    warm = {"a": WarmSamples([0.01] * 3, [0.2] * 3), "b": WarmSamples([0.02], [0.2])}
+    out = with_warm_service(base, warm, min_samples=2)
     assert out.functions["a"].service_s.samples == (0.01, 0.01, 0.01)
+    assert out.functions["a"].idle_scaling == ()  # one idle bin: nothing to fit
     assert out.functions["b"] is base.functions["b"]
     assert out.functions["a"].cpu_scaling == base.functions["a"].cpu_scaling
-    warm = out.provenance["warm_service"]
-    assert warm["replaced"] == {"a": 3} and warm["kept_from_profile"] == ["b"]
+    facts = out.provenance["warm_service"]
+    assert facts["replaced"] == {"a": 3} and facts["kept_from_profile"] == ["b"]
     with pytest.raises(ConfigError, match="min_samples"):
         with_warm_service(base, {}, min_samples=0)
+
+
+def test_idle_before_is_the_time_since_the_functions_last_call_ended() -> None:
+    stages = _stages(
+        [
+            ("a", 0.0, 1.0, False, 200),
+            ("b", 0.5, 0.6, False, 200),
+            ("a", 0.8, 2.0, False, 200),  # overlapping the first a: 0
+            ("a", 5.0, 5.5, False, 200),  # the last a ended at 2.0: 3 s
+            ("b", 1.6, 1.7, False, 200),  # 1 s after b's first
+        ]
+    )
+    idle = idle_before(stages)
+    assert np.isnan(idle[0]) and np.isnan(idle[1])
+    assert idle[2:].tolist() == pytest.approx([0.0, 3.0, 1.0])
+
+
+def test_idle_scaling_is_fitted_and_divided_out_of_the_reference() -> None:
+    rng = np.random.default_rng(0)
+    idle = rng.choice([0.05, 0.5, 2.0, 6.0], size=400)
+    slower = {0.05: 1.0, 0.5: 1.5, 2.0: 3.0, 6.0: 4.0}
+    durations = 0.004 * np.array([slower[g] for g in idle]) * rng.uniform(0.95, 1.05, idle.size)
+    table = fit_idle_scaling(durations, idle)
+    assert [level for level, _ in table] == pytest.approx([0.05, 0.5, 2.0, 6.0])
+    assert [factor for _, factor in table] == pytest.approx([1.0, 1.5, 3.0, 4.0], rel=0.05)
+    assert fit_idle_scaling(durations[idle == 0.05], idle[idle == 0.05]) == ()
+    base = _profile()
+    idle_s = [float("nan"), *idle.tolist()]  # a first call: its idle time is unknown
+    out = with_warm_service(base, {"a": WarmSamples([1.0, *durations.tolist()], idle_s)})
+    fp = out.functions["a"]
+    assert fp.idle_scaling == table
+    assert len(fp.service_s.samples) == idle.size  # the first call left out
+    # what is left is the least idle reference: 4 ms, whatever the idle time
+    assert np.median(fp.service_s.samples) == pytest.approx(0.004, rel=0.05)
+    assert max(fp.service_s.samples) < 0.0045
+    plain = with_warm_service(
+        base, {"a": WarmSamples(durations.tolist(), idle.tolist())}, idle=False
+    )
+    assert (
+        plain.functions["a"].idle_scaling == ()
+        and max(plain.functions["a"].service_s.samples) > 0.015
+    )
 
 
 def test_simulated_runs_are_refused(tmp_path: Path) -> None:
