@@ -310,7 +310,11 @@ def warm_profiles(
     """Per seed, the sim profile with warm service times from the *other* seeds' live runs
     (every trace and policy): held out, so the sim is not scored on its own samples."""
     from testbed.sim.profile import load_profile, save_profile
-    from testbed.sim.warm_samples import warm_service_samples, with_warm_service
+    from testbed.sim.warm_samples import (
+        gateway_overhead_samples,
+        warm_service_samples,
+        with_warm_service,
+    )
 
     base = load_profile(args.profile, check_conditions=False)
     paths: dict[int, list[Path]] = {}
@@ -322,7 +326,12 @@ def warm_profiles(
         others = [p for s, ps in paths.items() if s != seed for p in ps]
         samples, facts = warm_service_samples(others, base, host_cores=args.host_cores)
         profile = with_warm_service(
-            base, samples, min_samples=args.warm_min_samples, idle=not args.no_idle, facts=facts
+            base,
+            samples,
+            min_samples=args.warm_min_samples,
+            idle=not args.no_idle,
+            gateway_overhead_s=[] if args.no_overhead else gateway_overhead_samples(others),
+            facts=facts,
         )
         warm = profile.provenance["warm_service"]
         print(f"seed {seed}: warm service from {len(others)} live runs: {warm['replaced']}")
@@ -355,6 +364,11 @@ def main() -> None:
     parser.add_argument("--warm-min-samples", type=int, default=20)
     parser.add_argument(
         "--no-idle", action="store_true", help="with --warm-from-live: no idle-scaling fit"
+    )
+    parser.add_argument(
+        "--no-overhead",
+        action="store_true",
+        help="with --warm-from-live: keep the profile's gateway overhead",
     )
     parser.add_argument("-o", "--out", default=None)
     args = parser.parse_args()

@@ -244,16 +244,26 @@ def profile_from_runs(
     daemon) and the workflows' real payloads are in them. A call after its replica sat idle
     runs slower (cold caches): each function with enough samples also gets an idle-scaling
     table, fitted from the idle time before each stage. Cold starts and the other scaling
-    tables stay the base profile's."""
+    tables stay the base profile's; the gateway overhead becomes what the runs' warm requests
+    spent outside their stages."""
     from testbed.core.errors import TestbedError
     from testbed.sim.profile import load_profile, save_profile
-    from testbed.sim.warm_samples import warm_service_samples, with_warm_service
+    from testbed.sim.warm_samples import (
+        gateway_overhead_samples,
+        warm_service_samples,
+        with_warm_service,
+    )
 
     try:
         base = load_profile(base_path, check_conditions=False)
         samples, facts = warm_service_samples(runs, base, host_cores=host_cores)
         result = with_warm_service(
-            base, samples, min_samples=min_samples, idle=not no_idle, facts=facts
+            base,
+            samples,
+            min_samples=min_samples,
+            idle=not no_idle,
+            gateway_overhead_s=gateway_overhead_samples(runs),
+            facts=facts,
         )
     except TestbedError as exc:
         raise click.ClickException(str(exc)) from None
@@ -268,6 +278,12 @@ def profile_from_runs(
     if short:
         listed = ", ".join(f"{n} ({k})" for n, k in sorted(short.items()))
         click.echo(f"kept the base profile's service time (< {min_samples} samples): {listed}")
+    if warm["gateway_overhead_samples"]:
+        mean_ms = result.gateway_overhead_s.mean_s * 1e3
+        click.echo(
+            f"gateway overhead: {warm['gateway_overhead_samples']} warm requests "
+            f"(mean {mean_ms:.2f} ms)"
+        )
     if not warm["replaced"]:
         raise click.ClickException(
             f"no function had {min_samples} uncontended warm stages in {len(facts['runs'])} "

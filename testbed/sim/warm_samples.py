@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ __all__ = [
     "IDLE_BINS_S",
     "WarmSamples",
     "fit_idle_scaling",
+    "gateway_overhead_samples",
     "idle_before",
     "uncontended_warm",
     "warm_service_samples",
@@ -234,12 +235,44 @@ def warm_service_samples(
     return samples, facts
 
 
+def _request_overheads(requests: pd.DataFrame, stages: pd.DataFrame) -> np.ndarray:
+    """Per warm workflow request that succeeded: its latency outside its stages (from the
+    client's send to the first stage's start, and from the last stage's end to the
+    client's receipt)."""
+    ok = requests[requests["ok"].astype(bool) & (requests["cold_stages"] == 0)]
+    if ok.empty or stages.empty:
+        return np.zeros(0)
+    span = stages.groupby("request_id").agg(first=("start_s", "min"), last=("end_s", "max"))
+    joined = ok.join(span, on="request_id", how="inner")
+    outside = (joined["first"] - joined["sent_s"]) + (joined["end_s"] - joined["last"])
+    values: np.ndarray = outside.to_numpy(dtype=np.float64)
+    kept: np.ndarray = values[np.isfinite(values) & (values >= 0)]
+    return kept
+
+
+def gateway_overhead_samples(run_dirs: Iterable[str | Path]) -> list[float]:
+    """What live runs' warm requests spent outside their stages (seconds): the client, the
+    gateway's routing and the workflow's orchestration under the run's own load, which
+    ``aquatope profile`` times on an idle gateway. Raises ConfigError like
+    :func:`warm_service_samples`."""
+    from testbed.experiment.results import find_runs, load_run
+
+    out: list[float] = []
+    for path in find_runs(list(run_dirs)):
+        run = load_run(path)
+        if str(run.meta.get("backend", "")) == "sim":
+            raise ConfigError(f"{path}: a simulated run; warm samples come from live runs only")
+        out.extend(_request_overheads(run.requests, run.stages).tolist())
+    return out
+
+
 def with_warm_service(
     profile: Profile,
     samples: Mapping[str, WarmSamples],
     *,
     min_samples: int = 20,
     idle: bool = True,
+    gateway_overhead_s: Sequence[float] = (),
     facts: Mapping[str, Any] | None = None,
 ) -> Profile:
     """``profile`` with each function's ``service_s`` replaced by its live warm samples.
@@ -248,7 +281,9 @@ def with_warm_service(
     ``idle_scaling`` table (:func:`fit_idle_scaling`) and its samples are divided by their
     factor, so ``service_s`` is the least idle reference; its first call in a run (idle
     unknown) is left out then. Functions with fewer than ``min_samples`` keep the profile's
-    (named in the provenance under ``warm_service.kept_from_profile``).
+    (named in the provenance under ``warm_service.kept_from_profile``). At least
+    ``min_samples`` of ``gateway_overhead_s`` (:func:`gateway_overhead_samples`) replace
+    the gateway overhead too.
     """
     if min_samples < 1:
         raise ConfigError(f"min_samples must be >= 1, got {min_samples}")
@@ -275,6 +310,9 @@ def with_warm_service(
             idle_scaling=table,
         )
         replaced[name] = int(durations.size)
+    overhead = profile.gateway_overhead_s
+    if len(gateway_overhead_s) >= min_samples:
+        overhead = Distribution.empirical([round(float(v), 6) for v in gateway_overhead_s])
     provenance = dict(profile.provenance)
     provenance["warm_service"] = {
         "method": "warm stages of live runs, uncontended in the simulator's terms "
@@ -282,7 +320,10 @@ def with_warm_service(
         "replaced": replaced,
         "idle_scaling": idle_tables,
         "kept_from_profile": sorted(set(functions) - set(replaced)),
+        "gateway_overhead_samples": len(gateway_overhead_s)
+        if overhead is not profile.gateway_overhead_s
+        else 0,
         "min_samples": min_samples,
         **dict(facts or {}),
     }
-    return Profile(functions, profile.gateway_overhead_s, provenance)
+    return Profile(functions, overhead, provenance)

@@ -18,6 +18,7 @@ from testbed.sim.profile import FunctionProfile, Profile, load_profile
 from testbed.sim.warm_samples import (
     WarmSamples,
     _max_in_flight,
+    _request_overheads,
     fit_idle_scaling,
     idle_before,
     uncontended_warm,
@@ -136,6 +137,36 @@ def test_idle_scaling_is_fitted_and_divided_out_of_the_reference() -> None:
     )
 
 
+def test_gateway_overhead_is_what_warm_requests_spent_outside_their_stages() -> None:
+    requests = pd.DataFrame(
+        {
+            "request_id": [0, 1, 2, 3],
+            "sent_s": [0.0, 1.0, 2.0, 3.0],
+            "end_s": [0.5, 1.5, 2.5, 3.5],
+            "ok": [True, True, False, True],
+            "cold_stages": [0, 0, 0, 1],
+        }
+    )
+    stages = _stages(
+        [
+            ("a", 0.003, 0.2, False, 200),  # request 0: 3 ms before its stages ...
+            ("b", 0.2, 0.499, False, 200),  # ... 1 ms after
+            ("a", 1.010, 1.495, False, 200),  # request 1: 10 ms + 5 ms
+            ("a", 2.001, 2.4, False, 500),  # request 2 failed: left out
+            ("a", 3.001, 3.4, True, 200),  # request 3 started cold: left out
+        ]
+    )
+    stages["request_id"] = [0, 0, 1, 2, 3]
+    assert _request_overheads(requests, stages).tolist() == pytest.approx([0.004, 0.015])
+    base = _profile()
+    warm = {"a": WarmSamples([0.01] * 3, [0.2] * 3)}
+    out = with_warm_service(base, warm, min_samples=2, gateway_overhead_s=[0.004, 0.015])
+    assert out.gateway_overhead_s.samples == (0.004, 0.015)
+    assert out.provenance["warm_service"]["gateway_overhead_samples"] == 2
+    kept = with_warm_service(base, warm, min_samples=3, gateway_overhead_s=[0.004, 0.015])
+    assert kept.gateway_overhead_s == base.gateway_overhead_s  # too few: the profile's
+
+
 def test_simulated_runs_are_refused(tmp_path: Path) -> None:
     config = tmp_path / "sim.yaml"
     config.write_text(_config("sim", duration_s=4))
@@ -207,6 +238,7 @@ def test_a_profile_from_a_live_run_gives_the_sim_its_warm_times(
     raw = json.loads((tmp_path / "p" / "profile.json").read_text())
     replaced = raw["provenance"]["warm_service"]["replaced"]
     assert replaced, result.output
+    assert raw["provenance"]["warm_service"]["gateway_overhead_samples"] >= 8
     profile = load_profile(tmp_path / "p" / "profile.json", check_conditions=False)
     shipped = load_profile(None, check_conditions=False)
     for name in replaced:  # cold starts and scaling stay the shipped profile's
