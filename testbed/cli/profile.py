@@ -88,6 +88,21 @@ def _busy_warning(conditions: dict[str, object]) -> str:
     help="Replicas started at once to fit the cores a start keeps busy  "
     "[default: 4 per core; 0: no storm].",
 )
+@click.option(
+    "--idle-levels",
+    default="none",
+    show_default=True,
+    help="Seconds the replica sits idle before a call (e.g. 0.3,1,3), to measure how much "
+    "slower a call after a pause runs. On an idle host that is the upper bound (45x after "
+    "3 s here, 2-4x under a run's load): `profile-from-runs` fits it under load.",
+)
+@click.option(
+    "--idle-calls",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Calls after each idle level.",
+)
 @click.option("--no-memory", is_flag=True, help="Skip the peak-RSS probe.")
 @click.option(
     "--merge",
@@ -105,12 +120,14 @@ def profile(
     cpu_levels: str,
     concurrency: str,
     storm: int | None,
+    idle_levels: str,
+    idle_calls: int,
     no_memory: bool,
     merge: bool,
 ) -> None:
-    """Measure per-function service time (vs CPU limit and concurrency), cold starts (alone
-    and in a storm), memory and gateway overhead through a live gateway, and write
-    DIR/profile.json for the `sim` backend."""
+    """Measure per-function service time (vs CPU limit, concurrency and idle time before a
+    call), cold starts (alone and in a storm), memory and gateway overhead through a live
+    gateway, and write DIR/profile.json for the `sim` backend."""
     from testbed.core.errors import TestbedError
     from testbed.core.stack import load_stack
     from testbed.core.workflows import load_workflows
@@ -127,6 +144,10 @@ def profile(
         cpu_levels=_floats(cpu_levels, "--cpu-levels"),
         concurrency_levels=tuple(int(v) for v in _floats(concurrency, "--concurrency")),
         storm_replicas=storm,
+        idle_levels=()
+        if idle_levels.strip().lower() == "none"
+        else _floats(idle_levels, "--idle-levels"),
+        idle_calls=idle_calls,
     )
     try:
         stack = load_stack(stack_path)

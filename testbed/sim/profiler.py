@@ -10,6 +10,8 @@ function it measures:
 * **CPU scaling**: median service time under each CPU limit (``set_limits``) over the
   reference median, when the backend enforces limits;
 * **concurrency scaling**: median service time with ``k`` calls at once on one replica;
+* **idle scaling** (when asked for: ``idle_levels``): median service time of a call after
+  the replica sat idle ``s`` seconds, over the back-to-back reference;
 * **cold start**: scale to zero, call, and read the new replica's start-up time
   (``ready_at - started_at``) from ``status()``;
 * **start storm**: scale from zero to ``k`` replicas at once (``k``: four per host core) and
@@ -73,6 +75,13 @@ class ProfileSettings:
         ready_timeout_s: how long to wait for a replica to appear or go.
         storm_replicas: replicas asked for at once in the start storm (None: four per core
             of this host; 0 or 1: no storm, ``cold_start_cores`` stays 1).
+        idle_levels: seconds the replica is left idle before a call, to measure how much
+            slower a call runs after a pause than back to back (empty: not measured). On an
+            otherwise idle host this is the upper bound: read-post took 0.36 ms back to
+            back and 16 ms after 3 s (45x), against 2-4x in a live run, where the load
+            generator and gateway keep the host awake; ``aquatope profile-from-runs`` fits
+            the table under a run's own load.
+        idle_calls: calls after each pause.
     """
 
     n_service: int = 30
@@ -83,6 +92,8 @@ class ProfileSettings:
     ready_timeout_s: float = 60.0
     outlier_iqr: float = 3.0
     storm_replicas: int | None = None
+    idle_levels: tuple[float, ...] = ()
+    idle_calls: int = 4
 
     def storm_size(self) -> int:
         """Replicas in the start storm (0: none)."""
@@ -161,6 +172,19 @@ def _header(result: InvokeResult, name: str) -> str | None:
 def _gateway_s(result: InvokeResult) -> float:
     value = _header(result, "X-Duration-Seconds")
     return float(value) if value is not None else result.duration_s
+
+
+def _pause(platform: Platform, seconds: float) -> None:
+    """Leave the platform idle for ``seconds`` (a platform with its own clock is advanced)."""
+    clock = getattr(platform, "clock", None)
+    if clock is not None:
+        clock.sleep_until(clock.now() + seconds)
+    else:
+        time.sleep(seconds)
+
+
+# idle time of the back-to-back reference calls: the idle table's first level
+_BACK_TO_BACK_S = 0.01
 
 
 def _wait(platform: Platform, name: str, ok: Callable[[Any], bool], timeout_s: float) -> None:
@@ -320,6 +344,17 @@ def _profile_one(
         f"{name}: cpu factors {', '.join(f'{c:g}:{f:.2f}' for c, f in cpu) or 'n/a'}; "
         f"concurrency factors {', '.join(f'{k:g}:{f:.2f}' for k, f in concurrency[1:])}"
     )
+    idle: list[tuple[float, float]] = []
+    if settings.idle_levels and settings.idle_calls > 0:
+        by_idle: dict[float, list[float]] = {level: [] for level in settings.idle_levels}
+        for _ in range(settings.idle_calls):  # interleaved, like the levels above
+            for level in settings.idle_levels:
+                _pause(platform, level)
+                by_idle[level].extend(caller.warm(1))
+        idle = [(_BACK_TO_BACK_S, 1.0)] + [
+            (float(level), max(1.0, _median(v) / ref_median)) for level, v in by_idle.items()
+        ]
+        log(f"{name}: after idle {', '.join(f'{lv:g} s:{f:.2f}' for lv, f in idle[1:])}")
 
     cold: list[float] = []
     for _ in range(settings.n_cold):
@@ -366,6 +401,7 @@ def _profile_one(
         memory_mb=None,
         cpu_scaling=tuple(sorted(cpu)),
         concurrency_scaling=tuple(concurrency),
+        idle_scaling=tuple(sorted(idle)),
         extra={"notes": notes} if notes else {},
     )
     return fp, caller.overhead_s, notes

@@ -80,6 +80,7 @@ def test_profiler_recovers_known_behaviour_from_the_sim() -> None:
                 service_s=Distribution.constant(0.2),
                 cold_start_s=Distribution.constant(1.5),
                 cpu_scaling=((0.5, 2.0), (1.0, 1.0)),
+                idle_scaling=((0.01, 1.0), (1.0, 2.0), (3.0, 3.0)),
             )
         },
         gateway_overhead_s=Distribution.constant(0.001),
@@ -90,13 +91,25 @@ def test_profiler_recovers_known_behaviour_from_the_sim() -> None:
         [FunctionSpec(name="f")],
         {"f": [b"{}"]},
         settings=ProfileSettings(
-            n_service=5, n_cold=2, cpu_levels=(0.5, 1.0), concurrency_levels=(1,)
+            n_service=5,
+            n_cold=2,
+            cpu_levels=(0.5, 1.0),
+            concurrency_levels=(1,),
+            idle_levels=(0.3, 1.0, 3.0),
         ),
         measure_memory=False,
     )
     fp = measured.functions["f"]
     assert fp.service_s.quantile_s(0.5) == pytest.approx(0.201)
     assert dict(fp.cpu_scaling)[0.5] == pytest.approx(0.401 / 0.201)
+    # after 0.3 s idle: log-linear between 0.01 s (1x) and 1 s (2x); after 3 s: 3x (each
+    # pause also holds the client's 1 ms after the previous call: rel=2e-3)
+    at_03 = 1.0 + math.log(0.3 / 0.01) / math.log(1.0 / 0.01)
+    idle = dict(fp.idle_scaling)
+    assert idle[0.01] == 1.0
+    assert idle[0.3] == pytest.approx((0.2 * at_03 + 0.001) / 0.201, rel=2e-3)
+    assert idle[1.0] == pytest.approx(0.401 / 0.201, rel=2e-3)
+    assert idle[3.0] == pytest.approx(0.601 / 0.201, rel=2e-3)
     assert fp.cold_start_s.quantile_s(0.5) == pytest.approx(1.5)
     assert measured.provenance["machine"]["cpu_count"] >= 1
 

@@ -252,3 +252,15 @@ def test_a_profile_from_a_live_run_gives_the_sim_its_warm_times(
     live, sim = _warm_median(live_run), _warm_median(sim_run)
     for name in replaced:
         assert 1 / 1.5 <= sim[name] / live[name] <= 1.5, (name, live[name], sim[name])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("abc", "comma-separated numbers"), ("-1", "positive numbers")],
+)
+def test_profile_rejects_bad_idle_levels_before_measuring(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    result = CliRunner().invoke(cli, ["profile", "--idle-levels", value, "-o", str(tmp_path / "p")])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "p" / "profile.json").exists()
