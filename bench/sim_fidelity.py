@@ -239,6 +239,22 @@ def same_order(rows: dict[str, Any], metric: str) -> bool:
     return True
 
 
+def pairs_in_order(rows: dict[str, Any], metric: str) -> tuple[int, int]:
+    """``(agreeing, ordered)``: of the policy pairs that live orders strictly by
+    ``metric``, how many the sim orders the same way (a sim tie counts against). With many
+    policies one swapped pair makes the ranking differ; this says by how much."""
+    names = sorted(rows)
+    agree = ordered = 0
+    for i, p in enumerate(names):
+        for q in names[i + 1 :]:
+            lv = np.sign(round(rows[p][metric]["live"] - rows[q][metric]["live"], 9))
+            if lv == 0:
+                continue
+            ordered += 1
+            agree += int(lv == np.sign(round(rows[p][metric]["sim"] - rows[q][metric]["sim"], 9)))
+    return agree, ordered
+
+
 def markdown(results: dict[str, Any]) -> list[str]:
     """The docs table: per trace and policy, each metric live → sim, rel. error [95 % CI]."""
     head = {
@@ -266,6 +282,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
             f"| {trace} | ranking same on | {', '.join(head[m] for m in same) or 'none'} |"
             + " |" * (len(head) - 1)
         )
+        pairs = [f"{o['pairs'][0]}/{o['pairs'][1]}" for o in block["ranking"].values()]
+        lines.append(f"| {trace} | pairs in live's order | " + " | ".join(pairs) + " |")
     return lines
 
 
@@ -417,16 +435,21 @@ def main() -> None:
                     f"rel.err {f['rel_err']:+.2f} [{f['ci_lo']:+.2f}, {f['ci_hi']:+.2f}]"
                     f"{'' if f['meets_target'] else '  (target missed)'}"
                 )
-        order = {
+        order: dict[str, dict[str, Any]] = {
             m: {
                 "identical": same_order(rows, m),
+                "pairs": pairs_in_order(rows, m),
                 "live": ranking(rows, m, "live"),
                 "sim": ranking(rows, m, "sim"),
             }
             for m in METRICS
         }
         for m, o in order.items():
-            print(f"{trace:>7} ranking by {m}: {'same' if o['identical'] else 'DIFFERENT'}")
+            agree, ordered = o["pairs"]
+            print(
+                f"{trace:>7} ranking by {m}: {'same' if o['identical'] else 'DIFFERENT'} "
+                f"({agree} of {ordered} ordered pairs in live's order)"
+            )
         results[trace] = {"policies": rows, "ranking": order}
     print("\n".join(markdown(results)))
     print(
