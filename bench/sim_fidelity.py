@@ -109,6 +109,7 @@ def config(
         "tick_s": 1.0,
         "sample_s": 0.5,
         "loadgen": {"timeout_s": 30, "locust_csv": False},
+        "decisions": "every",  # every function's reason every tick: divergences can be traced
         "policies": [{**POLICIES[p], "label": p} for p in args.policy_list],
     }
     if backend == "sim":

@@ -22,7 +22,9 @@ Every tick appends one line to ``decisions_path`` (``docs/results.md``)::
      "functions": {name: {"replicas", "cpu_cores", "memory_mb", "reason"}}, "actions": [...]}
 
 ``functions`` lists the functions whose decision changed since the previous line (every
-function on the first line after a start); ``t_s`` is relative to ``t0_s``.
+function on the first line after a start; every function on every line with
+``log_every_decision``, whose reasons then say what the policy saw at each tick); ``t_s``
+is relative to ``t0_s``.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class Daemon:
         t0_s: float | None = None,
         save_every: int = 1,
         max_backoff_s: float = 30.0,
+        log_every_decision: bool = False,
     ) -> None:
         if not tick_s > 0:
             raise ValueError(f"tick_s must be positive, got {tick_s}")
@@ -109,6 +112,7 @@ class Daemon:
         self.state_path = Path(state_path) if state_path else None
         self.decisions_path = Path(decisions_path) if decisions_path else None
         self.save_every = save_every
+        self.log_every_decision = log_every_decision
         self.max_backoff_s = float(max_backoff_s)
         self.observer = Observer(tick_s=tick_s, workflows=workflows)
         self.ticks = 0
@@ -220,7 +224,7 @@ class Daemon:
         for name, fd in decision.functions.items():
             entry = _fd_json(fd)
             key = {k: v for k, v in entry.items() if k != "reason"}
-            if self._last_logged.get(name) != key:
+            if self.log_every_decision or self._last_logged.get(name) != key:
                 changed[name] = entry
                 self._last_logged[name] = key
         line = {

@@ -84,6 +84,11 @@ def list_policies() -> None:
     help="Append one JSON line per tick here (decisions.jsonl).",
 )
 @click.option(
+    "--log-every-decision",
+    is_flag=True,
+    help="List every function on every --decisions line, not only those that changed.",
+)
+@click.option(
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -120,6 +125,7 @@ def run(
     tick_s: float,
     params: tuple[str, ...],
     decisions_path: Path | None,
+    log_every_decision: bool,
     state_path: Path | None,
     duration_s: float | None,
     t0_s: float | None,
@@ -162,6 +168,7 @@ def run(
             workflows=workflows,
             state_path=state_path,
             decisions_path=decisions_path,
+            log_every_decision=log_every_decision,
             policy_name=policy_name,
             t0_s=t0_s,
             save_every=save_every,

@@ -387,6 +387,7 @@ def _run_live(
             decisions_path=run_dir / DECISIONS_FILE,
             policy_name=pol.label,
             t0_s=t0,
+            log_every_decision=spec.decisions == "every",
         )
         runner = _DaemonThread(daemon)
         sampler = TimelineSampler(
@@ -465,6 +466,7 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
         policy_name=pol.label,
         t0_s=0.0,
         workflows=prep.workflows,  # what the policy hears of, as live: the run's workflows
+        log_every_decision=spec.decisions == "every",
     )
     results.write(writer.path)
     requests = len(results.requests)

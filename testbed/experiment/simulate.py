@@ -61,6 +61,7 @@ def simulate(
     policy_name: str = "",
     t0_s: float | None = None,
     workflows: Mapping[str, Workflow] | None = None,
+    log_every_decision: bool = False,
 ) -> SimResults:
     """Replay ``arrivals`` on ``sim`` with ``policy`` deciding every ``tick_s`` simulated seconds.
 
@@ -76,6 +77,7 @@ def simulate(
             run whose daemon starts before the traffic (``settle_s``) passes 0, as live.
         workflows: the workflows the daemon tells the policy about (default: every workflow
             the simulator knows); an experiment passes its own, as its live daemon sees them.
+        log_every_decision: log every function every tick, not only changes.
 
     Returns:
         The run's rows as DataFrames.
@@ -95,6 +97,7 @@ def simulate(
             decisions_path=decisions_path,
             policy_name=policy_name or getattr(policy, "name", "") or type(policy).__name__,
             t0_s=sim.now if t0_s is None else t0_s,
+            log_every_decision=log_every_decision,
         )
 
         def on_tick(_now_s: float) -> None:

@@ -98,6 +98,9 @@ class ExperimentSpec:
         settle_s: seconds the scheduler runs on the fresh platform before the trace starts
             (time to reach the policy's initial state, e.g. always-on's warm replica).
         loadgen: extra keyword options for ``loadgen.replay``.
+        decisions: what each line of ``decisions.jsonl`` lists: the functions whose
+            decision ``changes`` (default), or ``every`` function every tick (with the
+            policy's reasons: to trace why two runs decided differently).
         source: the file the spec came from (``None`` if built in code).
         raw: the parsed YAML (saved into each run's ``meta.json``).
     """
@@ -118,6 +121,7 @@ class ExperimentSpec:
     drain_s: float = 30.0
     settle_s: float = 5.0
     loadgen: Mapping[str, Any] = field(default_factory=dict)
+    decisions: Literal["changes", "every"] = "changes"
     description: str = ""
     source: Path | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -168,6 +172,7 @@ class _Experiment(BaseModel):
     drain_s: float = Field(default=30.0, ge=0)
     settle_s: float = Field(default=5.0, ge=0)
     loadgen: dict[str, Any] = Field(default_factory=dict)
+    decisions: Literal["changes", "every"] = "changes"
 
     @model_validator(mode="after")
     def _check(self) -> _Experiment:
@@ -285,6 +290,7 @@ def parse_spec(
         drain_s=exp.drain_s,
         settle_s=exp.settle_s,
         loadgen=dict(exp.loadgen),
+        decisions=exp.decisions,
         source=source,
         raw=raw,
     )

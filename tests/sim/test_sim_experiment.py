@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from scheduler.policies.keepalive import KeepAlivePolicy
+from testbed.core.errors import ConfigError
 from testbed.core.workflows import load_workflows
 from testbed.experiment.results import REQUESTS_COLUMNS, STAGES_COLUMNS, TIMELINE_COLUMNS
 from testbed.experiment.simulate import run_simulation
@@ -160,3 +161,38 @@ def test_sim_runs_the_daemon_settle_s_before_the_traffic_as_live(
     assert bool(first["cold_start"]) is cold_expected
     ticks = [json.loads(x)["t_s"] for x in (run.path / "decisions.jsonl").read_text().splitlines()]
     assert min(ticks) == pytest.approx(-max(3.0, settle_s) + 1.0)  # first tick, before t0
+
+
+def test_decisions_every_lists_every_function_on_every_line(tmp_path: Path) -> None:
+    """``decisions: every`` logs what the policy decided (and why) for every function at
+    every tick; the default lists only what changed."""
+    from testbed.experiment.results import find_runs
+    from testbed.experiment.run import run_experiment as run_config
+    from testbed.experiment.spec import parse_spec
+
+    repo = Path(__file__).resolve().parents[2]
+    functions = load_workflows().get("ml-pipeline").functions
+    lines: dict[str, list[dict[str, object]]] = {}
+    for mode in ("changes", "every"):
+        spec = parse_spec(
+            {
+                "name": f"log-{mode}",
+                "backend": "sim",
+                "stack": str(repo / "stack.yml"),
+                "workflows": ["ml-pipeline"],
+                "trace": {"kind": "poisson", "minutes": 1, "options": {"rate_per_min": 20}},
+                "duration_s": 30,
+                "seeds": [1],
+                "decisions": mode,
+                "policies": [{"name": "keep-alive", "params": {"window_s": 5}}],
+            }
+        )
+        run_config(spec, tmp_path / mode)
+        (run,) = find_runs([tmp_path / mode])
+        text = (run / "decisions.jsonl").read_text().splitlines()
+        lines[mode] = [json.loads(x) for x in text]
+    assert len(lines["every"]) == len(lines["changes"])
+    assert all(set(line["functions"]) == set(functions) for line in lines["every"])
+    assert any(set(line["functions"]) != set(functions) for line in lines["changes"])
+    with pytest.raises(ConfigError, match="decisions"):
+        parse_spec({**spec.raw, "decisions": "sometimes"})
