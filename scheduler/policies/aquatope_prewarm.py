@@ -445,7 +445,7 @@ class AquatopePrewarmPolicy(Policy):
                     st.step_first_batch = fo.arrivals
                 st.step_active_ticks += 1
             st.step_arrivals += fo.arrivals
-            st.step_elapsed_s += obs.tick_s
+            st.step_elapsed_s += obs.tick_s  # the time this observation covers
             if st.step_elapsed_s + _EPS >= cfg.step_s:
                 count = st.step_arrivals
                 if cfg.calibrate and st.fc_mean:
@@ -454,7 +454,11 @@ class AquatopePrewarmPolicy(Policy):
                 st.cached.clear()
                 closed[name] = count
                 st.step_arrivals = 0.0
-                st.step_elapsed_s = 0.0
+                # what ran past the step's end counts towards the next (at most a step): a
+                # live tick lands a few ms early or late, and dropping the excess made half
+                # the steps a tick longer (10.5 s for 10) than the simulator's
+                over = st.step_elapsed_s - cfg.step_s
+                st.step_elapsed_s = min(over, cfg.step_s) if over > _EPS else 0.0
                 st.step_first_batch = 0.0
                 st.step_active_ticks = 0
         # the first replica's experts scored on the windows that ended, every function at once

@@ -28,7 +28,7 @@ from scheduler.policies.aquatope_prewarm import (
 )
 from scheduler.policy import Decision, Observation
 from testbed.core.platform import QoS, Stage, Workflow
-from tests.scheduler.sched_helpers import fobs, step
+from tests.scheduler.sched_helpers import fobs, obs, step
 
 PIPE = Workflow(
     name="pipe",
@@ -616,3 +616,22 @@ def test_waited_calls_in_flight_survive_a_state_round_trip() -> None:
     assert again._fns["f"].waited_in_flight == 3
     step(again, 2.0, completions=3, mean_service_s=4.0, replicas_ready=1)
     assert again._fns["f"].service_s is None
+
+
+def test_steps_keep_their_length_when_live_ticks_jitter() -> None:
+    """Live, a tick covers the time since the previous one, a few ms more or less than the
+    nominal second; a step closes at the first tick past its end and what ran past it
+    counts towards the next, so 600 jittery seconds make 60 steps of 10 s (dropping the
+    excess, half the steps took an extra tick: 57). A tick that overran (the first one's
+    imports) is time too."""
+    rng = np.random.default_rng(7)
+    policy = AquatopePrewarmPolicy(step_s=10.0)
+    times = np.arange(1.0, 601.0) + rng.uniform(-0.004, 0.004, 600)
+    times[1:] += 1.2  # the first tick overran: the next came 2.2 s later
+    last = 0.0
+    for now in times:
+        policy.decide(obs(float(now), {"f": fobs("f", arrivals=1)}, tick_s=float(now - last)))
+        last = float(now)
+    state = policy.state_dict()["functions"]["f"]
+    assert len(state["history"]) == 60
+    assert sum(state["history"]) + state["step_arrivals"] == 600  # every call in one step
