@@ -38,6 +38,16 @@ def _busy_warning(conditions: dict[str, object]) -> str:
     )
 
 
+# both commands write DIR/profile.json
+_output_option = click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for profile.json.",
+)
+
+
 @click.command("profile")
 @click.option(
     "--backend",
@@ -53,13 +63,7 @@ def _busy_warning(conditions: dict[str, object]) -> str:
 @click.option(
     "--stack", "stack_path", default="stack.yml", show_default=True, type=click.Path(dir_okay=False)
 )
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Directory for profile.json.",
-)
+@_output_option
 @click.option(
     "--calls", default=30, show_default=True, type=click.IntRange(3), help="Warm calls per level."
 )
@@ -224,13 +228,7 @@ def profile(
     type=click.Path(exists=True),
     help="Profile to start from (a profile.json or its directory)  [default: the shipped one].",
 )
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Directory for profile.json.",
-)
+@_output_option
 @click.option(
     "--min-samples",
     default=20,
