@@ -329,11 +329,7 @@ def warm_profiles(
     """Per seed, the sim profile with warm service times from the *other* seeds' live runs
     (every trace and policy): held out, so the sim is not scored on its own samples."""
     from testbed.sim.profile import load_profile, save_profile
-    from testbed.sim.warm_samples import (
-        gateway_overhead_samples,
-        warm_service_samples,
-        with_warm_service,
-    )
+    from testbed.sim.warm_samples import LiveSamples, live_samples, with_warm_service
 
     base = load_profile(args.profile, check_conditions=False)
     paths: dict[int, list[Path]] = {}
@@ -343,14 +339,11 @@ def warm_profiles(
     profiles: dict[int, str] = {}
     for seed in args.seed_list:
         others = [p for s, ps in paths.items() if s != seed for p in ps]
-        samples, facts = warm_service_samples(others, base, host_cores=args.host_cores)
+        samples = live_samples(others, base, host_cores=args.host_cores)
+        if args.no_overhead:
+            samples = LiveSamples(samples.functions, [], samples.facts)
         profile = with_warm_service(
-            base,
-            samples,
-            min_samples=args.warm_min_samples,
-            idle=not args.no_idle,
-            gateway_overhead_s=[] if args.no_overhead else gateway_overhead_samples(others),
-            facts=facts,
+            base, samples, min_samples=args.warm_min_samples, idle=not args.no_idle
         )
         warm = profile.provenance["warm_service"]
         print(f"seed {seed}: warm service from {len(others)} live runs: {warm['replaced']}")

@@ -267,23 +267,12 @@ def profile_from_runs(
     spent outside their stages."""
     from testbed.core.errors import TestbedError
     from testbed.sim.profile import load_profile, save_profile
-    from testbed.sim.warm_samples import (
-        gateway_overhead_samples,
-        warm_service_samples,
-        with_warm_service,
-    )
+    from testbed.sim.warm_samples import live_samples, with_warm_service
 
     try:
         base = load_profile(base_path, check_conditions=False)
-        samples, facts = warm_service_samples(runs, base, host_cores=host_cores)
-        result = with_warm_service(
-            base,
-            samples,
-            min_samples=min_samples,
-            idle=not no_idle,
-            gateway_overhead_s=gateway_overhead_samples(runs),
-            facts=facts,
-        )
+        live = live_samples(runs, base, host_cores=host_cores)
+        result = with_warm_service(base, live, min_samples=min_samples, idle=not no_idle)
     except TestbedError as exc:
         raise click.ClickException(str(exc)) from None
     warm = result.provenance["warm_service"]
@@ -291,9 +280,8 @@ def profile_from_runs(
         table = warm["idle_scaling"].get(name)
         slower = ", ".join(f"{x:.3g}x after {s:.3g} s" for s, x in table) if table else "none"
         click.echo(f"{name}: {n} warm samples; idle scaling: {slower}")
-    short = {
-        n: len(samples[n].durations_s) if n in samples else 0 for n in warm["kept_from_profile"]
-    }
+    kept = live.functions
+    short = {n: len(kept[n].durations_s) if n in kept else 0 for n in warm["kept_from_profile"]}
     if short:
         listed = ", ".join(f"{n} ({k})" for n, k in sorted(short.items()))
         click.echo(f"kept the base profile's service time (< {min_samples} samples): {listed}")
@@ -305,7 +293,7 @@ def profile_from_runs(
         )
     if not warm["replaced"]:
         raise click.ClickException(
-            f"no function had {min_samples} uncontended warm stages in {len(facts['runs'])} "
+            f"no function had {min_samples} uncontended warm stages in {len(warm['runs'])} "
             "run(s); give more runs or a lower --min-samples"
         )
     click.echo(f"wrote {save_profile(result, Path(output) / 'profile.json')}")

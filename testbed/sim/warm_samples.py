@@ -15,7 +15,7 @@ reference service time counts nothing twice:
 * no replica start overlapped it: neither a cold stage nor a start the timeline shows (a
   start keeps cores busy, which the simulator models apart).
 
-:func:`warm_service_samples` reads them from run directories, divided by the profile's CPU
+:func:`live_samples` reads them from run directories, divided by the profile's CPU
 and memory scaling at the limits the run gave each function (the profile's ``service_s`` is
 at no limit), and :func:`with_warm_service` puts them into a profile.
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,12 +38,12 @@ from testbed.sim.profile import Profile
 
 __all__ = [
     "IDLE_BINS_S",
+    "LiveSamples",
     "WarmSamples",
     "fit_idle_scaling",
-    "gateway_overhead_samples",
     "idle_before",
+    "live_samples",
     "uncontended_warm",
-    "warm_service_samples",
     "with_warm_service",
 ]
 
@@ -59,6 +59,18 @@ class WarmSamples:
 
     durations_s: list[float] = field(default_factory=list)
     idle_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class LiveSamples:
+    """What live runs say of warm calls: per function, its kept stages (:class:`WarmSamples`,
+    durations at no limit); what each warm, successful request spent outside its stages
+    (seconds: the client, the gateway's routing, the workflow's orchestration); and where
+    they came from (runs read, stages seen and kept)."""
+
+    functions: dict[str, WarmSamples] = field(default_factory=dict)
+    gateway_overhead_s: list[float] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 def _max_in_flight(start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -175,9 +187,9 @@ def _limits(timeline: pd.DataFrame) -> dict[str, tuple[float | None, float | Non
     return out
 
 
-def warm_service_samples(
+def live_samples(
     run_dirs: Iterable[str | Path], profile: Profile, *, host_cores: float | None = None
-) -> tuple[dict[str, WarmSamples], dict[str, Any]]:
+) -> LiveSamples:
     """Reference service times (no limit, one call at a time) from live runs' warm stages.
 
     Args:
@@ -187,9 +199,7 @@ def warm_service_samples(
         host_cores: the runs' host cores; default each run's ``meta.json`` (usable cores).
 
     Returns:
-        ``(samples per function, facts)``: each kept stage's duration at no limit and the
-        idle time before it; the facts: the runs read and their backends, stages seen and
-        kept per function.
+        The kept stages and request overheads, each run read once.
 
     Raises:
         ConfigError: a directory holds no run, a run is malformed, or a run was simulated
@@ -198,6 +208,7 @@ def warm_service_samples(
     from testbed.experiment.results import find_runs, load_run
 
     samples: dict[str, WarmSamples] = {}
+    overhead: list[float] = []
     seen: dict[str, int] = {}
     runs: list[str] = []
     for path in find_runs(list(run_dirs)):
@@ -226,13 +237,14 @@ def warm_service_samples(
             into = samples.setdefault(name, WarmSamples())
             into.durations_s.extend((durations / factor).tolist())
             into.idle_s.extend(idle[kept].tolist())
+        overhead.extend(_request_overheads(run.requests, stages).tolist())
         runs.append(f"{path} ({backend})")
     facts = {
         "runs": runs,
         "stages": dict(sorted(seen.items())),
         "kept": {fn: len(v.durations_s) for fn, v in sorted(samples.items())},
     }
-    return samples, facts
+    return LiveSamples(samples, overhead, facts)
 
 
 def _request_overheads(requests: pd.DataFrame, stages: pd.DataFrame) -> np.ndarray:
@@ -250,30 +262,8 @@ def _request_overheads(requests: pd.DataFrame, stages: pd.DataFrame) -> np.ndarr
     return kept
 
 
-def gateway_overhead_samples(run_dirs: Iterable[str | Path]) -> list[float]:
-    """What live runs' warm requests spent outside their stages (seconds): the client, the
-    gateway's routing and the workflow's orchestration under the run's own load, which
-    ``aquatope profile`` times on an idle gateway. Raises ConfigError like
-    :func:`warm_service_samples`."""
-    from testbed.experiment.results import find_runs, load_run
-
-    out: list[float] = []
-    for path in find_runs(list(run_dirs)):
-        run = load_run(path)
-        if str(run.meta.get("backend", "")) == "sim":
-            raise ConfigError(f"{path}: a simulated run; warm samples come from live runs only")
-        out.extend(_request_overheads(run.requests, run.stages).tolist())
-    return out
-
-
 def with_warm_service(
-    profile: Profile,
-    samples: Mapping[str, WarmSamples],
-    *,
-    min_samples: int = 20,
-    idle: bool = True,
-    gateway_overhead_s: Sequence[float] = (),
-    facts: Mapping[str, Any] | None = None,
+    profile: Profile, live: LiveSamples, *, min_samples: int = 20, idle: bool = True
 ) -> Profile:
     """``profile`` with each function's ``service_s`` replaced by its live warm samples.
 
@@ -282,15 +272,14 @@ def with_warm_service(
     factor, so ``service_s`` is the least idle reference; its first call in a run (idle
     unknown) is left out then. Functions with fewer than ``min_samples`` keep the profile's
     (named in the provenance under ``warm_service.kept_from_profile``). At least
-    ``min_samples`` of ``gateway_overhead_s`` (:func:`gateway_overhead_samples`) replace
-    the gateway overhead too.
+    ``min_samples`` request overheads replace the gateway overhead too.
     """
     if min_samples < 1:
         raise ConfigError(f"min_samples must be >= 1, got {min_samples}")
     functions = dict(profile.functions)
     replaced: dict[str, int] = {}
     idle_tables: dict[str, list[list[float]]] = {}
-    for name, warm in samples.items():
+    for name, warm in live.functions.items():
         durations = np.asarray(warm.durations_s, dtype=np.float64)
         if name not in functions or durations.size < min_samples:
             continue
@@ -311,8 +300,8 @@ def with_warm_service(
         )
         replaced[name] = int(durations.size)
     overhead = profile.gateway_overhead_s
-    if len(gateway_overhead_s) >= min_samples:
-        overhead = Distribution.empirical([round(float(v), 6) for v in gateway_overhead_s])
+    if len(live.gateway_overhead_s) >= min_samples:
+        overhead = Distribution.empirical([round(float(v), 6) for v in live.gateway_overhead_s])
     provenance = dict(profile.provenance)
     provenance["warm_service"] = {
         "method": "warm stages of live runs, uncontended in the simulator's terms "
@@ -320,10 +309,10 @@ def with_warm_service(
         "replaced": replaced,
         "idle_scaling": idle_tables,
         "kept_from_profile": sorted(set(functions) - set(replaced)),
-        "gateway_overhead_samples": len(gateway_overhead_s)
+        "gateway_overhead_samples": len(live.gateway_overhead_s)
         if overhead is not profile.gateway_overhead_s
         else 0,
         "min_samples": min_samples,
-        **dict(facts or {}),
+        **live.facts,
     }
     return Profile(functions, overhead, provenance)

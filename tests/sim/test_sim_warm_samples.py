@@ -16,13 +16,14 @@ from testbed.experiment.results import find_runs, load_run
 from testbed.sim.distributions import Distribution
 from testbed.sim.profile import FunctionProfile, Profile, load_profile
 from testbed.sim.warm_samples import (
+    LiveSamples,
     WarmSamples,
     _max_in_flight,
     _request_overheads,
     fit_idle_scaling,
     idle_before,
+    live_samples,
     uncontended_warm,
-    warm_service_samples,
     with_warm_service,
 )
 
@@ -84,7 +85,7 @@ def _profile() -> Profile:
 def test_with_warm_service_replaces_only_functions_with_enough_samples() -> None:
     base = _profile()
     warm = {"a": WarmSamples([0.01] * 3, [0.2] * 3), "b": WarmSamples([0.02], [0.2])}
-    out = with_warm_service(base, warm, min_samples=2)
+    out = with_warm_service(base, LiveSamples(warm), min_samples=2)
     assert out.functions["a"].service_s.samples == (0.01, 0.01, 0.01)
     assert out.functions["a"].idle_scaling == ()  # one idle bin: nothing to fit
     assert out.functions["b"] is base.functions["b"]
@@ -92,7 +93,7 @@ def test_with_warm_service_replaces_only_functions_with_enough_samples() -> None
     facts = out.provenance["warm_service"]
     assert facts["replaced"] == {"a": 3} and facts["kept_from_profile"] == ["b"]
     with pytest.raises(ConfigError, match="min_samples"):
-        with_warm_service(base, {}, min_samples=0)
+        with_warm_service(base, LiveSamples(), min_samples=0)
 
 
 def test_idle_before_is_the_time_since_the_functions_last_call_ended() -> None:
@@ -121,7 +122,9 @@ def test_idle_scaling_is_fitted_and_divided_out_of_the_reference() -> None:
     assert fit_idle_scaling(durations[idle == 0.05], idle[idle == 0.05]) == ()
     base = _profile()
     idle_s = [float("nan"), *idle.tolist()]  # a first call: its idle time is unknown
-    out = with_warm_service(base, {"a": WarmSamples([1.0, *durations.tolist()], idle_s)})
+    out = with_warm_service(
+        base, LiveSamples({"a": WarmSamples([1.0, *durations.tolist()], idle_s)})
+    )
     fp = out.functions["a"]
     assert fp.idle_scaling == table
     assert len(fp.service_s.samples) == idle.size  # the first call left out
@@ -129,7 +132,7 @@ def test_idle_scaling_is_fitted_and_divided_out_of_the_reference() -> None:
     assert np.median(fp.service_s.samples) == pytest.approx(0.004, rel=0.05)
     assert max(fp.service_s.samples) < 0.0045
     plain = with_warm_service(
-        base, {"a": WarmSamples(durations.tolist(), idle.tolist())}, idle=False
+        base, LiveSamples({"a": WarmSamples(durations.tolist(), idle.tolist())}), idle=False
     )
     assert (
         plain.functions["a"].idle_scaling == ()
@@ -160,10 +163,10 @@ def test_gateway_overhead_is_what_warm_requests_spent_outside_their_stages() -> 
     assert _request_overheads(requests, stages).tolist() == pytest.approx([0.004, 0.015])
     base = _profile()
     warm = {"a": WarmSamples([0.01] * 3, [0.2] * 3)}
-    out = with_warm_service(base, warm, min_samples=2, gateway_overhead_s=[0.004, 0.015])
+    out = with_warm_service(base, LiveSamples(warm, [0.004, 0.015]), min_samples=2)
     assert out.gateway_overhead_s.samples == (0.004, 0.015)
     assert out.provenance["warm_service"]["gateway_overhead_samples"] == 2
-    kept = with_warm_service(base, warm, min_samples=3, gateway_overhead_s=[0.004, 0.015])
+    kept = with_warm_service(base, LiveSamples(warm, [0.004, 0.015]), min_samples=3)
     assert kept.gateway_overhead_s == base.gateway_overhead_s  # too few: the profile's
 
 
@@ -173,7 +176,7 @@ def test_simulated_runs_are_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["experiment", "run", str(config), "-o", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     with pytest.raises(ConfigError, match="a simulated run"):
-        warm_service_samples([tmp_path / "o"], _profile())
+        live_samples([tmp_path / "o"], _profile())
     result = CliRunner().invoke(
         cli, ["profile-from-runs", str(tmp_path / "o"), "-o", str(tmp_path / "p")]
     )
