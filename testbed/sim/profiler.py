@@ -198,10 +198,7 @@ def _wait(platform: Platform, name: str, ok: Callable[[Any], bool], timeout_s: f
             return
         if now() > deadline:
             raise PlatformError(f"{name}: replicas did not reach the wanted state in {timeout_s}s")
-        if clock is not None:
-            clock.sleep_until(now() + 0.05)
-        else:
-            time.sleep(0.05)
+        _pause(platform, 0.05)
 
 
 def trim_outliers(values: Sequence[float], iqr_k: float) -> tuple[list[float], int]:
