@@ -328,8 +328,9 @@ def warm_profiles(
 ) -> dict[int, str]:
     """Per seed, the sim profile with warm service times from the *other* seeds' live runs
     (every trace and policy): held out, so the sim is not scored on its own samples."""
+    from testbed.experiment.live_profile import live_samples
     from testbed.sim.profile import load_profile, save_profile
-    from testbed.sim.warm_samples import LiveSamples, live_samples, with_warm_service
+    from testbed.sim.warm_samples import LiveSamples, with_warm_service
 
     base = load_profile(args.profile, check_conditions=False)
     paths: dict[int, list[Path]] = {}

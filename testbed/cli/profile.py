@@ -266,8 +266,9 @@ def profile_from_runs(
     tables stay the base profile's; the gateway overhead becomes what the runs' warm requests
     spent outside their stages."""
     from testbed.core.errors import TestbedError
+    from testbed.experiment.live_profile import live_samples
     from testbed.sim.profile import load_profile, save_profile
-    from testbed.sim.warm_samples import live_samples, with_warm_service
+    from testbed.sim.warm_samples import with_warm_service
 
     try:
         base = load_profile(base_path, check_conditions=False)

@@ -15,18 +15,17 @@ reference service time counts nothing twice:
 * no replica start overlapped it: neither a cold stage nor a start the timeline shows (a
   start keeps cores busy, which the simulator models apart).
 
-:func:`live_samples` reads them from run directories, divided by the profile's CPU
-and memory scaling at the limits the run gave each function (the profile's ``service_s`` is
-at no limit), and :func:`with_warm_service` puts them into a profile.
+:func:`add_run` takes them from a run's tables, divided by the profile's CPU and memory
+scaling at the limits the run gave each function (the profile's ``service_s`` is at no
+limit); :func:`testbed.experiment.live_profile.live_samples` reads run directories with it;
+:func:`with_warm_service` puts the samples into a profile.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,9 +39,9 @@ __all__ = [
     "IDLE_BINS_S",
     "LiveSamples",
     "WarmSamples",
+    "add_run",
     "fit_idle_scaling",
     "idle_before",
-    "live_samples",
     "uncontended_warm",
     "with_warm_service",
 ]
@@ -187,64 +186,38 @@ def _limits(timeline: pd.DataFrame) -> dict[str, tuple[float | None, float | Non
     return out
 
 
-def live_samples(
-    run_dirs: Iterable[str | Path], profile: Profile, *, host_cores: float | None = None
-) -> LiveSamples:
-    """Reference service times (no limit, one call at a time) from live runs' warm stages.
-
-    Args:
-        run_dirs: run directories (or directories holding runs, e.g. an experiment's).
-        profile: the profile whose scaling tables turn a duration at the run's limits into
-            one at no limit (a function it lacks keeps its durations as they are).
-        host_cores: the runs' host cores; default each run's ``meta.json`` (usable cores).
-
-    Returns:
-        The kept stages and request overheads, each run read once.
-
-    Raises:
-        ConfigError: a directory holds no run, a run is malformed, or a run was simulated
-            (its durations are the profile's own).
-    """
-    from testbed.experiment.results import find_runs, load_run
-
-    samples: dict[str, WarmSamples] = {}
-    overhead: list[float] = []
-    seen: dict[str, int] = {}
-    runs: list[str] = []
-    for path in find_runs(list(run_dirs)):
-        run = load_run(path)
-        backend = str(run.meta.get("backend", ""))
-        if backend == "sim":
-            raise ConfigError(f"{path}: a simulated run; warm samples come from live runs only")
-        machine = run.meta.get("machine") or {}
-        cores = host_cores or machine.get("cores_usable") or machine.get("cores")
-        if not cores:
-            raise ConfigError(f"{path}/meta.json: no machine cores; give the host's cores")
-        stages = run.stages
-        keep = uncontended_warm(stages, host_cores=float(cores), timeline=run.timeline)
-        idle = idle_before(stages)
-        limits = _limits(run.timeline)
-        for fn, rows in stages.groupby("function").indices.items():
-            name = str(fn)
-            seen[name] = seen.get(name, 0) + len(rows)
-            kept = rows[keep[rows]]
-            durations = stages["duration_s"].to_numpy(dtype=np.float64)[kept]
-            if not durations.size:
-                continue
-            factor = 1.0
-            if name in profile.functions:
-                factor = profile.functions[name].service_factor(*limits.get(name, (None, None)))
-            into = samples.setdefault(name, WarmSamples())
-            into.durations_s.extend((durations / factor).tolist())
-            into.idle_s.extend(idle[kept].tolist())
-        overhead.extend(_request_overheads(run.requests, stages).tolist())
-        runs.append(f"{path} ({backend})")
-    facts = {
-        "runs": runs,
-        "stages": dict(sorted(seen.items())),
-        "kept": {fn: len(v.durations_s) for fn, v in sorted(samples.items())},
-    }
-    return LiveSamples(samples, overhead, facts)
+def add_run(
+    into: LiveSamples,
+    stages: pd.DataFrame,
+    requests: pd.DataFrame,
+    timeline: pd.DataFrame,
+    profile: Profile,
+    *,
+    host_cores: float,
+) -> None:
+    """Add one live run's tables (``stages.csv``, ``requests.csv``, ``timeline.csv``) to
+    ``into``: its uncontended warm stages, each divided by ``profile``'s CPU and memory
+    factor at the limits the run gave the function (a function the profile lacks keeps its
+    durations), with the idle time before each; its requests' overheads; and the stages
+    seen per function (``facts["stages"]``)."""
+    keep = uncontended_warm(stages, host_cores=host_cores, timeline=timeline)
+    idle = idle_before(stages)
+    limits = _limits(timeline)
+    seen: dict[str, int] = into.facts.setdefault("stages", {})
+    durations_all = stages["duration_s"].to_numpy(dtype=np.float64)
+    for fn, rows in stages.groupby("function").indices.items():
+        name = str(fn)
+        seen[name] = seen.get(name, 0) + len(rows)
+        kept = rows[keep[rows]]
+        if not kept.size:
+            continue
+        factor = 1.0
+        if name in profile.functions:
+            factor = profile.functions[name].service_factor(*limits.get(name, (None, None)))
+        warm = into.functions.setdefault(name, WarmSamples())
+        warm.durations_s.extend((durations_all[kept] / factor).tolist())
+        warm.idle_s.extend(idle[kept].tolist())
+    into.gateway_overhead_s.extend(_request_overheads(requests, stages).tolist())
 
 
 def _request_overheads(requests: pd.DataFrame, stages: pd.DataFrame) -> np.ndarray:

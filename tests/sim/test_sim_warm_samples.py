@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from testbed.cli import cli
 from testbed.core.errors import ConfigError
+from testbed.experiment.live_profile import live_samples
 from testbed.experiment.results import find_runs, load_run
 from testbed.sim.distributions import Distribution
 from testbed.sim.profile import FunctionProfile, Profile, load_profile
@@ -22,7 +23,6 @@ from testbed.sim.warm_samples import (
     _request_overheads,
     fit_idle_scaling,
     idle_before,
-    live_samples,
     uncontended_warm,
     with_warm_service,
 )
