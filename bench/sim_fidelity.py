@@ -240,6 +240,15 @@ def same_order(rows: dict[str, Any], metric: str) -> bool:
     return True
 
 
+def within_target(policies: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Per metric, ``(cells meeting the issue's target, cells)`` over the policies."""
+    out: dict[str, tuple[int, int]] = {}
+    for m in METRICS:
+        cells = [row[m]["meets_target"] for row in policies.values() if m in row]
+        out[m] = (sum(bool(c) for c in cells), len(cells))
+    return out
+
+
 def pairs_in_order(rows: dict[str, Any], metric: str) -> tuple[int, int]:
     """``(agreeing, ordered)``: of the policy pairs that live orders strictly by
     ``metric``, how many the sim orders the same way (a sim tie counts against). With many
@@ -285,6 +294,12 @@ def markdown(results: dict[str, Any]) -> list[str]:
         )
         pairs = [f"{o['pairs'][0]}/{o['pairs'][1]}" for o in block["ranking"].values()]
         lines.append(f"| {trace} | pairs in live's order | " + " | ".join(pairs) + " |")
+        met = within_target(block["policies"])
+        lines.append(
+            f"| {trace} | within target | "
+            + " | ".join(f"{met[m][0]}/{met[m][1]}" for m in head)
+            + " |"
+        )
     return lines
 
 
@@ -445,7 +460,11 @@ def main() -> None:
                 f"{trace:>7} ranking by {m}: {'same' if o['identical'] else 'DIFFERENT'} "
                 f"({agree} of {ordered} ordered pairs in live's order)"
             )
-        results[trace] = {"policies": rows, "ranking": order}
+        met = within_target(rows)
+        print(
+            f"{trace:>7} within target: " + ", ".join(f"{m} {a}/{n}" for m, (a, n) in met.items())
+        )
+        results[trace] = {"policies": rows, "ranking": order, "within_target": met}
     print("\n".join(markdown(results)))
     print(
         json.dumps(

@@ -23,6 +23,7 @@ from locust.env import Environment
 
 from loadgen.payloads import PayloadPool
 from loadgen.record import CONTEXT_KEY, RequestRecord
+from testbed.core.schema import CANCELLED_AT_END
 
 __all__ = ["OpenLoopSender", "WorkflowUser", "make_user_classes", "path_for"]
 
@@ -97,7 +98,7 @@ def _send(
             resp.request_meta["response_time"] = (rec.end_s - rec.sent_s) * 1000.0
     except gevent.GreenletExit:
         rec.end_s = clock()
-        rec.error = "cancelled: run ended before the response"
+        rec.error = CANCELLED_AT_END
         _fire_failure(session, rec, path)
         raise
 

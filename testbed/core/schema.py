@@ -8,6 +8,7 @@ generator can import it cheaply.
 from __future__ import annotations
 
 __all__ = [
+    "CANCELLED_AT_END",
     "DECISIONS_FILE",
     "META_FILE",
     "REQUESTS_COLUMNS",
@@ -23,6 +24,9 @@ REQUESTS_FILE = "requests.csv"
 STAGES_FILE = "stages.csv"
 DECISIONS_FILE = "decisions.jsonl"
 TIMELINE_FILE = "timeline.csv"
+
+# requests.csv ``error`` of a request still without a response when the replay's drain ran out
+CANCELLED_AT_END = "cancelled: run ended before the response"
 
 # column -> dtype kind: "i" int, "f" float, "s" str, "b" bool (column order is file order)
 REQUESTS_COLUMNS: dict[str, str] = {

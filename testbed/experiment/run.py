@@ -53,6 +53,7 @@ from testbed.experiment.spec import ExperimentSpec, PolicySpec
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
+    from loadgen.options import ReplayOptions
     from loadgen.trace import Trace
     from testbed.core.platform import FunctionSpec, Platform, Workflow
 
@@ -111,13 +112,12 @@ def prepare(spec: ExperimentSpec) -> Prepared:
         ConfigError: an unknown workflow/mix, a function missing from the stack, or an
             unknown policy or parameter (naming ``policies.N``).
     """
-    from loadgen.options import ReplayOptions
     from scheduler.registry import create_policy
     from testbed.core.stack import load_stack
     from testbed.core.workflows import load_workflows
 
     where = str(spec.source or spec.name)
-    ReplayOptions.from_mapping({"drain_s": spec.drain_s, **spec.loadgen}, where=f"{where}: loadgen")
+    _replay_options(spec, where=f"{where}: loadgen")
     for i, pol in enumerate(spec.policies):
         try:
             create_policy(pol.name, pol.params)
@@ -428,6 +428,13 @@ def _run_live(
             platform.close()
 
 
+def _replay_options(spec: ExperimentSpec, *, where: str = "loadgen") -> ReplayOptions:
+    """The load generator's options of a live run of ``spec`` (its drain included)."""
+    from loadgen.options import ReplayOptions
+
+    return ReplayOptions.from_mapping({"drain_s": spec.drain_s, **spec.loadgen}, where=where)
+
+
 def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: RunWriter) -> int:
     """One simulated run into ``writer.path``; returns the number of requests recorded."""
     from testbed.experiment.policies import (
@@ -438,6 +445,7 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
     from testbed.experiment.simulate import build_sim, default_specs, sim_facts, simulate
 
     spec = prep.spec
+    replay = _replay_options(spec)
     # As live (_run_live): the daemon runs on the deployed functions max(START_DELAY_S,
     # settle_s) before the traffic's t0 = 0, so policies warm up the same way.
     lead_s = max(START_DELAY_S, spec.settle_s)
@@ -467,6 +475,8 @@ def _run_sim(prep: Prepared, pol: PolicySpec, seed: int, trace: Trace, writer: R
         t0_s=0.0,
         workflows=prep.workflows,  # what the policy hears of, as live: the run's workflows
         log_every_decision=spec.decisions == "every",
+        # the run ends as the live replay's drain does (requests still open are cancelled)
+        drain_s=replay.timeout_s if replay.drain_s is None else replay.drain_s,
     )
     results.write(writer.path)
     requests = len(results.requests)

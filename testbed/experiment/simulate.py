@@ -62,6 +62,7 @@ def simulate(
     t0_s: float | None = None,
     workflows: Mapping[str, Workflow] | None = None,
     log_every_decision: bool = False,
+    drain_s: float | None = None,
 ) -> SimResults:
     """Replay ``arrivals`` on ``sim`` with ``policy`` deciding every ``tick_s`` simulated seconds.
 
@@ -78,6 +79,10 @@ def simulate(
         workflows: the workflows the daemon tells the policy about (default: every workflow
             the simulator knows); an experiment passes its own, as its live daemon sees them.
         log_every_decision: log every function every tick, not only changes.
+        drain_s: end the run as a live replay does (:meth:`SimPlatform.run_trace`): the
+            daemon ticks on while requests are in flight, at most ``drain_s`` after the
+            last arrival, then what is left is cancelled; None runs every request to its
+            end with no more ticks.
 
     Returns:
         The run's rows as DataFrames.
@@ -103,7 +108,7 @@ def simulate(
         def on_tick(_now_s: float) -> None:
             daemon.tick()
 
-    results = sim.run_trace(pairs, horizon, tick_s=tick_s, on_tick=on_tick)
+    results = sim.run_trace(pairs, horizon, tick_s=tick_s, on_tick=on_tick, drain_s=drain_s)
     if decisions_path is not None and not decisions_path.exists():
         decisions_path.write_text("")
     return results

@@ -357,6 +357,8 @@ class Engine:
         self.results: dict[int, tuple[int, float, float, int, str, list[tuple[Any, ...]]]] = {}
         self.watch: set[int] = set()
         self.open_invocations = 0
+        # requests without their row yet, by request id (cancel_open records them)
+        self._open: dict[int, _Invocation | _Call] = {}
         self._removed: list[_Fn] = []
 
     # ----------------------------------------------------------------- set-up
@@ -573,10 +575,13 @@ class Engine:
                 err = self.rec.errors.code("function not found")
                 self._record_request(rid, code, False, t, t, 404, 0, math.nan, err)
                 return
-            self._enqueue(_Call(fn, rid, t, None, -1), t)
+            call = _Call(fn, rid, t, None, -1)
+            self._open[rid] = call
+            self._enqueue(call, t)
             return
         wf = self.workflows[name]
         inv = _Invocation(wf, rid, t)
+        self._open[rid] = inv
         self.open_invocations += 1
         for s in wf.roots:
             if not self._start_stage(inv, s, t):
@@ -824,6 +829,7 @@ class Engine:
         error_code: int,
     ) -> None:
         self.rec.add_request(rid, code, workflow, arrive, end, status, cold_stages, qos, error_code)
+        self._open.pop(rid, None)
         if rid in self.watch:
             self.results[rid] = (
                 status,
@@ -833,6 +839,29 @@ class Engine:
                 self.rec.errors.names[error_code],
                 [],
             )
+
+    def cancel_open(self, t: float, error: str) -> int:
+        """End every request still without a response at ``t`` as the load generator does
+        when its drain runs out: status 0, ``error``, no cold stage and no stage rows (its
+        stages are reported by the response it never got). Returns how many. The run ends
+        here: the engine is not advanced after it."""
+        if not self._open:
+            return 0
+        code = self.rec.errors.code(error)
+        cancelled = list(self._open.items())
+        for rid, item in cancelled:
+            if isinstance(item, _Invocation):
+                item.finished = True
+                self.open_invocations -= 1
+                self._record_request(
+                    rid, item.wf.code, True, item.arrive_s, t, 0, 0, item.wf.qos_target_s, code
+                )
+            else:
+                self._record_request(
+                    rid, item.fn.code, False, item.arrive_s, t, 0, 0, math.nan, code
+                )
+        self.rec.drop_stages_of({rid for rid, _ in cancelled})
+        return len(cancelled)
 
     def _on_timeout(self, call: _Call, t: float) -> None:
         if call.state != _QUEUED:

@@ -31,6 +31,7 @@ from testbed.core.platform import (
     Workflow,
     WorkflowMix,
 )
+from testbed.core.schema import CANCELLED_AT_END
 from testbed.sim.engine import (
     GATEWAY_HEALTH_POLL_S,
     PROFILE_ANNOTATION,
@@ -248,6 +249,7 @@ class SimPlatform:
         tick_s: float = 1.0,
         on_tick: Callable[[float], object] | None = None,
         drain: bool = True,
+        drain_s: float | None = None,
     ) -> SimResults:
         """Replay ``arrivals`` until ``until_s``, calling ``on_tick(now_s)`` every ``tick_s``.
 
@@ -256,6 +258,11 @@ class SimPlatform:
         not sent. With ``drain``, requests in flight at ``until_s`` run to completion
         afterwards (no more ticks) so each has its row.
 
+        With ``drain_s``, the run ends as a live replay does: the ticks go on while
+        requests are in flight, until the later of ``until_s`` and ``drain_s`` after the
+        last arrival; what is still without a response then is cancelled (status 0, no
+        stage rows: the load generator's "cancelled: run ended before the response").
+
         Returns:
             The results so far (also available later through :meth:`results`).
         """
@@ -263,9 +270,40 @@ class SimPlatform:
             raise ConfigError(f"tick_s must be positive, got {tick_s}")
         if arrivals is not None:
             self.add_arrivals(arrivals)
+        if drain_s is not None and not drain_s >= 0:
+            raise ConfigError(f"drain_s must be >= 0, got {drain_s}")
         engine = self._engine
         start = engine.now
         engine.sample_timeline(start)
+        self._tick_until(start, until_s, tick_s, on_tick)
+        # drop what the trace holds beyond the horizon
+        sent = engine._arr_i
+        last_sent_s = float(engine._arr_t[sent - 1]) if sent else start
+        engine._arr_t = engine._arr_t[:sent]
+        engine._arr_target = engine._arr_target[:sent]
+        if drain_s is not None:
+            deadline = max(until_s, last_sent_s + drain_s)
+            ticks = 0
+            while engine.busy() and engine.now < deadline:
+                ticks += 1
+                t = min(until_s + ticks * tick_s, deadline)
+                engine.run_until(t)
+                if on_tick is not None:
+                    on_tick(t)
+                engine.sample_timeline(t)
+            engine.cancel_open(engine.now, CANCELLED_AT_END)
+        elif drain:
+            self.drain()
+        return self.results()
+
+    def _tick_until(
+        self,
+        start: float,
+        until_s: float,
+        tick_s: float,
+        on_tick: Callable[[float], object] | None,
+    ) -> None:
+        engine = self._engine
         k = 0
         while True:
             k += 1
@@ -278,12 +316,6 @@ class SimPlatform:
             engine.sample_timeline(t)
             if t >= until_s:
                 break
-        # drop what the trace holds beyond the horizon
-        engine._arr_t = engine._arr_t[: engine._arr_i]
-        engine._arr_target = engine._arr_target[: engine._arr_i]
-        if drain:
-            self.drain()
-        return self.results()
 
     def drain(self, max_s: float | None = None) -> None:
         """Run until no call is queued or running (at most ``max_s``, default the timeout)."""

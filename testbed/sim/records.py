@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from array import array
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from testbed.core.atomic import atomic_path
 from testbed.core.schema import REQUESTS_COLUMNS, STAGES_COLUMNS
@@ -132,6 +132,25 @@ class Recorder:
     @property
     def n_requests(self) -> int:
         return len(self.r_id)
+
+    def drop_stages_of(self, request_ids: set[int]) -> None:
+        """Remove the stage rows of these requests (a cancelled request reports none)."""
+        keep = [i for i, rid in enumerate(self.s_id) if rid not in request_ids]
+        if len(keep) == len(self.s_id):
+            return
+        columns: tuple[array[Any], ...] = (
+            self.s_id,
+            self.s_stage,
+            self.s_function,
+            self.s_start,
+            self.s_end,
+            self.s_cold,
+            self.s_status,
+        )
+        for column in columns:
+            kept = array(column.typecode, (column[i] for i in keep))
+            del column[:]
+            column.extend(kept)
 
     def requests_frame(self) -> pd.DataFrame:
         """requests.csv as a DataFrame (columns in docs/results.md order)."""

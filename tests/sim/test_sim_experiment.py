@@ -196,3 +196,56 @@ def test_decisions_every_lists_every_function_on_every_line(tmp_path: Path) -> N
     assert any(set(line["functions"]) != set(functions) for line in lines["changes"])
     with pytest.raises(ConfigError, match="decisions"):
         parse_spec({**spec.raw, "decisions": "sometimes"})
+
+
+@pytest.mark.parametrize(("loadgen", "cancelled"), [({}, True), ({"drain_s": 60}, False)])
+def test_a_simulated_run_ends_with_the_live_replays_drain(
+    tmp_path: Path, loadgen: dict[str, float], cancelled: bool
+) -> None:
+    """Replicas that take 30 s to start: with ``drain_s: 2`` every request is still waiting
+    when the drain ends and is cancelled, as the load generator cancels it live; the
+    load generator's own ``drain_s`` wins over the run's, as live."""
+    from testbed.experiment.results import find_runs, load_run
+    from testbed.experiment.run import run_experiment as run_config
+    from testbed.experiment.spec import parse_spec
+    from testbed.sim.profile import save_profile
+
+    repo = Path(__file__).resolve().parents[2]
+    functions = load_workflows().get("ml-pipeline").functions
+    profile = make_profile(
+        functions, service=Distribution.constant(0.01), cold=Distribution.constant(30.0)
+    )
+    path = save_profile(profile, tmp_path / "profile.json")
+    spec = parse_spec(
+        {
+            "name": "drain",
+            "backend": "sim",
+            "backend_options": {"profile": str(path), "host_cores": "unlimited"},
+            "stack": str(repo / "stack.yml"),
+            "workflows": ["ml-pipeline"],
+            "trace": {"kind": "poisson", "minutes": 1, "options": {"rate_per_min": 30}},
+            "duration_s": 20,
+            "warmup_s": 0,
+            "drain_s": 2,
+            "loadgen": loadgen,
+            "decisions": "every",
+            "seeds": [1],
+            "policies": [{"name": "always-on"}],
+        }
+    )
+    run_config(spec, tmp_path / "out")
+    run = load_run(find_runs([tmp_path / "out"])[0])
+    req = run.requests
+    assert len(req) > 3
+    if cancelled:
+        assert (req["status"] == 0).all() and not req["cold_start"].any()
+        assert set(req["error"]) == {"cancelled: run ended before the response"}
+        assert float(req["end_s"].max()) == pytest.approx(float(req["sent_s"].max()) + 2.0)
+        assert run.stages.empty
+        ticks = [
+            json.loads(x)["t_s"] for x in (run.path / "decisions.jsonl").read_text().splitlines()
+        ]
+        assert max(ticks) > 20.0  # the daemon ticked through the drain
+    else:
+        assert req["ok"].all() and req["cold_start"].all()
+        assert float(req["end_s"].min()) > 25.0  # served once the replicas were up

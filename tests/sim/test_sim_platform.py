@@ -397,3 +397,39 @@ def test_canary_deploys_are_checked() -> None:
         sim.deploy(FunctionSpec(name="f-canary"))
     sim.remove("f")  # takes its canary with it
     assert [s.name for s in sim.list()] == []
+
+
+def test_a_run_with_a_drain_ends_as_the_live_replay_does() -> None:
+    """Ticks go on while requests are in flight after the trace; at the drain's end what is
+    left is cancelled like the load generator's (status 0, no cold stage, no stage rows)."""
+    sim = _dag_sim()
+    for name in "abc":
+        sim.scale(name, replicas=1)
+    sim.run_until(5.0)  # a, b, c warm; d scaled to zero (its cold start takes 1 s)
+    ticks: list[float] = []
+    results = sim.run_trace(
+        {"diamond": [5.2, 5.9]}, 6.0, tick_s=0.5, on_tick=ticks.append, drain_s=0.5
+    )
+    # the last arrival at 5.9 + 0.5 drain: the daemon ticks to 6.4, then the run ends
+    assert ticks[-2:] == pytest.approx([6.0, 6.4])
+    req = results.requests.sort_values("request_id")
+    assert req["status"].tolist() == [0, 0]  # d's replica was ready at ~6.6
+    assert set(req["error"]) == {"cancelled: run ended before the response"}
+    assert req["latency_s"].tolist() == pytest.approx([1.2, 0.5])
+    assert not req["cold_start"].any() and (req["cold_stages"] == 0).all()
+    assert results.stages.empty  # a, b and c had finished: their rows went with the request
+    assert results.timeline["t_s"].max() == pytest.approx(6.4)
+
+
+def test_a_drain_long_enough_lets_every_request_finish_and_stops_ticking() -> None:
+    sim = _dag_sim()
+    ticks: list[float] = []
+    results = sim.run_trace({"diamond": [0.3]}, 1.0, tick_s=1.0, on_tick=ticks.append, drain_s=30)
+    req = results.requests
+    assert req["ok"].all() and int(req["cold_stages"].iloc[0]) == 4
+    assert len(results.stages) == 4
+    # cold a (1 s), then b and c cold side by side, then d: its last stage ends at 3.8 s
+    assert ticks == pytest.approx([1.0, 2.0, 3.0, 4.0])
+    assert float(req["end_s"].iloc[0]) == pytest.approx(3.81)
+    with pytest.raises(ConfigError, match="drain_s"):
+        sim.run_trace(None, 10.0, drain_s=-1.0)
