@@ -283,14 +283,7 @@ class SimPlatform:
         engine._arr_target = engine._arr_target[:sent]
         if drain_s is not None:
             deadline = max(until_s, last_sent_s + drain_s)
-            ticks = 0
-            while engine.busy() and engine.now < deadline:
-                ticks += 1
-                t = min(until_s + ticks * tick_s, deadline)
-                engine.run_until(t)
-                if on_tick is not None:
-                    on_tick(t)
-                engine.sample_timeline(t)
+            self._tick_until(engine.now, deadline, tick_s, on_tick, while_busy=True)
             engine.cancel_open(engine.now, CANCELLED_AT_END)
         elif drain:
             self.drain()
@@ -302,10 +295,14 @@ class SimPlatform:
         until_s: float,
         tick_s: float,
         on_tick: Callable[[float], object] | None,
+        *,
+        while_busy: bool = False,
     ) -> None:
+        """Advance tick by tick from ``start`` to ``until_s`` (sampling the timeline after
+        each tick's callback); with ``while_busy``, only while a call is queued or running."""
         engine = self._engine
         k = 0
-        while True:
+        while not (while_busy and (not engine.busy() or engine.now >= until_s)):
             k += 1
             t = min(start + k * tick_s, until_s)
             if t <= engine.now and t < until_s:
