@@ -13,7 +13,12 @@ from click.testing import CliRunner
 from scheduler.policies.keepalive import KeepAlivePolicy
 from testbed.core.errors import ConfigError
 from testbed.core.workflows import load_workflows
-from testbed.experiment.results import REQUESTS_COLUMNS, STAGES_COLUMNS, TIMELINE_COLUMNS
+from testbed.experiment.results import (
+    REQUESTS_COLUMNS,
+    STAGES_COLUMNS,
+    TIMELINE_COLUMNS,
+    RunData,
+)
 from testbed.experiment.simulate import run_simulation
 from testbed.sim.distributions import Distribution
 from tests.sim.sim_helpers import make_profile
@@ -120,11 +125,9 @@ def test_profile_cli_rejects_bad_levels(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--cpu-levels" in result.output
 
 
-@pytest.mark.parametrize(("settle_s", "cold_expected"), [(0.0, True), (12.0, False)])
-def test_sim_runs_the_daemon_settle_s_before_the_traffic_as_live(
-    tmp_path: Path, settle_s: float, cold_expected: bool
-) -> None:
-    """Live runs start the daemon max(3 s, settle_s) before t0; the sim does the same."""
+def _always_on_ml_pipeline_run(tmp_path: Path, cold_s: float, **spec: object) -> RunData:
+    """One simulated always-on run of the ml-pipeline (a profile with 10 ms calls and
+    ``cold_s`` starts, no CPU contention, 20 s, nothing unscored) with ``spec`` on top."""
     from testbed.experiment.results import find_runs, load_run
     from testbed.experiment.run import run_experiment as run_config
     from testbed.experiment.spec import parse_spec
@@ -133,30 +136,39 @@ def test_sim_runs_the_daemon_settle_s_before_the_traffic_as_live(
     repo = Path(__file__).resolve().parents[2]
     functions = load_workflows().get("ml-pipeline").functions
     profile = make_profile(
-        functions, service=Distribution.constant(0.01), cold=Distribution.constant(5.0)
+        functions, service=Distribution.constant(0.01), cold=Distribution.constant(cold_s)
     )
     path = save_profile(profile, tmp_path / "profile.json")
-    spec = parse_spec(
-        {
-            "name": "settle",
-            "backend": "sim",
-            "backend_options": {"profile": str(path), "host_cores": "unlimited"},
-            "stack": str(repo / "stack.yml"),
-            "workflows": ["ml-pipeline"],
-            "trace": {
-                "kind": "bursty",
-                "minutes": 1,
-                "options": {"rate_per_min": 60, "off_rate_ratio": 1.0},
-            },
-            "duration_s": 20,
-            "warmup_s": 0,
-            "settle_s": settle_s,
-            "seeds": [1],
-            "policies": [{"name": "always-on"}],
-        }
+    base: dict[str, object] = {
+        "name": "ml-pipeline-always-on",
+        "backend": "sim",
+        "backend_options": {"profile": str(path), "host_cores": "unlimited"},
+        "stack": str(repo / "stack.yml"),
+        "workflows": ["ml-pipeline"],
+        "duration_s": 20,
+        "warmup_s": 0,
+        "seeds": [1],
+        "policies": [{"name": "always-on"}],
+    }
+    run_config(parse_spec({**base, **spec}), tmp_path / "out")
+    return load_run(find_runs([tmp_path / "out"])[0])
+
+
+@pytest.mark.parametrize(("settle_s", "cold_expected"), [(0.0, True), (12.0, False)])
+def test_sim_runs_the_daemon_settle_s_before_the_traffic_as_live(
+    tmp_path: Path, settle_s: float, cold_expected: bool
+) -> None:
+    """Live runs start the daemon max(3 s, settle_s) before t0; the sim does the same."""
+    run = _always_on_ml_pipeline_run(
+        tmp_path,
+        5.0,
+        trace={
+            "kind": "bursty",
+            "minutes": 1,
+            "options": {"rate_per_min": 60, "off_rate_ratio": 1.0},
+        },
+        settle_s=settle_s,
     )
-    run_config(spec, tmp_path / "out")
-    run = load_run(find_runs([tmp_path / "out"])[0])
     first = run.requests.sort_values("intended_s").iloc[0]
     assert bool(first["cold_start"]) is cold_expected
     ticks = [json.loads(x)["t_s"] for x in (run.path / "decisions.jsonl").read_text().splitlines()]
@@ -205,36 +217,14 @@ def test_a_simulated_run_ends_with_the_live_replays_drain(
     """Replicas that take 30 s to start: with ``drain_s: 2`` every request is still waiting
     when the drain ends and is cancelled, as the load generator cancels it live; the
     load generator's own ``drain_s`` wins over the run's, as live."""
-    from testbed.experiment.results import find_runs, load_run
-    from testbed.experiment.run import run_experiment as run_config
-    from testbed.experiment.spec import parse_spec
-    from testbed.sim.profile import save_profile
-
-    repo = Path(__file__).resolve().parents[2]
-    functions = load_workflows().get("ml-pipeline").functions
-    profile = make_profile(
-        functions, service=Distribution.constant(0.01), cold=Distribution.constant(30.0)
+    run = _always_on_ml_pipeline_run(
+        tmp_path,
+        30.0,
+        trace={"kind": "poisson", "minutes": 1, "options": {"rate_per_min": 30}},
+        drain_s=2,
+        loadgen=loadgen,
+        decisions="every",
     )
-    path = save_profile(profile, tmp_path / "profile.json")
-    spec = parse_spec(
-        {
-            "name": "drain",
-            "backend": "sim",
-            "backend_options": {"profile": str(path), "host_cores": "unlimited"},
-            "stack": str(repo / "stack.yml"),
-            "workflows": ["ml-pipeline"],
-            "trace": {"kind": "poisson", "minutes": 1, "options": {"rate_per_min": 30}},
-            "duration_s": 20,
-            "warmup_s": 0,
-            "drain_s": 2,
-            "loadgen": loadgen,
-            "decisions": "every",
-            "seeds": [1],
-            "policies": [{"name": "always-on"}],
-        }
-    )
-    run_config(spec, tmp_path / "out")
-    run = load_run(find_runs([tmp_path / "out"])[0])
     req = run.requests
     assert len(req) > 3
     if cancelled:
