@@ -223,7 +223,9 @@ def main() -> None:
     for item in args.aquatope_option:
         key, sep, value = item.partition("=")
         try:
-            aquatope_options[key] = float(value)
+            # an integral value stays an int (counts such as n_profile slice sequences)
+            number = float(value)
+            aquatope_options[key] = int(number) if value.strip().lstrip("+-").isdigit() else number
         except ValueError:
             sep = ""
         if not sep:
