@@ -212,7 +212,14 @@ def _print_summary(summary: EvaluationSummary) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from testbed.report.evaluation import COLUMNS, DIGITS, claim_text, format_estimate
+    from testbed.report.evaluation import (
+        COLUMNS,
+        DIGITS,
+        claim_text,
+        dominance_text,
+        format_estimate,
+        is_aquatope,
+    )
 
     console = Console(width=max(Console().width, 120))
     for trace, points in summary.traces.items():
@@ -229,6 +236,10 @@ def _print_summary(summary: EvaluationSummary) -> None:
     for claim in summary.claims:
         what = "QoS violations" if claim.kind == "qos" else "cost"
         console.print(f"{claim.trace} {claim.aquatope} {what}: {claim_text(claim)}")
+    for trace, points in summary.traces.items():
+        for ours in (p for p in points if is_aquatope(p.family)):
+            text = dominance_text(ours, points)
+            console.print(f"{trace} {ours.label} dominated by a baseline on seeds: {text}")
 
 
 def summarise_into(

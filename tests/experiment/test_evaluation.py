@@ -22,12 +22,16 @@ from testbed.experiment.evaluation import (
 )
 from testbed.report.compare import Estimate
 from testbed.report.evaluation import (
+    EvaluationSummary,
     PointSummary,
     _cost_claims,
     _qos_claims,
     bootstrap_ratio,
+    dominance_text,
+    dominated_seeds,
     is_aquatope,
     is_competitor,
+    write_results_markdown,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -356,6 +360,41 @@ def test_ablations_and_the_oracle_are_never_the_baseline_of_a_claim() -> None:
     assert qos.value == pytest.approx(4.0)
     (cost,) = _cost_claims("t", points, allowed_pct=5.0)
     assert cost.competitor == "keep-alive-w"
+
+
+def test_a_point_dominated_on_average_is_judged_seed_by_seed() -> None:
+    """One heavy seed drives the mean cost and two light ones the mean violation rate: on
+    average the pool looks both cheaper and better, yet it dominates on one seed only."""
+    ours = _point("aquatope-prewarm-x", "aquatope-prewarm", [2.0, 0.8, 0.4], [12.0, 17.0, 39.0])
+    pool = _point("static-pool-1", "static-pool", [0.0, 0.0, 0.5], [18.0, 18.0, 18.0])
+    keep = _point("keep-alive-600", "keep-alive", [3.0, 8.0, 0.4], [10.0, 13.0, 27.0])
+    oracle = _point("oracle-b", "oracle", [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # a bound only
+    tie = _point("always-on", "always-on", [2.0, 0.9, 0.4], [12.0, 18.0, 39.0])  # equal: no
+    points = [ours, pool, keep, oracle, tie]
+    (qos,) = _qos_claims("t", points, floor=0.0)
+    assert qos.competitor == "static-pool-1" and qos.value < 1.0  # "dominated" on average
+    assert dominated_seeds(ours, points) == {2: ("keep-alive-600",)}
+    assert dominance_text(ours, points) == "1 of 3 (seed 2: keep-alive-600)"
+    alone = _point("aquatope-prewarm-y", "aquatope-prewarm", [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    assert dominated_seeds(alone, points) == {} and dominance_text(alone, points) == "none of 3"
+
+
+def test_the_results_page_says_per_seed_where_a_baseline_dominates(tmp_path: Path) -> None:
+    ours = _point("aquatope-prewarm-x", "aquatope-prewarm", [2.0, 0.4], [12.0, 39.0])
+    keep = _point("keep-alive-600", "keep-alive", [3.0, 0.3], [10.0, 27.0])
+    points = tuple(_with_every_column(p) for p in (ours, keep))
+    summary = EvaluationSummary(traces={"azure-like": points}, claims=())
+    md = tmp_path / "RESULTS.md"
+    write_results_markdown(summary, md, title="t", command="c")
+    assert "| azure-like | aquatope-prewarm-x | 1 of 2 (seed 1: keep-alive-600) |" in md.read_text()
+
+
+def _with_every_column(p: PointSummary) -> PointSummary:
+    """``p`` with the columns the page's tables read but the claims do not."""
+    extra = {"cold_start_pct": 0.0, "p99_ms": 100.0, "idle_replica_s": 1.0}
+    rows = {s: {**v, **extra} for s, v in p.per_seed.items()}
+    estimates = {**p.estimates, **{k: Estimate(v, 0.0, len(rows)) for k, v in extra.items()}}
+    return PointSummary(p.label, p.family, None, rows, estimates, p.requests)
 
 
 def test_a_seed_without_requests_is_left_out_of_the_ratio() -> None:
