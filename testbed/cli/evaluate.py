@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import shlex
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,7 @@ import click
 from testbed.core.errors import TestbedError
 
 if TYPE_CHECKING:
-    from rich.progress import Task
-
-    from testbed.experiment.evaluation import Cell, CellResult, EvaluationSpec
+    from testbed.experiment.evaluation import CellResult, EvaluationSpec
     from testbed.report.evaluation import EvaluationSummary
 
 __all__ = ["evaluate"]
@@ -94,12 +93,11 @@ def evaluate(
         Progress,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
 
     from testbed.experiment.evaluation import (
+        WorkLeft,
         cells,
-        expected_seconds,
         load_evaluation,
         run_evaluation,
     )
@@ -116,20 +114,21 @@ def evaluate(
         failures: list[str] = []
         if not summarise_only:
             # the bar and its ETA count work (each run weighted by how long runs of its trace
-            # and policy took before), not runs: a pre-warmer's run takes ten baselines' time
-            expected = expected_seconds(list(cells(spec)), out_dir)
-            work = {"left": sum(expected.values()), "done": 0.0}
+            # and policy took, before and in this grid), not runs: a pre-warmer's run takes
+            # ten baselines' time
+            work = WorkLeft(list(cells(spec)), out_dir)
             with Progress(
                 TextColumn("[progress.description]{task.description}"),
                 BarColumn(),
                 TextColumn("{task.fields[runs]} runs"),
                 TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
+                TextColumn("ETA {task.fields[eta]}"),
                 console=console,
-                speed_estimate_period=600.0,
             ) as progress:
-                task = progress.add_task("evaluating", total=None, runs="")
+                # the total changes as runs teach the estimates, and rich forgets its speed
+                # whenever it does: the ETA is the pace of the work done so far
+                task = progress.add_task("evaluating", total=None, runs="", eta="unknown")
+                started = time.monotonic()
 
                 def done(result: CellResult, n: int, total: int) -> None:
                     cell = result.cell
@@ -138,20 +137,26 @@ def evaluate(
                             f"{cell.trace}/{cell.label}/seed-{cell.seed}: {result.error}"
                         )
                         progress.console.print(f"[red]failed[/red] {failures[-1]}")
-                    if result.ran:
-                        work["done"] += expected[cell]
-                    else:  # complete already: no work left in it
-                        work["left"] -= expected[cell]
+                    work.finished(cell, ran=result.ran)  # a complete run reused: no work
+                    left = work.eta_s(time.monotonic() - started)
+                    eta = (
+                        "unknown" if left is None else str(datetime.timedelta(seconds=round(left)))
+                    )
                     progress.update(
                         task,
-                        total=max(work["left"], work["done"]),
-                        completed=work["done"],
+                        total=work.done_s + work.left_s,
+                        completed=work.done_s,
                         runs=f"{n}/{total}",
                         description=f"{cell.trace} {cell.label}",
+                        eta=eta,
                     )
                     if result.ran and not console.is_terminal:
                         # no live bar in a log file: one line per run, with the ETA
-                        line = _progress_line(progress.tasks[task], cell, n, total)
+                        share = 100.0 * work.done_s / max(work.done_s + work.left_s, 1e-9)
+                        line = (
+                            f"[{n}/{total}] {cell.trace} {cell.label} seed-{cell.seed} done; "
+                            f"{share:.0f} % of the work, about {eta} left"
+                        )
                         console.print(line, soft_wrap=True)  # one line, however long
 
                 results = run_evaluation(spec, out_dir, jobs=jobs, on_cell_done=done, fresh=fresh)
@@ -174,15 +179,8 @@ def evaluate(
         raise click.ClickException(f"{len(failures)} run(s) failed; first: {failures[0]}")
 
 
-def _progress_line(task: Task, cell: Cell, n: int, total: int) -> str:
-    """``[n/total] trace label seed-s done; x % of the work, about h:mm:ss left``."""
-    left = task.time_remaining
-    eta = "unknown" if left is None else str(datetime.timedelta(seconds=round(left)))
-    share = 100.0 * task.completed / task.total if task.total else 0.0
-    return (
-        f"[{n}/{total}] {cell.trace} {cell.label} seed-{cell.seed} done; "
-        f"{share:.0f} % of the work, about {eta} left"
-    )
+def _hms(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
 
 
 def _command_line(

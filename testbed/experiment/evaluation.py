@@ -43,6 +43,7 @@ __all__ = [
     "Cell",
     "CellResult",
     "EvaluationSpec",
+    "WorkLeft",
     "expected_seconds",
     "load_evaluation",
     "parse_evaluation",
@@ -325,22 +326,76 @@ def expected_seconds(grid: Sequence[Cell], out_dir: Path) -> dict[Cell, float]:
     on other traces, else of every run timed, else one second (so a fresh grid's progress
     counts cells). Medians, as a run that was paused (or shared its core) took longer than
     its work. Weighs a progress bar by work instead of by cells."""
-    timings = _Timings(out_dir)
-    for cell in grid:
-        timings.learn(cell)
-    by_label: dict[str, list[float]] = {}
-    for (_, label), timed in timings.by_point.items():
-        by_label.setdefault(label, []).extend(timed)
-    every = [t for timed in by_label.values() for t in timed]
-    fallback = statistics.median(every) if every else 1.0
-    out: dict[Cell, float] = {}
-    for cell in grid:
-        point = timings.median(cell)
-        elsewhere = by_label.get(cell.label)
-        if point is None:
-            point = statistics.median(elsewhere) if elsewhere else fallback
-        out[cell] = point
-    return out
+    estimate = WorkLeft(grid, out_dir)._estimator()
+    return {cell: estimate(cell.trace, cell.label) for cell in grid}
+
+
+class WorkLeft:
+    """Seconds of work done and left in a grid, for a progress bar's total and ETA.
+
+    Each cell's share is :func:`expected_seconds`' estimate, learnt again as cells finish:
+    on a fresh grid the first seed's runs say how much longer a pre-warmer's run takes than
+    a baseline's, and the cells still to come are weighed by that from then on."""
+
+    def __init__(self, grid: Sequence[Cell], out_dir: Path) -> None:
+        self._timings = _Timings(out_dir)
+        for cell in grid:
+            self._timings.learn(cell)
+        self._left: dict[tuple[str, str], int] = {}
+        for cell in grid:
+            key = (cell.trace, cell.label)
+            self._left[key] = self._left.get(key, 0) + 1
+        self.done_s = 0.0
+
+    def expected(self, cell: Cell) -> float:
+        """The cell's estimate: its point's median, else its policy's on other traces, else
+        every run's, else one second."""
+        return self._estimator()(cell.trace, cell.label)
+
+    def _estimator(self) -> Callable[[str, str], float]:
+        """The estimate of a (trace, label), with the fallbacks' medians computed once."""
+        by_point = self._timings.by_point
+        by_label: dict[str, list[float]] = {}
+        for (_, label), timed in by_point.items():
+            by_label.setdefault(label, []).extend(timed)
+        every = [t for timed in by_label.values() for t in timed]
+        label_median = {label: statistics.median(timed) for label, timed in by_label.items()}
+        fallback = statistics.median(every) if every else 1.0
+
+        def estimate(trace: str, label: str) -> float:
+            timed = by_point.get((trace, label))
+            if timed:
+                return statistics.median(timed)
+            return label_median.get(label, fallback)
+
+        return estimate
+
+    def finished(self, cell: Cell, *, ran: bool) -> None:
+        """``cell`` is over: its work counts as done when it ran (what it took, learnt for
+        the cells to come), and as nothing when a complete run was already there."""
+        key = (cell.trace, cell.label)
+        self._left[key] = max(0, self._left.get(key, 0) - 1)
+        if not ran:
+            return
+        took = run_seconds(cell.run_dir(self._timings.out_dir))
+        if took is None:  # failed, or not timed: what it was expected to take
+            self.done_s += self.expected(cell)
+            return
+        self._timings.by_point.setdefault(key, []).append(took)
+        self.done_s += took
+
+    @property
+    def left_s(self) -> float:
+        """Estimated seconds of the cells not finished yet."""
+        estimate = self._estimator()
+        return sum(n * estimate(*key) for key, n in self._left.items() if n)
+
+    def eta_s(self, elapsed_s: float) -> float | None:
+        """Wall seconds left, at the pace of the work done in ``elapsed_s`` wall seconds
+        (workers in parallel included); None before any work is done."""
+        if self.done_s <= 0 or elapsed_s <= 0:
+            return None
+        return self.left_s * elapsed_s / self.done_s
 
 
 class _CellQueue:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from testbed.core.errors import ConfigError
 from testbed.experiment.evaluation import (
     Cell,
+    WorkLeft,
     _CellQueue,
     cells,
     expected_seconds,
@@ -189,6 +190,26 @@ def test_expected_seconds_are_medians_of_the_point_then_the_policy_then_every_ru
     assert got[Cell("c", 1, "fast", 0)] == 2.0
     assert got[unseen] == 25.0  # every run timed (median)
     assert expected_seconds([unseen], tmp_path / "empty") == {unseen: 1.0}
+
+
+def test_the_work_left_learns_from_the_first_runs_of_a_fresh_grid(tmp_path: Path) -> None:
+    """A fresh grid weighs every cell alike; once a pre-warmer's run took twenty times a
+    baseline's, the cells still to come are weighed by that (the bar's ETA with them)."""
+    grid = [Cell("t", i, label, seed) for seed in range(3) for i, label in enumerate("ab")]
+    work = WorkLeft(grid, tmp_path)
+    assert work.left_s == 6.0 and work.done_s == 0.0
+    _timed_run(tmp_path, grid[0], 40.0)
+    work.finished(grid[0], ran=True)
+    assert work.done_s == 40.0 and work.left_s == 2 * 40.0 + 3 * 40.0  # b: every run's median
+    _timed_run(tmp_path, grid[1], 2.0)
+    work.finished(grid[1], ran=True)
+    assert work.done_s == 42.0 and work.left_s == 2 * 40.0 + 2 * 2.0
+    work.finished(grid[2], ran=False)  # complete already: no work done, none left in it
+    assert work.done_s == 42.0 and work.left_s == 40.0 + 2 * 2.0
+    work.finished(grid[3], ran=True)  # failed before it was timed: what it was expected to take
+    assert work.done_s == 44.0 and work.left_s == 40.0 + 2.0
+    # two workers did 44 s of work in 22 s: the 42 s left take about 21 s more
+    assert work.eta_s(22.0) == 21.0 and WorkLeft(grid, tmp_path / "fresh").eta_s(5.0) is None
 
 
 LIVE_GRID = f"""
