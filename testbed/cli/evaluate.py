@@ -139,9 +139,7 @@ def evaluate(
                         progress.console.print(f"[red]failed[/red] {failures[-1]}")
                     work.finished(cell, ran=result.ran)  # a complete run reused: no work
                     left = work.eta_s(time.monotonic() - started)
-                    eta = (
-                        "unknown" if left is None else str(datetime.timedelta(seconds=round(left)))
-                    )
+                    eta = "unknown" if left is None else _hms(left)
                     progress.update(
                         task,
                         total=work.done_s + work.left_s,
@@ -180,6 +178,7 @@ def evaluate(
 
 
 def _hms(seconds: float) -> str:
+    """``h:mm:ss``, to the second."""
     return str(datetime.timedelta(seconds=round(seconds)))
 
 

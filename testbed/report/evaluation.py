@@ -251,6 +251,12 @@ def _cost_claims(trace: str, points: Sequence[PointSummary], allowed_pct: float)
     return claims
 
 
+def _cost_and_violations(values: Mapping[str, float]) -> tuple[float, float] | None:
+    """A seed's decoupled cost and violation rate; None when either is missing (NaN)."""
+    cost, viol = values.get("cost_usd", math.nan), values.get("qos_violation_pct", math.nan)
+    return None if cost != cost or viol != viol else (cost, viol)
+
+
 def dominated_seeds(
     ours: PointSummary, points: Sequence[PointSummary]
 ) -> dict[int, tuple[str, ...]]:
@@ -258,16 +264,17 @@ def dominated_seeds(
     no higher and a violation rate no higher, one of them lower (a seed is missing when no
     competitor does; a seed without a value on either side says nothing)."""
     out: dict[int, tuple[str, ...]] = {}
-    for seed, mine in ours.per_seed.items():
-        cost, viol = mine.get("cost_usd", math.nan), mine.get("qos_violation_pct", math.nan)
-        if cost != cost or viol != viol:
+    for seed, values in ours.per_seed.items():
+        mine = _cost_and_violations(values)
+        if mine is None:
             continue
+        cost, viol = mine
         better = []
         for p in points:
-            theirs = p.per_seed.get(seed)
+            theirs = _cost_and_violations(p.per_seed.get(seed, {}))
             if not is_competitor(p.family) or theirs is None:
                 continue
-            c, v = theirs.get("cost_usd", math.nan), theirs.get("qos_violation_pct", math.nan)
+            c, v = theirs
             no_worse = c <= cost * (1 + 1e-9) and v <= viol + 1e-9
             if no_worse and (c < cost * (1 - 1e-9) or v < viol - 1e-9):
                 better.append(p.label)
@@ -277,18 +284,14 @@ def dominated_seeds(
 
 
 def dominance_text(ours: PointSummary, points: Sequence[PointSummary]) -> str:
-    """``dominated_seeds`` as one cell: ``k of n seeds (seed s: a, b; ...)``, ``none of n``."""
-    seeds = [
-        s
-        for s, v in ours.per_seed.items()
-        if v.get("cost_usd", math.nan) == v.get("cost_usd", math.nan)
-        and v.get("qos_violation_pct", math.nan) == v.get("qos_violation_pct", math.nan)
-    ]
+    """:func:`dominated_seeds` as one cell: ``k of n (seed s: a, b; ...)`` or ``none of n``,
+    of the ``n`` seeds with a value."""
+    seeds = sum(1 for v in ours.per_seed.values() if _cost_and_violations(v) is not None)
     dominated = dominated_seeds(ours, points)
     if not dominated:
-        return f"none of {len(seeds)}"
+        return f"none of {seeds}"
     which = "; ".join(f"seed {s}: {', '.join(labels)}" for s, labels in sorted(dominated.items()))
-    return f"{len(dominated)} of {len(seeds)} ({which})"
+    return f"{len(dominated)} of {seeds} ({which})"
 
 
 def summarise(
