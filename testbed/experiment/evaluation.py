@@ -308,11 +308,13 @@ class _Timings:
         self.out_dir = out_dir
         self.by_point: dict[tuple[str, str], list[float]] = {}
 
-    def learn(self, cell: Cell) -> None:
-        """Add what ``cell``'s run took, when it is complete and timed."""
+    def learn(self, cell: Cell) -> float | None:
+        """Add what ``cell``'s run took, when it is complete and timed; return it (None: it
+        is not)."""
         took = run_seconds(cell.run_dir(self.out_dir))
         if took is not None:
             self.by_point.setdefault((cell.trace, cell.label), []).append(took)
+        return took
 
     def median(self, cell: Cell) -> float | None:
         """The median time of ``cell``'s trace and policy so far (None: never timed)."""
@@ -377,12 +379,9 @@ class WorkLeft:
         self._left[key] = max(0, self._left.get(key, 0) - 1)
         if not ran:
             return
-        took = run_seconds(cell.run_dir(self._timings.out_dir))
-        if took is None:  # failed, or not timed: what it was expected to take
-            self.done_s += self.expected(cell)
-            return
-        self._timings.by_point.setdefault(key, []).append(took)
-        self.done_s += took
+        took = self._timings.learn(cell)
+        # failed, or not timed: what it was expected to take
+        self.done_s += took if took is not None else self.expected(cell)
 
     @property
     def left_s(self) -> float:
