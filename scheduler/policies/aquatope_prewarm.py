@@ -52,9 +52,12 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
    a cold start (``busy_wait="queue"`` prices instead the chance that an M/M/c wait outlasts
    the workflow's slack: :meth:`AquatopePrewarmPolicy._busy_costs`). One knob,
    ``miss_price_s``; zero replicas are always a choice.
-6. **Floors.** Replicas serving requests are kept; while requests are queued, every replica
-   running or starting is kept (the platform started them for the queue: cancelling them
-   strands it). At most ``max(1, ceil(max_start_ratio x ready))`` replicas start at once.
+6. **Floors.** Replicas serving requests are kept; while requests are queued or a replica
+   is starting, every replica running or starting is kept (a scale-down cancels starting
+   replicas first: that strands a queue, and throws a paid start away). A running replica
+   the rule stops wanting is held until it has been unwanted for ``start_weight x cold``
+   seconds, what its restart costs (ski rental; not for ``recent``, whose window is its
+   hold). At most ``max(1, ceil(max_start_ratio x ready))`` replicas start at once.
 
 **Special cases.** ``forecaster="recent"`` sets ``P_k = 1`` for ``recent_window_s`` after
 concurrency ``k`` was last seen and 0 after; when the price of each replica's delay exceeds
@@ -150,6 +153,7 @@ class _Fn:
     last_fit_s: float | None = None  # when the GP / LSTM hyperparameters were last fitted
     fit_sig: tuple[float, float] = (0.0, 0.0)  # (mean, std) of the transformed recent window
     seen_s: list[float] = field(default_factory=list)  # level k-1: last time concurrency >= k
+    wanted_s: list[float] = field(default_factory=list)  # level k-1: last time k was worth it
     fc_mean: list[float] = field(default_factory=list)
     fc_std: list[float] = field(default_factory=list)
     fc_model: str = ""
@@ -877,10 +881,16 @@ class AquatopePrewarmPolicy(Policy):
                 current=current,
                 start_cost=cfg.start_weight * cold_s,
             )
+            if cfg.forecaster != "recent":  # (fixed keep-alive: its window is the hold)
+                wanted = self._hold(st, wanted, current, obs.now_s, cfg.start_weight * cold_s)
         running = max(fo.inflight - fo.queued, 0)
         replicas = max(wanted, math.ceil(running / per))
         replicas = self._limit_starts(replicas, fo)
-        if fo.queued > 0:  # the platform started these for the queue: never cancel them
+        if fo.queued > 0 or fo.replicas_starting > 0:
+            # a start under way is paid for (the platform started it for the queue, or this
+            # policy did a tick ago), and a scale-down cancels starting replicas first: never
+            # cancel one. Cancelled and restarted each time the need flickers across the
+            # price, a replica never comes up and its start's CPU is spent again and again
             replicas = max(replicas, current)
         replicas = min(max(replicas, fo.min_replicas), fo.max_replicas)
         p1 = need[0] if need else 0.0
@@ -892,6 +902,33 @@ class AquatopePrewarmPolicy(Policy):
                 f"wanted={wanted}"
             ),
         )
+
+    @staticmethod
+    def _hold(st: _Fn, wanted: int, current: int, now_s: float, hold_s: float) -> int:
+        """Keep a running replica until it has been unwanted for as long as its restart
+        would cost (``hold_s`` idle replica-seconds: the start price), the ski-rental rule.
+
+        The price rule looks one start ahead, and its inputs move from tick to tick: on a
+        busy function the last replica's worth crosses its idle cost back and forth every
+        few seconds. Stopping it each time and starting it again pays a start per crossing
+        (and on a shared host the start's CPU slows the calls being served); holding it
+        until the idle time saved would have paid for the restart costs at most twice the
+        best choice in hindsight. Only replicas already running or starting are held, and
+        only while the first is wanted: the first replica's need comes from the experts that
+        time a sparse function's calls (a timer's next firing a minute away lets it go at
+        once); the later ones' from the load forecast, whose noise is what flickers."""
+        for k in range(wanted):
+            if k < len(st.wanted_s):
+                st.wanted_s[k] = now_s
+            else:
+                st.wanted_s.append(now_s)
+        if wanted == 0:
+            return 0
+        held = 0
+        while held < len(st.wanted_s) and now_s - st.wanted_s[held] < hold_s - _EPS:
+            held += 1
+        del st.wanted_s[max(held, wanted) :]
+        return max(wanted, min(held, current))
 
     def _limit_starts(self, target: int, fo: FunctionObservation) -> int:
         """Cap the replicas starting at once to ``max(1, ceil(ratio x ready))``."""
@@ -935,6 +972,7 @@ class AquatopePrewarmPolicy(Policy):
                     "waited_in_flight": st.waited_in_flight,
                     "prev_ready": st.prev_ready,
                     "seen_s": list(st.seen_s),
+                    "wanted_s": list(st.wanted_s),
                     "fc_mean": list(st.fc_mean),
                     "fc_std": list(st.fc_std),
                     "fc_model": st.fc_model,
@@ -971,6 +1009,7 @@ class AquatopePrewarmPolicy(Policy):
             st.waited_in_flight = int(raw.get("waited_in_flight", 0))
             st.prev_ready = int(raw.get("prev_ready", 0))
             st.seen_s = [float(v) for v in raw.get("seen_s", [])]
+            st.wanted_s = [float(v) for v in raw.get("wanted_s", [])]
             st.fc_mean = [float(v) for v in raw["fc_mean"]]
             st.fc_std = [float(v) for v in raw["fc_std"]]
             st.fc_model = str(raw.get("fc_model", ""))
