@@ -55,7 +55,8 @@ class PrewarmConfig:
         cold_start_s: cold-start time assumed until one is measured (seconds).
         service_s: service time assumed until one is measured (seconds).
         start_weight: idle replica-seconds charged per second of cold start for each
-            replica started (a start takes CPU from the replicas serving; 0 = free).
+            replica started (a start takes CPU from the replicas serving; 0 = free); a
+            running replica no longer wanted is held that long before it stops.
         max_start_ratio: at most ``max(1, ceil(ratio x ready))`` replicas start at once;
             0 = no limit.
         recent_window_s: window of the ``recent`` forecaster (seconds).
