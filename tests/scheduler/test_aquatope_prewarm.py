@@ -248,10 +248,8 @@ def test_queued_requests_do_not_each_start_a_replica() -> None:
     assert n <= 2
 
 
-def test_replicas_started_for_queued_requests_are_not_cancelled() -> None:
-    # light traffic, then 5 calls: 3 run on the ready replicas, 2 wait for the 2 replicas the
-    # platform started for them. The decision keeps all 5 (the old sizing said 3 and the
-    # platform cancelled the two starts, stranding the queue), even at a tiny price
+def _after_light_traffic() -> AquatopePrewarmPolicy:
+    """A policy at a tiny price after 29 ticks of one 50 ms call each."""
     pol = AquatopePrewarmPolicy(forecaster="ewma", miss_price_s=0.01)
     for t in range(1, 30):
         pol.decide(
@@ -261,6 +259,14 @@ def test_replicas_started_for_queued_requests_are_not_cancelled() -> None:
                 functions={"f": fobs("f", arrivals=1, completions=1, mean_service_s=0.05)},
             )
         )
+    return pol
+
+
+def test_replicas_started_for_queued_requests_are_not_cancelled() -> None:
+    # light traffic, then 5 calls: 3 run on the ready replicas, 2 wait for the 2 replicas the
+    # platform started for them. The decision keeps all 5 (the old sizing said 3 and the
+    # platform cancelled the two starts, stranding the queue), even at a tiny price
+    pol = _after_light_traffic()
     f = fobs("f", arrivals=5, inflight=5, queued=2, replicas_ready=3, replicas_starting=2)
     d = pol.decide(Observation(now_s=30.0, tick_s=1.0, functions={"f": f}))
     assert d.functions["f"].replicas == 5
@@ -272,15 +278,7 @@ def test_a_start_under_way_is_never_cancelled() -> None:
     # the policy started a second replica; a tick later the need for it flickers below the
     # price. Cancelling it (the platform drops starting replicas first) wastes the start, and
     # on a busy host the next flicker starts it again: it must be kept until it is up
-    pol = AquatopePrewarmPolicy(forecaster="ewma", miss_price_s=0.01)
-    for t in range(1, 30):
-        pol.decide(
-            Observation(
-                now_s=float(t),
-                tick_s=1.0,
-                functions={"f": fobs("f", arrivals=1, completions=1, mean_service_s=0.05)},
-            )
-        )
+    pol = _after_light_traffic()
     f = fobs("f", replicas_ready=1, replicas_starting=1)
     d = pol.decide(Observation(now_s=30.0, tick_s=1.0, functions={"f": f}))
     assert d.functions["f"].replicas == 2
