@@ -917,11 +917,7 @@ class AquatopePrewarmPolicy(Policy):
         only while the first is wanted: the first replica's need comes from the experts that
         time a sparse function's calls (a timer's next firing a minute away lets it go at
         once); the later ones' from the load forecast, whose noise is what flickers."""
-        for k in range(wanted):
-            if k < len(st.wanted_s):
-                st.wanted_s[k] = now_s
-            else:
-                st.wanted_s.append(now_s)
+        st.wanted_s[:wanted] = [now_s] * wanted
         if wanted == 0:
             return 0
         held = 0
