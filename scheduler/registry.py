@@ -108,6 +108,8 @@ def _convert(kind: Any, raw: str, where: str) -> Any:
                 return simple(text)
             except ValueError:
                 raise ValueError(f"{where}: expected {simple.__name__}, got {raw!r}") from None
+    if text.lower() in ("none", "null") and "None" in str(kind):  # an optional left unset
+        return None
     try:  # optional / union types: try the numeric readings first
         return int(text)
     except ValueError:

@@ -506,6 +506,7 @@ def replicas_worth_keeping(
     current: int = 0,
     start_cost: float = 0.0,
     busy_cost: float | Sequence[float] | None = None,
+    contention_cost: float = 0.0,
 ) -> int:
     """Replicas whose expected saving exceeds their idle cost (the per-replica rule).
 
@@ -526,6 +527,11 @@ def replicas_worth_keeping(
             every ``k >= 2``, or one per replica from the second on (``busy_cost[k-2]``,
             non-increasing; the last one repeats); each is capped at ``blocked_cost``.
             None: ``blocked_cost``.
+        contention_cost: what a start costs the calls it shares a saturated host with
+            (idle replica-seconds; see ``AquatopePrewarmPolicy``), charged with
+            ``start_cost``. The first replica's start is paid anyway when its call comes (the
+            platform starts one for it), so only ``(1 - need[0])`` of it counts there; a later
+            replica that is not started costs no start at all.
 
     Returns:
         A replica count >= 0.
@@ -538,7 +544,9 @@ def replicas_worth_keeping(
         later = [min(float(c), blocked_cost) for c in busy_cost] or [blocked_cost]
     keep = 0
     for k, p in enumerate(need, start=1):
-        threshold = idle_cost + (start_cost if k > current else 0.0)
+        threshold = idle_cost
+        if k > current:
+            threshold += start_cost + (contention_cost * (1.0 - p) if k == 1 else contention_cost)
         cost = blocked_cost if k == 1 else later[min(k - 2, len(later) - 1)]
         if p * cost > threshold:
             keep = k

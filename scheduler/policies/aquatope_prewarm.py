@@ -50,7 +50,12 @@ Each tick (pure; time comes in ``Observation.now_s``), per function:
    ``k >= 2`` are priced the same way by a shorter delay: without replica ``k`` an arrival
    waits for one of the ``k - 1`` busy ones to finish a call (``min(cold, service)``), not for
    a cold start (``busy_wait="queue"`` prices instead the chance that an M/M/c wait outlasts
-   the workflow's slack: :meth:`AquatopePrewarmPolicy._busy_costs`). One knob,
+   the workflow's slack: :meth:`AquatopePrewarmPolicy._busy_costs`). A start on a
+   saturated host (``host_cores``, given by the experiment runner) also pays for the calls
+   it slows: its CPU-seconds delay each call running beside it by their share of the cores,
+   and each second of delay is priced as a cold start's, by its share of the workflow's
+   target (:meth:`AquatopePrewarmPolicy._contention_cost`; the first replica only for the
+   chance its call does not come, as the platform starts one for the call anyway). One knob,
    ``miss_price_s``; zero replicas are always a choice.
 6. **Floors.** Replicas serving requests are kept; while requests are queued or a replica
    is starting, every replica running or starting is kept (a scale-down cancels starting
@@ -210,6 +215,8 @@ class AquatopePrewarmPolicy(Policy):
         self._calls_in_flight = False  # any request in flight this tick (_imminent's shortcut)
         self._slack: dict[str, float] = {}  # per function, its workflows' least QoS slack (s)
         self._targets: tuple[tuple[str, ...], dict[str, float]] = ((), {})  # strictest QoS
+        # this tick's host: (core share a start takes from the calls, the calls it slows)
+        self._host: tuple[float, list[tuple[float, float, float]]] = (0.0, [])
 
     # -- per-function bookkeeping ----------------------------------------------------------------
 
@@ -502,6 +509,7 @@ class AquatopePrewarmPolicy(Policy):
 
         out: dict[str, FunctionDecision] = {}
         self._slack = self._workflow_slack(obs) if cfg.busy_wait == "queue" else {}
+        self._host = self._host_load(obs)
         self._calls_in_flight = any(fo.inflight > 0 for fo in obs.functions.values())
         forecasts: dict[str, tuple[list[float], list[float]]] = {}
         experts: list[tuple[str, float, np.ndarray]] = []
@@ -563,10 +571,8 @@ class AquatopePrewarmPolicy(Policy):
         """Whether this step's calls so far are a rate (``reactive``): calls in two ticks."""
         return self.config.reactive and st.step_elapsed_s > 0 and st.step_active_ticks > 1
 
-    def _blocked_cost(self, name: str, obs: Observation, delay_s: float) -> float:
-        """Price of an arrival delayed ``delay_s`` (idle replica-seconds): the whole
-        ``miss_price_s`` when the delay alone breaks the strictest QoS target of the
-        function's workflows, its share of the target otherwise."""
+    def _target(self, name: str, obs: Observation) -> float | None:
+        """The strictest QoS target of the function's workflows (None: in none)."""
         key = tuple(sorted(obs.workflows))
         if self._targets[0] != key:
             strictest: dict[str, float] = {}
@@ -574,7 +580,13 @@ class AquatopePrewarmPolicy(Policy):
                 for fn in wf.functions:
                     strictest[fn] = min(strictest.get(fn, math.inf), wf.qos.target_s)
             self._targets = (key, strictest)
-        target = self._targets[1].get(name)
+        return self._targets[1].get(name)
+
+    def _blocked_cost(self, name: str, obs: Observation, delay_s: float) -> float:
+        """Price of an arrival delayed ``delay_s`` (idle replica-seconds): the whole
+        ``miss_price_s`` when the delay alone breaks the strictest QoS target of the
+        function's workflows, its share of the target otherwise."""
+        target = self._target(name, obs)
         share = 1.0
         if target is not None and delay_s < target:
             share = delay_s / target
@@ -609,6 +621,68 @@ class AquatopePrewarmPolicy(Policy):
             miss = busy_wait_miss(slack, service, replicas=k - 1, load=load, per_replica=per)
             costs.append(price * miss)
         return costs
+
+    def _host_load(self, obs: Observation) -> tuple[float, list[tuple[float, float, float]]]:
+        """What one more start would take from the calls on the host this tick.
+
+        The host's ``host_cores`` are shared by the calls running (each ``min(1, CPU
+        limit)`` core) and the replicas starting (a core each); once that demand exceeds
+        the cores, every job gets ``cores / demand`` of its speed. Returns the share of a
+        core a start takes from the calls, ``clip(demand + 1 - cores, 0, 1)`` (0 on an idle
+        host, and with no ``host_cores``), and per function with QoS-bound calls
+        ``(CPU-seconds of a call, price of a second of delay x calls running, same x calls
+        per second)`` for :meth:`_contention_cost`."""
+        cfg = self.config
+        if not cfg.contention or cfg.host_cores is None:
+            return 0.0, []
+        demand = 0.0
+        for name, fo in obs.functions.items():
+            cpu = fo.limits.cpu_cores
+            share = 1.0 if cpu is None else min(1.0, cpu)
+            demand += self._busy(name, fo, obs) * share + fo.replicas_starting
+        taken = min(1.0, max(0.0, demand + 1.0 - cfg.host_cores))
+        if taken <= 0.0:
+            return 0.0, []
+        calls: list[tuple[float, float, float]] = []
+        for name, fo in obs.functions.items():
+            running = self._busy(name, fo, obs)
+            if running <= 0.0:
+                continue
+            target = self._target(name, obs)
+            if target is None:  # outside any workflow: no QoS target to miss
+                continue
+            per_s = cfg.miss_price_s / target  # a second's delay, priced as a cold start's
+            cpu = fo.limits.cpu_cores
+            work = self._service(self._fns[name]) * (1.0 if cpu is None else min(1.0, cpu))
+            calls.append((work, per_s * running, per_s * fo.arrivals / obs.tick_s))
+        return taken, calls
+
+    def _busy(self, name: str, fo: FunctionObservation, obs: Observation) -> float:
+        """Calls of the function running on the host: those in flight at the tick's end, or
+        its offered load (calls per second x service time) when more: calls far shorter
+        than a tick come and go between two looks."""
+        running = float(max(fo.inflight - fo.queued, 0))
+        st = self._fns.get(name)
+        if st is None or fo.arrivals == 0:
+            return running
+        return max(running, fo.arrivals / obs.tick_s * self._service(st))
+
+    def _contention_cost(self, st: _Fn, cold_s: float) -> float:
+        """What a start of this function costs the calls it shares a saturated host with
+        (idle replica-seconds).
+
+        Under processor sharing a job of ``W`` CPU-seconds delays each job beside it by
+        ``min(w, W) / cores`` (``w`` that job's CPU-seconds); the start's ``W`` is its
+        fastest measured start (the least slowed), and the calls beside it are those running
+        now (:meth:`_busy`) and those arriving at this tick's rate while it starts
+        (``cold_s``). Each
+        second of delay is priced as a cold start's (:meth:`_blocked_cost`)."""
+        taken, calls = self._host
+        if taken <= 0.0 or not calls or self.config.host_cores is None:
+            return 0.0
+        work = min(st.cold_samples) if st.cold_samples else self.config.cold_start_s
+        delay = sum((now + rate * cold_s) * min(w, work) for w, now, rate in calls)
+        return taken * delay / self.config.host_cores
 
     def _workflow_slack(self, obs: Observation) -> dict[str, float]:
         """Per function, the least slack of its workflows: QoS target minus the critical
@@ -867,12 +941,14 @@ class AquatopePrewarmPolicy(Policy):
         current = fo.replicas_ready + fo.replicas_starting
         window_s = cold_s + obs.tick_s
         blocked = self._blocked_cost(name, obs, cold_s)
+        contention = 0.0
         if cfg.forecaster == "lstm-paper":
             upper = st.paper_upper[:steps] if st.paper_upper else [0.0]
             wanted = max(0, math.ceil(max(upper) - _EPS))
             need: list[float] = []
         else:
             need, loads = self._need(name, fo, obs, cold_s, forecast, first, dag)
+            contention = self._contention_cost(st, cold_s)
             wanted = replicas_worth_keeping(
                 need,
                 blocked_cost=blocked,
@@ -880,6 +956,7 @@ class AquatopePrewarmPolicy(Policy):
                 idle_cost=window_s,
                 current=current,
                 start_cost=cfg.start_weight * cold_s,
+                contention_cost=contention,
             )
             if cfg.forecaster != "recent":  # (fixed keep-alive: its window is the hold)
                 wanted = self._hold(st, wanted, current, obs.now_s, cfg.start_weight * cold_s)
@@ -899,7 +976,7 @@ class AquatopePrewarmPolicy(Policy):
             reason=(
                 f"{st.fc_model or cfg.forecaster} P1={p1:.3f} blocked={blocked:.0f}s "
                 f"H={window_s:.2f}s service={self._service(st):.3f}s cold={cold_s:.2f}s "
-                f"wanted={wanted}"
+                f"wanted={wanted}" + (f" contention={contention:.0f}s" if contention else "")
             ),
         )
 

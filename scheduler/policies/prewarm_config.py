@@ -7,6 +7,7 @@ and :class:`~scheduler.policies.aquatope.AquatopePolicy` are built from; the reg
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -57,6 +58,12 @@ class PrewarmConfig:
         start_weight: idle replica-seconds charged per second of cold start for each
             replica started (a start takes CPU from the replicas serving; 0 = free); a
             running replica no longer wanted is held that long before it stops.
+        host_cores: cores of the host the replicas share (the experiment runner gives the
+            simulated or live host's); None = not known, no contention priced.
+        contention: price what a start takes from the calls on a saturated host: a start's
+            CPU-seconds delay each call running beside it by its share of the cores, and
+            that delay is charged as a cold start's is, by its share of the workflow's QoS
+            target (see the policy's module docstring, step 5).
         max_start_ratio: at most ``max(1, ceil(ratio x ready))`` replicas start at once;
             0 = no limit.
         recent_window_s: window of the ``recent`` forecaster (seconds).
@@ -101,6 +108,8 @@ class PrewarmConfig:
     cold_start_s: float = 1.0
     service_s: float = 0.5
     start_weight: float = 1.0
+    host_cores: float | None = None
+    contention: bool = True
     max_start_ratio: float = 1.0
     recent_window_s: float = 600.0
     calibrate: bool = True
@@ -154,10 +163,20 @@ class PrewarmConfig:
                 raise bad(name, ">= 1")
         if self.lstm_min_steps < 68:
             raise bad("lstm_min_steps", ">= 68 (the LSTM's 48 + 12 + 8 steps)")
+        if self.host_cores is not None and not _positive_finite(self.host_cores):
+            raise bad("host_cores", "> 0 and finite, or None")
         if self.busy_wait not in BUSY_WAIT_MODELS:
             raise bad("busy_wait", f"one of {BUSY_WAIT_MODELS}")
         if not 0.0 < self.paper_level < 1.0:
             raise bad("paper_level", "in (0, 1)")
+
+
+def _positive_finite(value: Any) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return number > 0 and math.isfinite(number)
 
 
 def _numbers(value: Any) -> tuple[float, ...] | None:

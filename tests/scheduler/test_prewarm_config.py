@@ -78,5 +78,12 @@ def test_the_defaults_are_valid_and_config_fields_lists_them_in_order() -> None:
     assert list(fields)[:3] == ["forecaster", "step_s", "history_steps"]
     for name, (annotation, value) in fields.items():
         assert getattr(default, name) == value
-        assert annotation in ("str", "float", "int", "bool", "float | tuple[float, ...]")
+        assert annotation in (
+            "str",
+            "float",
+            "int",
+            "bool",
+            "float | None",
+            "float | tuple[float, ...]",
+        )
     assert fields["step_s"] == ("float", 10.0)
