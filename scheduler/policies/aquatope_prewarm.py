@@ -635,26 +635,24 @@ class AquatopePrewarmPolicy(Policy):
         cfg = self.config
         if not cfg.contention or cfg.host_cores is None:
             return 0.0, []
-        demand = 0.0
+        cores_used: dict[str, tuple[float, float]] = {}  # name -> (calls running, core each)
         for name, fo in obs.functions.items():
             cpu = fo.limits.cpu_cores
-            share = 1.0 if cpu is None else min(1.0, cpu)
-            demand += self._busy(name, fo, obs) * share + fo.replicas_starting
+            cores_used[name] = (self._busy(name, fo, obs), 1.0 if cpu is None else min(1.0, cpu))
+        demand = float(sum(fo.replicas_starting for fo in obs.functions.values()))
+        demand += sum(running * core for running, core in cores_used.values())
         taken = min(1.0, max(0.0, demand + 1.0 - cfg.host_cores))
         if taken <= 0.0:
             return 0.0, []
         calls: list[tuple[float, float, float]] = []
-        for name, fo in obs.functions.items():
-            running = self._busy(name, fo, obs)
-            if running <= 0.0:
-                continue
+        for name, (running, core) in cores_used.items():
             target = self._target(name, obs)
-            if target is None:  # outside any workflow: no QoS target to miss
+            if running <= 0.0 or target is None:  # outside any workflow: no QoS to miss
                 continue
             per_s = cfg.miss_price_s / target  # a second's delay, priced as a cold start's
-            cpu = fo.limits.cpu_cores
-            work = self._service(self._fns[name]) * (1.0 if cpu is None else min(1.0, cpu))
-            calls.append((work, per_s * running, per_s * fo.arrivals / obs.tick_s))
+            work = self._service(self._fns[name]) * core
+            arriving = obs.functions[name].arrivals / obs.tick_s
+            calls.append((work, per_s * running, per_s * arriving))
         return taken, calls
 
     def _busy(self, name: str, fo: FunctionObservation, obs: Observation) -> float:
@@ -675,8 +673,8 @@ class AquatopePrewarmPolicy(Policy):
         ``min(w, W) / cores`` (``w`` that job's CPU-seconds); the start's ``W`` is its
         fastest measured start (the least slowed), and the calls beside it are those running
         now (:meth:`_busy`) and those arriving at this tick's rate while it starts
-        (``cold_s``). Each
-        second of delay is priced as a cold start's (:meth:`_blocked_cost`)."""
+        (``cold_s``). Each second of delay is priced as a cold start's, ``miss_price_s /
+        target``."""
         taken, calls = self._host
         if taken <= 0.0 or not calls or self.config.host_cores is None:
             return 0.0
