@@ -97,13 +97,11 @@ def test_a_saturated_host_starts_no_replica_an_idle_one_would() -> None:
 
 def test_calls_shorter_than_a_tick_load_the_host_by_their_rate() -> None:
     # 80 calls/s of 50 ms are four cores' worth, though none is in flight at a tick's end
-    busy = {"busy_b": 0, "b_calls": 80, "b_service_s": 0.05}
-    assert _replicas_of_a(host_cores=64.0, **busy) >= 2  # type: ignore[arg-type]
-    assert _replicas_of_a(host_cores=2.0, **busy) == 1  # type: ignore[arg-type]
+    assert _replicas_of_a(host_cores=64.0, busy_b=0, b_calls=80, b_service_s=0.05) >= 2
+    assert _replicas_of_a(host_cores=2.0, busy_b=0, b_calls=80, b_service_s=0.05) == 1
     # 8 calls/s are 0.4 of a core: with a's own core and a start's, 2.4 of 3
-    quiet = {"busy_b": 0, "b_calls": 8, "b_service_s": 0.05}
-    assert _replicas_of_a(host_cores=3.0, **quiet) >= 2  # type: ignore[arg-type]
-    assert _replicas_of_a(host_cores=2.0, **quiet) == 1  # type: ignore[arg-type]
+    assert _replicas_of_a(host_cores=3.0, busy_b=0, b_calls=8, b_service_s=0.05) >= 2
+    assert _replicas_of_a(host_cores=2.0, busy_b=0, b_calls=8, b_service_s=0.05) == 1
 
 
 def test_host_cores_must_be_a_positive_finite_count() -> None:
